@@ -1,0 +1,39 @@
+# codesign: every target creates the environment first if it is missing.
+# The interpreter comes from .python-version (3.10, the only one lava-nc 0.10.0 imports on).
+PYTHON ?= python3
+UV := $(PYTHON) -m uv
+BIN := .venv/bin
+STUDY ?= studies/oja.yaml
+N ?= 2
+PYTEST_ARGS ?=
+
+.PHONY: help setup demo study workers test test-all clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+setup: $(BIN)/.ready  ## create .venv with the codesign command (installs uv with pip if needed)
+
+$(BIN)/.ready: pyproject.toml uv.lock
+	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
+	$(UV) sync --frozen
+	@touch $@
+
+demo: setup  ## rediscover Oja's rule with CMA-ES and print the rule found
+	$(BIN)/codesign run studies/oja.yaml
+	$(BIN)/codesign eval studies/oja.yaml
+
+study: setup  ## run one study: make study STUDY=studies/oja.yaml
+	$(BIN)/codesign run $(STUDY)
+
+workers: setup  ## run a study with N local workers: make workers N=4 STUDY=studies/oja.yaml
+	$(BIN)/codesign run $(STUDY) --workers $(N)
+
+test: setup  ## run the tests (not those marked slow)
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+test-all: setup  ## run every test, slow ones too
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+clean:  ## remove results/ (the environment stays)
+	rm -rf results

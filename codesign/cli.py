@@ -1,0 +1,208 @@
+"""The ``codesign`` command: run studies, show and evaluate the rules they found.
+
+Every user error (:class:`~codesign.errors.CodesignError`) is printed as one line on stderr with
+exit code 2; finished trials are already in the storage when that happens.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from codesign.errors import CodesignError
+
+__all__ = ["main"]
+
+
+def _console():
+    from rich.console import Console
+
+    return Console()
+
+
+def _load_existing_study(spec, storage: str | None):
+    """The study from its storage, without creating one where nothing ran yet."""
+    import optuna
+
+    from codesign.study import open_study
+
+    url = spec.storage_url(storage)
+    if url.startswith("journal:") and not Path(url[len("journal:"):]).exists():
+        raise CodesignError(f"no results yet for study {spec.name!r} ({url[len('journal:'):]} is missing)",
+                            file=spec.file, fix=f"run: codesign run {spec.file}")
+    try:
+        return open_study(spec, storage)
+    except (optuna.exceptions.StorageInternalError, ValueError) as exc:
+        raise CodesignError(f"cannot open storage: {exc}", key="--storage") from exc
+
+
+def _print_rule_table(console, summary: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"best rule of {summary['study']} (trial {summary['trial']}, loss {summary['loss']:.4g})")
+    table.add_column("term")
+    table.add_column("monomial")
+    table.add_column("theta", justify="right")
+    table.add_column("theta / |theta_110|", justify="right")
+    from codesign.rules import term_monomial
+
+    normalised = summary.get("normalised", {})
+    for term, value in summary["coefficients"].items():
+        table.add_row(term, term_monomial(term), f"{value:+.4f}",
+                      f"{normalised[term]:+.3f}" if term in normalised else "-")
+    console.print(table)
+    console.print(f"equation: {summary['equation']}")
+    if summary["metrics"]:
+        console.print("metrics: " + ", ".join(f"{k} = {_fmt(v)}" for k, v in summary["metrics"].items()))
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_fmt(v) for v in value) + "]"
+    return str(value)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from codesign.report import best_summary, write_results
+    from codesign.spec import load_study
+    from codesign.study import run_study
+
+    spec = load_study(args.study)
+    console = _console()
+    target = args.trials or spec.n_trials
+    console.print(f"study [bold]{spec.name}[/]: task {spec.task.kind}, {len(spec.rule.searched)} terms, "
+                  f"sampler {spec.sampler.name}, batches of {spec.batch_size}, target {spec.target.name}, "
+                  f"{args.workers} worker(s), storage {spec.storage_url(args.storage)}")
+    with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("best loss {task.fields[best]}"), TimeElapsedColumn(), console=console,
+                  disable=args.quiet) as progress:
+        bar = progress.add_task("trials", total=target, best="-")
+
+        def on_progress(done: int, total: int, best: float | None) -> None:
+            progress.update(bar, completed=done, best="-" if best is None else f"{best:.4g}")
+
+        study = run_study(spec, args.storage, args.trials, args.workers, on_progress)
+    paths = write_results(spec, study)
+    _print_rule_table(console, best_summary(spec, study))
+    console.print("written: " + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from codesign.spec import load_study
+    from codesign.study import run_worker
+
+    spec = load_study(args.study)
+    run_worker(spec, args.storage, args.trials, args.worker_index)
+    return 0
+
+
+def cmd_best(args: argparse.Namespace) -> int:
+    from codesign.report import best_summary
+    from codesign.spec import load_study
+
+    spec = load_study(args.study)
+    summary = best_summary(spec, _load_existing_study(spec, args.storage))
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        _print_rule_table(_console(), summary)
+    return 0
+
+
+def _rule_argument(spec, rule: str | None, storage: str | None):
+    """The rule named by ``--rule``: a named rule, a rule file, or by default the study's best."""
+    from codesign.report import best_trial
+    from codesign.rules import resolve_rule
+    from codesign.study import candidate_rule
+
+    if rule is not None:
+        return resolve_rule(rule, eta=spec.rule.eta)
+    trial = best_trial(spec, _load_existing_study(spec, storage))
+    return candidate_rule(spec, trial.params, name=f"{spec.name} best (trial {trial.number})")
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from codesign.report import evaluate_rule
+    from codesign.spec import load_study
+
+    spec = load_study(args.study)
+    rule = _rule_argument(spec, args.rule, args.storage)
+    evaluation, seed = evaluate_rule(spec, rule, args.seed)
+    result = {"rule": rule.name, "equation": rule.equation(), "seed": seed, "loss": evaluation.loss,
+              "diverged": evaluation.diverged, **evaluation.metrics}
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        console = _console()
+        console.print(f"rule {rule.name}: {rule.readable()}")
+        console.print(f"task {spec.task.kind} on held-out inputs (seed {seed}): loss [bold]{evaluation.loss:.4g}[/]"
+                      + (" (diverged)" if evaluation.diverged else ""))
+        for key, value in evaluation.metrics.items():
+            console.print(f"  {key}: {_fmt(value)}")
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="codesign", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, func: Callable[[argparse.Namespace], int], help: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help)
+        p.add_argument("study", metavar="STUDY.yaml", help="study file, e.g. studies/oja.yaml")
+        p.add_argument("--storage", help="Optuna storage URL (default: the study file's, else a journal "
+                                         "file under results/<study>/)")
+        p.set_defaults(func=func)
+        return p
+
+    p = command("run", cmd_run, "run a study (resumes if it exists) and write its results")
+    p.add_argument("--trials", type=_positive, help="total finished trials wanted (default: the study's n_trials)")
+    p.add_argument("--workers", type=_positive, default=1, help="local worker processes (default 1)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    p = command("worker", cmd_worker, "join a study as one worker until it has its trials")
+    p.add_argument("--trials", type=_positive, help="total finished trials wanted (default: the study's n_trials)")
+    p.add_argument("--worker-index", type=int, default=0, help="distinguishes the sampler seeds of workers")
+
+    p = command("best", cmd_best, "show the best rule found so far")
+    p.add_argument("--json", action="store_true", help="print a JSON object")
+
+    p = command("eval", cmd_eval, "evaluate one rule on the study's task with held-out input seeds")
+    p.add_argument("--rule", help="a named rule (oja, hebb, anti_hebbian, anti_oja, zero) or a rule file; "
+                                  "default: the study's best")
+    p.add_argument("--seed", type=int, help="input seed (default: the study's held-out seed)")
+    p.add_argument("--json", action="store_true", help="print a JSON object")
+    return parser
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except CodesignError as exc:
+        print(f"codesign: error: {exc.one_line()}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("codesign: interrupted; finished trials are saved, run the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

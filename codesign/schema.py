@@ -1,0 +1,175 @@
+"""Turn parsed YAML into typed dataclasses, with the file and key path in every error.
+
+A schema is an ordinary dataclass. Field types drive the checks (``int``, ``float``, ``str``,
+``bool``, ``Literal[...]``, ``list[X]``, ``tuple[X, Y]``, nested dataclasses, unions tried in
+order); ``field(metadata=...)`` adds ``min``, ``max`` and ``help`` (shown as the fix). A class may
+define ``validate(self, where)`` for checks that involve several fields.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal, TypeVar, Union
+
+import yaml
+
+from codesign.errors import SpecError
+
+__all__ = ["Where", "read_yaml", "build"]
+
+T = TypeVar("T")
+
+
+@dataclasses.dataclass(frozen=True)
+class Where:
+    """A place in an input file: the file and the dotted key path inside it."""
+
+    file: str | None
+    key: str = ""
+
+    def child(self, name: str | int) -> Where:
+        if isinstance(name, int):
+            return Where(self.file, f"{self.key}[{name}]")
+        return Where(self.file, f"{self.key}.{name}" if self.key else name)
+
+    def error(self, message: str, fix: str | None = None) -> SpecError:
+        return SpecError(message, file=self.file, key=self.key or None, fix=fix)
+
+
+def read_yaml(path: str | Path, what: str = "file") -> Any:
+    """Parse a YAML file, turning a missing file or a syntax error into a :class:`SpecError`."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError as exc:
+        raise SpecError(f"{what} not found", file=str(path),
+                        fix="check the path; it is read relative to the current directory") from exc
+    except OSError as exc:
+        raise SpecError(f"cannot read {what}: {exc.strerror}", file=str(path)) from exc
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "syntax error"
+        raise SpecError(f"malformed YAML{line}: {problem}", file=str(path),
+                        fix="correct the YAML syntax (indentation, colons, quotes)") from exc
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return " or ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if origin is list:
+        return f"a list of {_type_name(typing.get_args(tp)[0])}"
+    if origin is dict:
+        return "a mapping"
+    if origin is tuple:
+        return f"a list of {len(typing.get_args(tp))} numbers"
+    if dataclasses.is_dataclass(tp):
+        return "a mapping"
+    if tp is type(None):
+        return "null"
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(tp, str(tp))
+
+
+def _convert(value: Any, tp: Any, where: Where) -> Any:
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        return value
+    if origin in (Union, types.UnionType):
+        for option in typing.get_args(tp):
+            try:
+                return _convert(value, option, where)
+            except SpecError:
+                continue
+        raise where.error(f"expected {_type_name(tp)}, got {value!r}")
+    if tp is type(None):
+        if value is None:
+            return None
+        raise where.error(f"expected null, got {value!r}")
+    if origin is Literal:
+        if value in typing.get_args(tp):
+            return value
+        raise where.error(f"expected {_type_name(tp)}, got {value!r}")
+    if origin is list:
+        if not isinstance(value, list):
+            raise where.error(f"expected {_type_name(tp)}, got {value!r}")
+        (item,) = typing.get_args(tp)
+        return [_convert(v, item, where.child(i)) for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise where.error(f"expected a mapping, got {value!r}")
+        key_type, value_type = typing.get_args(tp)
+        return {_convert(k, key_type, where): _convert(v, value_type, where.child(str(k)))
+                for k, v in value.items()}
+    if origin is tuple:
+        items = typing.get_args(tp)
+        if not isinstance(value, (list, tuple)) or len(value) != len(items):
+            raise where.error(f"expected {_type_name(tp)}, got {value!r}")
+        return tuple(_convert(v, t, where.child(i)) for i, (v, t) in enumerate(zip(value, items)))
+    if dataclasses.is_dataclass(tp):
+        return build(tp, value, where)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    else:  # pragma: no cover - a schema bug, not a user error
+        raise TypeError(f"unsupported schema type {tp!r}")
+    raise where.error(f"expected {_type_name(tp)}, got {value!r}")
+
+
+def _check_range(value: Any, meta: typing.Mapping[str, Any], where: Where) -> None:
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return
+    low, high = meta.get("min"), meta.get("max")
+    if (low is not None and value < low) or (high is not None and value > high):
+        bounds = f"between {low} and {high}" if low is not None and high is not None else (
+            f"at least {low}" if low is not None else f"at most {high}")
+        raise where.error(f"must be {bounds}, got {value!r}", fix=meta.get("help"))
+
+
+def build(cls: type[T], data: Any, where: Where) -> T:
+    """Build the dataclass ``cls`` from ``data`` (a parsed YAML mapping), checking every field."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise where.error(f"expected a mapping of keys to values, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    for key in data:
+        if key not in fields:
+            raise where.child(str(key)).error(
+                "unknown key", fix=f"spelling error? known keys here: {', '.join(fields)}")
+    values: dict[str, Any] = {}
+    for name, f in fields.items():
+        here = where.child(name)
+        if name not in data:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise here.error("missing required key", fix=f.metadata.get("help") or
+                                 f"add {name}: <{_type_name(hints[name])}>")
+            continue
+        value = _convert(data[name], hints[name], here)
+        _check_range(value, f.metadata, here)
+        if isinstance(value, tuple):
+            for i, v in enumerate(value):
+                _check_range(v, f.metadata, here.child(i))
+        values[name] = value
+    obj = cls(**values)
+    validate = getattr(obj, "validate", None)
+    if validate is not None:
+        validate(where)
+    return obj

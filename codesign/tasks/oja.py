@@ -1,0 +1,261 @@
+"""Task ``oja``: one linear rate neuron ``y = w.x`` must learn the first principal component.
+
+Inputs are zero-mean Gaussian with covariance C. Under Oja's rule, ``w`` converges to the unit
+eigenvector of C with the largest eigenvalue (SCIENCE.md section 1). The loss is the distance of the
+final ``w`` from that unit vector, sign ignored, averaged over ``n_repeats`` input draws, each with
+its own covariance and initial weights.
+
+With ``covariance: random`` every draw has its own covariance, with a random top eigenvalue: a rule
+whose fixed point only happens to be unit-norm for one input scale (e.g. Hebb plus weight decay) then
+fails, so the search is pushed to Oja's rule itself rather than to a look-alike.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from codesign.errors import SpecError
+from codesign.hardware import Target
+from codesign.rules import PolynomialRule, family_equation
+from codesign.schema import Where
+from codesign.tasks.base import Evaluation, Task, used_terms
+
+__all__ = ["OjaParams", "OjaTask", "OjaInputs", "draw_inputs", "reference_weights"]
+
+
+@dataclasses.dataclass(frozen=True)
+class OjaParams:
+    """Parameters of the ``oja`` task (``task:`` in a study file)."""
+
+    n_inputs: int = dataclasses.field(default=5, metadata={"min": 2, "max": 1000})
+    #: ``random`` (a covariance per draw) or an explicit symmetric positive-definite matrix.
+    covariance: str | list[list[float]] = "random"
+    #: Range of the top eigenvalue of random covariances, spread over the draws; the other
+    #: eigenvalues decay geometrically from it.
+    top_eigenvalue: tuple[float, float] = dataclasses.field(default=(0.5, 2.0), metadata={"min": 1e-6})
+    eigenvalue_decay: float = dataclasses.field(default=0.5, metadata={"min": 1e-3, "max": 0.95})
+    n_repeats: int = dataclasses.field(default=4, metadata={"min": 1, "max": 1000})
+    init_weight_std: float = dataclasses.field(default=0.4, metadata={"min": 0.0})
+    duration_s: float = dataclasses.field(default=3.0, metadata={"min": 1e-3})
+    dt_ms: float = dataclasses.field(default=1.0, metadata={"min": 1e-3, "max": 1000.0})
+
+    @property
+    def n_steps(self) -> int:
+        return int(round(self.duration_s * 1000.0 / self.dt_ms))
+
+    def validate(self, where: Where) -> None:
+        if self.top_eigenvalue[0] > self.top_eigenvalue[1]:
+            raise where.child("top_eigenvalue").error(
+                f"range is reversed: {list(self.top_eigenvalue)}", fix="write [low, high]")
+        if isinstance(self.covariance, str):
+            if self.covariance != "random":
+                raise where.child("covariance").error(
+                    f"expected 'random' or a matrix, got {self.covariance!r}",
+                    fix="write covariance: random, or a list of n_inputs rows")
+            return
+        matrix = np.asarray(self.covariance, dtype=float)
+        here = where.child("covariance")
+        if matrix.shape != (self.n_inputs, self.n_inputs):
+            raise here.error(f"must be {self.n_inputs}x{self.n_inputs} (n_inputs), got shape {matrix.shape}",
+                             fix="give one row of n_inputs numbers per input")
+        if not np.allclose(matrix, matrix.T):
+            raise here.error("must be symmetric", fix="make entry [i][j] equal to entry [j][i]")
+        eigenvalues = np.linalg.eigvalsh(matrix)
+        if eigenvalues[0] <= 0:
+            raise here.error(f"must be positive definite (smallest eigenvalue {eigenvalues[0]:.3g})",
+                             fix="use a valid covariance matrix")
+        if eigenvalues[-1] - eigenvalues[-2] < 1e-9:
+            raise here.error("top eigenvalue is degenerate: the first principal component is not unique",
+                             fix="make the largest eigenvalue strictly larger than the next")
+
+
+@dataclasses.dataclass(frozen=True)
+class OjaInputs:
+    """One seed's inputs: per repeat r, a series ``x[r]`` (steps x n_inputs), its PC1 and ``w0``."""
+
+    x: np.ndarray  # (n_repeats, n_steps, n_inputs)
+    pc1: np.ndarray  # (n_repeats, n_inputs), unit norm
+    w0: np.ndarray  # (n_repeats, n_inputs)
+
+
+def draw_inputs(params: OjaParams, seed: int) -> OjaInputs:
+    """Draw covariances, input series and initial weights; the same seed gives the same draw."""
+    rng = np.random.default_rng(seed)
+    d, steps = params.n_inputs, params.n_steps
+    xs, pcs, w0s = [], [], []
+    low, high = params.top_eigenvalue
+    for r in range(params.n_repeats):
+        if params.covariance == "random":
+            rotation, _ = np.linalg.qr(rng.standard_normal((d, d)))
+            # Stratified over the range (log scale), so that every draw set spans the input scales
+            # and no rule can fit one scale by chance.
+            top = low * (high / low) ** ((r + rng.uniform()) / params.n_repeats)
+            eigenvalues = top * params.eigenvalue_decay ** np.arange(d)
+            cov = (rotation * eigenvalues) @ rotation.T
+        else:
+            cov = np.asarray(params.covariance, dtype=float)
+        values, vectors = np.linalg.eigh(cov)
+        pcs.append(vectors[:, np.argmax(values)])
+        chol = np.linalg.cholesky(cov)
+        xs.append(rng.standard_normal((steps, d)) @ chol.T)
+        w0s.append(rng.normal(0.0, params.init_weight_std, d))
+    return OjaInputs(np.stack(xs), np.stack(pcs), np.stack(w0s))
+
+
+def oja_loss(weights: np.ndarray, pc1: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per repeat: distance to the nearest of ``+pc1`` and ``-pc1``, and ``|cos|`` to pc1."""
+    with np.errstate(all="ignore"):
+        distance = np.minimum(np.linalg.norm(weights - pc1, axis=-1), np.linalg.norm(weights + pc1, axis=-1))
+        cosine = np.abs(np.sum(weights * pc1, axis=-1)) / np.linalg.norm(weights, axis=-1)
+    return distance, cosine
+
+
+def summarise(weights: np.ndarray, inputs: OjaInputs) -> Evaluation:
+    """The evaluation of one candidate from its final weights, shape (n_repeats, n_inputs)."""
+    distance, cosine = oja_loss(weights, inputs.pc1)
+    finite = np.all(np.isfinite(weights), axis=-1)
+    loss = Evaluation.capped(float(np.mean(np.where(finite, distance, np.inf))))
+    metrics = {
+        "abs_cos_pc1": float(np.mean(np.where(finite, cosine, 0.0))),
+        "min_abs_cos_pc1": float(np.min(np.where(finite, cosine, 0.0))),
+        "weight_norm": float(np.mean(np.linalg.norm(np.where(finite[:, None], weights, 0.0), axis=-1))),
+        "n_diverged": int(np.sum(~finite)),
+    }
+    return Evaluation(loss, metrics, {"weights": weights, "pc1": inputs.pc1}, diverged=not finite.all())
+
+
+def reference_weights(rules: Sequence[PolynomialRule], inputs: OjaInputs, dt_ms: float) -> np.ndarray:
+    """Final weights from a hand-written, vectorised NumPy simulation: (n_rules, n_repeats, n_inputs).
+
+    The same dynamics as the Brian2 network, step by step (the output rate from the current
+    weights, then an Euler step of the rule), written independently of Brian2: it is the
+    reference for how fast a CPU can do this and a check that the Brian2 result is right.
+    """
+    from codesign.rules import term_powers
+
+    dt = dt_ms * 1e-3
+    terms = sorted({t for rule in rules for t, v in rule.coefficients.items() if v != 0.0})
+    theta = {t: np.array([rule.coefficient(t) for rule in rules])[:, None, None] for t in terms}
+    rate = (np.array([rule.eta for rule in rules]) * dt)[:, None, None]
+    w = np.broadcast_to(inputs.w0, (len(rules),) + inputs.w0.shape).copy()
+    powers = {t: term_powers(t) for t in terms}
+    with np.errstate(all="ignore"):
+        for x in inputs.x.transpose(1, 0, 2):  # one step: x has shape (n_repeats, n_inputs)
+            y = np.sum(w * x, axis=-1, keepdims=True)
+            dw = np.zeros_like(w)
+            for t in terms:
+                a, b, c = powers[t]
+                dw += theta[t] * x**a * y**b * w**c
+            w += rate * dw
+    return w
+
+
+class _OjaNetwork:
+    """One Brian2 network holding ``n_candidates`` x ``n_repeats`` output neurons.
+
+    Output neuron ``k * R + r`` is candidate k on input draw r; it has its own ``n_inputs`` synapses
+    from the input group of draw r. Coefficients and eta are per-neuron variables, so a new batch
+    only sets variables and restores the initial state: no new equations, no new code.
+    """
+
+    def __init__(self, params: OjaParams, target: Target, terms: tuple[str, ...], n_candidates: int,
+                 inputs: OjaInputs) -> None:
+        import brian2 as b2
+
+        from codesign.backends import configure_runtime
+
+        configure_runtime(target)
+        self.terms, self.n_candidates = terms, n_candidates
+        repeats, steps, d = inputs.x.shape
+        dt = params.dt_ms * b2.ms
+        # Column r * d + i of the stimulus is input i of draw r.
+        self.stimulus = b2.TimedArray(inputs.x.transpose(1, 0, 2).reshape(steps, repeats * d), dt=dt)
+        source = b2.NeuronGroup(repeats * d, "x = stimulus(t, i) : 1", dt=dt, name="inputs")
+        coefficients = "\n".join(f"{t} : 1 (constant)" for t in terms)
+        output = b2.NeuronGroup(n_candidates * repeats, f"y : 1\neta : 1/second (constant)\n{coefficients}",
+                                dt=dt, name="outputs")
+        model = family_equation(terms, pre="x_pre", post="y_post", coefficient_suffix="_post")
+        model = model.replace("eta *", "eta_post *") + "\ny_post = w * x_pre : 1 (summed)"
+        synapses = b2.Synapses(source, output, model=model, method="euler", dt=dt, name="plastic")
+        k, r, i = np.meshgrid(np.arange(n_candidates), np.arange(repeats), np.arange(d), indexing="ij")
+        synapses.connect(i=(r * d + i).ravel(), j=(k * repeats + r).ravel())
+        synapses.w = np.tile(inputs.w0.ravel(), n_candidates)
+        self.output, self.synapses, self.shape = output, synapses, (n_candidates, repeats, d)
+        self.network = b2.Network(source, output, synapses)
+        self.duration = steps * dt
+        self.network.store("initial")
+
+    def run(self, rules: Sequence[PolynomialRule]) -> np.ndarray:
+        """Final weights of each rule, shape (n_candidates, n_repeats, n_inputs)."""
+        import brian2 as b2
+
+        self.network.restore("initial")
+        repeats = self.shape[1]
+        padded = list(rules) + [rules[-1]] * (self.n_candidates - len(rules))
+        for term in self.terms:
+            values = np.repeat([rule.coefficient(term) for rule in padded], repeats)
+            setattr(self.output, term, values)
+        self.output.eta = np.repeat([rule.eta for rule in padded], repeats) / b2.second
+        with np.errstate(all="ignore"):
+            self.network.run(self.duration, namespace={"stimulus": self.stimulus})
+        weights = np.asarray(self.synapses.w[:]).reshape(self.shape)
+        return weights[: len(rules)]
+
+
+class OjaTask(Task):
+    """Rediscover Oja's rule: see the module docstring."""
+
+    name = "oja"
+    Params = OjaParams
+
+    def __init__(self, params: OjaParams, target: Target) -> None:
+        super().__init__(params, target)
+        self._networks: dict[tuple, _OjaNetwork] = {}
+        self._inputs: dict[int, OjaInputs] = {}
+
+    def inputs(self, seed: int) -> OjaInputs:
+        if seed not in self._inputs:
+            self._inputs[seed] = draw_inputs(self.params, seed)
+        return self._inputs[seed]
+
+    def evaluate(self, rules: Sequence[PolynomialRule], seed: int,
+                 terms: Sequence[str] | None = None) -> list[Evaluation]:
+        if not rules:
+            return []
+        terms = used_terms(rules, terms)
+        key = (terms, len(rules), seed)
+        if key not in self._networks:
+            # Keep only the newest network per shape: a study reuses one, eval uses one.
+            self._networks = {k: v for k, v in self._networks.items() if k[:2] != key[:2]}
+            self._networks[key] = _OjaNetwork(self.params, self.target, terms, len(rules), self.inputs(seed))
+        inputs = self.inputs(seed)
+        weights = self._networks[key].run(rules)
+        return [summarise(w, inputs) for w in weights]
+
+    def plot(self, evaluation: Evaluation, path: Path, title: str = "") -> bool:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        weights, pc1 = evaluation.arrays["weights"], evaluation.arrays["pc1"]
+        n = len(weights)
+        fig, axes = plt.subplots(1, n, figsize=(2.6 * n, 2.8), squeeze=False, sharey=True)
+        for r, ax in enumerate(axes[0]):
+            sign = 1.0 if np.dot(weights[r], pc1[r]) >= 0 else -1.0
+            index = np.arange(len(pc1[r]))
+            ax.bar(index - 0.2, sign * pc1[r], width=0.4, label="PC1")
+            ax.bar(index + 0.2, weights[r], width=0.4, label="learned w")
+            ax.set_xlabel("input")
+            ax.set_title(f"draw {r}: |cos| {abs(np.dot(weights[r], pc1[r])) / np.linalg.norm(weights[r]):.3f}",
+                         fontsize=9)
+        axes[0][0].legend(fontsize=8)
+        fig.suptitle(title, fontsize=9)
+        fig.tight_layout()
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+        return True

@@ -1,0 +1,54 @@
+"""Shared fixtures: small study files in a temporary folder, run from there."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A temporary working directory with hw_targets/ copied in, so results/ lands there."""
+    (tmp_path / "hw_targets").mkdir()
+    for target in (ROOT / "hw_targets").glob("*.yaml"):
+        (tmp_path / "hw_targets" / target.name).write_text(target.read_text())
+    (tmp_path / "studies").mkdir()
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def small_study(**overrides) -> dict:
+    """A quick Oja study: short simulations, few trials."""
+    study = {
+        "name": "tiny",
+        "task": {"kind": "oja", "n_inputs": 4, "n_repeats": 2, "duration_s": 0.3},
+        "rule": {"terms": ["theta_110", "theta_021", "theta_001"], "eta": 5.0},
+        "target": "hw_targets/cpu.yaml",
+        "sampler": {"name": "cmaes"},
+        "n_trials": 12,
+        "batch_size": 6,
+        "seed": 3,
+    }
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(study.get(key), dict):
+            study[key] = {**study[key], **value}
+        else:
+            study[key] = value
+    return study
+
+
+@pytest.fixture
+def write_study(workdir: Path):
+    """Write a study file under studies/ and return its path (relative to the working directory)."""
+
+    def write(name: str = "tiny", **overrides) -> str:
+        path = Path("studies") / f"{name}.yaml"
+        data = small_study(name=name, **overrides)
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+        return str(path)
+
+    return write
