@@ -88,7 +88,7 @@ def _convert(value: Any, tp: Any, where: Where) -> Any:
                 return _convert(value, option, where)
             except SpecError:
                 continue
-        raise where.error(f"expected {_type_name(tp)}, got {value!r}")
+        raise _type_error(value, tp, where)
     if tp is type(None):
         if value is None:
             return None
@@ -96,22 +96,23 @@ def _convert(value: Any, tp: Any, where: Where) -> Any:
     if origin is Literal:
         if value in typing.get_args(tp):
             return value
-        raise where.error(f"expected {_type_name(tp)}, got {value!r}")
+        raise where.error(f"expected {_type_name(tp)}, got {value!r}",
+                          fix=f"use one of: {', '.join(map(str, typing.get_args(tp)))}")
     if origin is list:
         if not isinstance(value, list):
-            raise where.error(f"expected {_type_name(tp)}, got {value!r}")
+            raise _type_error(value, tp, where)
         (item,) = typing.get_args(tp)
         return [_convert(v, item, where.child(i)) for i, v in enumerate(value)]
     if origin is dict:
         if not isinstance(value, dict):
-            raise where.error(f"expected a mapping, got {value!r}")
+            raise _type_error(value, tp, where)
         key_type, value_type = typing.get_args(tp)
         return {_convert(k, key_type, where): _convert(v, value_type, where.child(str(k)))
                 for k, v in value.items()}
     if origin is tuple:
         items = typing.get_args(tp)
         if not isinstance(value, (list, tuple)) or len(value) != len(items):
-            raise where.error(f"expected {_type_name(tp)}, got {value!r}")
+            raise _type_error(value, tp, where)
         return tuple(_convert(v, t, where.child(i)) for i, (v, t) in enumerate(zip(value, items)))
     if dataclasses.is_dataclass(tp):
         return build(tp, value, where)
@@ -129,7 +130,11 @@ def _convert(value: Any, tp: Any, where: Where) -> Any:
             return value
     else:  # pragma: no cover - a schema bug, not a user error
         raise TypeError(f"unsupported schema type {tp!r}")
-    raise where.error(f"expected {_type_name(tp)}, got {value!r}")
+    raise _type_error(value, tp, where)
+
+
+def _type_error(value: Any, tp: Any, where: Where):
+    return where.error(f"expected {_type_name(tp)}, got {value!r}", fix=f"write {_type_name(tp)} here")
 
 
 def _check_range(value: Any, meta: typing.Mapping[str, Any], where: Where) -> None:
@@ -139,7 +144,7 @@ def _check_range(value: Any, meta: typing.Mapping[str, Any], where: Where) -> No
     if (low is not None and value < low) or (high is not None and value > high):
         bounds = f"between {low} and {high}" if low is not None and high is not None else (
             f"at least {low}" if low is not None else f"at most {high}")
-        raise where.error(f"must be {bounds}, got {value!r}", fix=meta.get("help"))
+        raise where.error(f"must be {bounds}, got {value!r}", fix=meta.get("help") or f"use a value {bounds}")
 
 
 def build(cls: type[T], data: Any, where: Where) -> T:
@@ -147,7 +152,8 @@ def build(cls: type[T], data: Any, where: Where) -> T:
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise where.error(f"expected a mapping of keys to values, got {data!r}")
+        raise where.error(f"expected a mapping of keys to values, got {data!r}",
+                          fix="write key: value lines (see the examples in studies/ and hw_targets/)")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     for key in data:

@@ -77,6 +77,12 @@ class _StudyFile:
     #: An Optuna storage URL; by default a journal file under ``results/<name>/``.
     storage: str | None = None
 
+    def validate(self, where: Where) -> None:
+        if self.sampler.name == "cmaes" and self.batch_size < 4:
+            raise where.child("batch_size").error(
+                f"CMA-ES uses the batch as its population, which needs at least 4 rules; got {self.batch_size}",
+                fix="set batch_size: 4 or more, or use sampler: {name: tpe}")
+
 
 @dataclasses.dataclass(frozen=True)
 class StudySpec:

@@ -6,6 +6,7 @@ workers share one storage; each process builds its own network once and reuses i
 
 from __future__ import annotations
 
+import bisect
 import os
 import socket
 import subprocess
@@ -123,6 +124,25 @@ def reclaim_dead_trials(study: optuna.Study) -> int:
     return reclaimed
 
 
+def _within_target(study: optuna.Study, trials: list[optuna.Trial], target: int) -> list[optuna.Trial]:
+    """Keep the asked trials that fit within ``target``; fail the rest as surplus.
+
+    Workers count and then ask, so two of them can ask for the same last places. Trial numbers are
+    handed out atomically by the storage, so the earlier trials that are not failed decide: a trial
+    with ``target`` of them before it is surplus. This keeps the finished count exact.
+    """
+    numbers = sorted(t.number for t in study.get_trials(
+        deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)))
+    kept = []
+    for trial in trials:
+        if bisect.bisect_left(numbers, trial.number) < target:
+            kept.append(trial)
+        else:
+            trial.set_user_attr("surplus", True)
+            study.tell(trial, state=TrialState.FAIL)
+    return kept
+
+
 def _tell(study: optuna.Study, trial: optuna.Trial, evaluation: Evaluation) -> None:
     trial.set_user_attr("metrics", evaluation.metrics)
     if evaluation.diverged:
@@ -148,7 +168,9 @@ def run_worker(spec: StudySpec, storage_url: str | None = None, n_trials: int | 
         size = min(spec.batch_size, target - finished - running)
         if size <= 0:
             return done_here
-        trials = [study.ask(space) for _ in range(size)]
+        trials = _within_target(study, [study.ask(space) for _ in range(size)], target)
+        if not trials:
+            continue
         try:
             for trial in trials:
                 study._storage.set_trial_system_attr(trial._trial_id, _WORKER_ATTR, _this_worker())

@@ -1,0 +1,37 @@
+"""The demo's claim: from a random start, the Oja study finds Oja's rule."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from codesign.report import best_summary, evaluate_rule
+from codesign.rules import named_rule
+from codesign.spec import load_study
+from codesign.study import candidate_rule, run_study
+
+from conftest import ROOT
+
+
+def test_oja_rule_meets_the_study_loss(workdir):
+    """The known answer scores well on the demo's task: the study's loss surface is right."""
+    spec = load_study(ROOT / "studies/oja.yaml")
+    evaluation, _ = evaluate_rule(spec, named_rule("oja", eta=spec.rule.eta))
+    assert evaluation.loss < 0.1
+    assert evaluation.metrics["abs_cos_pc1"] > 0.99
+
+
+@pytest.mark.slow
+def test_demo_study_rediscovers_oja(workdir):
+    shutil.copy(ROOT / "studies/oja.yaml", workdir / "studies/oja.yaml")
+    spec = load_study("studies/oja.yaml")
+    study = run_study(spec)
+    normalised = best_summary(spec, study)["normalised"]
+    assert normalised["theta_110"] == 1.0
+    assert normalised["theta_021"] == pytest.approx(-1.0, abs=0.15)
+    for term, value in normalised.items():
+        if term not in ("theta_110", "theta_021"):
+            assert abs(value) < 0.15, term
+    held_out, _ = evaluate_rule(spec, candidate_rule(spec, study.best_params))
+    assert held_out.metrics["abs_cos_pc1"] > 0.99

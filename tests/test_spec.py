@@ -1,0 +1,127 @@
+"""Bad input: one line naming the file, the key and the fix; exit code 2; no traceback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from codesign.cli import main
+from codesign.errors import SpecError
+from codesign.hardware import load_target
+from codesign.spec import load_study
+
+from conftest import small_study
+
+
+def run_cli(capsys, *args: str) -> tuple[int, str]:
+    code = main(list(args))
+    err = capsys.readouterr().err
+    return code, err
+
+
+def write(path: Path, data) -> str:
+    path.write_text(data if isinstance(data, str) else yaml.safe_dump(data))
+    return str(path)
+
+
+def test_a_good_study_loads_with_its_types(workdir):
+    spec = load_study(write(workdir / "studies/s.yaml", small_study()))
+    assert spec.name == "tiny"
+    assert spec.task.params.n_inputs == 4
+    assert spec.rule.searched == ("theta_110", "theta_021", "theta_001")
+    assert spec.target.codegen == "numpy"
+    assert spec.storage_url() == "journal:results/tiny/journal.log"
+    assert spec.storage_url("sqlite:///x.db") == "sqlite:///x.db"
+
+
+@pytest.mark.parametrize(
+    "change, expected",
+    [
+        ({"n_trails": 5}, "n_trails: unknown key (fix: spelling error? known keys here: task, target, name"),
+        ({"task": {"n_inputs": "five"}}, "task.n_inputs: expected an integer, got 'five'"),
+        ({"task": {"n_inputs": 1}}, "task.n_inputs: must be between 2 and 1000, got 1"),
+        ({"task": {"kind": "ojja"}}, "task.kind: unknown task 'ojja' (fix: use one of: oja)"),
+        ({"task": {"covariance": [[1, 0], [0, 1]]}}, "task.covariance: must be 4x4 (n_inputs)"),
+        ({"rule": {"terms": ["theta_110", "theta_310"]}}, "rule.terms[1]: unknown term 'theta_310'"),
+        ({"rule": {"bounds": [1, -1]}}, "rule.bounds: low must be below high"),
+        ({"sampler": {"name": "gridd"}}, "sampler.name: expected 'cmaes' or 'tpe' or 'random', got 'gridd'"),
+        ({"batch_size": 0}, "batch_size: must be between 1 and 100000, got 0"),
+        ({"batch_size": 3}, "batch_size: CMA-ES uses the batch as its population, which needs at least 4"),
+        ({"target": "hw_targets/tpu.yaml"}, "target: target file 'hw_targets/tpu.yaml' not found"),
+    ],
+)
+def test_bad_study_values_name_file_key_and_fix(workdir, capsys, change, expected):
+    path = write(workdir / "studies/bad.yaml", small_study(**change))
+    code, err = run_cli(capsys, "run", path)
+    assert code == 2
+    assert err.startswith(f"codesign: error: {path}: ")
+    assert expected in err
+    assert "(fix: " in err
+    assert err.count("\n") == 1
+
+
+def test_missing_required_key(workdir, capsys):
+    data = small_study()
+    del data["target"]
+    code, err = run_cli(capsys, "run", write(workdir / "studies/s.yaml", data))
+    assert code == 2
+    assert "target: missing required key (fix: name a file in hw_targets/" in err
+
+
+def test_missing_file(workdir, capsys):
+    code, err = run_cli(capsys, "best", "studies/nope.yaml")
+    assert code == 2
+    assert err == "codesign: error: studies/nope.yaml: study file not found (fix: check the path; " \
+                  "it is read relative to the current directory)\n"
+
+
+def test_malformed_yaml_gives_line_and_column(workdir, capsys):
+    path = write(workdir / "studies/s.yaml", "task:\n  kind: oja\n n_trials: [1, 2\n")
+    code, err = run_cli(capsys, "run", path)
+    assert code == 2
+    assert f"{path}: malformed YAML at line" in err
+    assert err.count("\n") == 1
+
+
+def test_not_a_mapping(workdir, capsys):
+    code, err = run_cli(capsys, "run", write(workdir / "studies/s.yaml", "- just\n- a list\n"))
+    assert code == 2
+    assert "expected a mapping of keys to values" in err
+
+
+def test_bad_target_file_is_named(workdir, capsys):
+    write(workdir / "hw_targets/odd.yaml", {"name": "odd", "codegen": "fortran"})
+    path = write(workdir / "studies/s.yaml", small_study(target="hw_targets/odd.yaml"))
+    code, err = run_cli(capsys, "run", path)
+    assert code == 2
+    assert "hw_targets/odd.yaml: codegen: expected 'numpy' or 'cython', got 'fortran'" in err
+    with pytest.raises(SpecError, match="name: missing required key"):
+        load_target(write(workdir / "hw_targets/nameless.yaml", {"codegen": "numpy"}))
+
+
+def test_unknown_rule_on_the_command_line(workdir, capsys):
+    path = write(workdir / "studies/s.yaml", small_study())
+    code, err = run_cli(capsys, "eval", path, "--rule", "ojas")
+    assert code == 2
+    assert "--rule: unknown rule 'ojas' (fix: use one of: anti_hebbian, anti_oja, hebb, oja, zero)" in err
+
+
+def test_best_before_any_run_says_what_to_do(workdir, capsys):
+    path = write(workdir / "studies/s.yaml", small_study())
+    code, err = run_cli(capsys, "best", path)
+    assert code == 2
+    assert "no results yet for study 'tiny'" in err and "fix: run: codesign run" in err
+
+
+def test_the_installed_command_prints_no_traceback(workdir):
+    path = write(workdir / "studies/s.yaml", small_study(task={"n_repeats": -3}))
+    proc = subprocess.run([sys.executable, "-m", "codesign", "run", path], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        f"codesign: error: {path}: task.n_repeats: must be between 1 and 1000, got -3 "
+        "(fix: use a value between 1 and 1000)"]

@@ -1,0 +1,104 @@
+"""Studies: a short run, resume, several workers on one journal, reclaiming a dead worker's trials."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from codesign.cli import main
+from codesign.spec import load_study
+from codesign.study import _WORKER_ATTR, count_trials, open_study, reclaim_dead_trials, run_study
+
+
+def states(study: optuna.Study) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for trial in study.get_trials(deepcopy=False):
+        counts[trial.state.name] = counts.get(trial.state.name, 0) + 1
+    return counts
+
+
+def test_short_study_finishes_its_trials_and_improves(write_study):
+    spec = load_study(write_study(n_trials=36))
+    study = run_study(spec)
+    assert states(study) == {"COMPLETE": 36}
+    values = [t.value for t in study.trials]
+    assert min(values[12:]) <= min(values[:6])
+    assert all("abs_cos_pc1" in t.user_attrs["metrics"] for t in study.trials)
+
+
+def test_a_study_run_again_resumes(write_study):
+    spec = load_study(write_study())
+    run_study(spec, n_trials=12)
+    first = [(t.number, t.params, t.value) for t in open_study(spec).trials]
+    study = run_study(spec, n_trials=24)
+    assert states(study) == {"COMPLETE": 24}
+    assert [(t.number, t.params, t.value) for t in study.trials[:12]] == first
+    # Asking for fewer trials than are finished does nothing.
+    assert len(run_study(spec, n_trials=6).trials) == 24
+
+
+def test_two_workers_share_one_journal(write_study, capsys):
+    path = write_study(n_trials=24, batch_size=4)
+    assert main(["run", path, "--workers", "2", "--quiet"]) == 0
+    study = open_study(load_study(path))
+    assert states(study).get("COMPLETE") == 24
+    # A worker that asked for places the other had filled fails those trials as surplus, unevaluated.
+    assert all(t.user_attrs.get("surplus") for t in study.trials if t.state == TrialState.FAIL)
+    complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    workers = {t.system_attrs[_WORKER_ATTR] for t in complete}
+    assert len(workers) == 2, "both workers should have evaluated trials"
+    params = [tuple(sorted(t.params.items())) for t in complete]
+    assert len(set(params)) == len(params), "workers must not propose the same candidates"
+
+
+def test_dead_workers_trials_are_failed_and_retried(write_study):
+    spec = load_study(write_study(n_trials=8, batch_size=4))
+    study = open_study(spec)
+    from codesign.study import distributions
+
+    orphan = study.ask(distributions(spec))
+    dead_pid = os.getpid() + 10_000_000  # above pid_max: no such process
+    study._storage.set_trial_system_attr(orphan._trial_id, _WORKER_ATTR, f"{os.uname().nodename}:{dead_pid}")
+    alive = study.ask(distributions(spec))
+    study._storage.set_trial_system_attr(alive._trial_id, _WORKER_ATTR, f"{os.uname().nodename}:{os.getpid()}")
+    assert reclaim_dead_trials(study) == 1
+    assert study.trials[orphan.number].state == TrialState.FAIL
+    assert study.trials[alive.number].state == TrialState.RUNNING
+    study.tell(alive, state=TrialState.FAIL)
+    finished = run_study(spec)
+    assert count_trials(finished) == (8, 0)
+    retried = [t for t in finished.trials if t.user_attrs.get("retry_of") == orphan.number]
+    assert len(retried) == 1 and retried[0].params == orphan.params
+    assert retried[0].state == TrialState.COMPLETE
+
+
+def test_cli_run_best_and_eval(write_study, capsys, workdir):
+    path = write_study(n_trials=12)
+    assert main(["run", path, "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "best rule of tiny" in out
+    for name in ("best_rule.yaml", "loss_over_trials.png", "oja_best_rule.png"):
+        assert (workdir / "results/tiny" / name).stat().st_size > 0
+
+    assert main(["best", path, "--json"]) == 0
+    best = json.loads(capsys.readouterr().out)
+    assert set(best["coefficients"]) == {"theta_110", "theta_021", "theta_001"}
+    assert best["loss"] == pytest.approx(min(t.value for t in open_study(load_study(path)).trials))
+    assert best["equation"].startswith("dw/dt = eta * (")
+
+    assert main(["eval", path, "--rule", "oja", "--json"]) == 0
+    oja = json.loads(capsys.readouterr().out)
+    assert main(["eval", path, "--rule", "zero", "--json"]) == 0
+    zero = json.loads(capsys.readouterr().out)
+    assert oja["loss"] < zero["loss"]
+    assert {"loss", "abs_cos_pc1", "seed"} <= set(oja)
+
+    assert main(["eval", path, "--rule", "results/tiny/best_rule.yaml", "--json"]) == 0
+    from_file = json.loads(capsys.readouterr().out)
+    assert main(["eval", path, "--json"]) == 0
+    default = json.loads(capsys.readouterr().out)
+    assert from_file["loss"] == pytest.approx(default["loss"])
