@@ -100,7 +100,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from codesign.study import run_worker
 
     spec = load_study(args.study)
-    run_worker(spec, args.storage, args.trials, args.worker_index)
+    run_worker(spec, args.storage, args.trials, args.worker_index, args.batch_size)
     return 0
 
 
@@ -170,6 +170,8 @@ def _parser() -> argparse.ArgumentParser:
     p = command("worker", cmd_worker, "join a study as one worker until it has its trials")
     p.add_argument("--trials", type=_positive, help="total finished trials wanted (default: the study's n_trials)")
     p.add_argument("--worker-index", type=int, default=0, help="distinguishes the sampler seeds of workers")
+    p.add_argument("--batch-size", type=_positive, help="trials evaluated at once by this worker (default: the "
+                                                        "study's batch_size, which is also CMA-ES's population)")
 
     p = command("best", cmd_best, "show the best rule found so far")
     p.add_argument("--json", action="store_true", help="print a JSON object")

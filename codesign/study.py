@@ -6,7 +6,6 @@ workers share one storage; each process builds its own network once and reuses i
 
 from __future__ import annotations
 
-import bisect
 import os
 import socket
 import subprocess
@@ -31,6 +30,7 @@ __all__ = [
     "run_study",
     "count_trials",
     "reclaim_dead_trials",
+    "ask_batch",
     "TRAIN_SEED_OFFSET",
     "EVAL_SEED_OFFSET",
 ]
@@ -124,23 +124,78 @@ def reclaim_dead_trials(study: optuna.Study) -> int:
     return reclaimed
 
 
-def _within_target(study: optuna.Study, trials: list[optuna.Trial], target: int) -> list[optuna.Trial]:
-    """Keep the asked trials that fit within ``target``; fail the rest as surplus.
+_LIVE = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
 
-    Workers count and then ask, so two of them can ask for the same last places. Trial numbers are
-    handed out atomically by the storage, so the earlier trials that are not failed decide: a trial
-    with ``target`` of them before it is surplus. This keeps the finished count exact.
+
+def _generation_key(study: optuna.Study) -> str | None:
+    """The system attribute in which Optuna's CMA-ES sampler tags each trial with its generation."""
+    sampler = study.sampler
+    return sampler._attr_key_generation if isinstance(sampler, optuna.samplers.CmaEsSampler) else None
+
+
+def _in_generation(trial: FrozenTrial, key: str, generation: int) -> bool:
+    """Whether ``trial`` is (or may be about to be) a member of CMA-ES generation ``generation``.
+
+    A trial is numbered before the sampler tags it: a running trial without a tag yet may be about
+    to join the current generation, so it counts as a member (the random first batch has no tag
+    and counts as generation -1).
     """
-    numbers = sorted(t.number for t in study.get_trials(
-        deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)))
-    kept = []
-    for trial in trials:
-        if bisect.bisect_left(numbers, trial.number) < target:
-            kept.append(trial)
-        else:
+    tag = trial.system_attrs.get(key)
+    if tag is None:
+        return generation == -1 or trial.state == TrialState.RUNNING
+    return tag == generation
+
+
+def _generation_open(study: optuna.Study, popsize: int) -> bool:
+    """Whether asking now gives a trial that CMA-ES will use.
+
+    CMA-ES updates from the first ``popsize`` finished trials of a generation; it tags every asked
+    trial with the current generation and ignores those past ``popsize``. So a worker waits while
+    the current generation is full but not finished.
+    """
+    key = _generation_key(study)
+    trials = study.get_trials(deepcopy=False, states=_LIVE)
+    if key is None or not trials:
+        return True
+    current = max(t.system_attrs.get(key, -1) for t in trials)
+    members = [t for t in trials if _in_generation(t, key, current)]
+    return len(members) < popsize or all(t.state.is_finished() for t in members)
+
+
+def _fits(study: optuna.Study, trial: optuna.Trial, target: int, popsize: int | None) -> bool:
+    """Whether an asked trial is within the study's target and its CMA-ES generation.
+
+    Workers check and then ask, so two can take the same last places. Trial numbers are handed out
+    atomically by the storage, so the earlier live trials decide: a trial with ``target`` live
+    trials before it, or ``popsize`` before it in its generation, is surplus. Only earlier trials
+    count, so of two workers racing for a place one always wins.
+    """
+    trials = study.get_trials(deepcopy=False, states=_LIVE)
+    earlier = [t for t in trials if t.number < trial.number]
+    if len(earlier) >= target:
+        return False
+    key = _generation_key(study)
+    if popsize is None or key is None:
+        return True
+    mine = study._storage.get_trial_system_attrs(trial._trial_id).get(key, -1)
+    return sum(_in_generation(t, key, mine) for t in earlier) < popsize
+
+
+def ask_batch(study: optuna.Study, space: dict[str, FloatDistribution], size: int, target: int,
+              popsize: int | None) -> list[optuna.Trial]:
+    """Ask up to ``size`` trials that will all be used: none past the target or the generation.
+
+    A trial found surplus after asking is failed at once, unevaluated, with ``surplus`` set.
+    """
+    trials: list[optuna.Trial] = []
+    while len(trials) < size and (popsize is None or _generation_open(study, popsize)):
+        trial = study.ask(space)
+        if not _fits(study, trial, target, popsize):
             trial.set_user_attr("surplus", True)
             study.tell(trial, state=TrialState.FAIL)
-    return kept
+            break
+        trials.append(trial)
+    return trials
 
 
 def _tell(study: optuna.Study, trial: optuna.Trial, evaluation: Evaluation) -> None:
@@ -151,13 +206,18 @@ def _tell(study: optuna.Study, trial: optuna.Trial, evaluation: Evaluation) -> N
 
 
 def run_worker(spec: StudySpec, storage_url: str | None = None, n_trials: int | None = None,
-               worker_index: int = 0, on_batch: Callable[[optuna.Study], None] | None = None) -> int:
+               worker_index: int = 0, batch_size: int | None = None,
+               on_batch: Callable[[optuna.Study], None] | None = None, poll_s: float = 0.05) -> int:
     """Ask, evaluate and tell batches until the study has ``n_trials`` finished trials.
 
-    Returns the number of trials this worker finished. Trials of a batch that raises are marked
-    failed before the error propagates, so no trial is left RUNNING by a live worker.
+    ``batch_size`` (default: the study's) is how many trials this worker evaluates at once; with
+    CMA-ES the study's ``batch_size`` is the population, and N local workers each take a share of
+    it. Returns the number of trials this worker finished. Trials of a batch that raises are
+    marked failed before the error propagates, so no trial is left RUNNING by a live worker.
     """
     target = n_trials or spec.n_trials
+    share = batch_size or spec.batch_size
+    popsize = spec.batch_size if spec.sampler.name == "cmaes" else None
     study = open_study(spec, storage_url, worker_index)
     task = make_task(spec)
     space = distributions(spec)
@@ -165,24 +225,30 @@ def run_worker(spec: StudySpec, storage_url: str | None = None, n_trials: int | 
     done_here = 0
     while True:
         finished, running = count_trials(study)
-        size = min(spec.batch_size, target - finished - running)
+        size = min(share, target - finished - running)
         if size <= 0:
-            return done_here
-        trials = _within_target(study, [study.ask(space) for _ in range(size)], target)
+            if finished >= target:
+                return done_here
+            # The last trials are running elsewhere; if their worker died, take them over.
+            reclaim_dead_trials(study)
+            time.sleep(poll_s)
+            continue
+        trials = ask_batch(study, space, size, target, popsize)
         if not trials:
+            time.sleep(poll_s)  # this generation is being evaluated by other workers
             continue
         try:
             for trial in trials:
                 study._storage.set_trial_system_attr(trial._trial_id, _WORKER_ATTR, _this_worker())
             rules = [candidate_rule(spec, t.params, name=f"trial {t.number}") for t in trials]
-            evaluations = task.evaluate(rules, seed, terms=spec.rule.searched)
+            evaluations = task.evaluate(rules, seed, terms=spec.rule.searched, capacity=share)
         except BaseException:
             for trial in trials:
                 study.tell(trial, state=TrialState.FAIL)
             raise
         for trial, evaluation in zip(trials, evaluations):
             _tell(study, trial, evaluation)
-        done_here += size
+        done_here += len(trials)
         if on_batch is not None:
             on_batch(study)
 
@@ -213,8 +279,9 @@ def run_study(spec: StudySpec, storage_url: str | None = None, n_trials: int | N
     if workers <= 1:
         run_worker(spec, storage_url, target, 0, on_batch=report)
         return study
+    share = -(-spec.batch_size // workers)
     command = [sys.executable, "-m", "codesign", "worker", spec.file, "--trials", str(target),
-               "--storage", spec.storage_url(storage_url)]
+               "--storage", spec.storage_url(storage_url), "--batch-size", str(share)]
     procs = [subprocess.Popen(command + ["--worker-index", str(i)]) for i in range(workers)]
     try:
         while any(p.poll() is None for p in procs):

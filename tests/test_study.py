@@ -41,11 +41,11 @@ def test_a_study_run_again_resumes(write_study):
     assert len(run_study(spec, n_trials=6).trials) == 24
 
 
-def test_two_workers_share_one_journal(write_study, capsys):
-    path = write_study(n_trials=24, batch_size=4)
+def test_two_workers_share_one_journal_and_waste_no_cmaes_trial(write_study, capsys):
+    path = write_study(n_trials=32, batch_size=8)
     assert main(["run", path, "--workers", "2", "--quiet"]) == 0
     study = open_study(load_study(path))
-    assert states(study).get("COMPLETE") == 24
+    assert states(study).get("COMPLETE") == 32
     # A worker that asked for places the other had filled fails those trials as surplus, unevaluated.
     assert all(t.user_attrs.get("surplus") for t in study.trials if t.state == TrialState.FAIL)
     complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
@@ -53,6 +53,14 @@ def test_two_workers_share_one_journal(write_study, capsys):
     assert len(workers) == 2, "both workers should have evaluated trials"
     params = [tuple(sorted(t.params.items())) for t in complete]
     assert len(set(params)) == len(params), "workers must not propose the same candidates"
+    # The population is the study's batch_size: after the random first trials, whole CMA-ES
+    # generations of exactly 8 (the last may be cut by n_trials), so CMA-ES uses every trial.
+    generations = [t.system_attrs.get("cma:generation", -1) for t in complete]
+    sizes = [generations.count(g) for g in range(max(generations) + 1)]
+    assert 1 <= generations.count(-1) <= 8
+    assert sizes[:-1] == [8] * (len(sizes) - 1) and 1 <= sizes[-1] <= 8
+    surplus = [t for t in study.trials if t.state == TrialState.FAIL]
+    assert len(surplus) <= 2 * len(sizes), "workers should wait for a full generation, not ask and fail"
 
 
 def test_dead_workers_trials_are_failed_and_retried(write_study):

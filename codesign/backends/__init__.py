@@ -1,7 +1,41 @@
-"""How a built Brian2 network is executed on the host: device selection and preferences."""
+"""How a task's Brian2 network is executed: runtime (numpy, Cython) or C++ standalone.
+
+Tasks call :func:`simulation` with a key that names everything shaping the network's code (task,
+sizes, terms, time step, duration) and a function that builds it; they get back a
+:class:`Simulation` that is built once and run for every batch.
+"""
 
 from __future__ import annotations
 
-from codesign.backends.runtime import configure_runtime
+from codesign.backends.base import Construct, NetworkBuild, Simulation
+from codesign.backends.runtime import RuntimeSimulation, configure_runtime
+from codesign.hardware import Target
 
-__all__ = ["configure_runtime"]
+__all__ = ["NetworkBuild", "Simulation", "simulation", "configure_runtime", "clear_simulations"]
+
+_simulations: dict[tuple[str, str], Simulation] = {}
+
+
+def simulation(target: Target, key: str, construct: Construct) -> Simulation:
+    """The simulation of ``key`` on ``target``, built on first use and kept for later batches.
+
+    Runtime simulations are kept side by side; a standalone device holds one project at a time,
+    so building another replaces the previous one.
+    """
+    cache_key = (target.name + "|" + target.backend + "|" + target.codegen + "|" + target.float_dtype, key)
+    sim = _simulations.get(cache_key)
+    if sim is not None and not getattr(sim, "retired", False):
+        return sim
+    if target.backend == "cpp_standalone":
+        from codesign.backends.standalone import StandaloneSimulation
+
+        sim = StandaloneSimulation(target, construct, key)
+    else:
+        sim = RuntimeSimulation(target, construct)
+    _simulations[cache_key] = sim
+    return sim
+
+
+def clear_simulations() -> None:
+    """Forget every built simulation (their compiled code stays in the caches)."""
+    _simulations.clear()

@@ -1,16 +1,25 @@
-"""Brian2's runtime mode: the network is executed from Python, its code generated for numpy or Cython."""
+"""Brian2's runtime mode: the network is executed from Python, its code generated for numpy or Cython.
+
+The network is built once; each run restores its initial state and sets new values. Brian2
+regenerates the code of each object at every ``run`` (runtime mode has no code-object cache); with
+Cython the compiled extension is found in Brian2's cache, so nothing is compiled again.
+"""
 
 from __future__ import annotations
 
 import functools
+from typing import Any, Mapping
 
+import numpy as np
+
+from codesign.backends.base import Construct, Simulation
 from codesign.hardware import Target
 
-__all__ = ["configure_runtime"]
+__all__ = ["configure_runtime", "RuntimeSimulation", "quiet_brian"]
 
 
 @functools.lru_cache(maxsize=None)
-def _quiet_brian() -> None:
+def quiet_brian() -> None:
     import brian2
 
     # Diverging candidates are expected in a search; tasks report them as diverged, so Brian2's
@@ -22,9 +31,33 @@ def _quiet_brian() -> None:
 def configure_runtime(target: Target) -> None:
     """Set Brian2's global preferences for ``target`` (runtime device, code generation, float type)."""
     import brian2
-    import numpy as np
 
-    _quiet_brian()
+    quiet_brian()
     brian2.set_device("runtime")
     brian2.prefs.codegen.target = target.codegen
     brian2.prefs.core.default_float_dtype = getattr(np, target.float_dtype)
+
+
+class RuntimeSimulation(Simulation):
+    def __init__(self, target: Target, construct: Construct) -> None:
+        import brian2
+
+        configure_runtime(target)
+        self.target = target
+        self.build = construct()
+        self.network = brian2.Network(*self.build.objects)
+        self.network.store("initial")
+        self.builds = 1
+
+    def run(self, values: Mapping[str, Any], timed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        configure_runtime(self.target)  # another simulation in this process may have changed them
+        self.network.restore("initial")
+        for name, series in timed.items():
+            # In place: the generated code reads the TimedArray's own array at every run.
+            self.build.timed_arrays[name].values[:] = series
+        for name, value in values.items():
+            group, variable = self.build.settable[name]
+            setattr(group, variable, value)
+        with np.errstate(all="ignore"):
+            self.network.run(self.build.duration, namespace=dict(self.build.timed_arrays))
+        return {name: np.array(getattr(group, variable)[:]) for name, (group, variable) in self.build.readable.items()}

@@ -10,9 +10,6 @@ from codesign.schema import Where, build, read_yaml
 
 __all__ = ["Target", "load_target"]
 
-BACKENDS = ("runtime",)
-
-
 @dataclasses.dataclass(frozen=True)
 class Target:
     """Where and how a task's Brian2 network is executed.
@@ -22,10 +19,11 @@ class Target:
     name
         Short name shown in reports.
     backend
-        How the network runs: ``runtime`` (Brian2's runtime mode).
+        How the network runs: ``runtime`` (Brian2's runtime mode) or ``cpp_standalone`` (compiled
+        once per network shape, then re-run with new values; see ``codesign.backends``).
     codegen
         Code generation target of the runtime: ``numpy`` (nothing to compile) or ``cython``
-        (compiled once, then cached on disk by Brian2).
+        (compiled once, then cached on disk by Brian2). Ignored by ``cpp_standalone``.
     float_dtype
         Floating-point type of state variables.
     description
@@ -33,7 +31,7 @@ class Target:
     """
 
     name: str
-    backend: Literal["runtime"] = "runtime"
+    backend: Literal["runtime", "cpp_standalone"] = "runtime"
     codegen: Literal["numpy", "cython"] = "numpy"
     float_dtype: Literal["float64", "float32"] = "float64"
     description: str = ""

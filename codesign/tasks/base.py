@@ -54,12 +54,14 @@ class Task(abc.ABC):
         self.target = target
 
     @abc.abstractmethod
-    def evaluate(self, rules: Sequence[PolynomialRule], seed: int,
-                 terms: Sequence[str] | None = None) -> list[Evaluation]:
+    def evaluate(self, rules: Sequence[PolynomialRule], seed: int, terms: Sequence[str] | None = None,
+                 capacity: int | None = None) -> list[Evaluation]:
         """Loss and metrics of each rule, on inputs drawn from ``seed`` (same seed, same inputs).
 
-        ``terms`` are the family terms the network holds as variables; a study passes its search
-        space so that every batch reuses one network. By default, the terms the rules use.
+        ``terms`` are the family terms the network holds as variables, and ``capacity`` the number
+        of candidates it holds (a smaller batch is padded): a study passes its search space and
+        batch size so that every batch reuses one network. By default, the terms the rules use
+        and as many candidates as rules.
         """
 
     def plot(self, evaluation: Evaluation, path: Path, title: str = "") -> bool:

@@ -19,6 +19,7 @@ from typing import Sequence
 import numpy as np
 
 from codesign.errors import SpecError
+from codesign.backends import NetworkBuild, Simulation, simulation
 from codesign.hardware import Target
 from codesign.rules import PolynomialRule, family_equation
 from codesign.schema import Where
@@ -154,26 +155,21 @@ def reference_weights(rules: Sequence[PolynomialRule], inputs: OjaInputs, dt_ms:
     return w
 
 
-class _OjaNetwork:
-    """One Brian2 network holding ``n_candidates`` x ``n_repeats`` output neurons.
+def _construct(params: OjaParams, terms: tuple[str, ...], n_candidates: int):
+    """The batched network: ``n_candidates`` x ``n_repeats`` output neurons.
 
     Output neuron ``k * R + r`` is candidate k on input draw r; it has its own ``n_inputs`` synapses
-    from the input group of draw r. Coefficients and eta are per-neuron variables, so a new batch
-    only sets variables and restores the initial state: no new equations, no new code.
+    from the inputs of draw r. Coefficients and eta are per-neuron variables, and the input series
+    and initial weights are set per run, so one build serves every batch and every seed.
     """
 
-    def __init__(self, params: OjaParams, target: Target, terms: tuple[str, ...], n_candidates: int,
-                 inputs: OjaInputs) -> None:
+    def construct() -> NetworkBuild:
         import brian2 as b2
 
-        from codesign.backends import configure_runtime
-
-        configure_runtime(target)
-        self.terms, self.n_candidates = terms, n_candidates
-        repeats, steps, d = inputs.x.shape
+        repeats, steps, d = params.n_repeats, params.n_steps, params.n_inputs
         dt = params.dt_ms * b2.ms
         # Column r * d + i of the stimulus is input i of draw r.
-        self.stimulus = b2.TimedArray(inputs.x.transpose(1, 0, 2).reshape(steps, repeats * d), dt=dt)
+        stimulus = b2.TimedArray(np.zeros((steps, repeats * d)), dt=dt)
         source = b2.NeuronGroup(repeats * d, "x = stimulus(t, i) : 1", dt=dt, name="inputs")
         coefficients = "\n".join(f"{t} : 1 (constant)" for t in terms)
         output = b2.NeuronGroup(n_candidates * repeats, f"y : 1\neta : 1/second (constant)\n{coefficients}",
@@ -183,27 +179,27 @@ class _OjaNetwork:
         synapses = b2.Synapses(source, output, model=model, method="euler", dt=dt, name="plastic")
         k, r, i = np.meshgrid(np.arange(n_candidates), np.arange(repeats), np.arange(d), indexing="ij")
         synapses.connect(i=(r * d + i).ravel(), j=(k * repeats + r).ravel())
-        synapses.w = np.tile(inputs.w0.ravel(), n_candidates)
-        self.output, self.synapses, self.shape = output, synapses, (n_candidates, repeats, d)
-        self.network = b2.Network(source, output, synapses)
-        self.duration = steps * dt
-        self.network.store("initial")
+        settable = {t: (output, t) for t in terms}
+        settable.update(eta=(output, "eta"), w0=(synapses, "w"))
+        return NetworkBuild(objects=[source, output, synapses], duration=steps * dt, settable=settable,
+                            readable={"w": (synapses, "w")}, timed_arrays={"stimulus": stimulus})
 
-    def run(self, rules: Sequence[PolynomialRule]) -> np.ndarray:
-        """Final weights of each rule, shape (n_candidates, n_repeats, n_inputs)."""
-        import brian2 as b2
+    return construct
 
-        self.network.restore("initial")
-        repeats = self.shape[1]
-        padded = list(rules) + [rules[-1]] * (self.n_candidates - len(rules))
-        for term in self.terms:
-            values = np.repeat([rule.coefficient(term) for rule in padded], repeats)
-            setattr(self.output, term, values)
-        self.output.eta = np.repeat([rule.eta for rule in padded], repeats) / b2.second
-        with np.errstate(all="ignore"):
-            self.network.run(self.duration, namespace={"stimulus": self.stimulus})
-        weights = np.asarray(self.synapses.w[:]).reshape(self.shape)
-        return weights[: len(rules)]
+
+def _run_batch(sim: Simulation, rules: Sequence[PolynomialRule], terms: tuple[str, ...], n_candidates: int,
+               inputs: OjaInputs) -> np.ndarray:
+    """Final weights of each rule, shape (len(rules), n_repeats, n_inputs); the batch is padded."""
+    import brian2 as b2
+
+    repeats, steps, d = inputs.x.shape
+    padded = list(rules) + [rules[-1]] * (n_candidates - len(rules))
+    values = {t: np.repeat([rule.coefficient(t) for rule in padded], repeats) for t in terms}
+    values["eta"] = np.repeat([rule.eta for rule in padded], repeats) / b2.second
+    values["w0"] = np.tile(inputs.w0.ravel(), n_candidates)
+    timed = {"stimulus": inputs.x.transpose(1, 0, 2).reshape(steps, repeats * d)}
+    weights = sim.run(values, timed)["w"].reshape(n_candidates, repeats, d)
+    return weights[: len(rules)]
 
 
 class OjaTask(Task):
@@ -214,26 +210,26 @@ class OjaTask(Task):
 
     def __init__(self, params: OjaParams, target: Target) -> None:
         super().__init__(params, target)
-        self._networks: dict[tuple, _OjaNetwork] = {}
         self._inputs: dict[int, OjaInputs] = {}
 
     def inputs(self, seed: int) -> OjaInputs:
         if seed not in self._inputs:
-            self._inputs[seed] = draw_inputs(self.params, seed)
+            self._inputs = {seed: draw_inputs(self.params, seed)}  # keep one: the study's, or eval's
         return self._inputs[seed]
 
-    def evaluate(self, rules: Sequence[PolynomialRule], seed: int,
-                 terms: Sequence[str] | None = None) -> list[Evaluation]:
+    def simulation(self, terms: tuple[str, ...], n_candidates: int) -> Simulation:
+        p = self.params
+        key = f"oja|{','.join(terms)}|k={n_candidates}|r={p.n_repeats}|d={p.n_inputs}|steps={p.n_steps}|dt={p.dt_ms}"
+        return simulation(self.target, key, _construct(p, terms, n_candidates))
+
+    def evaluate(self, rules: Sequence[PolynomialRule], seed: int, terms: Sequence[str] | None = None,
+                 capacity: int | None = None) -> list[Evaluation]:
         if not rules:
             return []
         terms = used_terms(rules, terms)
-        key = (terms, len(rules), seed)
-        if key not in self._networks:
-            # Keep only the newest network per shape: a study reuses one, eval uses one.
-            self._networks = {k: v for k, v in self._networks.items() if k[:2] != key[:2]}
-            self._networks[key] = _OjaNetwork(self.params, self.target, terms, len(rules), self.inputs(seed))
         inputs = self.inputs(seed)
-        weights = self._networks[key].run(rules)
+        size = max(len(rules), capacity or 0)
+        weights = _run_batch(self.simulation(terms, size), rules, terms, size, inputs)
         return [summarise(w, inputs) for w in weights]
 
     def plot(self, evaluation: Evaluation, path: Path, title: str = "") -> bool:

@@ -1,0 +1,59 @@
+"""The contract between tasks and backends.
+
+A task describes its network once, as a :class:`NetworkBuild` made by a function that creates
+Brian2 objects; a backend turns that into a :class:`Simulation` that can be run many times with new
+values for the per-candidate variables, and new input series, without generating or compiling code
+again where the backend allows it.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+__all__ = ["NetworkBuild", "Simulation", "Construct"]
+
+
+@dataclasses.dataclass
+class NetworkBuild:
+    """Brian2 objects plus the names through which a backend sets and reads them.
+
+    Attributes
+    ----------
+    objects
+        Every Brian2 object of the network.
+    duration
+        How long one run lasts (a Brian2 quantity).
+    settable
+        Variables set before each run, by name: ``(group, variable name)``. Values passed to
+        :meth:`Simulation.run` must carry the variable's units.
+    readable
+        Variables read after each run, by name: ``(group, variable name)``.
+    timed_arrays
+        ``TimedArray`` inputs by the name the equations use; their values can change per run
+        (same shape).
+    """
+
+    objects: list[Any]
+    duration: Any
+    settable: dict[str, tuple[Any, str]]
+    readable: dict[str, tuple[Any, str]]
+    timed_arrays: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+#: A function that creates the network's Brian2 objects (called once the backend's device is active).
+Construct = Callable[[], NetworkBuild]
+
+
+class Simulation(abc.ABC):
+    """A built network that runs again and again; not thread safe, one per process."""
+
+    #: How many times the network's code was generated and compiled (for tests and benchmarks).
+    builds: int = 0
+
+    @abc.abstractmethod
+    def run(self, values: Mapping[str, Any], timed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Reset to the initial state, set ``values`` and input series ``timed``, run, read back."""
