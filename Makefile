@@ -7,7 +7,7 @@ STUDY ?= studies/oja.yaml
 N ?= 2
 PYTEST_ARGS ?=
 
-.PHONY: help setup demo study workers test test-all clean
+.PHONY: help setup demo study workers bench test test-all clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -16,7 +16,7 @@ setup: $(BIN)/.ready  ## create .venv with the codesign command (installs uv wit
 
 $(BIN)/.ready: pyproject.toml uv.lock
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
-	$(UV) sync --frozen
+	$(UV) sync --frozen --compile-bytecode
 	@touch $@
 
 demo: setup  ## rediscover Oja's rule with CMA-ES and print the rule found
@@ -31,6 +31,9 @@ workers: setup  ## run a study with N local workers: make workers N=4 STUDY=stud
 
 test: setup  ## run the tests (not those marked slow)
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+bench: setup  ## candidate evaluations per second: naive, batched runtime, standalone, NumPy reference
+	$(BIN)/codesign bench
 
 test-all: setup  ## run every test, slow ones too
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

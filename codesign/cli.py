@@ -150,6 +150,19 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from codesign.bench import print_table, run_benchmarks
+
+    results = run_benchmarks(quick=args.quick)
+    if args.json:
+        print(json.dumps({task: {k: v for k, v in r.items() if k != "rows"} for task, r in results.items()}, indent=2))
+    else:
+        console = _console()
+        for task, result in results.items():
+            print_table(task, result, console)
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="codesign", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -181,6 +194,13 @@ def _parser() -> argparse.ArgumentParser:
                                   "default: the study's best")
     p.add_argument("--seed", type=int, help="input seed (default: the study's held-out seed)")
     p.add_argument("--json", action="store_true", help="print a JSON object")
+
+    p = sub.add_parser("bench", help="candidate evaluations per second, each way of running a task",
+                       description="candidate evaluations per second: naive, batched runtime (numpy, cython), "
+                                   "batched cpp_standalone and a NumPy reference, on the Oja and a spiking task")
+    p.add_argument("--json", action="store_true", help="print a JSON object (evaluations per second)")
+    p.add_argument("--quick", action="store_true", help="tiny batches: checks the benchmark runs, not for numbers")
+    p.set_defaults(func=cmd_bench)
     return parser
 
 

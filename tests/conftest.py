@@ -52,3 +52,13 @@ def write_study(workdir: Path):
         return str(path)
 
     return write
+
+
+@pytest.fixture(scope="session", autouse=True)
+def standalone_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Compiled standalone projects of the tests go to a folder of this test session."""
+    import os
+
+    path = tmp_path_factory.mktemp("codesign-cache")
+    os.environ["CODESIGN_CACHE"] = str(path)
+    return path

@@ -49,7 +49,8 @@ class StandaloneSimulation(Simulation):
         brian2.device.activate(directory=str(self.directory), build_on_run=False)
         brian2.prefs.core.default_float_dtype = getattr(np, target.float_dtype)
         self.build = construct()
-        network = brian2.Network(*self.build.objects)
+        # Fixed names: generated code (and so the build) must not depend on what the process made before.
+        network = brian2.Network(*self.build.objects, name="network")
         network.run(self.build.duration, namespace=dict(self.build.timed_arrays))
         with FileLock(str(self.directory) + ".lock"):  # one compiler per project at a time
             brian2.device.build(directory=str(self.directory), compile=True, run=False, with_output=False)

@@ -168,15 +168,18 @@ def _construct(params: OjaParams, terms: tuple[str, ...], n_candidates: int):
 
         repeats, steps, d = params.n_repeats, params.n_steps, params.n_inputs
         dt = params.dt_ms * b2.ms
+        # One named clock: with one clock per group, the generated code's order of clock
+        # initialisations varies between processes, and a standalone build would not be reused.
+        clock = b2.Clock(dt, name="clock")
         # Column r * d + i of the stimulus is input i of draw r.
-        stimulus = b2.TimedArray(np.zeros((steps, repeats * d)), dt=dt)
-        source = b2.NeuronGroup(repeats * d, "x = stimulus(t, i) : 1", dt=dt, name="inputs")
+        stimulus = b2.TimedArray(np.zeros((steps, repeats * d)), dt=dt, name="stimulus")
+        source = b2.NeuronGroup(repeats * d, "x = stimulus(t, i) : 1", clock=clock, name="inputs")
         coefficients = "\n".join(f"{t} : 1 (constant)" for t in terms)
         output = b2.NeuronGroup(n_candidates * repeats, f"y : 1\neta : 1/second (constant)\n{coefficients}",
-                                dt=dt, name="outputs")
+                                clock=clock, name="outputs")
         model = family_equation(terms, pre="x_pre", post="y_post", coefficient_suffix="_post")
         model = model.replace("eta *", "eta_post *") + "\ny_post = w * x_pre : 1 (summed)"
-        synapses = b2.Synapses(source, output, model=model, method="euler", dt=dt, name="plastic")
+        synapses = b2.Synapses(source, output, model=model, method="euler", clock=clock, name="plastic")
         k, r, i = np.meshgrid(np.arange(n_candidates), np.arange(repeats), np.arange(d), indexing="ij")
         synapses.connect(i=(r * d + i).ravel(), j=(k * repeats + r).ravel())
         settable = {t: (output, t) for t in terms}

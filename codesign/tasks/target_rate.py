@@ -100,25 +100,28 @@ def _construct(params: TargetRateParams, n_candidates: int, spikes: tuple[np.nda
         import brian2 as b2
 
         dt = params.dt_ms * b2.ms
+        # One named clock: with one clock per group, the generated code's order of clock
+        # initialisations varies between processes, and a standalone build would not be reused.
+        clock = b2.Clock(dt, name="clock")
         repeats, n_in, n_e = params.n_repeats, params.n_inputs, params.n_excitatory
         c = CELL
         namespace = {"E_l": c["E_l"] * b2.mV, "E_e": c["E_e"] * b2.mV, "E_i": c["E_i"] * b2.mV,
                      "tau_m": c["tau_m_ms"] * b2.ms, "tau_e": c["tau_e_ms"] * b2.ms, "tau_i": c["tau_i_ms"] * b2.ms,
                      "w_e": params.w_excitatory, "w_max": params.w_max, "t_measure": params.learn_s * b2.second}
-        inputs = b2.SpikeGeneratorGroup(repeats * n_in, spikes[0], spikes[1] * b2.second, dt=dt, name="inputs")
+        inputs = b2.SpikeGeneratorGroup(repeats * n_in, spikes[0], spikes[1] * b2.second, clock=clock, name="inputs")
         coefficients = "\n".join(f"{t} : 1 (constant)" for t in SPIKE_TERMS)
         neurons = b2.NeuronGroup(n_candidates * repeats, _NEURON + coefficients, threshold=f"v > {c['v_th']}*mV",
                                  reset=f"v = {c['v_reset']}*mV\ncount += int(t >= t_measure)",
-                                 refractory=c["refractory_ms"] * b2.ms, method="euler", dt=dt,
+                                 refractory=c["refractory_ms"] * b2.ms, method="euler", clock=clock,
                                  namespace=namespace, name="neurons")
         neurons.v = c["E_l"] * b2.mV
         k, r, i = np.meshgrid(np.arange(n_candidates), np.arange(repeats), np.arange(n_in), indexing="ij")
         pre, post, is_exc = (r * n_in + i).ravel(), (k * repeats + r).ravel(), (i < n_e).ravel()
-        excitatory = b2.Synapses(inputs, neurons, on_pre="ge_post += w_e", dt=dt, namespace=namespace,
+        excitatory = b2.Synapses(inputs, neurons, on_pre="ge_post += w_e", clock=clock, namespace=namespace,
                                  name="excitatory")
         excitatory.connect(i=pre[is_exc], j=post[is_exc])
         inhibitory = b2.Synapses(
-            inputs, neurons, dt=dt, namespace=namespace, name="inhibitory", method="exact",
+            inputs, neurons, clock=clock, namespace=namespace, name="inhibitory", method="exact",
             model="w : 1\ndx/dt = -x / tau_x_post : 1 (event-driven)\ndy/dt = -y / tau_y_post : 1 (event-driven)",
             on_pre=f"gi_post += w\nx += 1\nw = clip(w + eta_post * ({_update('on_pre')}), 0, w_max)",
             on_post=f"y += 1\nw = clip(w + eta_post * ({_update('on_post')}), 0, w_max)")

@@ -1,0 +1,121 @@
+"""Backends: one build per network shape, re-run per batch; every backend gives the same numbers."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from codesign.backends import clear_simulations
+from codesign.hardware import Target, load_target
+from codesign.rules import PolynomialRule
+from codesign.tasks.oja import OjaParams, OjaTask, reference_weights
+
+from conftest import ROOT
+
+PARAMS = OjaParams(n_inputs=4, n_repeats=3, duration_s=1.0)
+TERMS = ("theta_001", "theta_021", "theta_110", "theta_200")
+
+
+def batch(seed: int, size: int = 6) -> list[PolynomialRule]:
+    rng = np.random.default_rng(seed)
+    return [PolynomialRule(dict(zip(TERMS, rng.uniform(-1, 1, len(TERMS)))), eta=5.0) for _ in range(size)]
+
+
+def weights(task: OjaTask, rules, seed: int) -> np.ndarray:
+    return np.array([e.arrays["weights"] for e in task.evaluate(rules, seed, terms=TERMS)])
+
+
+@pytest.fixture
+def standalone() -> Target:
+    clear_simulations()
+    yield load_target(ROOT / "hw_targets/cpu-standalone.yaml")
+    clear_simulations()
+
+
+def test_standalone_matches_numpy_runtime_and_reference(standalone):
+    rules = batch(0)
+    compiled = weights(OjaTask(PARAMS, standalone), rules, seed=1)
+    runtime = weights(OjaTask(PARAMS, load_target(ROOT / "hw_targets/cpu.yaml")), rules, seed=1)
+    reference = reference_weights(rules, OjaTask(PARAMS, standalone).inputs(1), PARAMS.dt_ms)
+    finite = np.isfinite(reference)
+    np.testing.assert_array_equal(np.isfinite(compiled), finite)
+    np.testing.assert_allclose(compiled[finite], runtime[finite], rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(compiled[finite], reference[finite], rtol=1e-9, atol=1e-12)
+
+
+def test_later_standalone_batches_generate_and_compile_nothing(standalone, monkeypatch):
+    from brian2.devices.cpp_standalone.device import CPPStandaloneDevice
+
+    task = OjaTask(PARAMS, standalone)
+    weights(task, batch(0), seed=1)  # builds
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("a later batch tried to generate or compile code")
+
+    for method in ("build", "code_object", "compile_source", "network_run"):
+        monkeypatch.setattr(CPPStandaloneDevice, method, forbidden)
+    later = [weights(task, batch(s), seed=1) for s in (1, 2)]
+    other_seed = weights(task, batch(1), seed=7)  # new inputs go in as run_args too
+    expected = [reference_weights(batch(s), task.inputs(1), PARAMS.dt_ms) for s in (1, 2)]
+    for got, want in zip(later, expected):
+        finite = np.isfinite(want)
+        np.testing.assert_allclose(got[finite], want[finite], rtol=1e-9, atol=1e-12)
+    want = reference_weights(batch(1), task.inputs(7), PARAMS.dt_ms)
+    finite = np.isfinite(want)
+    np.testing.assert_allclose(other_seed[finite], want[finite], rtol=1e-9, atol=1e-12)
+
+
+def test_another_process_reuses_the_compiled_project(standalone, standalone_cache):
+    weights(OjaTask(PARAMS, standalone), batch(0), seed=1)
+    (binary,) = standalone_cache.glob("cpp_standalone/*/main")
+    before = binary.stat().st_mtime_ns
+    script = (
+        "import numpy as np\n"
+        "from codesign.hardware import load_target\n"
+        "from codesign.tasks.oja import OjaTask, OjaParams\n"
+        "from codesign.rules import PolynomialRule\n"
+        f"task = OjaTask({PARAMS!r}, load_target({str(ROOT / 'hw_targets/cpu-standalone.yaml')!r}))\n"
+        "rules = [PolynomialRule({'theta_110': 1.0, 'theta_021': -1.0}, eta=5.0)] * 6\n"
+        f"print(task.evaluate(rules, 1, terms={TERMS!r})[0].loss)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert float(proc.stdout.strip().splitlines()[-1]) < 0.5
+    assert binary.stat().st_mtime_ns == before, "the second process recompiled the project"
+
+
+def test_later_cython_batches_compile_nothing(monkeypatch):
+    from brian2.codegen.runtime.cython_rt.extension_manager import CythonExtensionManager
+
+    clear_simulations()
+    cython = dataclasses.replace(load_target(ROOT / "hw_targets/cpu.yaml"), codegen="cython")
+    task = OjaTask(PARAMS, cython)
+    first = weights(task, batch(0), seed=1)
+    compiled = []
+    original = CythonExtensionManager._load_module
+    monkeypatch.setattr(CythonExtensionManager, "_load_module",
+                        lambda self, *a, **k: compiled.append(a) or original(self, *a, **k))
+    second = weights(task, batch(1), seed=1)
+    assert compiled == []
+    runtime = weights(OjaTask(PARAMS, load_target(ROOT / "hw_targets/cpu.yaml")), batch(1), seed=1)
+    finite = np.isfinite(runtime)
+    np.testing.assert_allclose(second[finite], runtime[finite], rtol=1e-9, atol=1e-12)
+    assert not np.allclose(first[np.isfinite(first)][:5], second[np.isfinite(second)][:5])
+    clear_simulations()
+
+
+def test_a_study_builds_one_network(write_study):
+    from codesign.backends import _simulations
+    from codesign.spec import load_study
+    from codesign.study import run_study
+
+    clear_simulations()
+    run_study(load_study(write_study(n_trials=20, batch_size=6)))  # 3 full batches and a partial one
+    assert len(_simulations) == 1
+    (sim,) = _simulations.values()
+    assert sim.builds == 1
+    clear_simulations()
