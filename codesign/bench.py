@@ -64,7 +64,7 @@ def _batched_rows(make_task: Callable[[Target], Any], rules: list, seed: int, re
         build = _timed(lambda: task.evaluate(rules, seed))
         steady = _best_time(lambda: task.evaluate(rules, seed), repeats)
         label = "batched cpp_standalone, one build reused" if way == "cpp_standalone" else f"batched runtime {way}"
-        rows.append(Row(label, len(rules) / steady, build - steady))
+        rows.append(Row(label, len(rules) / steady, max(0.0, build - steady)))
     clear_simulations()
     return rows
 

@@ -49,7 +49,9 @@ def evaluate_rule(spec: StudySpec, rule: PolynomialRule, seed: int | None = None
     """One rule on the study's task, with held-out input seeds by default."""
     seed = spec.seed + EVAL_SEED_OFFSET if seed is None else seed
     task = make_task(spec)
-    return task.evaluate([rule], seed)[0], seed
+    # The study's terms and batch size: the network the study built is reused (no new build).
+    terms = tuple(spec.rule.searched) + tuple(t for t in rule.coefficients if t not in spec.rule.searched)
+    return task.evaluate([rule], seed, terms=terms, capacity=spec.batch_size)[0], seed
 
 
 def _plot_losses(study: optuna.Study, path: Path) -> None:

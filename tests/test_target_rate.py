@@ -56,22 +56,22 @@ def test_brian2_matches_the_numpy_reference():
 
 @pytest.fixture(scope="module")
 def standalone_rates() -> list[list[float]]:
-    params = TargetRateParams(learn_s=10.0, measure_s=5.0, n_repeats=2)
+    params = TargetRateParams(learn_s=10.0, measure_s=5.0, n_repeats=4)
     task = TargetRateTask(params, load_target(ROOT / "hw_targets/cpu-standalone.yaml"))
     rules = [vogels(), SpikeTraceRule({"pre_y": 1.0, "post_x": 1.0}, name="no depression")]
-    # Vogels' rule settles some 5% above its target rate rho0 (its fixed point 2 rho tau = alpha
-    # ignores that post spikes avoid the moments just after inhibitory input, which lowers the
-    # potentiating x at post spikes), and 5 s of counting add a few % of noise: over input seeds
-    # the measured rates lie between 10.2 and 11.0 Hz, so an 8% bound needs a seed where they stay
-    # below 10.8 (seed 0 gives 10.8 exactly on one repeat, seeds 2 and 3 reach 11.0).
-    return [evaluation.metrics["rates_hz"] for evaluation in task.evaluate(rules, seed=1)]
+    return [evaluation.metrics["rates_hz"] for evaluation in task.evaluate(rules, seed=0)]
 
 
 def test_vogels_rule_holds_the_target_rate(standalone_rates):
     vogels_rates, _ = standalone_rates
-    assert len(vogels_rates) == 2
+    assert len(vogels_rates) == 4
+    # Vogels' rule settles some 5% above its target rate rho0 (its fixed point 2 rho tau = alpha
+    # ignores that post spikes avoid the moments just after inhibitory input, which lowers the
+    # potentiating x at post spikes), and 5 s of counting add a few % of noise per input draw
+    # (10.2 to 11.0 Hz over seeds 0-3): the mean over draws is within 8%, each draw within 12%.
+    assert np.mean(vogels_rates) == pytest.approx(10.0, rel=0.08)
     for rate in vogels_rates:
-        assert rate == pytest.approx(10.0, rel=0.08)
+        assert rate == pytest.approx(10.0, rel=0.12)
 
 
 def test_without_depression_the_rate_collapses(standalone_rates):

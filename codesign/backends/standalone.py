@@ -17,6 +17,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from codesign.backends.base import Construct, Simulation
+from codesign.errors import CodesignError
 from codesign.backends.runtime import quiet_brian
 from codesign.hardware import Target
 
@@ -53,7 +54,14 @@ class StandaloneSimulation(Simulation):
         network = brian2.Network(*self.build.objects, name="network")
         network.run(self.build.duration, namespace=dict(self.build.timed_arrays))
         with FileLock(str(self.directory) + ".lock"):  # one compiler per project at a time
-            brian2.device.build(directory=str(self.directory), compile=True, run=False, with_output=False)
+            try:
+                brian2.device.build(directory=str(self.directory), compile=True, run=False, with_output=False)
+            except RuntimeError as exc:
+                raise CodesignError(
+                    f"the C++ standalone build failed ({exc}); its files are in {self.directory}",
+                    file=target.file, key="backend",
+                    fix="install a C++ compiler and make (apt-get install g++ make), or use hw_targets/cpu.yaml",
+                ) from exc
         self.device = brian2.device
         self.results = f"results_{os.getpid()}"
         self.retired = False

@@ -3,8 +3,9 @@
 It serves as the "how fast could a CPU do this" baseline and as an independent check of the Brian2
 network built in :mod:`codesign.tasks.target_rate`. It follows Brian2's semantics (default
 schedule, ``euler`` state update, event-driven traces with exact decay) step by step, and even the
-order of floating-point operations of Brian2's generated numpy code, so with the numpy runtime the
-two agree to the last bit or nearly so.
+order of floating-point operations of Brian2's generated numpy code (Brian2 2.8), including the
+order in which simultaneous spikes are added into ``ge`` and ``gi``, so with the numpy runtime the two
+agree to the last bit (and with C++ standalone to about 1e-16).
 
 One time step ``n`` (``t = n * dt``), in Brian2's order:
 
@@ -119,10 +120,10 @@ def reference_run(rules: Sequence[SpikeTraceRule], params: TargetRateParams,
     count = np.zeros(K * R)
     lastspike = np.full((K, R), np.iinfo(np.int64).min // 2, dtype=np.int64)  # never spiked
     v_flat, lastspike_flat = v.reshape(-1), lastspike.reshape(-1)
-    syn = np.zeros((4, K, R * n_i))
-    syn[2] = float(params.w_inhibitory_init)
-    rows = syn.reshape(4, K * R, n_i)
     X, Y, W, LU = 0, 1, 2, 3
+    syn = np.zeros((4, K, R * n_i))
+    syn[W] = float(params.w_inhibitory_init)
+    rows = syn.reshape(4, K * R, n_i)
 
     with np.errstate(all="ignore"):
         for n in range(n_steps):
@@ -138,7 +139,8 @@ def reference_run(rules: Sequence[SpikeTraceRule], params: TargetRateParams,
             # 3a. excitatory_pre: ge += w_e once per spike, one after the other (as add.at does).
             for j in range(exc_max[n]):
                 ge = ge + np.where(exc_count[n] > j, w_e, 0.0)
-            # 3b. inhibitory_pre
+            # 3b. inhibitory_pre (clip(a, 0, w_max) as minimum(maximum(a, 0), w_max): the same
+            # numbers, NaN included, with less overhead)
             lo, hi = inh_start[n], inh_start[n + 1]
             if hi > lo:
                 s = syn[:, :, inh_col[lo:hi]]  # (4, K, m)
