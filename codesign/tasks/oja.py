@@ -243,8 +243,12 @@ class OjaTask(Task):
 
         weights, pc1 = evaluation.arrays["weights"], evaluation.arrays["pc1"]
         n = len(weights)
-        fig, axes = plt.subplots(1, n, figsize=(2.6 * n, 2.8), squeeze=False, sharey=True)
-        for r, ax in enumerate(axes[0]):
+        cols = min(n, 4)
+        rows = -(-n // cols)
+        fig, axes = plt.subplots(rows, cols, figsize=(2.8 * cols, 2.4 * rows + 0.4), squeeze=False, sharey=True)
+        for ax in axes.flat[n:]:
+            ax.axis("off")
+        for r, ax in zip(range(n), axes.flat):
             sign = 1.0 if np.dot(weights[r], pc1[r]) >= 0 else -1.0
             index = np.arange(len(pc1[r]))
             ax.bar(index - 0.2, sign * pc1[r], width=0.4, label="PC1")
@@ -252,7 +256,7 @@ class OjaTask(Task):
             ax.set_xlabel("input")
             ax.set_title(f"draw {r}: |cos| {abs(np.dot(weights[r], pc1[r])) / np.linalg.norm(weights[r]):.3f}",
                          fontsize=9)
-        axes[0][0].legend(fontsize=8)
+        axes.flat[0].legend(fontsize=8)
         fig.suptitle(title, fontsize=9)
         fig.tight_layout()
         fig.savefig(path, dpi=120)
