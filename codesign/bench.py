@@ -91,7 +91,7 @@ def bench_oja(batch: int = 256, naive: int = 3, repeats: int = 3) -> list[Row]:
     params = spec.task.params
     rng = np.random.default_rng(0)
     terms = spec.rule.searched
-    rules = [PolynomialRule(dict(zip(terms, rng.uniform(-0.5, 0.5, len(terms)))), eta=spec.rule.eta)
+    rules = [PolynomialRule(dict(zip(terms, rng.uniform(-0.5, 0.5, len(terms)))), eta=spec.rule.learning_rate)
              for _ in range(batch)]
     make_task = lambda target: OjaTask(params, target)  # noqa: E731
     rows = [_naive_row(make_task, rules[:naive], seed=0)]

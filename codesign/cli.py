@@ -43,20 +43,26 @@ def _print_rule_table(console, summary: dict[str, Any]) -> None:
     from rich.table import Table
 
     table = Table(title=f"best rule of {summary['study']} (trial {summary['trial']}, loss {summary['loss']:.4g})")
-    table.add_column("term")
-    table.add_column("monomial")
-    table.add_column("theta", justify="right")
-    table.add_column("theta / |theta_110|", justify="right")
-    from codesign.rules import term_monomial
-
+    table.add_column("parameter")
+    table.add_column("value", justify="right")
+    table.add_column("/ |theta_110|", justify="right")
     normalised = summary.get("normalised", {})
-    for term, value in summary["coefficients"].items():
-        table.add_row(term, term_monomial(term), f"{value:+.4f}",
-                      f"{normalised[term]:+.3f}" if term in normalised else "-")
+    for name, value in summary["coefficients"].items():
+        table.add_row(name, f"{value:+.4f}", f"{normalised[name]:+.3f}" if name in normalised else "-")
     console.print(table)
-    console.print(f"equation: {summary['equation']}")
+    for slot, rule in summary["rules"].items():
+        console.print(f"{slot}: {rule['readable']}")
     if summary["metrics"]:
         console.print("metrics: " + ", ".join(f"{k} = {_fmt(v)}" for k, v in summary["metrics"].items()))
+    if len(summary.get("top", [])) > 1:
+        top = Table(title="best distinct rules")
+        top.add_column("trial", justify="right")
+        top.add_column("loss", justify="right")
+        top.add_column("rule")
+        for entry in summary["top"]:
+            top.add_row(str(entry["trial"]), f"{entry['loss']:.4g}",
+                        "\n".join(f"{slot}: {r['readable']}" for slot, r in entry["rules"].items()))
+        console.print(top)
 
 
 def _fmt(value: Any) -> str:
@@ -77,7 +83,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     spec = load_study(args.study)
     console = _console()
     target = args.trials or spec.n_trials
-    console.print(f"study [bold]{spec.name}[/]: task {spec.task.kind}, {len(spec.rule.searched)} terms, "
+    from codesign.study import distributions
+
+    console.print(f"study [bold]{spec.name}[/]: task {spec.task.kind}, {len(distributions(spec))} parameters, "
                   f"sampler {spec.sampler.name}, batches of {spec.batch_size}, target {spec.target.name}, "
                   f"{args.workers} worker(s), storage {spec.storage_url(args.storage)}")
     with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -117,32 +125,40 @@ def cmd_best(args: argparse.Namespace) -> int:
     return 0
 
 
-def _rule_argument(spec, rule: str | None, storage: str | None):
-    """The rule named by ``--rule``: a named rule, a rule file, or by default the study's best."""
+def _candidate_argument(spec, rule: str | None, storage: str | None):
+    """The candidate named by ``--rule``: a name the task knows, a rule file, or by default the study's best."""
+    from codesign.errors import UnknownNameError
     from codesign.report import best_trial
-    from codesign.rules import resolve_rule
-    from codesign.study import candidate_rule
+    from codesign.rules import load_candidate
+    from codesign.study import candidate, make_task
 
-    if rule is not None:
-        return resolve_rule(rule, eta=spec.rule.eta)
-    trial = best_trial(spec, _load_existing_study(spec, storage))
-    return candidate_rule(spec, trial.params, name=f"{spec.name} best (trial {trial.number})")
+    task = make_task(spec)
+    if rule is None:
+        trial = best_trial(spec, _load_existing_study(spec, storage))
+        return f"{spec.name} best (trial {trial.number})", candidate(spec, trial.params)
+    named = task.named_candidates(spec.etas)
+    if rule in named:
+        return rule, named[rule]
+    if "/" in rule or rule.endswith((".yaml", ".yml")):
+        return rule, load_candidate(rule, task.slots)
+    raise UnknownNameError("rule", rule, list(named), key="--rule")
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from codesign.report import evaluate_rule
+    from codesign.report import evaluate_candidate
     from codesign.spec import load_study
 
     spec = load_study(args.study)
-    rule = _rule_argument(spec, args.rule, args.storage)
-    evaluation, seed = evaluate_rule(spec, rule, args.seed)
-    result = {"rule": rule.name, "equation": rule.equation(), "seed": seed, "loss": evaluation.loss,
-              "diverged": evaluation.diverged, **evaluation.metrics}
+    name, cand = _candidate_argument(spec, args.rule, args.storage)
+    evaluation, seed = evaluate_candidate(spec, cand, args.seed)
+    result = {"rule": name, "equation": "; ".join(r.equation() for r in cand.values()), "seed": seed,
+              "loss": evaluation.loss, "diverged": evaluation.diverged, **evaluation.metrics}
     if args.json:
         print(json.dumps(result, indent=2))
     else:
         console = _console()
-        console.print(f"rule {rule.name}: {rule.readable()}")
+        for slot, rule in cand.items():
+            console.print(f"rule {name}, {slot}: {rule.readable()}")
         console.print(f"task {spec.task.kind} on held-out inputs (seed {seed}): loss [bold]{evaluation.loss:.4g}[/]"
                       + (" (diverged)" if evaluation.diverged else ""))
         for key, value in evaluation.metrics.items():
@@ -190,8 +206,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print a JSON object")
 
     p = command("eval", cmd_eval, "evaluate one rule on the study's task with held-out input seeds")
-    p.add_argument("--rule", help="a named rule (oja, hebb, anti_hebbian, anti_oja, zero) or a rule file; "
-                                  "default: the study's best")
+    p.add_argument("--rule", help="a rule the task knows by name (oja task: oja, hebb, anti_hebbian, anti_oja, "
+                                  "zero) or a rule file; default: the study's best")
     p.add_argument("--seed", type=int, help="input seed (default: the study's held-out seed)")
     p.add_argument("--json", action="store_true", help="print a JSON object")
 

@@ -1,4 +1,4 @@
-"""What a study produced, for people: the best rule, tables, plots and files under ``results/``."""
+"""What a study produced, for people: the best rules, tables, plots and files under ``results/``."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ import numpy as np
 import optuna
 
 from codesign.errors import CodesignError
-from codesign.rules import PolynomialRule, save_rule
+from codesign.rules import Candidate, save_candidate
 from codesign.spec import StudySpec
-from codesign.study import EVAL_SEED_OFFSET, candidate_rule, finished_trials, make_task
+from codesign.study import EVAL_SEED_OFFSET, candidate, distributions, finished_trials, make_task, searched_terms
 from codesign.tasks import Evaluation
 
-__all__ = ["best_trial", "best_summary", "write_results", "evaluate_rule"]
+__all__ = ["best_trial", "best_summary", "distinct_best", "write_results", "evaluate_candidate", "rule_summary"]
 
 
 def best_trial(spec: StudySpec, study: optuna.Study) -> optuna.trial.FrozenTrial:
@@ -24,34 +24,78 @@ def best_trial(spec: StudySpec, study: optuna.Study) -> optuna.trial.FrozenTrial
     return study.best_trial
 
 
-def best_summary(spec: StudySpec, study: optuna.Study) -> dict[str, Any]:
-    """The best rule as a JSON-friendly dict: loss, coefficients, normalised ones, equation, metrics."""
-    trial = best_trial(spec, study)
-    rule = candidate_rule(spec, trial.params, name=f"{spec.name} trial {trial.number}")
-    summary: dict[str, Any] = {
-        "study": spec.name,
-        "trial": trial.number,
-        "n_finished": len(finished_trials(study)),
-        "loss": trial.value,
-        "coefficients": {t: rule.coefficient(t) for t in spec.rule.searched},
-        "equation": rule.equation(),
-        "readable": rule.readable(),
-        "eta": rule.eta,
-        "metrics": trial.user_attrs.get("metrics", {}),
-    }
-    if rule.coefficient("theta_110") != 0.0:
-        normalised = rule.normalised("theta_110")
-        summary["normalised"] = {t: normalised.get(t, 0.0) for t in spec.rule.searched}
+def rule_summary(spec: StudySpec, trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
+    """One trial's candidate as a JSON-friendly dict.
+
+    ``coefficients`` maps the study's parameter names (``theta_abc`` for a one-slot task, else
+    ``slot.term``) to values; ``rules`` gives each slot's rule with its equation; for polynomial
+    rules ``normalised`` divides by ``|theta_110|`` of the same slot.
+    """
+    cand = candidate(spec, trial.params, name=f"{spec.name} trial {trial.number}")
+    summary: dict[str, Any] = {"trial": trial.number, "loss": trial.value,
+                               "coefficients": dict(trial.params), "rules": {}, "normalised": {}}
+    for slot, rule in cand.items():
+        summary["rules"][slot] = {"family": spec.rules[slot].family, "equation": rule.equation(),
+                                  "readable": rule.readable(), **rule.to_dict()}
+        if spec.rules[slot].family == "polynomial" and rule.coefficient("theta_110") != 0.0:
+            normalised = rule.normalised("theta_110")
+            for term in spec.rules[slot].searched:
+                summary["normalised"][spec.param_name(slot, term)] = normalised.get(term, 0.0)
+    if len(cand) == 1:
+        (rule,) = cand.values()
+        summary["equation"], summary["readable"], summary["eta"] = rule.equation(), rule.readable(), rule.eta
+    else:
+        summary["equation"] = "; ".join(f"{slot}: {r.equation()}" for slot, r in cand.items())
+    summary["metrics"] = trial.user_attrs.get("metrics", {})
     return summary
 
 
-def evaluate_rule(spec: StudySpec, rule: PolynomialRule, seed: int | None = None) -> tuple[Evaluation, int]:
-    """One rule on the study's task, with held-out input seeds by default."""
+def distinct_best(spec: StudySpec, study: optuna.Study, n: int = 5, min_distance: float = 0.1) -> list[Any]:
+    """The ``n`` best finished trials whose parameters differ by at least ``min_distance``.
+
+    Distance: Euclidean over the parameters, each scaled by its search range (log range for the
+    time constants); many trials near the optimum are the same rule, and the best few *distinct*
+    rules show whether the answer is a point or a manifold.
+    """
+    space = distributions(spec)
+
+    def scaled(trial: optuna.trial.FrozenTrial) -> np.ndarray:
+        out = []
+        for name, dist in space.items():
+            value = trial.params.get(name, 0.0)
+            if dist.log:
+                out.append((np.log(value) - np.log(dist.low)) / (np.log(dist.high) - np.log(dist.low)))
+            else:
+                out.append((value - dist.low) / (dist.high - dist.low))
+        return np.array(out)
+
+    chosen: list[tuple[optuna.trial.FrozenTrial, np.ndarray]] = []
+    for trial in sorted(finished_trials(study), key=lambda t: t.value):
+        point = scaled(trial)
+        if all(np.linalg.norm(point - other) >= min_distance for _, other in chosen):
+            chosen.append((trial, point))
+        if len(chosen) == n:
+            break
+    return [trial for trial, _ in chosen]
+
+
+def best_summary(spec: StudySpec, study: optuna.Study, top: int = 5) -> dict[str, Any]:
+    """The best candidate (see :func:`rule_summary`) and the best few distinct ones under ``top``."""
+    summary = {"study": spec.name, "n_finished": len(finished_trials(study)),
+               **rule_summary(spec, best_trial(spec, study))}
+    summary["top"] = [rule_summary(spec, t) for t in distinct_best(spec, study, top)]
+    return summary
+
+
+def evaluate_candidate(spec: StudySpec, cand: Candidate, seed: int | None = None) -> tuple[Evaluation, int]:
+    """One candidate on the study's task, with held-out input seeds by default."""
     seed = spec.seed + EVAL_SEED_OFFSET if seed is None else seed
     task = make_task(spec)
     # The study's terms and batch size: the network the study built is reused (no new build).
-    terms = tuple(spec.rule.searched) + tuple(t for t in rule.coefficients if t not in spec.rule.searched)
-    return task.evaluate([rule], seed, terms=terms, capacity=spec.batch_size)[0], seed
+    terms = {slot: tuple(spec.rules[slot].searched) + tuple(t for t in rule.coefficients
+                                                             if t not in spec.rules[slot].searched)
+             for slot, rule in cand.items()}
+    return task.evaluate([cand], seed, terms=terms, capacity=spec.batch_size)[0], seed
 
 
 def _plot_losses(study: optuna.Study, path: Path) -> None:
@@ -77,18 +121,21 @@ def _plot_losses(study: optuna.Study, path: Path) -> None:
 
 
 def write_results(spec: StudySpec, study: optuna.Study) -> dict[str, Path]:
-    """Write the best rule (YAML), the loss over trials and the task's own plot of the best rule."""
+    """Write the best rule (YAML), the loss over trials, and the task's own plots."""
     out = spec.results_dir
     out.mkdir(parents=True, exist_ok=True)
-    summary = best_summary(spec, study)
-    rule = candidate_rule(spec, study.best_trial.params, name=f"{spec.name} trial {summary['trial']}")
+    trial = best_trial(spec, study)
+    best = candidate(spec, trial.params, name=f"{spec.name} trial {trial.number}")
     paths = {"rule": out / "best_rule.yaml", "losses": out / "loss_over_trials.png"}
-    save_rule(rule, paths["rule"], loss=summary["loss"], study=spec.name, trial=summary["trial"],
-              metrics=summary["metrics"])
+    save_candidate(best, paths["rule"], loss=trial.value, study=spec.name, trial=trial.number,
+                   metrics=trial.user_attrs.get("metrics", {}))
     _plot_losses(study, paths["losses"])
-    evaluation, _ = evaluate_rule(spec, rule)
+    evaluation, _ = evaluate_candidate(spec, best)
     task = make_task(spec)
     plot = out / f"{spec.task.kind}_best_rule.png"
-    if task.plot(evaluation, plot, title=rule.readable()):
+    if task.plot(evaluation, plot, title="; ".join(r.readable() for r in best.values())):
         paths["task"] = plot
+    manifold = out / f"{spec.task.kind}_solutions.png"
+    if task.plot_solutions(spec, finished_trials(study), manifold):
+        paths["solutions"] = manifold
     return paths

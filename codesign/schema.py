@@ -83,7 +83,13 @@ def _convert(value: Any, tp: Any, where: Where) -> Any:
     if tp is Any:
         return value
     if origin in (Union, types.UnionType):
-        for option in typing.get_args(tp):
+        options = [o for o in typing.get_args(tp) if o is not type(None)]
+        if value is None and len(options) < len(typing.get_args(tp)):
+            return None
+        if len(options) == 1 or (isinstance(value, dict) and dataclasses.is_dataclass(options[0])):
+            # Optional[X], or a mapping for a schema: X's own error says more than "expected X or null".
+            return _convert(value, options[0], where)
+        for option in options:
             try:
                 return _convert(value, option, where)
             except SpecError:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from codesign.hardware import Target, load_target
-from codesign.rules import TERMS
+from codesign.rules import FAMILIES
 from codesign.schema import Where, build, read_yaml
 
 __all__ = ["RuleSpec", "SamplerSpec", "StudySpec", "load_study"]
@@ -18,26 +18,34 @@ __all__ = ["RuleSpec", "SamplerSpec", "StudySpec", "load_study"]
 
 @dataclasses.dataclass(frozen=True)
 class RuleSpec:
-    """The rule family searched (``rule:``)."""
+    """The rule family searched in one slot (``rule:``, or ``rules: {slot: ...}``)."""
 
-    family: Literal["polynomial"] = "polynomial"
-    #: The searched terms, ``theta_abc``; ``all`` for the 27 of the family.
+    family: Literal["polynomial", "spike_trace"] = "polynomial"
+    #: The searched terms of the family (``theta_abc``, or ``pre_1``...); ``all`` for every term.
     terms: str | list[str] = "all"
     bounds: tuple[float, float] = (-1.0, 1.0)
-    eta: float = dataclasses.field(default=10.0, metadata={"min": 0.0, "help": "eta is a rate in 1/s"})
+    #: Learning rate; default: the family's (10 /s for polynomial, 0.01 for spike_trace).
+    eta: float | None = dataclasses.field(default=None, metadata={"min": 0.0})
+    #: spike_trace only: search the trace time constants tau_x_ms and tau_y_ms in this range (ms).
+    tau_ms: tuple[float, float] | None = dataclasses.field(default=None, metadata={"min": 0.01})
 
     @property
     def searched(self) -> tuple[str, ...]:
-        return TERMS if self.terms == "all" else tuple(self.terms)
+        return FAMILIES[self.family].terms if self.terms == "all" else tuple(self.terms)
+
+    @property
+    def learning_rate(self) -> float:
+        return FAMILIES[self.family].default_eta if self.eta is None else self.eta
 
     def validate(self, where: Where) -> None:
+        known = FAMILIES[self.family].terms
         if isinstance(self.terms, str) and self.terms != "all":
             raise where.child("terms").error(f"expected 'all' or a list of terms, got {self.terms!r}",
-                                             fix="write terms: all, or a list such as [theta_110, theta_021]")
+                                             fix=f"write terms: all, or a list such as [{known[0]}]")
         for i, term in enumerate(self.searched):
-            if term not in TERMS:
+            if term not in known:
                 raise where.child("terms").child(i).error(
-                    f"unknown term {term!r}", fix="terms are theta_abc with a, b, c in 0..2 (powers of x, y, w)")
+                    f"unknown term {term!r}", fix=f"terms of the {self.family} family: {', '.join(known)}")
         if len(set(self.searched)) != len(self.searched):
             raise where.child("terms").error("a term is listed twice", fix="list each term once")
         if not self.searched:
@@ -45,6 +53,13 @@ class RuleSpec:
         if self.bounds[0] >= self.bounds[1]:
             raise where.child("bounds").error(f"low must be below high, got {list(self.bounds)}",
                                               fix="write bounds: [low, high]")
+        if self.tau_ms is not None:
+            if self.family != "spike_trace":
+                raise where.child("tau_ms").error("only spike_trace rules have trace time constants",
+                                                  fix="remove tau_ms")
+            if self.tau_ms[0] >= self.tau_ms[1]:
+                raise where.child("tau_ms").error(f"low must be below high, got {list(self.tau_ms)}",
+                                                  fix="write tau_ms: [low, high]")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,7 +84,9 @@ class _StudyFile:
     task: dict[str, Any]
     target: str = dataclasses.field(metadata={"help": "name a file in hw_targets/, e.g. hw_targets/cpu.yaml"})
     name: str | None = None
-    rule: RuleSpec = RuleSpec()
+    #: The rule of a one-slot task; a task with several slots takes ``rules: {slot: rule}``.
+    rule: RuleSpec | None = None
+    rules: dict[str, Any] | None = None
     sampler: SamplerSpec = SamplerSpec()
     n_trials: int = dataclasses.field(default=200, metadata={"min": 1})
     batch_size: int = dataclasses.field(default=12, metadata={"min": 1, "max": 100000})
@@ -92,12 +109,27 @@ class StudySpec:
     file: str
     task: TaskSpec
     target: Target
-    rule: RuleSpec
+    #: The searched rule of each slot of the task.
+    rules: dict[str, RuleSpec]
     sampler: SamplerSpec
     n_trials: int
     batch_size: int
     seed: int
     storage: str | None
+
+    @property
+    def rule(self) -> RuleSpec:
+        """The searched rule of a one-slot task."""
+        (only,) = self.rules.values()
+        return only
+
+    def param_name(self, slot: str, name: str) -> str:
+        """The Optuna parameter of a slot's term: the term itself for a one-slot task, else ``slot.term``."""
+        return name if len(self.rules) == 1 else f"{slot}.{name}"
+
+    @property
+    def etas(self) -> dict[str, float]:
+        return {slot: rule.learning_rate for slot, rule in self.rules.items()}
 
     @property
     def results_dir(self) -> Path:
@@ -117,6 +149,35 @@ def _resolve_target(value: str, study_file: Path, where: Where) -> Path:
                       fix="give a path to a file in hw_targets/ (relative to the current directory)")
 
 
+def _rule_slots(raw: _StudyFile, slots: dict[str, str], where: Where) -> dict[str, RuleSpec]:
+    """The searched rule of each slot: ``rule:`` for a one-slot task, ``rules: {slot: ...}`` in general."""
+    if raw.rule is not None and raw.rules is not None:
+        raise where.child("rules").error("give rule or rules, not both", fix="keep one of them")
+    if raw.rules is None:
+        if len(slots) > 1:
+            raise where.child("rules").error(
+                "missing required key: this task has several rule slots",
+                fix=f"add rules: with one entry per slot: {', '.join(slots)}")
+        (slot,) = slots
+        rules = {slot: raw.rule or build(RuleSpec, {"family": slots[slot]}, where.child("rule"))}
+    else:
+        for slot in raw.rules:
+            if slot not in slots:
+                raise where.child("rules").child(slot).error(
+                    "unknown rule slot", fix=f"this task's slots: {', '.join(slots)}")
+        missing = [slot for slot in slots if slot not in raw.rules]
+        if missing:
+            raise where.child("rules").error(f"missing slot(s) {', '.join(missing)}",
+                                             fix=f"give a rule for each slot: {', '.join(slots)}")
+        rules = {slot: build(RuleSpec, raw.rules[slot], where.child("rules").child(slot)) for slot in slots}
+    for slot, rule in rules.items():
+        if rule.family != slots[slot]:
+            key = where.child("rule") if raw.rules is None else where.child("rules").child(slot)
+            raise key.child("family").error(f"slot {slot!r} of this task takes {slots[slot]} rules, got {rule.family}",
+                                            fix=f"write family: {slots[slot]}")
+    return rules
+
+
 def load_study(path: str | Path) -> StudySpec:
     """Read and check a study file, its task parameters and its target file."""
     from codesign.tasks import task_class
@@ -132,11 +193,12 @@ def load_study(path: str | Path) -> StudySpec:
                                              fix="add kind: oja")
     cls = task_class(kind, file=str(path), key="task.kind")
     params = build(cls.Params, task_data, task_where)
+    rules = _rule_slots(raw, cls.slots, where)
     target_path = _resolve_target(raw.target, path, where.child("target"))
     name = raw.name or path.stem
     if not name.replace("-", "").replace("_", "").isalnum():
         raise where.child("name").error(f"{name!r} is not usable as a folder name",
                                         fix="use letters, digits, - and _")
     return StudySpec(name=name, file=str(path), task=TaskSpec(kind, params), target=load_target(target_path),
-                     rule=raw.rule, sampler=raw.sampler, n_trials=raw.n_trials, batch_size=raw.batch_size,
+                     rules=rules, sampler=raw.sampler, n_trials=raw.n_trials, batch_size=raw.batch_size,
                      seed=raw.seed, storage=raw.storage)

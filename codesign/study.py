@@ -18,14 +18,15 @@ import optuna
 from optuna.distributions import FloatDistribution
 from optuna.trial import FrozenTrial, TrialState
 
-from codesign.rules import PolynomialRule
+from codesign.rules import FAMILIES, Rule
 from codesign.spec import StudySpec
 from codesign.tasks import Evaluation, Task, task_class
 
 __all__ = [
     "open_study",
     "make_task",
-    "candidate_rule",
+    "candidate",
+    "searched_terms",
     "run_worker",
     "run_study",
     "count_trials",
@@ -55,8 +56,15 @@ def _storage(url: str) -> optuna.storages.BaseStorage | str:
 
 
 def distributions(spec: StudySpec) -> dict[str, FloatDistribution]:
-    low, high = spec.rule.bounds
-    return {term: FloatDistribution(low, high) for term in spec.rule.searched}
+    """The search space: each slot's searched coefficients, and its trace time constants if searched."""
+    space = {}
+    for slot, rule in spec.rules.items():
+        for term in rule.searched:
+            space[spec.param_name(slot, term)] = FloatDistribution(*rule.bounds)
+        if rule.tau_ms is not None:
+            for extra in FAMILIES[rule.family].extras:
+                space[spec.param_name(slot, extra)] = FloatDistribution(*rule.tau_ms, log=True)
+    return space
 
 
 def _sampler(spec: StudySpec, worker_index: int) -> optuna.samplers.BaseSampler:
@@ -80,8 +88,20 @@ def make_task(spec: StudySpec) -> Task:
     return task_class(spec.task.kind)(spec.task.params, spec.target)
 
 
-def candidate_rule(spec: StudySpec, params: dict[str, float], name: str | None = None) -> PolynomialRule:
-    return PolynomialRule({t: params[t] for t in spec.rule.searched if t in params}, eta=spec.rule.eta, name=name)
+def candidate(spec: StudySpec, params: dict[str, float], name: str | None = None) -> dict[str, Rule]:
+    """The candidate (slot -> rule) that a trial's parameters stand for."""
+    out = {}
+    for slot, rule in spec.rules.items():
+        fam = FAMILIES[rule.family]
+        coefficients = {t: params[spec.param_name(slot, t)] for t in rule.searched
+                        if spec.param_name(slot, t) in params}
+        extras = {e: params[spec.param_name(slot, e)] for e in fam.extras if spec.param_name(slot, e) in params}
+        out[slot] = fam.make(coefficients, eta=rule.learning_rate, name=name, **extras)
+    return out
+
+
+def searched_terms(spec: StudySpec) -> dict[str, tuple[str, ...]]:
+    return {slot: rule.searched for slot, rule in spec.rules.items()}
 
 
 def count_trials(study: optuna.Study) -> tuple[int, int]:
@@ -240,8 +260,8 @@ def run_worker(spec: StudySpec, storage_url: str | None = None, n_trials: int | 
         try:
             for trial in trials:
                 study._storage.set_trial_system_attr(trial._trial_id, _WORKER_ATTR, _this_worker())
-            rules = [candidate_rule(spec, t.params, name=f"trial {t.number}") for t in trials]
-            evaluations = task.evaluate(rules, seed, terms=spec.rule.searched, capacity=share)
+            candidates = [candidate(spec, t.params, name=f"trial {t.number}") for t in trials]
+            evaluations = task.evaluate(candidates, seed, terms=searched_terms(spec), capacity=share)
         except BaseException:
             for trial in trials:
                 study.tell(trial, state=TrialState.FAIL)

@@ -6,10 +6,10 @@ import shutil
 
 import pytest
 
-from codesign.report import best_summary, evaluate_rule
+from codesign.report import best_summary, evaluate_candidate
 from codesign.rules import named_rule
 from codesign.spec import load_study
-from codesign.study import candidate_rule, run_study
+from codesign.study import candidate, run_study
 
 from conftest import ROOT
 
@@ -17,7 +17,7 @@ from conftest import ROOT
 def test_oja_rule_meets_the_study_loss(workdir):
     """The known answer scores well on the demo's task: the study's loss surface is right."""
     spec = load_study(ROOT / "studies/oja.yaml")
-    evaluation, _ = evaluate_rule(spec, named_rule("oja", eta=spec.rule.eta))
+    evaluation, _ = evaluate_candidate(spec, {"w": named_rule("oja", eta=spec.rule.learning_rate)})
     assert evaluation.loss < 0.1
     assert evaluation.metrics["abs_cos_pc1"] > 0.99
 
@@ -33,5 +33,5 @@ def test_demo_study_rediscovers_oja(workdir):
     for term, value in normalised.items():
         if term not in ("theta_110", "theta_021"):
             assert abs(value) < 0.15, term
-    held_out, _ = evaluate_rule(spec, candidate_rule(spec, study.best_params))
+    held_out, _ = evaluate_candidate(spec, candidate(spec, study.best_params))
     assert held_out.metrics["abs_cos_pc1"] > 0.99

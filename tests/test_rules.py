@@ -8,10 +8,9 @@ from codesign.rules import (
     TERMS,
     PolynomialRule,
     family_equation,
-    load_rule,
+    load_candidate,
     named_rule,
-    resolve_rule,
-    save_rule,
+    save_candidate,
     term_monomial,
 )
 
@@ -65,14 +64,14 @@ def test_bad_rules_are_refused():
     with pytest.raises(RuleError, match="is nan"):
         PolynomialRule({"theta_110": float("nan")})
     with pytest.raises(CodesignError, match="unknown rule 'ojas'.*oja"):
-        resolve_rule("ojas")
+        named_rule("ojas")
 
 
 def test_rule_file_round_trip(tmp_path):
     rule = PolynomialRule({"theta_110": 0.9, "theta_021": -0.8}, eta=4.0, name="found")
     path = tmp_path / "rule.yaml"
-    save_rule(rule, path, loss=0.01)
-    loaded = resolve_rule(str(path))
+    save_candidate({"w": rule}, path, loss=0.01)
+    (loaded,) = load_candidate(path, {"w": "polynomial"}).values()
     assert loaded.coefficients == rule.coefficients
     assert loaded.eta == 4.0
     assert "loss: 0.01" in path.read_text()
@@ -82,7 +81,7 @@ def test_rule_file_with_unknown_term_names_the_key(tmp_path):
     path = tmp_path / "rule.yaml"
     path.write_text("coefficients: {theta_110: 1.0, theta_900: 2.0}\n")
     with pytest.raises(CodesignError) as info:
-        load_rule(path)
+        load_candidate(path, {"w": "polynomial"})
     assert "coefficients.theta_900: unknown term" in str(info.value)
 
 

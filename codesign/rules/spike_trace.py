@@ -74,13 +74,18 @@ class SpikeTraceRule:
             "on_post": f"y += 1\nw = clip(w + eta * ({self._update('on_post')}), 0, w_max)",
         }
 
+    def equation(self) -> str:
+        """The weight updates as Brian2 statements, ``on_pre: ...; on_post: ...``."""
+        return (f"on_pre: w = clip(w + eta * ({self._update('on_pre')}), 0, w_max); "
+                f"on_post: w = clip(w + eta * ({self._update('on_post')}), 0, w_max)")
+
     def readable(self) -> str:
         return (f"pre spike: dw = eta ({self._update('on_pre')}); post spike: dw = eta ({self._update('on_post')}); "
                 f"tau_x {self.tau_x_ms:g} ms, tau_y {self.tau_y_ms:g} ms")
 
     def to_dict(self) -> dict:
         return {"family": "spike_trace", "name": self.name, "eta": self.eta, "tau_x_ms": self.tau_x_ms,
-                "tau_y_ms": self.tau_y_ms, "coefficients": dict(self.coefficients)}
+                "tau_y_ms": self.tau_y_ms, "coefficients": dict(self.coefficients), "equation": self.equation()}
 
 
 def vogels(rho0_hz: float = 10.0, tau_ms: float = 20.0, eta: float = 0.01) -> SpikeTraceRule:

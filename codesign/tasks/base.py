@@ -6,14 +6,14 @@ import abc
 import dataclasses
 import math
 from pathlib import Path
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar, Mapping, Sequence
 
 import numpy as np
 
 from codesign.hardware import Target
-from codesign.rules import PolynomialRule
+from codesign.rules import NAMED_RULES, Candidate, Rule, named_rule
 
-__all__ = ["Evaluation", "Task", "LOSS_CAP", "used_terms"]
+__all__ = ["Evaluation", "Task", "LOSS_CAP", "used_terms", "slot_terms"]
 
 #: Loss given to a candidate whose simulation diverged (NaN or infinite weights), and the ceiling of
 #: every loss, so that one runaway rule cannot dominate a sampler's statistics.
@@ -39,7 +39,7 @@ class Evaluation:
 
 
 class Task(abc.ABC):
-    """A network and a loss. Subclasses set ``name`` and ``Params`` (a schema dataclass).
+    """A network and a loss. Subclasses set ``name``, ``Params`` (a schema dataclass) and ``slots``.
 
     ``evaluate`` must simulate all candidates of a batch in one network, with each candidate's
     coefficients held in variables, so that code is generated once per batch shape and not once
@@ -48,30 +48,52 @@ class Task(abc.ABC):
 
     name: ClassVar[str]
     Params: ClassVar[type]
+    #: The task's rule slots and the family of each, e.g. ``{"w": "polynomial"}``.
+    slots: ClassVar[dict[str, str]]
 
     def __init__(self, params: Any, target: Target) -> None:
         self.params = params
         self.target = target
 
-    @abc.abstractmethod
-    def evaluate(self, rules: Sequence[PolynomialRule], seed: int, terms: Sequence[str] | None = None,
-                 capacity: int | None = None) -> list[Evaluation]:
-        """Loss and metrics of each rule, on inputs drawn from ``seed`` (same seed, same inputs).
+    def candidates(self, items: Sequence[Rule | Candidate]) -> list[dict[str, Rule]]:
+        """Candidates as slot -> rule mappings; a bare rule is accepted for a one-slot task."""
+        (first, *_) = self.slots
+        return [dict(item) if isinstance(item, Mapping) else {first: item} for item in items]
 
-        ``terms`` are the family terms the network holds as variables, and ``capacity`` the number
-        of candidates it holds (a smaller batch is padded): a study passes its search space and
-        batch size so that every batch reuses one network. By default, the terms the rules use
-        and as many candidates as rules.
+    def named_candidates(self, etas: Mapping[str, float]) -> dict[str, dict[str, Rule]]:
+        """The known answers and foils of this task by name (``--rule NAME``), with the study's etas."""
+        (slot,) = self.slots
+        return {name: {slot: named_rule(name, eta=etas[slot])} for name in NAMED_RULES}
+
+    @abc.abstractmethod
+    def evaluate(self, candidates: Sequence[Rule | Candidate], seed: int,
+                 terms: Sequence[str] | Mapping[str, Sequence[str]] | None = None,
+                 capacity: int | None = None) -> list[Evaluation]:
+        """Loss and metrics of each candidate, on inputs drawn from ``seed`` (same seed, same inputs).
+
+        ``terms`` are the family terms the network holds as variables (per slot, or one sequence
+        for a one-slot task), and ``capacity`` the number of candidates it holds (a smaller batch
+        is padded): a study passes its search space and batch size so that every batch reuses one
+        network. By default, the terms the rules use and as many candidates as given.
         """
 
     def plot(self, evaluation: Evaluation, path: Path, title: str = "") -> bool:
-        """Draw what the rule learned into ``path``; returns False if the task has no such plot."""
+        """Draw what the candidate learned into ``path``; returns False if the task has no such plot."""
+        return False
+
+    def plot_solutions(self, spec: Any, trials: Sequence[Any], path: Path) -> bool:
+        """Draw the good candidates of a study (the shape of its solution set); False if none."""
         return False
 
 
-def used_terms(rules: Sequence[PolynomialRule], terms: Sequence[str] | None) -> tuple[str, ...]:
+def used_terms(rules: Sequence[Rule], terms: Sequence[str] | None, all_terms: Sequence[str]) -> tuple[str, ...]:
     """The terms a network must hold: ``terms`` plus any nonzero term of the rules, in family order."""
-    from codesign.rules import TERMS
-
     wanted = set(terms or ()) | {t for rule in rules for t, v in rule.coefficients.items() if v != 0.0}
-    return tuple(t for t in TERMS if t in wanted) or ("theta_110",)
+    return tuple(t for t in all_terms if t in wanted) or (all_terms[0],)
+
+
+def slot_terms(terms: Sequence[str] | Mapping[str, Sequence[str]] | None, slot: str) -> Sequence[str] | None:
+    """The terms given for one slot (a plain sequence is the terms of a one-slot task)."""
+    if terms is None or not isinstance(terms, Mapping):
+        return terms
+    return terms.get(slot)

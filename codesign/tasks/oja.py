@@ -14,16 +14,16 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
 from codesign.errors import SpecError
 from codesign.backends import NetworkBuild, Simulation, simulation
 from codesign.hardware import Target
-from codesign.rules import PolynomialRule, family_equation
+from codesign.rules import TERMS, Candidate, PolynomialRule, family_equation
 from codesign.schema import Where
-from codesign.tasks.base import Evaluation, Task, used_terms
+from codesign.tasks.base import Evaluation, Task, slot_terms, used_terms
 
 __all__ = ["OjaParams", "OjaTask", "OjaInputs", "draw_inputs", "reference_weights"]
 
@@ -210,6 +210,7 @@ class OjaTask(Task):
 
     name = "oja"
     Params = OjaParams
+    slots = {"w": "polynomial"}
 
     def __init__(self, params: OjaParams, target: Target) -> None:
         super().__init__(params, target)
@@ -225,14 +226,16 @@ class OjaTask(Task):
         key = f"oja|{','.join(terms)}|k={n_candidates}|r={p.n_repeats}|d={p.n_inputs}|steps={p.n_steps}|dt={p.dt_ms}"
         return simulation(self.target, key, _construct(p, terms, n_candidates))
 
-    def evaluate(self, rules: Sequence[PolynomialRule], seed: int, terms: Sequence[str] | None = None,
+    def evaluate(self, candidates: Sequence[PolynomialRule | Candidate], seed: int,
+                 terms: Sequence[str] | Mapping[str, Sequence[str]] | None = None,
                  capacity: int | None = None) -> list[Evaluation]:
-        if not rules:
+        if not candidates:
             return []
-        terms = used_terms(rules, terms)
+        rules = [c["w"] for c in self.candidates(candidates)]
+        held = used_terms(rules, slot_terms(terms, "w"), TERMS)
         inputs = self.inputs(seed)
         size = max(len(rules), capacity or 0)
-        weights = _run_batch(self.simulation(terms, size), rules, terms, size, inputs)
+        weights = _run_batch(self.simulation(held, size), rules, held, size, inputs)
         return [summarise(w, inputs) for w in weights]
 
     def plot(self, evaluation: Evaluation, path: Path, title: str = "") -> bool:
