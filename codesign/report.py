@@ -11,7 +11,7 @@ import optuna
 from codesign.errors import CodesignError
 from codesign.rules import Candidate, save_candidate
 from codesign.spec import StudySpec
-from codesign.study import EVAL_SEED_OFFSET, candidate, distributions, finished_trials, make_task, searched_terms
+from codesign.study import EVAL_SEED_OFFSET, candidate, count_trials, distributions, finished_trials, make_task
 from codesign.tasks import Evaluation
 
 __all__ = ["best_trial", "best_summary", "distinct_best", "write_results", "evaluate_candidate", "rule_summary"]
@@ -81,7 +81,8 @@ def distinct_best(spec: StudySpec, study: optuna.Study, n: int = 5, min_distance
 
 def best_summary(spec: StudySpec, study: optuna.Study, top: int = 5) -> dict[str, Any]:
     """The best candidate (see :func:`rule_summary`) and the best few distinct ones under ``top``."""
-    summary = {"study": spec.name, "n_finished": len(finished_trials(study)),
+    pruned = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.PRUNED,))
+    summary = {"study": spec.name, "n_finished": count_trials(study)[0], "n_pruned": len(pruned),
                **rule_summary(spec, best_trial(spec, study))}
     summary["top"] = [rule_summary(spec, t) for t in distinct_best(spec, study, top)]
     return summary

@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -72,9 +73,12 @@ def _sampler(spec: StudySpec, worker_index: int) -> optuna.samplers.BaseSampler:
     # same candidates.
     seed = spec.seed + 7919 * worker_index
     if spec.sampler.name == "cmaes":
-        return optuna.samplers.CmaEsSampler(popsize=spec.batch_size, seed=seed, warn_independent_sampling=False)
+        with warnings.catch_warnings():  # consider_pruned_trials is marked experimental
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.samplers.CmaEsSampler(popsize=spec.batch_size, seed=seed, warn_independent_sampling=False,
+                                                consider_pruned_trials=True)
     if spec.sampler.name == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True)
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True)  # pruned: worst
     return optuna.samplers.RandomSampler(seed=seed)
 
 
@@ -219,10 +223,18 @@ def ask_batch(study: optuna.Study, space: dict[str, FloatDistribution], size: in
 
 
 def _tell(study: optuna.Study, trial: optuna.Trial, evaluation: Evaluation) -> None:
+    """Record a result. A diverged candidate (NaN weights, runaway rate) is pruned with its reason.
+
+    Its loss (the ceiling) is reported as an intermediate value first, so that samplers that take
+    pruned trials into account (CMA-ES here) still rank it: a generation stays complete.
+    """
     trial.set_user_attr("metrics", evaluation.metrics)
     if evaluation.diverged:
-        trial.set_user_attr("diverged", True)
-    study.tell(trial, evaluation.loss)
+        trial.set_user_attr("diverged_reason", evaluation.metrics.get("diverged_reason", "diverged"))
+        trial.report(evaluation.loss, step=0)
+        study.tell(trial, state=TrialState.PRUNED)
+    else:
+        study.tell(trial, evaluation.loss)
 
 
 def run_worker(spec: StudySpec, storage_url: str | None = None, n_trials: int | None = None,

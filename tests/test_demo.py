@@ -35,3 +35,15 @@ def test_demo_study_rediscovers_oja(workdir):
             assert abs(value) < 0.15, term
     held_out, _ = evaluate_candidate(spec, candidate(spec, study.best_params))
     assert held_out.metrics["abs_cos_pc1"] > 0.99
+
+
+@pytest.mark.slow
+def test_target_rate_study_holds_the_rate_on_held_out_inputs(workdir):
+    shutil.copy(ROOT / "studies/target-rate.yaml", workdir / "studies/target-rate.yaml")
+    spec = load_study("studies/target-rate.yaml")
+    study = run_study(spec)
+    best = candidate(spec, study.best_params)
+    for seed in (101, 102, 103):
+        held_out, _ = evaluate_candidate(spec, best, seed=seed)
+        for rate in held_out.metrics["rates_hz"]:
+            assert rate == pytest.approx(spec.task.params.target_rate_hz, rel=0.05)

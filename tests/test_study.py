@@ -24,8 +24,9 @@ def states(study: optuna.Study) -> dict[str, int]:
 def test_short_study_finishes_its_trials_and_improves(write_study):
     spec = load_study(write_study(n_trials=36))
     study = run_study(spec)
-    assert states(study) == {"COMPLETE": 36}
-    values = [t.value for t in study.trials]
+    assert count_trials(study) == (36, 0)
+    assert set(states(study)) <= {"COMPLETE", "PRUNED"}
+    values = [t.value if t.value is not None else t.intermediate_values[0] for t in study.trials]
     assert min(values[12:]) <= min(values[:6])
     assert all("abs_cos_pc1" in t.user_attrs["metrics"] for t in study.trials)
 
@@ -35,7 +36,7 @@ def test_a_study_run_again_resumes(write_study):
     run_study(spec, n_trials=12)
     first = [(t.number, t.params, t.value) for t in open_study(spec).trials]
     study = run_study(spec, n_trials=24)
-    assert states(study) == {"COMPLETE": 24}
+    assert count_trials(study) == (24, 0)
     assert [(t.number, t.params, t.value) for t in study.trials[:12]] == first
     # Asking for fewer trials than are finished does nothing.
     assert len(run_study(spec, n_trials=6).trials) == 24
@@ -45,10 +46,10 @@ def test_two_workers_share_one_journal_and_waste_no_cmaes_trial(write_study, cap
     path = write_study(n_trials=32, batch_size=8)
     assert main(["run", path, "--workers", "2", "--quiet"]) == 0
     study = open_study(load_study(path))
-    assert states(study).get("COMPLETE") == 32
+    assert count_trials(study) == (32, 0)
     # A worker that asked for places the other had filled fails those trials as surplus, unevaluated.
     assert all(t.user_attrs.get("surplus") for t in study.trials if t.state == TrialState.FAIL)
-    complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    complete = [t for t in study.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
     workers = {t.system_attrs[_WORKER_ATTR] for t in complete}
     assert len(workers) == 2, "both workers should have evaluated trials"
     params = [tuple(sorted(t.params.items())) for t in complete]
@@ -110,3 +111,36 @@ def test_cli_run_best_and_eval(write_study, capsys, workdir):
     assert main(["eval", path, "--json"]) == 0
     default = json.loads(capsys.readouterr().out)
     assert from_file["loss"] == pytest.approx(default["loss"])
+
+
+def test_diverging_candidates_are_pruned_with_their_reason(write_study):
+    # Wide bounds on y^2 w and the constant: many random rules blow up.
+    spec = load_study(write_study(n_trials=24, rule={"terms": ["theta_110", "theta_021", "theta_000"],
+                                                      "bounds": [-5.0, 5.0]}))
+    study = run_study(spec)
+    pruned = [t for t in study.trials if t.state == TrialState.PRUNED]
+    assert pruned, "expected some diverging candidates with these bounds"
+    for trial in pruned:
+        assert trial.user_attrs["diverged_reason"].startswith("NaN or infinite weights")
+        assert trial.intermediate_values == {0: 10.0}
+    assert count_trials(study) == (24, 0)
+
+
+def test_target_rate_study_end_to_end(workdir, capsys):
+    study_file = workdir / "studies/rate.yaml"
+    study_file.write_text(
+        "task: {kind: target_rate, n_excitatory: 80, n_inhibitory: 20, rate_excitatory_hz: 50,\n"
+        "       rate_inhibitory_hz: 100, n_repeats: 1, learn_s: 0.5, measure_s: 0.5, good_loss: 10.0}\n"
+        "rule: {family: spike_trace, terms: [pre_1, pre_y, post_x], tau_ms: [5, 50]}\n"
+        "target: hw_targets/cpu.yaml\nn_trials: 8\nbatch_size: 4\n")
+    assert main(["run", str(study_file), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "tau_x_ms" in out and "best distinct rules" in out
+    assert (workdir / "results/rate/target_rate_solutions.png").stat().st_size > 0
+    assert main(["eval", str(study_file), "--rule", "vogels", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert len(result["rates_hz"]) == 1 and result["rule"] == "vogels"
+    assert main(["best", str(study_file), "--json"]) == 0
+    best = json.loads(capsys.readouterr().out)
+    assert set(best["coefficients"]) == {"pre_1", "pre_y", "post_x", "tau_x_ms", "tau_y_ms"}
+    assert 5 <= best["coefficients"]["tau_x_ms"] <= 50

@@ -78,3 +78,11 @@ def test_without_depression_the_rate_collapses(standalone_rates):
     _, rates = standalone_rates
     for rate in rates:
         assert rate < 0.2 * 10.0
+
+
+def test_a_runaway_rate_is_reported_as_diverged():
+    task = TargetRateTask(TargetRateParams(runaway_rate_hz=50.0), load_target(ROOT / "hw_targets/cpu.yaml"))
+    evaluation = task._summarise(np.array([10.0, 80.0]), np.zeros((2, 200)))
+    assert evaluation.diverged
+    assert evaluation.metrics["diverged_reason"] == "runaway rate 80.0 Hz > runaway_rate_hz 50"
+    assert not task._summarise(np.array([10.0, 12.0]), np.zeros((2, 200))).diverged

@@ -126,6 +126,8 @@ def summarise(weights: np.ndarray, inputs: OjaInputs) -> Evaluation:
         "weight_norm": float(np.mean(np.linalg.norm(np.where(finite[:, None], weights, 0.0), axis=-1))),
         "n_diverged": int(np.sum(~finite)),
     }
+    if not finite.all():
+        metrics["diverged_reason"] = f"NaN or infinite weights on {int(np.sum(~finite))} of {len(finite)} draws"
     return Evaluation(loss, metrics, {"weights": weights, "pc1": inputs.pc1}, diverged=not finite.all())
 
 

@@ -14,13 +14,15 @@ every backend (and a port to Lava) sees the same spikes.
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
+from pathlib import Path
+from typing import Mapping, Sequence
 
 import numpy as np
 
 from codesign.backends import NetworkBuild, Simulation, simulation
 from codesign.hardware import Target
-from codesign.rules.spike_trace import SPIKE_TERMS, SpikeTraceRule
+from codesign.rules import Candidate
+from codesign.rules.spike_trace import SPIKE_TERMS, SpikeTraceRule, vogels
 from codesign.tasks.base import Evaluation, Task
 
 __all__ = ["TargetRateParams", "TargetRateTask", "draw_spikes"]
@@ -43,6 +45,10 @@ class TargetRateParams:
     learn_s: float = dataclasses.field(default=10.0, metadata={"min": 0.0})
     measure_s: float = dataclasses.field(default=5.0, metadata={"min": 0.01})
     dt_ms: float = dataclasses.field(default=0.1, metadata={"min": 0.001, "max": 10.0})
+    #: A rate above this is a runaway: the candidate is recorded as diverged (pruned).
+    runaway_rate_hz: float = dataclasses.field(default=150.0, metadata={"min": 0.0})
+    #: Rules with a loss below this count as solutions in the solution-manifold plot.
+    good_loss: float = dataclasses.field(default=0.01, metadata={"min": 0.0})
 
     @property
     def n_inputs(self) -> int:
@@ -141,18 +147,31 @@ class TargetRateTask(Task):
 
     name = "target_rate"
     Params = TargetRateParams
+    slots = {"inhibitory": "spike_trace"}
+
+    def named_candidates(self, etas: Mapping[str, float]) -> dict[str, dict[str, SpikeTraceRule]]:
+        eta = etas["inhibitory"]
+        alpha = 2.0 * self.params.target_rate_hz * 20e-3
+        return {
+            "vogels": {"inhibitory": vogels(self.params.target_rate_hz, tau_ms=20.0, eta=eta)},
+            "no_depression": {"inhibitory": SpikeTraceRule({"pre_y": 1.0, "post_x": 1.0}, eta=eta, name="no_depression")},
+            "depression_only": {"inhibitory": SpikeTraceRule({"pre_1": -alpha}, eta=eta, name="depression_only")},
+            "zero": {"inhibitory": SpikeTraceRule({}, eta=eta, name="zero")},
+        }
 
     def simulation(self, n_candidates: int, seed: int) -> Simulation:
         p = self.params
         key = (f"target_rate|k={n_candidates}|{dataclasses.astuple(p)}|seed={seed}")
         return simulation(self.target, key, _construct(p, n_candidates, draw_spikes(p, seed)))
 
-    def evaluate(self, rules: Sequence[SpikeTraceRule], seed: int, terms: Sequence[str] | None = None,
+    def evaluate(self, candidates: Sequence[SpikeTraceRule | Candidate], seed: int,
+                 terms: Sequence[str] | Mapping[str, Sequence[str]] | None = None,
                  capacity: int | None = None) -> list[Evaluation]:
         import brian2 as b2
 
-        if not rules:
+        if not candidates:
             return []
+        rules = [c["inhibitory"] for c in self.candidates(candidates)]
         p = self.params
         size = max(len(rules), capacity or 0)
         padded = list(rules) + [rules[-1]] * (size - len(rules))
@@ -165,11 +184,67 @@ class TargetRateTask(Task):
         out = self.simulation(size, seed).run(values, {})
         rates = out["count"].reshape(size, p.n_repeats) / p.measure_s
         weights = out["w"].reshape(size, p.n_repeats, p.n_inhibitory)
-        evaluations = []
-        for k in range(len(rules)):
-            error = (rates[k] - p.target_rate_hz) / p.target_rate_hz
-            evaluations.append(Evaluation(
-                Evaluation.capped(float(np.mean(error**2))),
-                {"rates_hz": [float(x) for x in rates[k]], "mean_inhibitory_weight": float(np.mean(weights[k]))},
-                {"weights": weights[k]}))
-        return evaluations
+        return [self._summarise(rates[k], weights[k]) for k in range(len(rules))]
+
+    def _summarise(self, rates: np.ndarray, weights: np.ndarray) -> Evaluation:
+        p = self.params
+        error = (rates - p.target_rate_hz) / p.target_rate_hz
+        metrics: dict[str, object] = {
+            "rates_hz": [float(x) for x in rates],
+            "max_rate_error": float(np.max(np.abs(error))),
+            "mean_inhibitory_weight": float(np.mean(weights)),
+        }
+        runaway = rates > p.runaway_rate_hz
+        if runaway.any():
+            metrics["diverged_reason"] = f"runaway rate {rates.max():.1f} Hz > runaway_rate_hz {p.runaway_rate_hz:g}"
+        return Evaluation(Evaluation.capped(float(np.mean(error**2))), metrics, {"weights": weights},
+                          diverged=bool(runaway.any()))
+
+    def plot_solutions(self, spec, trials, path: Path) -> bool:
+        """Good rules in the plane (potentiation, depression offset), with Vogels' relation drawn in.
+
+        With the neuron at rate rho and inhibitory inputs at rate rho_in, the mean weight drift of a
+        rule vanishes when (pre spikes) rho_in (pre_1 + pre_y rho tau_y + pre_w w) + (post spikes)
+        rho (post_1 + post_x rho_in tau_x + post_w w) = 0, that is when the depression offset
+        ``alpha = -(pre_1 + pre_w w)`` equals ``rho * P`` with the potentiation
+        ``P = pre_y tau_y + post_x tau_x + (post_1 + post_w w) / rho_in``. For Vogels' rule
+        (pre_y = post_x = 1, tau_x = tau_y = tau, no other term) this is ``alpha = 2 rho0 tau``.
+        A rule that holds the rate at rho0 lies on the line ``alpha = rho0 P`` (w: its final mean
+        inhibitory weight): the solutions form a manifold, not a point.
+        """
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        from codesign.study import candidate
+
+        good = [t for t in trials if t.value is not None and t.value < self.params.good_loss]
+        if not good:
+            return False
+        rho_in = self.params.rate_inhibitory_hz
+        potentiation, alpha = [], []
+        for trial in good:
+            rule = candidate(spec, trial.params)["inhibitory"]
+            w = trial.user_attrs.get("metrics", {}).get("mean_inhibitory_weight", self.params.w_inhibitory_init)
+            c = rule.coefficient
+            potentiation.append(c("pre_y") * rule.tau_y_ms * 1e-3 + c("post_x") * rule.tau_x_ms * 1e-3
+                                + (c("post_1") + c("post_w") * w) / rho_in)
+            alpha.append(-(c("pre_1") + c("pre_w") * w))
+        potentiation, alpha = np.array(potentiation), np.array(alpha)
+        fig, ax = plt.subplots(figsize=(5.8, 4.4))
+        points = ax.scatter(potentiation, alpha, c=[t.value for t in good], cmap="viridis_r", s=14)
+        fig.colorbar(points, ax=ax, label="loss")
+        rho0 = self.params.target_rate_hz
+        x = np.linspace(min(0.0, potentiation.min()), max(potentiation.max(), 0.05), 50)
+        ax.plot(x, rho0 * x, color="C3", label=f"alpha = rho0 P (Vogels' relation), rho0 = {rho0:g} Hz")
+        ax.scatter([0.04], [rho0 * 0.04], marker="*", s=150, color="C3", label="Vogels et al. (tau = 20 ms)")
+        ax.set_xlabel("potentiation P = pre_y tau_y + post_x tau_x + (post_1 + post_w w) / rho_in  (s)")
+        ax.set_ylabel("depression offset alpha = -(pre_1 + pre_w w)")
+        ax.set_title(f"{len(good)} rules with loss < {self.params.good_loss:g}", fontsize=10)
+        ax.xaxis.label.set_size(8)
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+        return True
