@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
-from codesign.hardware.target import Target, load_target
+from codesign.hardware.cost import Cost, EventCounts, cost
+from codesign.hardware.target import Figure, Target, load_target
 
-__all__ = ["Target", "load_target"]
+__all__ = ["Target", "Figure", "load_target", "Cost", "EventCounts", "cost"]

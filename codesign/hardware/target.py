@@ -1,4 +1,11 @@
-"""A hardware target as a typed object, read from a YAML file in ``hw_targets/``."""
+"""A hardware target as a typed object, read from a YAML file in ``hw_targets/``.
+
+A target says how a task's Brian2 network is executed here (``backend``, ``codegen``) and what the
+hardware it stands for can do: its precision, which rule terms its learning engine runs, its
+resources, its time step, and an energy model. Every hardware figure carries its source and its
+kind (one operation, whole chip, wall plug); a figure nobody published stays empty (``value: null``)
+and reports say so instead of inventing one.
+"""
 
 from __future__ import annotations
 
@@ -8,24 +15,88 @@ from typing import Literal
 
 from codesign.schema import Where, build, read_yaml
 
-__all__ = ["Target", "load_target"]
+__all__ = ["Target", "Figure", "Precision", "Learning", "Resources", "Energy", "load_target"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Figure:
+    """A published number: its value (``null`` when not published), what kind of figure it is, and where from."""
+
+    source: str
+    value: float | None = dataclasses.field(default=None, metadata={"min": 0.0})
+    #: ``per_operation`` (one synaptic event, spike or update), ``whole_chip`` (chip power, or energy
+    #: per event measured on the whole chip), ``wall_plug`` (whole system at the socket). Figures of
+    #: different kinds must not be compared as if alike.
+    kind: Literal["per_operation", "whole_chip", "wall_plug", "count"] = "per_operation"
+    note: str = ""
+
+    @property
+    def published(self) -> bool:
+        return self.value is not None
+
+
+@dataclasses.dataclass(frozen=True)
+class Precision:
+    """Number formats of the hardware: ``null`` bits mean floating point."""
+
+    weight_bits: int | None = dataclasses.field(default=None, metadata={"min": 1, "max": 64})
+    weight_signed: bool = True
+    #: Traces as fixed point: integer and fractional bits (Loihi: 7 + 8).
+    trace_integer_bits: int | None = dataclasses.field(default=None, metadata={"min": 0, "max": 32})
+    trace_fractional_bits: int | None = dataclasses.field(default=None, metadata={"min": 0, "max": 32})
+    rounding: Literal["nearest", "stochastic", "none"] = "none"
+    source: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class Learning:
+    """What on-chip learning can run: ``none``, a fixed ``sum_of_products`` engine, or ``any`` (software)."""
+
+    engine: Literal["none", "sum_of_products", "any"] = "any"
+    #: Spike-trace rule terms the engine can run (``all`` for every term of the family).
+    terms: str | list[str] = "all"
+    max_pre_traces: int | None = dataclasses.field(default=None, metadata={"min": 0})
+    max_post_traces: int | None = dataclasses.field(default=None, metadata={"min": 0})
+    source: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class Resources:
+    """Where the network must fit. ``null`` means unbounded (a general-purpose machine)."""
+
+    cores: Figure | None = None
+    neurons_per_core: Figure | None = None
+    synapses_per_core: Figure | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Energy:
+    """The energy model: per event, per learning update, and static power."""
+
+    synaptic_event_j: Figure | None = None
+    spike_j: Figure | None = None
+    learning_update_j: Figure | None = None
+    static_power_w: Figure | None = None
+
 
 @dataclasses.dataclass(frozen=True)
 class Target:
-    """Where and how a task's Brian2 network is executed.
+    """Where and how a task's Brian2 network is executed, and what the hardware behind it can do.
 
     Attributes
     ----------
     name
         Short name shown in reports.
     backend
-        How the network runs: ``runtime`` (Brian2's runtime mode) or ``cpp_standalone`` (compiled
-        once per network shape, then re-run with new values; see ``codesign.backends``).
+        How the network runs here: ``runtime`` (Brian2's runtime mode) or ``cpp_standalone``
+        (compiled once per network shape, then re-run with new values; see ``codesign.backends``).
     codegen
         Code generation target of the runtime: ``numpy`` (nothing to compile) or ``cython``
         (compiled once, then cached on disk by Brian2). Ignored by ``cpp_standalone``.
     float_dtype
         Floating-point type of state variables.
+    time_step_ms
+        The hardware's time step, when it has one (Loihi: 1 ms algorithmic time step).
     description
         Free text for people.
     """
@@ -35,6 +106,12 @@ class Target:
     codegen: Literal["numpy", "cython"] = "numpy"
     float_dtype: Literal["float64", "float32"] = "float64"
     description: str = ""
+    kind: Literal["general_purpose", "neuromorphic"] = "general_purpose"
+    time_step_ms: float | None = dataclasses.field(default=None, metadata={"min": 1e-6})
+    precision: Precision = Precision()
+    learning: Learning = Learning()
+    resources: Resources = Resources()
+    energy: Energy = Energy()
     file: str | None = dataclasses.field(default=None, compare=False, init=False)
 
 
