@@ -166,6 +166,36 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from codesign.hardware import load_target
+    from codesign.report import compare_targets, plot_comparison
+    from codesign.spec import load_study
+
+    spec = load_study(args.study)
+    name, cand = _candidate_argument(spec, args.rule, args.storage)
+    targets = [load_target(path) for path in args.targets]
+    rows = compare_targets(spec, cand, targets, args.seed)
+    spec.results_dir.mkdir(parents=True, exist_ok=True)
+    chart = spec.results_dir / "compare.png"
+    plot_comparison(rows, chart, title=f"{spec.name}: {name}")
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    from rich.table import Table
+
+    console = _console()
+    table = Table(title=f"{name} on {spec.task.kind}, held-out inputs")
+    for column in ("target", "loss", "energy J/s", "cores", "fits", "what changed / why not"):
+        table.add_column(column, justify="left" if column in ("target", "what changed / why not") else "right")
+    for r in rows:
+        energy = "unknown" if r["energy_per_s_j"] is None else f"{r['energy_per_s_j']:.3g} ({', '.join(r['energy_kinds'])})"
+        table.add_row(r["target"], f"{r['loss']:.4g}", energy, "-" if r["cores"] is None else str(r["cores"]),
+                      "yes" if r["fits"] else "no", "\n".join(r["changes"] + r["reasons"] + r["unknown"]) or "-")
+    console.print(table)
+    console.print(f"chart: {chart}")
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from codesign.bench import print_table, run_benchmarks
 
@@ -210,6 +240,12 @@ def _parser() -> argparse.ArgumentParser:
                                   "zero) or a rule file; default: the study's best")
     p.add_argument("--seed", type=int, help="input seed (default: the study's held-out seed)")
     p.add_argument("--json", action="store_true", help="print a JSON object")
+
+    p = command("compare", cmd_compare, "run one rule and task on several hardware targets, side by side")
+    p.add_argument("--rule", help="a rule the task knows by name, or a rule file; default: the study's best")
+    p.add_argument("--targets", nargs="+", required=True, metavar="TARGET.yaml", help="target files")
+    p.add_argument("--seed", type=int, help="input seed (default: the study's held-out seed)")
+    p.add_argument("--json", action="store_true", help="print a JSON list, one object per target")
 
     p = sub.add_parser("bench", help="candidate evaluations per second, each way of running a task",
                        description="candidate evaluations per second: naive, batched runtime (numpy, cython), "

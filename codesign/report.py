@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -140,3 +141,90 @@ def write_results(spec: StudySpec, study: optuna.Study) -> dict[str, Path]:
     if task.plot_solutions(spec, finished_trials(study), manifold):
         paths["solutions"] = manifold
     return paths
+
+
+def adapt_to_target(cand: Candidate, target) -> tuple[dict, list[str], list[str]]:
+    """The candidate as ``target`` can run it: (candidate, what changed, why it cannot run).
+
+    Terms the learning engine cannot run are dropped (set to zero); weights are quantised by the
+    task's emulation according to the target's precision.
+    """
+    from codesign.rules import FAMILIES
+
+    learning = target.learning
+    changes, blockers = [], []
+    adapted = {}
+    for slot, rule in cand.items():
+        family = rule.to_dict()["family"]
+        allowed = FAMILIES[family].terms if learning.terms == "all" else tuple(learning.terms)
+        if learning.engine == "none":
+            allowed = ()
+        elif learning.engine == "sum_of_products" and family != "spike_trace":
+            blockers.append(f"{slot}: a rate-based rule is not a program of the spike-trace learning engine")
+        dropped = [t for t, v in rule.coefficients.items() if v != 0.0 and t not in allowed]
+        if dropped:
+            changes.append(f"{slot}: dropped {', '.join(dropped)}" +
+                           (" (no on-chip learning)" if learning.engine == "none" else " (not supported)"))
+            kept = {t: v for t, v in rule.coefficients.items() if t in allowed}
+            rule = dataclasses.replace(rule, coefficients=kept)
+        adapted[slot] = rule
+    bits = target.precision.weight_bits
+    if bits is not None:
+        changes.append(f"weights on a {bits}-bit grid, {target.precision.rounding} rounding")
+    return adapted, changes, blockers
+
+
+def compare_targets(spec: StudySpec, cand: Candidate, targets: list, seed: int | None = None) -> list[dict[str, Any]]:
+    """The same candidate and task on each target: loss, energy, cores, fit, and what had to change."""
+    from codesign.hardware import cost
+    from codesign.tasks import task_class
+
+    seed = spec.seed + EVAL_SEED_OFFSET if seed is None else seed
+    rows = []
+    for target in targets:
+        adapted, changes, blockers = adapt_to_target(cand, target)
+        task = task_class(spec.task.kind)(spec.task.params, target)
+        evaluation = task.evaluate([adapted], seed, capacity=spec.batch_size)[0]
+        row: dict[str, Any] = {"target": target.name, "file": target.file, "loss": evaluation.loss,
+                               "energy_j": None, "energy_per_s_j": None, "cores": None,
+                               "fits": not blockers, "changes": changes, "reasons": list(blockers),
+                               "unknown": [], "energy_kinds": [], "metrics": evaluation.metrics}
+        if evaluation.counts is not None:
+            c = cost(target, evaluation.counts)
+            row.update(energy_per_s_j=c.energy_w, cores=c.cores, fits=c.fits and not blockers,
+                       energy_j=None if c.energy_w is None else c.energy_w * evaluation.counts.duration_s,
+                       unknown=[f"not published: {', '.join(c.unknown)}"] if c.unknown else [],
+                       energy_kinds=list(c.kinds))
+            row["reasons"] += list(c.reasons)
+        else:
+            row["unknown"].append(f"task {spec.task.kind} does not count events: no energy or core estimate")
+        if target.energy == type(target.energy)() and evaluation.counts is not None:
+            row["unknown"].append("no energy model for this target")
+        rows.append(row)
+    return rows
+
+
+def plot_comparison(rows: list[dict[str, Any]], path: Path, title: str = "") -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [r["target"] for r in rows]
+    fig, (ax_loss, ax_energy) = plt.subplots(1, 2, figsize=(9, 3.6))
+    colours = ["C0" if r["fits"] else "C3" for r in rows]
+    ax_loss.bar(names, [r["loss"] for r in rows], color=colours)
+    ax_loss.set_ylabel("task loss (red: does not fit)")
+    energies = [r["energy_per_s_j"] if r["energy_per_s_j"] is not None else 0.0 for r in rows]
+    ax_energy.bar(names, energies, color=colours)
+    for i, r in enumerate(rows):
+        if r["energy_per_s_j"] is None:
+            ax_energy.text(i, 0, "unknown", ha="center", va="bottom", rotation=90, fontsize=8)
+    ax_energy.set_ylabel("energy per second of operation (J/s)")
+    ax_energy.set_yscale("symlog", linthresh=1e-9)
+    for ax in (ax_loss, ax_energy):
+        ax.tick_params(axis="x", rotation=30)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -144,3 +144,24 @@ def test_target_rate_study_end_to_end(workdir, capsys):
     best = json.loads(capsys.readouterr().out)
     assert set(best["coefficients"]) == {"pre_1", "pre_y", "post_x", "tau_x_ms", "tau_y_ms"}
     assert 5 <= best["coefficients"]["tau_x_ms"] <= 50
+
+
+def test_compare_runs_one_rule_on_each_target(workdir, capsys):
+    study_file = workdir / "studies/rate.yaml"
+    study_file.write_text(
+        "task: {kind: target_rate, n_excitatory: 80, n_inhibitory: 20, rate_excitatory_hz: 50,\n"
+        "       rate_inhibitory_hz: 100, n_repeats: 1, learn_s: 0.5, measure_s: 0.5}\n"
+        "rule: {family: spike_trace}\ntarget: hw_targets/cpu.yaml\nbatch_size: 4\n")
+    targets = [f"hw_targets/{name}.yaml" for name in ("cpu", "loihi", "spinnaker2", "truenorth")]
+    assert main(["compare", str(study_file), "--rule", "vogels", "--targets", *targets, "--json"]) == 0
+    rows = {row["target"]: row for row in json.loads(capsys.readouterr().out)}
+    assert set(rows) == {"cpu", "loihi", "spinnaker2", "truenorth"}
+    for row in rows.values():
+        assert {"target", "loss", "energy_j", "cores", "fits"} <= set(row)
+    assert rows["loihi"]["fits"] and rows["loihi"]["cores"] == 1 and rows["loihi"]["energy_j"] > 0
+    assert "weights on a 8-bit grid, stochastic rounding" in rows["loihi"]["changes"]
+    assert rows["spinnaker2"]["energy_j"] is None and rows["spinnaker2"]["unknown"]
+    assert not rows["truenorth"]["fits"]
+    assert any("dropped" in change for change in rows["truenorth"]["changes"])
+    assert rows["cpu"]["energy_j"] is None
+    assert (workdir / "results/rate/compare.png").stat().st_size > 0

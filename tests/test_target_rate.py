@@ -86,3 +86,31 @@ def test_a_runaway_rate_is_reported_as_diverged():
     assert evaluation.diverged
     assert evaluation.metrics["diverged_reason"] == "runaway rate 80.0 Hz > runaway_rate_hz 50"
     assert not task._summarise(np.array([10.0, 12.0]), np.zeros((2, 200))).diverged
+
+
+@pytest.mark.parametrize("rounding", ["nearest", "stochastic"])
+def test_weights_are_kept_on_the_targets_grid(rounding):
+    import dataclasses
+
+    from codesign.hardware.target import Precision
+
+    target = dataclasses.replace(load_target(ROOT / "hw_targets/cpu.yaml"),
+                                 precision=Precision(weight_bits=3, rounding=rounding))
+    params = dataclasses.replace(SMALL, w_max=0.7)
+    (evaluation,) = TargetRateTask(params, target).evaluate([vogels(eta=0.05)], seed=4)
+    levels = evaluation.arrays["weights"] / (0.7 / 7)
+    moved = evaluation.arrays["weights"] != params.w_inhibitory_init
+    assert moved.any()
+    np.testing.assert_allclose(levels[moved], np.round(levels[moved]), atol=1e-9)
+
+
+def test_event_counts_for_the_cost_model():
+    task = TargetRateTask(SMALL, load_target(ROOT / "hw_targets/cpu.yaml"))
+    (evaluation,) = task.evaluate([vogels()], seed=4)
+    spikes = draw_spikes(SMALL, 4)
+    counts = evaluation.counts
+    assert counts.synaptic_events == len(spikes[0]) / SMALL.n_repeats
+    assert counts.neurons == 1 and counts.synapses == SMALL.n_inputs and counts.plastic_synapses == SMALL.n_inhibitory
+    inhibitory = np.count_nonzero(spikes[0] % SMALL.n_inputs >= SMALL.n_excitatory) / SMALL.n_repeats
+    assert counts.learning_updates == inhibitory + counts.spikes * SMALL.n_inhibitory
+    assert counts.spikes >= np.mean(evaluation.metrics["rates_hz"]) * SMALL.measure_s

@@ -40,6 +40,7 @@ class Cost:
     cores: int | None
     fits: bool
     reasons: tuple[str, ...] = ()
+    #: Figures the energy needs that are not published (so the energy is unknown).
     unknown: tuple[str, ...] = ()
     kinds: tuple[str, ...] = ()
 
@@ -48,7 +49,7 @@ def _term(figure: Figure | None, count: float, name: str, unknown: list[str], ki
     if figure is None or count == 0:
         return 0.0
     if figure.value is None:
-        unknown.append(f"{name} not published ({figure.source})")
+        unknown.append(name)
         return math.nan
     kinds.add(figure.kind)
     return figure.value * count

@@ -10,7 +10,7 @@ from typing import Any, ClassVar, Mapping, Sequence
 
 import numpy as np
 
-from codesign.hardware import Target
+from codesign.hardware import EventCounts, Target
 from codesign.rules import NAMED_RULES, Candidate, Rule, named_rule
 
 __all__ = ["Evaluation", "Task", "LOSS_CAP", "used_terms", "slot_terms"]
@@ -32,6 +32,8 @@ class Evaluation:
     metrics: dict[str, Any] = dataclasses.field(default_factory=dict)
     arrays: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
     diverged: bool = False
+    #: Events counted in the simulation, for the cost model (tasks that count them).
+    counts: EventCounts | None = None
 
     @staticmethod
     def capped(loss: float) -> float:

@@ -20,7 +20,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from codesign.backends import NetworkBuild, Simulation, simulation
-from codesign.hardware import Target
+from codesign.hardware import EventCounts, Target
 from codesign.rules import Candidate
 from codesign.rules.spike_trace import SPIKE_TERMS, SpikeTraceRule, vogels
 from codesign.tasks.base import Evaluation, Task
@@ -86,6 +86,9 @@ dv/dt = ((E_l - v) + ge * (E_e - v) + gi * (E_i - v)) / tau_m : volt (unless ref
 dge/dt = -ge / tau_e : 1
 dgi/dt = -gi / tau_i : 1
 count : 1
+total : 1
+w_step : 1 (constant)
+stochastic : 1 (constant)
 eta : 1 (constant)
 tau_x : second (constant)
 tau_y : second (constant)
@@ -94,6 +97,15 @@ tau_y : second (constant)
 #: Cell constants (Vogels et al. 2011): leak reversal, synaptic reversals, threshold, reset.
 CELL = {"E_l": -60.0, "E_e": 0.0, "E_i": -80.0, "v_th": -50.0, "v_reset": -60.0, "tau_m_ms": 20.0,
         "tau_e_ms": 5.0, "tau_i_ms": 10.0, "refractory_ms": 5.0}
+
+
+#: Weight after an update: on the hardware's grid of ``w_step`` (rounded to nearest, or
+#: stochastically as Loihi's learning engine does), or exactly ``raw`` where ``w_step`` is 0 (floats).
+_QUANTISE = (
+    "grid = w_step_post * floor(raw / (w_step_post + int(w_step_post == 0)) "
+    "+ stochastic_post * rand() + (1 - stochastic_post) * 0.5)\n"
+    "w = clip(int(w_step_post > 0) * grid + int(w_step_post == 0) * raw, 0, w_max)"
+)
 
 
 def _update(event: str) -> str:
@@ -117,7 +129,7 @@ def _construct(params: TargetRateParams, n_candidates: int, spikes: tuple[np.nda
         inputs = b2.SpikeGeneratorGroup(repeats * n_in, spikes[0], spikes[1] * b2.second, clock=clock, name="inputs")
         coefficients = "\n".join(f"{t} : 1 (constant)" for t in SPIKE_TERMS)
         neurons = b2.NeuronGroup(n_candidates * repeats, _NEURON + coefficients, threshold=f"v > {c['v_th']}*mV",
-                                 reset=f"v = {c['v_reset']}*mV\ncount += int(t >= t_measure)",
+                                 reset=f"v = {c['v_reset']}*mV\ncount += int(t >= t_measure)\ntotal += 1",
                                  refractory=c["refractory_ms"] * b2.ms, method="euler", clock=clock,
                                  namespace=namespace, name="neurons")
         neurons.v = c["E_l"] * b2.mV
@@ -129,15 +141,17 @@ def _construct(params: TargetRateParams, n_candidates: int, spikes: tuple[np.nda
         inhibitory = b2.Synapses(
             inputs, neurons, clock=clock, namespace=namespace, name="inhibitory", method="exact",
             model="w : 1\ndx/dt = -x / tau_x_post : 1 (event-driven)\ndy/dt = -y / tau_y_post : 1 (event-driven)",
-            on_pre=f"gi_post += w\nx += 1\nw = clip(w + eta_post * ({_update('on_pre')}), 0, w_max)",
-            on_post=f"y += 1\nw = clip(w + eta_post * ({_update('on_post')}), 0, w_max)")
+            on_pre=f"gi_post += w\nx += 1\nraw = w + eta_post * ({_update('on_pre')})\n{_QUANTISE}",
+            on_post=f"y += 1\nraw = w + eta_post * ({_update('on_post')})\n{_QUANTISE}")
         inhibitory.connect(i=pre[~is_exc], j=post[~is_exc])
         settable = {t: (neurons, t) for t in SPIKE_TERMS}
         settable.update(eta=(neurons, "eta"), tau_x=(neurons, "tau_x"), tau_y=(neurons, "tau_y"),
+                        w_step=(neurons, "w_step"), stochastic=(neurons, "stochastic"),
                         w0=(inhibitory, "w"))
         return NetworkBuild(objects=[inputs, neurons, excitatory, inhibitory],
                             duration=params.duration_s * b2.second, settable=settable,
-                            readable={"count": (neurons, "count"), "w": (inhibitory, "w")})
+                            readable={"count": (neurons, "count"), "total": (neurons, "total"),
+                                      "w": (inhibitory, "w")})
 
     return construct
 
@@ -159,10 +173,10 @@ class TargetRateTask(Task):
             "zero": {"inhibitory": SpikeTraceRule({}, eta=eta, name="zero")},
         }
 
-    def simulation(self, n_candidates: int, seed: int) -> Simulation:
+    def simulation(self, n_candidates: int, seed: int, spikes: tuple[np.ndarray, np.ndarray]) -> Simulation:
         p = self.params
         key = (f"target_rate|k={n_candidates}|{dataclasses.astuple(p)}|seed={seed}")
-        return simulation(self.target, key, _construct(p, n_candidates, draw_spikes(p, seed)))
+        return simulation(self.target, key, _construct(p, n_candidates, spikes))
 
     def evaluate(self, candidates: Sequence[SpikeTraceRule | Candidate], seed: int,
                  terms: Sequence[str] | Mapping[str, Sequence[str]] | None = None,
@@ -180,13 +194,33 @@ class TargetRateTask(Task):
         values["eta"] = per_neuron([rule.eta for rule in padded])
         values["tau_x"] = per_neuron([rule.tau_x_ms for rule in padded]) * b2.ms
         values["tau_y"] = per_neuron([rule.tau_y_ms for rule in padded]) * b2.ms
+        precision = self.target.precision
+        bits = precision.weight_bits
+        values["w_step"] = np.full(size * p.n_repeats, 0.0 if bits is None else p.w_max / (2**bits - 1))
+        values["stochastic"] = np.full(size * p.n_repeats, float(precision.rounding == "stochastic"))
         values["w0"] = np.full(size * p.n_repeats * p.n_inhibitory, p.w_inhibitory_init)
-        out = self.simulation(size, seed).run(values, {})
+        spikes = draw_spikes(p, seed)
+        out = self.simulation(size, seed, spikes).run(values, {})
         rates = out["count"].reshape(size, p.n_repeats) / p.measure_s
+        totals = out["total"].reshape(size, p.n_repeats)
         weights = out["w"].reshape(size, p.n_repeats, p.n_inhibitory)
-        return [self._summarise(rates[k], weights[k]) for k in range(len(rules))]
+        return [self._summarise(rates[k], weights[k], self._counts(spikes, totals[k])) for k in range(len(rules))]
 
-    def _summarise(self, rates: np.ndarray, weights: np.ndarray) -> Evaluation:
+    def _counts(self, spikes: tuple[np.ndarray, np.ndarray], output_spikes: np.ndarray) -> EventCounts:
+        """Events of one candidate's network, averaged over its input draws.
+
+        Every input spike is one synaptic event (each input has one synapse onto the neuron); an
+        inhibitory input spike updates its synapse, and an output spike updates all inhibitory ones.
+        """
+        p = self.params
+        inputs_per_draw = len(spikes[0]) / p.n_repeats
+        inhibitory = np.count_nonzero(spikes[0] % p.n_inputs >= p.n_excitatory) / p.n_repeats
+        out = float(np.mean(output_spikes))
+        return EventCounts(duration_s=p.duration_s, synaptic_events=inputs_per_draw, spikes=out,
+                           learning_updates=inhibitory + out * p.n_inhibitory, neurons=1, synapses=p.n_inputs,
+                           plastic_synapses=p.n_inhibitory)
+
+    def _summarise(self, rates: np.ndarray, weights: np.ndarray, counts: EventCounts | None = None) -> Evaluation:
         p = self.params
         error = (rates - p.target_rate_hz) / p.target_rate_hz
         metrics: dict[str, object] = {
@@ -198,7 +232,7 @@ class TargetRateTask(Task):
         if runaway.any():
             metrics["diverged_reason"] = f"runaway rate {rates.max():.1f} Hz > runaway_rate_hz {p.runaway_rate_hz:g}"
         return Evaluation(Evaluation.capped(float(np.mean(error**2))), metrics, {"weights": weights},
-                          diverged=bool(runaway.any()))
+                          diverged=bool(runaway.any()), counts=counts)
 
     def plot_solutions(self, spec, trials, path: Path) -> bool:
         """Good rules in the plane (potentiation, depression offset), with Vogels' relation drawn in.
