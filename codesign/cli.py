@@ -48,12 +48,21 @@ def _print_rule_table(console, summary: dict[str, Any]) -> None:
     table.add_column("/ |theta_110|", justify="right")
     normalised = summary.get("normalised", {})
     for name, value in summary["coefficients"].items():
-        table.add_row(name, f"{value:+.4f}", f"{normalised[name]:+.3f}" if name in normalised else "-")
+        shown = f"{value:+.4f}" if isinstance(value, float) else str(value)
+        table.add_row(name, shown, f"{normalised[name]:+.3f}" if name in normalised else "-")
     console.print(table)
     for slot, rule in summary["rules"].items():
         console.print(f"{slot}: {rule['readable']}")
     if summary["metrics"]:
         console.print("metrics: " + ", ".join(f"{k} = {_fmt(v)}" for k, v in summary["metrics"].items()))
+    if summary.get("pareto"):
+        front = Table(title="Pareto front (feasible trials)")
+        front.add_column("trial", justify="right")
+        for objective in summary["objectives"]:
+            front.add_column(objective, justify="right")
+        for entry in summary["pareto"]:
+            front.add_row(str(entry["trial"]), *(f"{entry[o]:.4g}" for o in summary["objectives"]))
+        console.print(front)
     if len(summary.get("top", [])) > 1:
         top = Table(title="best distinct rules")
         top.add_column("trial", justify="right")

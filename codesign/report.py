@@ -19,10 +19,23 @@ __all__ = ["best_trial", "best_summary", "distinct_best", "write_results", "eval
 
 
 def best_trial(spec: StudySpec, study: optuna.Study) -> optuna.trial.FrozenTrial:
+    """The best trial; in a multi-objective study, the lowest-loss feasible trial of the Pareto front."""
     if not finished_trials(study):
         raise CodesignError("the study has no finished trial yet", file=spec.file,
                             fix=f"run: codesign run {spec.file}")
-    return study.best_trial
+    if len(spec.objectives) == 1:
+        return study.best_trial
+    front = pareto_front(spec, study) or list(finished_trials(study))
+    return min(front, key=lambda t: t.values[0])
+
+
+def pareto_front(spec: StudySpec, study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    """Feasible trials that no other feasible trial beats on every objective, by increasing loss."""
+    feasible = [t for t in finished_trials(study) if t.user_attrs.get("constraints", [0.0])[0] <= 0]
+    front = [t for t in feasible
+             if not any(all(a <= b for a, b in zip(o.values, t.values)) and o.values != t.values for o in feasible)]
+    distinct = {tuple(t.values): t for t in sorted(front, key=lambda t: -t.number)}  # ties: keep the first
+    return sorted(distinct.values(), key=lambda t: t.values[0])
 
 
 def rule_summary(spec: StudySpec, trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
@@ -33,7 +46,8 @@ def rule_summary(spec: StudySpec, trial: optuna.trial.FrozenTrial) -> dict[str, 
     rules ``normalised`` divides by ``|theta_110|`` of the same slot.
     """
     cand = candidate(spec, trial.params, name=f"{spec.name} trial {trial.number}")
-    summary: dict[str, Any] = {"trial": trial.number, "loss": trial.value,
+    summary: dict[str, Any] = {"trial": trial.number, "loss": trial.values[0],
+                               "objectives": dict(zip(spec.objectives, trial.values)),
                                "coefficients": dict(trial.params), "rules": {}, "normalised": {}}
     for slot, rule in cand.items():
         summary["rules"][slot] = {"family": spec.rules[slot].family, "equation": rule.equation(),
@@ -64,14 +78,16 @@ def distinct_best(spec: StudySpec, study: optuna.Study, n: int = 5, min_distance
         out = []
         for name, dist in space.items():
             value = trial.params.get(name, 0.0)
-            if dist.log:
+            if isinstance(dist, optuna.distributions.CategoricalDistribution):
+                out.append(dist.choices.index(value) / max(len(dist.choices) - 1, 1) if value in dist.choices else 0)
+            elif dist.log:
                 out.append((np.log(value) - np.log(dist.low)) / (np.log(dist.high) - np.log(dist.low)))
             else:
                 out.append((value - dist.low) / (dist.high - dist.low))
         return np.array(out)
 
     chosen: list[tuple[optuna.trial.FrozenTrial, np.ndarray]] = []
-    for trial in sorted(finished_trials(study), key=lambda t: t.value):
+    for trial in sorted(finished_trials(study), key=lambda t: t.values[0]):
         point = scaled(trial)
         if all(np.linalg.norm(point - other) >= min_distance for _, other in chosen):
             chosen.append((trial, point))
@@ -86,6 +102,9 @@ def best_summary(spec: StudySpec, study: optuna.Study, top: int = 5) -> dict[str
     summary = {"study": spec.name, "n_finished": count_trials(study)[0], "n_pruned": len(pruned),
                **rule_summary(spec, best_trial(spec, study))}
     summary["top"] = [rule_summary(spec, t) for t in distinct_best(spec, study, top)]
+    if len(spec.objectives) > 1:
+        summary["pareto"] = [{"trial": t.number, **dict(zip(spec.objectives, t.values)), "params": t.params}
+                             for t in pareto_front(spec, study)]
     return summary
 
 
@@ -108,15 +127,47 @@ def _plot_losses(study: optuna.Study, path: Path) -> None:
 
     trials = sorted(finished_trials(study), key=lambda t: t.number)
     numbers = np.array([t.number for t in trials])
-    values = np.array([t.value for t in trials])
+    values = np.array([t.values[0] for t in trials])
     fig, ax = plt.subplots(figsize=(6, 3.5))
     ax.scatter(numbers, values, s=6, alpha=0.4, label="trial")
     ax.plot(numbers, np.minimum.accumulate(values), color="C3", label="best so far")
     ax.set_yscale("log")
     ax.set_xlabel("trial")
-    ax.set_ylabel("loss")
+    ax.set_ylabel("loss" if len(study.directions) == 1 else "loss (first objective)")
     ax.set_title(study.study_name)
     ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _plot_pareto(spec: StudySpec, study: optuna.Study, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    trials = finished_trials(study)
+    feasible = [t for t in trials if t.user_attrs.get("constraints", [0.0])[0] <= 0]
+    front = pareto_front(spec, study)
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    ax.scatter([t.values[1] for t in feasible], [t.values[0] for t in feasible], s=8, alpha=0.3, color="grey",
+               label="trials")
+    if spec.objectives[1] == "weight_bits" and spec.hardware.rounding:
+        # The best loss at each precision, per rounding mode: what each bit buys, and what rounding does.
+        for rounding in spec.hardware.rounding:
+            best: dict[float, float] = {}
+            for t in feasible:
+                if t.params.get("hw.rounding") == rounding:
+                    best[t.values[1]] = min(best.get(t.values[1], np.inf), t.values[0])
+            bits = sorted(best)
+            ax.plot(bits, [best[b] for b in bits], "s--", label=f"best loss, {rounding} rounding")
+    ax.plot([t.values[1] for t in front], [t.values[0] for t in front], "o-", color="C3", label="Pareto front")
+    ax.set_xlabel(spec.objectives[1] + (" (J per s of operation)" if spec.objectives[1] == "energy" else ""))
+    ax.set_ylabel("task loss")
+    ax.set_yscale("symlog", linthresh=1e-4)
+    ax.set_title(f"{spec.name} on {spec.target.name}")
+    ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -129,7 +180,7 @@ def write_results(spec: StudySpec, study: optuna.Study) -> dict[str, Path]:
     trial = best_trial(spec, study)
     best = candidate(spec, trial.params, name=f"{spec.name} trial {trial.number}")
     paths = {"rule": out / "best_rule.yaml", "losses": out / "loss_over_trials.png"}
-    save_candidate(best, paths["rule"], loss=trial.value, study=spec.name, trial=trial.number,
+    save_candidate(best, paths["rule"], loss=trial.values[0], study=spec.name, trial=trial.number,
                    metrics=trial.user_attrs.get("metrics", {}))
     _plot_losses(study, paths["losses"])
     evaluation, _ = evaluate_candidate(spec, best)
@@ -137,6 +188,9 @@ def write_results(spec: StudySpec, study: optuna.Study) -> dict[str, Path]:
     plot = out / f"{spec.task.kind}_best_rule.png"
     if task.plot(evaluation, plot, title="; ".join(r.readable() for r in best.values())):
         paths["task"] = plot
+    if len(spec.objectives) > 1:
+        paths["pareto"] = out / "pareto_front.png"
+        _plot_pareto(spec, study, paths["pareto"])
     manifold = out / f"{spec.task.kind}_solutions.png"
     if task.plot_solutions(spec, finished_trials(study), manifold):
         paths["solutions"] = manifold

@@ -63,12 +63,32 @@ class RuleSpec:
 
 
 @dataclasses.dataclass(frozen=True)
+class HardwareSpec:
+    """Hardware knobs searched next to the rule (``hardware:``), applied by the task's emulation."""
+
+    #: Weight bits searched in this range (integers).
+    weight_bits: tuple[int, int] | None = dataclasses.field(default=None, metadata={"min": 1, "max": 16})
+    #: Rounding of weight updates onto the grid, searched among these (default: the target's).
+    rounding: list[Literal["nearest", "stochastic"]] | None = None
+
+    def validate(self, where: Where) -> None:
+        if self.weight_bits is not None and self.weight_bits[0] > self.weight_bits[1]:
+            raise where.child("weight_bits").error(f"range is reversed: {list(self.weight_bits)}",
+                                                   fix="write [low, high]")
+
+    @property
+    def knobs(self) -> tuple[str, ...]:
+        return tuple(name for name in ("weight_bits", "rounding") if getattr(self, name) is not None)
+
+
+@dataclasses.dataclass(frozen=True)
 class SamplerSpec:
     """The Optuna sampler (``sampler:``)."""
 
     #: CMA-ES starts from a batch of random rules, then from the centre of the bounds with a step
     #: of a sixth of their width (Optuna's defaults).
-    name: Literal["cmaes", "tpe", "random"] = "cmaes"
+    #: NSGA-II (``nsga2``) and TPE handle several objectives; CMA-ES one.
+    name: Literal["cmaes", "tpe", "nsga2", "random"] = "cmaes"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,8 +113,21 @@ class _StudyFile:
     seed: int = dataclasses.field(default=0, metadata={"min": 0})
     #: An Optuna storage URL; by default a journal file under ``results/<name>/``.
     storage: str | None = None
+    hardware: HardwareSpec = HardwareSpec()
+    #: What is minimised: the task loss, and optionally the energy per second of operation on the
+    #: target (``energy``) or the weight bits (``weight_bits``), as a multi-objective study.
+    objectives: list[Literal["loss", "energy", "weight_bits"]] = dataclasses.field(default_factory=lambda: ["loss"])
 
     def validate(self, where: Where) -> None:
+        if not self.objectives or self.objectives[0] != "loss" or len(set(self.objectives)) != len(self.objectives):
+            raise where.child("objectives").error(f"must start with loss and name each objective once, got {self.objectives}",
+                                                  fix="write objectives: [loss, energy]")
+        if len(self.objectives) > 1 and self.sampler.name == "cmaes":
+            raise where.child("sampler").child("name").error(
+                "CMA-ES optimises one objective", fix="use sampler: {name: nsga2} or {name: tpe}")
+        if "weight_bits" in self.objectives and self.hardware.weight_bits is None:
+            raise where.child("objectives").error("weight_bits is an objective but not searched",
+                                                  fix="add hardware: {weight_bits: [1, 8]}")
         if self.sampler.name == "cmaes" and self.batch_size < 4:
             raise where.child("batch_size").error(
                 f"CMA-ES uses the batch as its population, which needs at least 4 rules; got {self.batch_size}",
@@ -116,6 +149,8 @@ class StudySpec:
     batch_size: int
     seed: int
     storage: str | None
+    hardware: HardwareSpec = HardwareSpec()
+    objectives: tuple[str, ...] = ("loss",)
 
     @property
     def rule(self) -> RuleSpec:
@@ -194,11 +229,25 @@ def load_study(path: str | Path) -> StudySpec:
     cls = task_class(kind, file=str(path), key="task.kind")
     params = build(cls.Params, task_data, task_where)
     rules = _rule_slots(raw, cls.slots, where)
+    if "energy" in raw.objectives and not cls.counts_events:
+        raise where.child("objectives").error(f"task {kind} does not count events, so it has no energy",
+                                              fix="remove energy from objectives")
+    for knob in raw.hardware.knobs:
+        if knob not in cls.knobs:
+            raise where.child("hardware").child(knob).error(
+                f"task {kind} has no {knob} knob", fix=f"knobs of this task: {', '.join(cls.knobs) or 'none'}")
     target_path = _resolve_target(raw.target, path, where.child("target"))
+    target = load_target(target_path)
+    if "energy" in raw.objectives:
+        e = target.energy
+        if all(f is None or f.value is None
+               for f in (e.synaptic_event_j, e.spike_j, e.learning_update_j, e.static_power_w)):
+            raise where.child("objectives").error(f"target {target.name} has no energy model",
+                                                  fix="use a target with energy figures, e.g. hw_targets/loihi.yaml")
     name = raw.name or path.stem
     if not name.replace("-", "").replace("_", "").isalnum():
         raise where.child("name").error(f"{name!r} is not usable as a folder name",
                                         fix="use letters, digits, - and _")
-    return StudySpec(name=name, file=str(path), task=TaskSpec(kind, params), target=load_target(target_path),
+    return StudySpec(name=name, file=str(path), task=TaskSpec(kind, params), target=target,
                      rules=rules, sampler=raw.sampler, n_trials=raw.n_trials, batch_size=raw.batch_size,
-                     seed=raw.seed, storage=raw.storage)
+                     seed=raw.seed, storage=raw.storage, hardware=raw.hardware, objectives=tuple(raw.objectives))

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import optuna
-from optuna.distributions import FloatDistribution
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import FrozenTrial, TrialState
 
 from codesign.rules import FAMILIES, Rule
@@ -28,6 +28,7 @@ __all__ = [
     "make_task",
     "candidate",
     "searched_terms",
+    "knob_values",
     "run_worker",
     "run_study",
     "count_trials",
@@ -56,7 +57,7 @@ def _storage(url: str) -> optuna.storages.BaseStorage | str:
     return url
 
 
-def distributions(spec: StudySpec) -> dict[str, FloatDistribution]:
+def distributions(spec: StudySpec) -> dict[str, optuna.distributions.BaseDistribution]:
     """The search space: each slot's searched coefficients, and its trace time constants if searched."""
     space = {}
     for slot, rule in spec.rules.items():
@@ -65,27 +66,39 @@ def distributions(spec: StudySpec) -> dict[str, FloatDistribution]:
         if rule.tau_ms is not None:
             for extra in FAMILIES[rule.family].extras:
                 space[spec.param_name(slot, extra)] = FloatDistribution(*rule.tau_ms, log=True)
+    if spec.hardware.weight_bits is not None:
+        space["hw.weight_bits"] = IntDistribution(*spec.hardware.weight_bits)
+    if spec.hardware.rounding is not None:
+        space["hw.rounding"] = CategoricalDistribution(spec.hardware.rounding)
     return space
+
+
+def knob_values(spec: StudySpec, params: dict[str, float]) -> dict[str, float]:
+    """The hardware knobs a trial's parameters set (``hw.weight_bits`` -> ``weight_bits``)."""
+    return {knob: params[f"hw.{knob}"] for knob in spec.hardware.knobs if f"hw.{knob}" in params}
 
 
 def _sampler(spec: StudySpec, worker_index: int) -> optuna.samplers.BaseSampler:
     # Each worker needs its own seed, or two workers sampling the same state would propose the
     # same candidates.
     seed = spec.seed + 7919 * worker_index
-    if spec.sampler.name == "cmaes":
-        with warnings.catch_warnings():  # consider_pruned_trials is marked experimental
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+    with warnings.catch_warnings():  # consider_pruned_trials is marked experimental
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        if spec.sampler.name == "cmaes":
             return optuna.samplers.CmaEsSampler(popsize=spec.batch_size, seed=seed, warn_independent_sampling=False,
                                                 consider_pruned_trials=True)
-    if spec.sampler.name == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True)  # pruned: worst
+        if spec.sampler.name == "tpe":
+            return optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True)
+        if spec.sampler.name == "nsga2":
+            return optuna.samplers.NSGAIISampler(population_size=max(spec.batch_size, 2), seed=seed)
     return optuna.samplers.RandomSampler(seed=seed)
 
 
 def open_study(spec: StudySpec, storage_url: str | None = None, worker_index: int = 0) -> optuna.Study:
     """Create the study in its storage, or load it if it exists (a study run again resumes)."""
     return optuna.create_study(study_name=spec.name, storage=_storage(spec.storage_url(storage_url)),
-                               sampler=_sampler(spec, worker_index), direction="minimize", load_if_exists=True)
+                               sampler=_sampler(spec, worker_index), directions=["minimize"] * len(spec.objectives),
+                               load_if_exists=True)
 
 
 def make_task(spec: StudySpec) -> Task:
@@ -222,19 +235,43 @@ def ask_batch(study: optuna.Study, space: dict[str, FloatDistribution], size: in
     return trials
 
 
-def _tell(study: optuna.Study, trial: optuna.Trial, evaluation: Evaluation) -> None:
+def _objectives(spec: StudySpec, evaluation: Evaluation, knobs: dict[str, float]) -> tuple[list[float], bool]:
+    """The objective values of an evaluation, and whether the candidate fits its target."""
+    if len(spec.objectives) == 1 and evaluation.counts is None:
+        return [evaluation.loss], True
+    from codesign.hardware import cost
+
+    fits, values = True, [evaluation.loss]
+    if evaluation.counts is not None:
+        result = cost(spec.target, evaluation.counts)
+        fits = result.fits
+    for objective in spec.objectives[1:]:
+        if objective == "energy":
+            values.append(float("inf") if result.energy_w is None else result.energy_w)
+        elif objective == "weight_bits":
+            values.append(float(knobs["weight_bits"]))
+    return values, fits
+
+
+def _tell(spec: StudySpec, study: optuna.Study, trial: optuna.Trial, evaluation: Evaluation,
+          knobs: dict[str, float]) -> None:
     """Record a result. A diverged candidate (NaN weights, runaway rate) is pruned with its reason.
 
-    Its loss (the ceiling) is reported as an intermediate value first, so that samplers that take
-    pruned trials into account (CMA-ES here) still rank it: a generation stays complete.
+    With one objective its loss (the ceiling) is reported as an intermediate value first, so that
+    samplers that take pruned trials into account (CMA-ES here) still rank it and a generation
+    stays complete. A candidate that does not fit its target is told as infeasible (constraints).
     """
     trial.set_user_attr("metrics", evaluation.metrics)
+    values, fits = _objectives(spec, evaluation, knobs)
+    trial.set_user_attr("constraints", [0.0 if fits else 1.0])
+    trial.set_constraint("fits_target", 0.0 if fits else 1.0)  # samplers avoid infeasible candidates
     if evaluation.diverged:
         trial.set_user_attr("diverged_reason", evaluation.metrics.get("diverged_reason", "diverged"))
-        trial.report(evaluation.loss, step=0)
+        if len(values) == 1:
+            trial.report(evaluation.loss, step=0)
         study.tell(trial, state=TrialState.PRUNED)
     else:
-        study.tell(trial, evaluation.loss)
+        study.tell(trial, values if len(values) > 1 else values[0])
 
 
 def run_worker(spec: StudySpec, storage_url: str | None = None, n_trials: int | None = None,
@@ -273,23 +310,25 @@ def run_worker(spec: StudySpec, storage_url: str | None = None, n_trials: int | 
             for trial in trials:
                 study._storage.set_trial_system_attr(trial._trial_id, _WORKER_ATTR, _this_worker())
             candidates = [candidate(spec, t.params, name=f"trial {t.number}") for t in trials]
-            evaluations = task.evaluate(candidates, seed, terms=searched_terms(spec), capacity=share)
+            knobs = [knob_values(spec, t.params) for t in trials]
+            evaluations = task.evaluate(candidates, seed, terms=searched_terms(spec), capacity=share,
+                                        knobs=knobs if spec.hardware.knobs else None)
         except BaseException:
             for trial in trials:
                 study.tell(trial, state=TrialState.FAIL)
             raise
-        for trial, evaluation in zip(trials, evaluations):
-            _tell(study, trial, evaluation)
+        for trial, evaluation, knob in zip(trials, evaluations, knobs):
+            _tell(spec, study, trial, evaluation, knob)
         done_here += len(trials)
         if on_batch is not None:
             on_batch(study)
 
 
 def best_value(study: optuna.Study) -> float | None:
-    try:
-        return study.best_value
-    except ValueError:
-        return None
+    """The best loss so far (the first objective, over feasible trials in a multi-objective study)."""
+    losses = [t.values[0] for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+              if t.user_attrs.get("constraints", [0.0])[0] <= 0]
+    return min(losses) if losses else None
 
 
 def run_study(spec: StudySpec, storage_url: str | None = None, n_trials: int | None = None, workers: int = 1,

@@ -25,6 +25,9 @@ def quiet_brian() -> None:
     # Diverging candidates are expected in a search; tasks report them as diverged, so Brian2's
     # warning about NaN weights would only be noise. No log file per worker either.
     brian2.BrianLogger.suppress_name("invalid_values")
+    # Brian2 warns that an on_pre block with temporaries "may depend on the order of execution";
+    # ours updates each synapse's own variables only, so the order does not matter.
+    brian2.BrianLogger.suppress_name("brian2.codegen.generators.base")
     brian2.prefs.logging.file_log = False
 
 

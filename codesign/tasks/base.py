@@ -52,6 +52,10 @@ class Task(abc.ABC):
     Params: ClassVar[type]
     #: The task's rule slots and the family of each, e.g. ``{"w": "polynomial"}``.
     slots: ClassVar[dict[str, str]]
+    #: Hardware knobs the task's emulation applies per candidate (``weight_bits``, ...).
+    knobs: ClassVar[tuple[str, ...]] = ()
+    #: Whether evaluations carry event counts (for the cost model).
+    counts_events: ClassVar[bool] = False
 
     def __init__(self, params: Any, target: Target) -> None:
         self.params = params
@@ -70,13 +74,15 @@ class Task(abc.ABC):
     @abc.abstractmethod
     def evaluate(self, candidates: Sequence[Rule | Candidate], seed: int,
                  terms: Sequence[str] | Mapping[str, Sequence[str]] | None = None,
-                 capacity: int | None = None) -> list[Evaluation]:
+                 capacity: int | None = None, knobs: Sequence[Mapping[str, float]] | None = None
+                 ) -> list[Evaluation]:
         """Loss and metrics of each candidate, on inputs drawn from ``seed`` (same seed, same inputs).
 
         ``terms`` are the family terms the network holds as variables (per slot, or one sequence
         for a one-slot task), and ``capacity`` the number of candidates it holds (a smaller batch
         is padded): a study passes its search space and batch size so that every batch reuses one
-        network. By default, the terms the rules use and as many candidates as given.
+        network. By default, the terms the rules use and as many candidates as given. ``knobs``
+        gives each candidate's hardware knobs (see ``knobs``), overriding the target's.
         """
 
     def plot(self, evaluation: Evaluation, path: Path, title: str = "") -> bool:

@@ -230,7 +230,8 @@ class OjaTask(Task):
 
     def evaluate(self, candidates: Sequence[PolynomialRule | Candidate], seed: int,
                  terms: Sequence[str] | Mapping[str, Sequence[str]] | None = None,
-                 capacity: int | None = None) -> list[Evaluation]:
+                 capacity: int | None = None, knobs: Sequence[Mapping[str, float]] | None = None
+                 ) -> list[Evaluation]:
         if not candidates:
             return []
         rules = [c["w"] for c in self.candidates(candidates)]

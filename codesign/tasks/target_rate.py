@@ -162,6 +162,8 @@ class TargetRateTask(Task):
     name = "target_rate"
     Params = TargetRateParams
     slots = {"inhibitory": "spike_trace"}
+    knobs = ("weight_bits", "rounding")
+    counts_events = True
 
     def named_candidates(self, etas: Mapping[str, float]) -> dict[str, dict[str, SpikeTraceRule]]:
         eta = etas["inhibitory"]
@@ -180,7 +182,8 @@ class TargetRateTask(Task):
 
     def evaluate(self, candidates: Sequence[SpikeTraceRule | Candidate], seed: int,
                  terms: Sequence[str] | Mapping[str, Sequence[str]] | None = None,
-                 capacity: int | None = None) -> list[Evaluation]:
+                 capacity: int | None = None, knobs: Sequence[Mapping[str, float]] | None = None
+                 ) -> list[Evaluation]:
         import brian2 as b2
 
         if not candidates:
@@ -195,9 +198,12 @@ class TargetRateTask(Task):
         values["tau_x"] = per_neuron([rule.tau_x_ms for rule in padded]) * b2.ms
         values["tau_y"] = per_neuron([rule.tau_y_ms for rule in padded]) * b2.ms
         precision = self.target.precision
-        bits = precision.weight_bits
-        values["w_step"] = np.full(size * p.n_repeats, 0.0 if bits is None else p.w_max / (2**bits - 1))
-        values["stochastic"] = np.full(size * p.n_repeats, float(precision.rounding == "stochastic"))
+        bits = [(knobs[k] if knobs else {}).get("weight_bits", precision.weight_bits) for k in range(len(rules))]
+        bits += [bits[-1]] * (size - len(rules))
+        values["w_step"] = per_neuron([0.0 if b is None else p.w_max / (2 ** int(b) - 1) for b in bits])
+        rounding = [(knobs[k] if knobs else {}).get("rounding", precision.rounding) for k in range(len(rules))]
+        rounding += [rounding[-1]] * (size - len(rules))
+        values["stochastic"] = per_neuron([float(r == "stochastic") for r in rounding])
         values["w0"] = np.full(size * p.n_repeats * p.n_inhibitory, p.w_inhibitory_init)
         spikes = draw_spikes(p, seed)
         out = self.simulation(size, seed, spikes).run(values, {})
@@ -253,7 +259,7 @@ class TargetRateTask(Task):
 
         from codesign.study import candidate
 
-        good = [t for t in trials if t.value is not None and t.value < self.params.good_loss]
+        good = [t for t in trials if t.values and t.values[0] < self.params.good_loss]
         if not good:
             return False
         rho_in = self.params.rate_inhibitory_hz
@@ -267,7 +273,7 @@ class TargetRateTask(Task):
             alpha.append(-(c("pre_1") + c("pre_w") * w))
         potentiation, alpha = np.array(potentiation), np.array(alpha)
         fig, ax = plt.subplots(figsize=(5.8, 4.4))
-        points = ax.scatter(potentiation, alpha, c=[t.value for t in good], cmap="viridis_r", s=14)
+        points = ax.scatter(potentiation, alpha, c=[t.values[0] for t in good], cmap="viridis_r", s=14)
         fig.colorbar(points, ax=ax, label="loss")
         rho0 = self.params.target_rate_hz
         x = np.linspace(min(0.0, potentiation.min()), max(potentiation.max(), 0.05), 50)
