@@ -165,3 +165,34 @@ def test_compare_runs_one_rule_on_each_target(workdir, capsys):
     assert any("dropped" in change for change in rows["truenorth"]["changes"])
     assert rows["cpu"]["energy_j"] is None
     assert (workdir / "results/rate/compare.png").stat().st_size > 0
+
+
+def test_joint_rule_and_hardware_study_gives_a_pareto_front(workdir, capsys):
+    study_file = workdir / "studies/joint.yaml"
+    study_file.write_text(
+        "task: {kind: target_rate, n_excitatory: 80, n_inhibitory: 20, rate_excitatory_hz: 50,\n"
+        "       rate_inhibitory_hz: 100, n_repeats: 1, learn_s: 0.5, measure_s: 0.5}\n"
+        "rule: {family: spike_trace, terms: [pre_1, pre_y, post_x]}\n"
+        "hardware: {weight_bits: [1, 8], rounding: [nearest, stochastic]}\n"
+        "objectives: [loss, weight_bits]\n"
+        "target: hw_targets/loihi.yaml\nsampler: {name: nsga2}\nn_trials: 12\nbatch_size: 6\n")
+    assert main(["run", str(study_file), "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["best", str(study_file), "--json"]) == 0
+    best = json.loads(capsys.readouterr().out)
+    assert 1 <= best["coefficients"]["hw.weight_bits"] <= 8
+    assert best["coefficients"]["hw.rounding"] in ("nearest", "stochastic")
+    front = best["pareto"]
+    assert front and all(set(entry) >= {"trial", "loss", "weight_bits"} for entry in front)
+    losses = [entry["loss"] for entry in front]
+    bits = [entry["weight_bits"] for entry in front]
+    assert losses == sorted(losses) and bits == sorted(bits, reverse=True), "a front trades loss for bits"
+    assert (workdir / "results/joint/pareto_front.png").stat().st_size > 0
+
+
+def test_energy_objective_needs_a_target_with_an_energy_model(workdir, capsys):
+    study_file = workdir / "studies/bad.yaml"
+    study_file.write_text("task: {kind: target_rate}\nrule: {family: spike_trace}\nobjectives: [loss, energy]\n"
+                          "target: hw_targets/spinnaker2.yaml\nsampler: {name: nsga2}\n")
+    assert main(["run", str(study_file)]) == 2
+    assert "objectives: target spinnaker2 has no energy model" in capsys.readouterr().err
