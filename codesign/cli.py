@@ -205,6 +205,39 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_port(args: argparse.Namespace) -> int:
+    from codesign.errors import CodesignError
+    from codesign.hardware.loihi2.network import port
+    from codesign.spec import load_study
+
+    spec = load_study(args.study)
+    if spec.task.kind != "target_rate":
+        raise CodesignError(f"port runs spiking rules; task {spec.task.kind!r} has none", file=spec.file,
+                            key="task.kind", fix="port a study of the target_rate task")
+    name, cand = _candidate_argument(spec, args.rule, args.storage)
+    result = port(cand["inhibitory"], spec.task.params, args.seed, args.target)
+    if args.json:
+        print(json.dumps(result, indent=2, default=str))
+        return 0
+    from rich.table import Table
+
+    console = _console()
+    table = Table(title=f"{name} ported to {args.target} (target {spec.task.params.target_rate_hz:g} Hz)")
+    for column in ("backend", "loss", "rates Hz", "weight corr. vs Brian2", "weight rel. error", "seconds"):
+        table.add_column(column, justify="left" if column == "backend" else "right")
+    for backend in ("brian2", "lava_float", "lava_fixed"):
+        r = result[backend]
+        table.add_row(backend, f"{r['loss']:.4g}", ", ".join(f"{x:.3g}" for x in r["rates_hz"]),
+                      f"{r['weight_correlation']:.3f}" if "weight_correlation" in r else "-",
+                      f"{r['weight_relative_error']:.3f}" if "weight_relative_error" in r else "-",
+                      f"{r['seconds']:.1f}")
+    console.print(table)
+    dropped = result.get("rule", {}).get("dropped")
+    if dropped:
+        console.print(f"terms dropped on Loihi 2 (below the smallest scale): {dropped}")
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from codesign.bench import print_table, run_benchmarks
 
@@ -255,6 +288,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--targets", nargs="+", required=True, metavar="TARGET.yaml", help="target files")
     p.add_argument("--seed", type=int, help="input seed (default: the study's held-out seed)")
     p.add_argument("--json", action="store_true", help="print a JSON list, one object per target")
+
+    p = command("port", cmd_port, "port a spiking rule to Loihi 2 (Lava) and report how well it survives")
+    p.add_argument("--rule", help="a rule the task knows by name, or a rule file; default: the study's best")
+    p.add_argument("--target", default="hw_targets/loihi2.yaml", metavar="TARGET.yaml",
+                   help="the Loihi 2 target file (default hw_targets/loihi2.yaml)")
+    p.add_argument("--seed", type=int, default=0, help="input seed of the port network")
+    p.add_argument("--json", action="store_true", help="print a JSON object: brian2, lava_float, lava_fixed")
 
     p = sub.add_parser("bench", help="candidate evaluations per second, each way of running a task",
                        description="candidate evaluations per second: naive, batched runtime (numpy, cython), "

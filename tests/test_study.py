@@ -196,3 +196,22 @@ def test_energy_objective_needs_a_target_with_an_energy_model(workdir, capsys):
                           "target: hw_targets/spinnaker2.yaml\nsampler: {name: nsga2}\n")
     assert main(["run", str(study_file)]) == 2
     assert "objectives: target spinnaker2 has no energy model" in capsys.readouterr().err
+
+
+def test_port_refuses_a_rate_based_study(write_study, capsys):
+    assert main(["port", write_study()]) == 2
+    assert "task.kind: port runs spiking rules; task 'oja' has none" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+@pytest.mark.lava
+def test_port_vogels_to_loihi2_keeps_the_rate(capsys):
+    from conftest import ROOT
+
+    assert main(["port", str(ROOT / "studies/target-rate.yaml"), "--rule", "vogels",
+                 "--target", str(ROOT / "hw_targets/loihi2.yaml"), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    for backend in ("brian2", "lava_float", "lava_fixed"):
+        for rate in result[backend]["rates_hz"]:
+            assert rate == pytest.approx(10.0, rel=0.10)
+    assert result["lava_float"]["weight_correlation"] > 0.95

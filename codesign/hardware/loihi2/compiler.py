@@ -1,0 +1,834 @@
+"""Compile a Brian2 spike-trace plasticity rule into a Loihi 2 learning rule (lava-nc 0.10.0).
+
+Loihi 2's learning engine computes ``dw = sum_i S_i * D_i * prod_j F_ij`` at the end of every
+learning epoch: each product has one dependency ``D`` (``x0``: the presynaptic neuron spiked,
+``y0``: the postsynaptic neuron spiked), factors ``F`` among the presynaptic traces ``x1, x2``, the
+postsynaptic traces ``y1, y2, y3`` and the weight ``w``, and a scale ``S = mantissa * 2**exponent``
+with the mantissa in [-8, 7] and the exponent in [-7, 8] (SCIENCE.md section 6). lava-nc emulates it
+with ``LearningDense`` and a ``Loihi2FLearningRule`` whose ``dw`` is a string such as
+``"5*2^-5*y0*x1 - 5*2^-5*x0*y1"``.
+
+The compiler works in two steps:
+
+1. :func:`expand_rule` reads the Brian2 synapse text (``model`` with the trace equations,
+   ``on_pre`` and ``on_post`` statements) with Brian2's own parsers (``Equations``,
+   ``parse_statement``, ``str_to_sympy``), executes each event's statements symbolically in SymPy
+   and expands the weight change into monomials of traces and ``w``, one set per event. Statement
+   order is honoured: a weight update written before its own trace's ``x += 1`` uses the trace
+   before the jump, which the compiler rewrites as ``x - 1`` because Loihi evaluates traces after
+   the impulse of the current step.
+2. :func:`lower` maps the expansion to Loihi units and quantises each scale. A Brian2 trace that
+   jumps by ``c`` becomes a Loihi trace with impulse ``I`` (so ``x = X * c / I``), a decay ``tau``
+   in time steps (lava decays a trace by ``exp(-1/tau)`` per step; the register is an integer, 8
+   bits in lava's fixed-point model) and Loihi weights are ``W = sign * weight_scale * w``.
+
+A rule that Loihi 2 cannot run is refused with a :class:`~codesign.errors.RuleError` naming the
+term and the limit it breaks: a division by a trace or the weight, a non-integer power, a function
+(``exp``, ``abs``, ``clip`` other than the final bounds...), a factor without a register (membrane
+voltage, time), more traces on a side than Loihi has, a scale out of range after quantisation, a
+trace that is not an exponentially decaying sum of constant impulses.
+
+Coincident spikes: when pre and post spike in the same time step, Loihi evaluates both sides'
+traces after that step's impulses, while Brian2 runs ``on_pre`` before ``on_post`` (``on_pre`` sees
+the postsynaptic trace before the jump). Loihi also sums both events' changes computed from the
+same old weight. Both differences only concern coincident spikes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Callable, Iterable, Literal, Mapping
+
+import numpy as np
+
+from codesign.errors import RuleError
+from codesign.hardware.loihi2.limits import DEFAULT_LIMITS, EngineLimits
+
+__all__ = ["BrianTerm", "ExpandedRule", "LoihiTerm", "TraceMap", "CompiledRule", "Quantised",
+           "expand_rule", "lower", "compile_rule", "quantise_scale", "optimise_impulses", "fixed_shift"]
+
+EVENTS = {"pre": "x0", "post": "y0"}
+REGISTERS = {"pre": ("x1", "x2"), "post": ("y1", "y2", "y3")}
+#: Bit widths lava's fixed-point applier adds up per factor (``constants.FACTOR_TO_WIDTH_DICT``).
+_WIDTHS = {"x1": 7, "x2": 7, "y1": 7, "y2": 7, "y3": 7, "w": 9}
+#: Names Brian2 provides in synapse code that Loihi 2's learning engine has no register for.
+_NO_REGISTER = {"t", "dt", "t_in_timesteps", "lastspike", "lastupdate", "i", "j", "N", "N_incoming",
+                "N_outgoing", "delay", "xi"}
+
+
+# --------------------------------------------------------------------------------------------
+# Quantisation of scales
+
+
+@dataclasses.dataclass(frozen=True)
+class Quantised:
+    """A scale ``value`` written as ``mantissa * 2**exponent`` (the closest representable value)."""
+
+    value: float
+    mantissa: int
+    exponent: int
+
+    @property
+    def quantised(self) -> float:
+        return self.mantissa * 2.0**self.exponent
+
+    @property
+    def error(self) -> float:
+        return self.quantised - self.value
+
+    @property
+    def relative_error(self) -> float:
+        return abs(self.error) / abs(self.value) if self.value else 0.0
+
+
+def quantise_scale(value: float, limits: EngineLimits = DEFAULT_LIMITS) -> Quantised | None:
+    """The representable scale closest to ``value``; ``None`` if that is zero (underflow).
+
+    Candidates are ``m * 2**e`` with ``m`` in ``limits.scale_mantissa`` and ``e`` in
+    ``limits.scale_exponent``. Among equally close candidates the one with the largest mantissa
+    (smallest exponent) wins: lava's fixed-point engine multiplies by the mantissa before it shifts
+    right, so a larger mantissa keeps more bits. A mantissa of -8 with an exponent below the top is
+    written as ``-4 * 2**(e+1)``, as lava's parser stores it. Raises ``ValueError`` if ``value`` is
+    beyond the largest scale (overflow); :func:`lower` turns that into a :class:`RuleError`.
+    """
+    (m_low, m_high), (e_low, e_high) = limits.scale_mantissa, limits.scale_exponent
+    if not math.isfinite(value):
+        raise ValueError(f"scale {value} is not finite")
+    if value == 0.0:
+        return None
+    top = (m_high + 0.5) * 2.0**e_high if value > 0 else (m_low - 0.5) * 2.0**e_high
+    if abs(value) > abs(top):
+        raise ValueError(f"scale {value:.6g} is beyond the largest representable "
+                         f"{(m_high if value > 0 else m_low) * 2.0**e_high:g}")
+    if abs(value) < 0.5 * 2.0**e_low:
+        return None
+    best: tuple[float, int, int] | None = None
+    for e in range(e_low, e_high + 1):
+        m = int(math.floor(value / 2.0**e + 0.5))
+        m = min(max(m, m_low), m_high)
+        if m == 0:
+            continue
+        error = abs(m * 2.0**e - value)
+        if best is None or error < best[0] - 1e-15 * abs(value):
+            best = (error, m, e)
+    assert best is not None
+    _, m, e = best
+    if m == -8 and e < e_high:
+        m, e = -4, e + 1
+    return Quantised(value, m, e)
+
+
+def fixed_shift(factors: Iterable[str], limits: EngineLimits = DEFAULT_LIMITS) -> int:
+    """The right shift lava's fixed-point engine applies to a product with these factors.
+
+    ``LearningRuleApplierBitApprox.apply`` adds the factors' bit widths (traces 7, w 9) and the
+    mantissa's 4, and shifts the product right by the excess over the 15-bit accumulator.
+    """
+    width = sum(_WIDTHS[f] for f in factors) + limits.scale_mantissa_bits
+    return max(0, width - limits.accumulator_bits)
+
+
+# --------------------------------------------------------------------------------------------
+# Step 1: Brian2 text -> monomials
+
+
+@dataclasses.dataclass(frozen=True)
+class Trace:
+    """A Brian2 trace: ``dx/dt = -x / tau``, jumping by ``increment`` at its side's spikes."""
+
+    name: str
+    side: Literal["pre", "post"]
+    tau_ms: float
+    increment: float
+
+
+@dataclasses.dataclass(frozen=True)
+class BrianTerm:
+    """One monomial of a weight change in Brian2 units: ``coefficient * prod(var**power)``."""
+
+    event: Literal["pre", "post"]
+    powers: tuple[tuple[str, int], ...]
+    coefficient: float
+    source: str
+
+    @property
+    def text(self) -> str:
+        factors = "*".join(name if p == 1 else f"{name}**{p}" for name, p in self.powers)
+        return f"{self.coefficient:.6g}" + (f"*{factors}" if factors else "")
+
+
+@dataclasses.dataclass(frozen=True)
+class ExpandedRule:
+    """A rule as monomials per event, with its traces (only those the weight change reads)."""
+
+    terms: tuple[BrianTerm, ...]
+    traces: tuple[Trace, ...]
+    weight: str
+    #: ``(low, high)`` of the final ``clip`` of the weight, if any.
+    bounds: tuple[float | None, float | None]
+    #: Statements that act on the postsynaptic neuron (``ge_post += w``): Lava's Dense does them.
+    transmission: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+
+    def scaled(self, factor: float) -> ExpandedRule:
+        """The same rule with every weight change multiplied by ``factor`` (a learning rate)."""
+        return dataclasses.replace(self, terms=tuple(dataclasses.replace(t, coefficient=t.coefficient * factor)
+                                                      for t in self.terms))
+
+    def trace(self, name: str) -> Trace:
+        return next(t for t in self.traces if t.name == name)
+
+
+def _value(name: str, namespace: Mapping[str, Any]) -> float | None:
+    """The numeric value (SI) of a constant: the namespace first, then Brian2's units."""
+    if name in namespace:
+        value = namespace[name]
+    else:
+        import brian2.units as units
+        from brian2.units.fundamentalunits import Unit
+
+        value = getattr(units, name, None)
+        if not isinstance(value, Unit):
+            return None
+    try:
+        return float(np.asarray(value, dtype=float))
+    except (TypeError, ValueError):
+        raise RuleError(f"constant {name} = {value!r} is not a number", fix="give a number (or a Brian2 quantity)")
+
+
+def _lines(code: str) -> list[str]:
+    """Brian2 abstract code's statements: one per line, or separated by ';'."""
+    from brian2.utils.stringtools import deindent, strip_empty_lines
+
+    code = strip_empty_lines(deindent(code or ""))
+    return [s.strip() for line in code.splitlines() for s in line.split(";") if s.strip()]
+
+
+def _parse(expr: str, where: str):
+    from brian2.parsing.sympytools import str_to_sympy
+
+    try:
+        return str_to_sympy(expr)
+    except SyntaxError as exc:
+        raise RuleError(f"cannot parse {expr!r}: {exc}", key=where) from exc
+
+
+def _unknown(name: str, where: str) -> RuleError:
+    if name in _NO_REGISTER or name.endswith(("_pre", "_post")):
+        return RuleError(f"factor {name}: Loihi 2 has no register for it (a product's factors are traces "
+                         f"x1, x2, y1, y2, y3, the weight w and constants)", key=where,
+                         fix=f"express the rule with spike traces and w, or give {name} a value if it is a constant")
+    return RuleError(f"no value for {name}", key=where, fix=f"add {name} to the namespace of constants")
+
+
+def _trace_decay(name: str, equation, namespace: Mapping[str, Any]) -> float:
+    """tau (ms) of ``dx/dt = -x/tau``; refuses any other dynamics."""
+    import sympy
+
+    where = f"model.{name}"
+    rhs = _parse(equation.expr.code, where)
+    symbol = sympy.Symbol(name, real=True)
+    values = {}
+    for s in rhs.free_symbols:
+        if s.name == name:
+            symbol = s
+            continue
+        v = _value(s.name, namespace)
+        if v is None:
+            raise RuleError(f"trace {name}: the decay of d{name}/dt = {equation.expr} reads {s.name}, which is not a constant",
+                            key=where, fix="Loihi 2 traces decay as dx/dt = -x/tau with a constant tau")
+        values[s] = v
+    rhs = sympy.expand(rhs.subs(values))
+    rate = rhs.diff(symbol)
+    rest = sympy.simplify(rhs - rate * symbol)
+    if not (rate.is_number and rest == 0 and float(rate) < 0):
+        raise RuleError(f"trace {name}: d{name}/dt = {equation.expr} is not an exponential decay -{name}/tau",
+                        key=where, fix="Loihi 2 traces decay as dx/dt = -x/tau with a constant tau > 0")
+    return -1000.0 / float(rate)
+
+
+def expand_rule(model: str, on_pre: str, on_post: str, namespace: Mapping[str, Any] | None = None, *,
+                weight: str = "w") -> ExpandedRule:
+    """Read a Brian2 synapse rule and expand each event's weight change into monomials.
+
+    ``namespace`` gives the value of every constant (numbers in SI, or Brian2 quantities).
+    Statements that write a ``*_post``/``*_pre`` variable are taken as synaptic transmission
+    (Lava's Dense does them) and left out of the rule.
+    """
+    import sympy
+    from brian2.equations.equations import DIFFERENTIAL_EQUATION, PARAMETER, SUBEXPRESSION, Equations
+    from brian2.parsing.statements import parse_statement
+    from brian2.parsing.sympytools import sympy_to_str
+
+    namespace = dict(namespace or {})
+    try:
+        equations = Equations(model)
+    except Exception as exc:  # Brian2 raises several types; the message says what is wrong
+        raise RuleError(f"cannot parse the model equations: {exc}".replace("\n", " "), key="model") from exc
+    if weight not in equations.names:
+        raise RuleError(f"the model has no weight variable {weight!r}", key="model", fix=f"declare '{weight} : 1'")
+    if equations[weight].type != PARAMETER:
+        raise RuleError(f"the weight {weight} must be a parameter ('{weight} : 1'), not an equation", key="model")
+    odes = {n: eq for n, eq in equations.items() if eq.type == DIFFERENTIAL_EQUATION}
+    subexpressions = {_parse(n, "model"): _parse(eq.expr.code, f"model.{n}") for n, eq in equations.items()
+                      if eq.type == SUBEXPRESSION}
+    parameters = {n for n, eq in equations.items() if eq.type == PARAMETER and n != weight}
+    missing = sorted(n for n in parameters if n not in namespace)
+    if missing:
+        raise RuleError(f"no value for the synaptic parameter(s) {', '.join(missing)}", key="model",
+                        fix="Loihi 2 learns w only: give other parameters a value in the namespace")
+
+    codes = {"pre": on_pre, "post": on_post}
+    statements: dict[str, list[tuple[str, str, str, str]]] = {}
+    for event, code in codes.items():
+        statements[event] = []
+        for line in _lines(code):
+            try:
+                statements[event].append((line, *parse_statement(line)[:3]))
+            except ValueError as exc:
+                raise RuleError(f"cannot parse statement '{line}'", key=f"on_{event}",
+                                fix="write 'variable = expression' or 'variable += expression'") from exc
+
+    # Which side each trace jumps on, and by how much.
+    increments: dict[str, dict[str, float]] = {"pre": {}, "post": {}}
+    sym = {n: _parse(n, "model") for n in list(equations.names)}  # Brian2's symbols (real=True)
+
+    def constants_of(expr, where: str):
+        values = {}
+        for s in expr.free_symbols:
+            if s.name in odes or s.name == weight:
+                continue
+            v = _value(s.name, namespace)
+            if v is None:
+                raise _unknown(s.name, where)
+            values[s] = v
+        return values
+
+    jumps: dict[tuple[str, int], float] = {}
+    for event, lines in statements.items():
+        for index, (line, var, op, expr) in enumerate(lines):
+            if var not in odes:
+                continue
+            where = f"on_{event}"
+            e = _parse(expr, where)
+            if op == "=":
+                delta = sympy.expand(e - sym[var])
+            elif op in ("+=", "-="):
+                delta = e if op == "+=" else -e
+            else:
+                raise RuleError(f"statement '{line}' changes trace {var} with '{op}': Loihi 2 traces only add an impulse",
+                                key=where, fix=f"write '{var} += constant'")
+            delta = delta.subs(subexpressions)
+            delta = delta.subs(constants_of(delta, where))
+            if not delta.is_number:
+                raise RuleError(f"statement '{line}': trace {var} jumps by {sympy_to_str(delta)}, not by a constant "
+                                f"(Loihi 2 adds a fixed impulse)", key=where, fix=f"write '{var} += constant'")
+            jumps[(event, index)] = float(delta)
+            increments[event][var] = increments[event].get(var, 0.0) + float(delta)
+    both = sorted(set(increments["pre"]) & set(increments["post"]))
+    if both:
+        raise RuleError(f"trace {both[0]} jumps at both pre and post spikes: a Loihi 2 trace belongs to one side",
+                        key="model", fix="use one trace per side")
+    side = {n: "pre" for n in increments["pre"]} | {n: "post" for n in increments["post"]}
+
+    # Execute each event symbolically; traces are written as their value after this step's impulse.
+    changes: dict[str, Any] = {}
+    bounds: list[tuple[float | None, float | None]] = []
+    transmission: list[str] = []
+    W = sym[weight]
+    for event, lines in statements.items():
+        where = f"on_{event}"
+        state = {sym[n]: sym[n] - increments[event].get(n, 0.0) for n in odes}
+        state[W] = W
+        clipped_at = None
+        for index, (line, var, op, expr) in enumerate(lines):
+            if var in odes:
+                state[sym[var]] = state[sym[var]] + jumps[(event, index)]
+                continue
+            e = _parse(expr, where).subs(subexpressions)
+            if var == weight:
+                if clipped_at is not None:
+                    raise RuleError(f"statement '{line}' changes {weight} after its clip: the bounds must come last",
+                                    key=where, fix=f"clip {weight} in the last statement that changes it")
+                if op != "=":
+                    operator = op[:-1]
+                    e = _parse(f"{weight} {operator} ({expr})", where).subs(subexpressions)
+                if isinstance(e, sympy.Function) and type(e).__name__ == "clip":
+                    inner, low, high = e.args
+                    low_v, high_v = (float(b.subs(constants_of(b, where))) if b.subs(constants_of(b, where)).is_number
+                                     else None for b in (low, high))
+                    if low_v is None or high_v is None:
+                        raise RuleError(f"statement '{line}': the bounds of clip must be constants", key=where)
+                    bounds.append((low_v, high_v))
+                    clipped_at = index
+                    e = inner
+                state[W] = e.xreplace(state)
+            elif var.endswith(("_post", "_pre")):
+                transmission.append(f"on_{event}: {line}")
+            else:
+                raise RuleError(f"statement '{line}' changes {var}: Loihi 2's learning engine only changes {weight} "
+                                f"and the traces", key=where, fix=f"remove it or make {var} a trace")
+        changes[event] = sympy.expand(state[W] - W)
+
+    distinct = sorted(set(bounds))
+    if len(distinct) > 1:
+        raise RuleError(f"on_pre and on_post clip {weight} to different bounds {distinct}", key="on_post",
+                        fix="Loihi 2 keeps one weight range")
+
+    # Monomials, checked factor by factor.
+    terms: list[BrianTerm] = []
+    used: set[str] = set()
+    for event, change in changes.items():
+        where = f"on_{event}"
+        grouped: dict[tuple[tuple[str, int], ...], tuple[float, list[str]]] = {}
+        for term in sympy.Add.make_args(change):
+            if term == 0:
+                continue
+            text = sympy_to_str(term)
+            powers: dict[str, int] = {}
+            coefficient = 1.0
+            for factor in sympy.Mul.make_args(term):
+                base, power = factor.as_base_exp()
+                if factor.is_number:
+                    coefficient *= float(factor)
+                elif base.is_Symbol and (base.name in odes or base.name == weight):
+                    if not power.is_number or not float(power).is_integer():
+                        raise RuleError(f"term {text}: non-integer power {sympy_to_str(factor)} "
+                                        f"(Loihi 2 multiplies whole factors)", key=where,
+                                        fix="use integer powers of traces and w")
+                    if float(power) < 0:
+                        raise RuleError(f"term {text}: divides by {sympy_to_str(base)} (Loihi 2 products only "
+                                        f"multiply: no division by a trace or the weight)", key=where,
+                                        fix="rewrite the rule without dividing by a variable")
+                    powers[base.name] = powers.get(base.name, 0) + int(power)
+                elif base.is_Symbol:
+                    v = _value(base.name, namespace)
+                    if v is None:
+                        raise _unknown(base.name, where)
+                    if not power.is_number:
+                        raise RuleError(f"term {text}: power {sympy_to_str(power)} is not a number", key=where)
+                    coefficient *= v ** float(power)
+                elif isinstance(factor, sympy.Pow) and float(power) < 0 and not base.is_number:
+                    values = constants_of(base, where)
+                    if base.subs(values).is_number:
+                        coefficient *= float(base.subs(values)) ** float(power)
+                    else:
+                        raise RuleError(f"term {text}: divides by {sympy_to_str(base)} (Loihi 2 products only "
+                                        f"multiply: no division by a trace or the weight)", key=where,
+                                        fix="rewrite the rule without dividing by a variable")
+                else:
+                    values = constants_of(factor, where)
+                    if factor.subs(values).is_number:
+                        coefficient *= float(factor.subs(values))
+                        continue
+                    name = type(factor).__name__ if isinstance(factor, sympy.Function) else None
+                    if name is not None:
+                        raise RuleError(f"term {text}: function {name.rstrip('_')}() has no counterpart in Loihi 2's "
+                                        f"learning engine (sums of products only)", key=where,
+                                        fix="write the rule as a polynomial in traces and w")
+                    if isinstance(factor, sympy.Pow):
+                        raise RuleError(f"term {text}: non-integer power {sympy_to_str(factor)} "
+                                        f"(Loihi 2 multiplies whole factors)", key=where,
+                                        fix="use integer powers of traces and w")
+                    raise RuleError(f"term {text}: {sympy_to_str(factor)} is not a product of traces, w and constants",
+                                    key=where, fix="write the rule as a polynomial in traces and w")
+            key = tuple(sorted(powers.items(), key=lambda item: (item[0] == weight, item[0])))
+            previous, sources = grouped.get(key, (0.0, []))
+            grouped[key] = (previous + coefficient, sources + [text])
+        largest = max((abs(c) for c, _ in grouped.values()), default=0.0)
+        rank = {n: i for i, n in enumerate([*odes, weight])}
+        for key, (coefficient, sources) in sorted(grouped.items(), key=lambda item: (
+                sum(p for _, p in item[0]), [(rank[n], -p) for n, p in item[0]])):
+            if coefficient == 0.0 or abs(coefficient) <= 1e-12 * largest:
+                continue  # exact cancellation (e.g. x - 1 + 1 from the impulse rewriting)
+            for name, _ in key:
+                if name != weight:
+                    if name not in side:
+                        raise RuleError(f"term {' + '.join(sources)}: {name} never jumps at a spike "
+                                        f"(a Loihi 2 trace needs an impulse)", key=where,
+                                        fix=f"add '{name} += 1' to on_pre or on_post")
+                    used.add(name)
+            terms.append(BrianTerm(event, key, coefficient, " + ".join(sources)))
+
+    traces = []
+    for name in odes:  # model order
+        if name not in used:
+            continue
+        tau_ms = _trace_decay(name, odes[name], namespace)
+        traces.append(Trace(name, side[name], tau_ms, increments[side[name]][name]))
+    notes = [f"trace {n} is not read by the weight change: no Loihi trace is used for it"
+             for n in odes if n in side and n not in used]
+    return ExpandedRule(tuple(terms), tuple(traces), weight, distinct[0] if distinct else (None, None),
+                        tuple(transmission), tuple(notes))
+
+
+# --------------------------------------------------------------------------------------------
+# Step 2: monomials -> Loihi products
+
+
+@dataclasses.dataclass(frozen=True)
+class TraceMap:
+    """A Brian2 trace on a Loihi trace register."""
+
+    name: str
+    register: str
+    tau_ms: float
+    #: Loihi decay register (time steps, an integer): x *= exp(-1/tau) per step.
+    tau: int
+    #: Loihi impulse (a multiple of 2**-trace_fraction_bits); Brian2's jump ``increment`` maps to it.
+    impulse: float
+    increment: float
+    #: Brian2's tau in time steps (before rounding to the register).
+    tau_steps: float
+
+    @property
+    def tau_relative_error(self) -> float:
+        return abs(self.tau - self.tau_steps) / self.tau_steps
+
+    @property
+    def scale(self) -> float:
+        """Brian2 value of one Loihi trace unit."""
+        return self.increment / self.impulse
+
+
+@dataclasses.dataclass(frozen=True)
+class LoihiTerm:
+    """One product of the compiled rule."""
+
+    dependency: str
+    factors: tuple[str, ...]
+    #: Exact scale in Loihi units (what float arithmetic would need).
+    scale: float
+    mantissa: int
+    exponent: int
+    #: Right shift lava's fixed-point engine applies to this product (see :func:`fixed_shift`).
+    shift: int
+    source: str
+    #: The Brian2 monomial it comes from.
+    origin: BrianTerm | None = dataclasses.field(default=None, compare=False, repr=False)
+
+    @property
+    def coefficient(self) -> float:
+        """The Brian2 coefficient this product realises (its origin's, times quantised / exact)."""
+        return 0.0 if self.origin is None or not self.mantissa else self.origin.coefficient * self.quantised / self.scale
+
+    @property
+    def quantised(self) -> float:
+        return self.mantissa * 2.0**self.exponent
+
+    @property
+    def relative_error(self) -> float:
+        return abs(self.quantised - self.scale) / abs(self.scale) if self.scale else 0.0
+
+    def product(self, exponent: int | None = None, signed: bool = True) -> str:
+        """Lava's string form of this product, e.g. ``-5*2^-5*x0*y1`` (``x0*y1`` if it rounds to 0)."""
+        if self.mantissa == 0:
+            return "*".join([self.dependency, *self.factors])
+        e = self.exponent if exponent is None else exponent
+        m = self.mantissa if signed else abs(self.mantissa)
+        return "*".join([f"{m}*2^{e}", self.dependency, *self.factors])
+
+
+def _join(products: list[tuple[int, str]]) -> str:
+    text = ""
+    for sign, product in products:
+        if not text:
+            text = ("-" if sign < 0 else "") + product
+        else:
+            text += (" - " if sign < 0 else " + ") + product
+    return text or "0*x0"
+
+
+@dataclasses.dataclass(frozen=True)
+class CompiledRule:
+    """A rule ready for ``Loihi2FLearningRule``, with the mapping and the quantisation errors."""
+
+    terms: tuple[LoihiTerm, ...]
+    traces: tuple[TraceMap, ...]
+    #: Loihi weight = weight_sign * weight_scale * Brian2 weight.
+    weight_scale: float
+    weight_sign: int
+    dt_ms: float
+    bounds: tuple[float | None, float | None]
+    #: Terms whose scale rounds to zero, dropped (only with ``underflow="drop"``).
+    dropped: tuple[LoihiTerm, ...] = ()
+    transmission: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+    limits: EngineLimits = DEFAULT_LIMITS
+
+    @property
+    def dw(self) -> str:
+        """The rule as lava's ``dw`` string (the scales as quantised; float semantics)."""
+        return _join([(1 if t.mantissa > 0 else -1, t.product(signed=False)) for t in self.terms])
+
+    @property
+    def dw_fixed(self) -> str:
+        """``dw`` for lava's fixed-point engine: each exponent raised by the product's right shift.
+
+        lava's ``LearningRuleApplierBitApprox`` shifts a product of wide factors right (by 3 for two
+        traces) where the float engine does not; raising the exponent by the same amount gives both
+        engines the same scale. Refused if the exponent would pass the top of its range.
+        """
+        e_high = self.limits.scale_exponent[1]
+        products = []
+        for t in self.terms:
+            if t.exponent + t.shift > e_high:
+                raise RuleError(f"term {t.product()} (from {t.source}): lava's fixed-point engine shifts it right by "
+                                f"{t.shift} bits, and exponent {t.exponent} + {t.shift} is beyond {e_high}",
+                                key="dw", fix="raise the trace impulses or the weight scale so the scale is smaller")
+            products.append((1 if t.mantissa > 0 else -1, t.product(t.exponent + t.shift, signed=False)))
+        return _join(products)
+
+    def rule_kwargs(self, fixed_pt: bool = False) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {"dw": self.dw_fixed if fixed_pt else self.dw, "t_epoch": self.limits.t_epoch}
+        for trace in self.traces:
+            kwargs[f"{trace.register}_impulse"] = trace.impulse
+            kwargs[f"{trace.register}_tau"] = trace.tau
+        return kwargs
+
+    def learning_rule(self, fixed_pt: bool = False, rng_seed: int | None = 0):
+        """A ``Loihi2FLearningRule`` for lava's fixed-point (``fixed_pt``) or floating-point engine."""
+        from lava.magma.core.learning.learning_rule import Loihi2FLearningRule
+
+        return Loihi2FLearningRule(**self.rule_kwargs(fixed_pt), rng_seed=rng_seed)
+
+    def to_loihi_weight(self, w):
+        return self.weight_sign * self.weight_scale * np.asarray(w, dtype=float)
+
+    def from_loihi_weight(self, weights):
+        return self.weight_sign * np.asarray(weights, dtype=float) / self.weight_scale
+
+    def report(self) -> dict[str, Any]:
+        """JSON-ready summary: products with their exact and quantised scales, traces, weights."""
+        def term(t: LoihiTerm) -> dict[str, Any]:
+            return {"product": t.product(), "source": t.source, "scale": t.scale, "mantissa": t.mantissa,
+                    "exponent": t.exponent, "quantised": t.quantised, "relative_error": t.relative_error,
+                    "fixed_point_shift": t.shift}
+
+        try:
+            dw_fixed: str | None = self.dw_fixed
+        except RuleError as exc:
+            dw_fixed = None
+            notes = [*self.notes, exc.one_line()]
+        else:
+            notes = list(self.notes)
+        return {
+            "dw": self.dw, "dw_fixed": dw_fixed,
+            "terms": [term(t) for t in self.terms],
+            "dropped": [term(t) for t in self.dropped],
+            "traces": [{"brian2": t.name, "register": t.register, "increment": t.increment, "impulse": t.impulse,
+                        "tau_ms": t.tau_ms, "tau_steps": t.tau_steps, "tau": t.tau,
+                        "tau_relative_error": t.tau_relative_error} for t in self.traces],
+            "weight": {"scale": self.weight_scale, "sign": self.weight_sign, "bounds": list(self.bounds)},
+            "transmission": list(self.transmission), "notes": notes,
+        }
+
+
+def _registers(rule: ExpandedRule, limits: EngineLimits) -> dict[str, str]:
+    registers: dict[str, str] = {}
+    for side, available in (("pre", limits.pre_traces), ("post", limits.post_traces)):
+        names = [t.name for t in rule.traces if t.side == side]
+        if len(names) > available:
+            where = f"on_{'post' if side == 'pre' else 'pre'}"
+            have = ", ".join(REGISTERS[side][:available]) or "none"
+            raise RuleError(f"{len(names)} {side}synaptic traces ({', '.join(names)}): Loihi 2 has {available} "
+                            f"({have})", key=where, fix=f"use at most {available} {side}synaptic traces")
+        registers.update(zip(names, REGISTERS[side]))
+    return registers
+
+
+def _impulse(value: float, name: str, limits: EngineLimits) -> float:
+    step = 2.0**-limits.trace_fraction_bits
+    impulse = round(value / step) * step
+    if not (step <= impulse <= limits.trace_max):
+        raise RuleError(f"trace {name}: impulse {value:g} is outside [{step:g}, {limits.trace_max}] "
+                        f"({limits.trace_bits}-bit traces with {limits.trace_fraction_bits} fractional impulse bits)",
+                        key="model", fix="choose another impulse")
+    return impulse
+
+
+def _tau(trace: Trace, dt_ms: float, limits: EngineLimits) -> int:
+    steps = trace.tau_ms / dt_ms
+    tau = int(round(steps))
+    if not (1 <= tau <= limits.tau_max):
+        raise RuleError(f"trace {trace.name}: tau = {trace.tau_ms:g} ms is {steps:g} time steps, outside the "
+                        f"{limits.trace_tau_bits}-bit decay register [1, {limits.tau_max}]", key="model",
+                        fix=f"use a time constant between {dt_ms:g} and {limits.tau_max * dt_ms:g} ms, or another dt")
+    return tau
+
+
+def lower(rule: ExpandedRule, *, weight_scale: float | None = None, weight_sign: int = 1,
+          impulses: float | Mapping[str, float] = 16.0, dt_ms: float = 1.0,
+          limits: EngineLimits = DEFAULT_LIMITS, underflow: Literal["refuse", "drop"] = "refuse") -> CompiledRule:
+    """Map an expanded rule to Loihi units and quantise every scale.
+
+    ``weight_scale`` defaults to ``(2**weight_bits - 1) / high`` for a rule clipped to ``[0, high]``:
+    Brian2's upper bound is then Loihi's 8-bit weight limit. ``weight_sign = -1`` stores the weights
+    as negative (inhibitory) Loihi weights. ``impulses`` is one impulse for every trace or one per
+    Brian2 trace name. A scale that rounds to zero is refused, or dropped with ``underflow="drop"``
+    (the dropped terms are listed in :attr:`CompiledRule.dropped`).
+    """
+    if weight_sign not in (1, -1):
+        raise ValueError("weight_sign is 1 or -1")
+    low, high = rule.bounds
+    notes = list(rule.notes)
+    if weight_scale is None:
+        if high is None or high <= 0:
+            raise RuleError("the weight has no upper bound, so there is no natural weight scale", key="on_pre",
+                            fix="clip w to [0, w_max] or pass weight_scale")
+        weight_scale = limits.weight_max / high
+    if low is not None and low != 0:
+        notes.append(f"lower bound {low:g} of w: Loihi clips at 0 (sign mode), not at {low:g}")
+    if high is not None and abs(high * weight_scale - limits.weight_max) > 1e-9 * limits.weight_max:
+        notes.append(f"upper bound {high:g} of w is {high * weight_scale:g} Loihi units; "
+                     f"Loihi's fixed point clips at {limits.weight_max}")
+    if high is not None:
+        notes.append("lava's floating-point LearningDense does not clip weights above; its fixed point does")
+    registers = _registers(rule, limits)
+    traces = []
+    for trace in rule.traces:
+        value = impulses[trace.name] if isinstance(impulses, Mapping) else impulses
+        traces.append(TraceMap(trace.name, registers[trace.name], trace.tau_ms, _tau(trace, dt_ms, limits),
+                               _impulse(value, trace.name, limits), trace.increment, trace.tau_ms / dt_ms))
+    by_name = {t.name: t for t in traces}
+    if any(t.impulse != int(t.impulse) for t in traces):
+        notes.append("an impulse with a fraction: lava 0.10.0's fixed point adds the fraction with doubled "
+                      "probability (8-bit fraction against a 7-bit random number); whole impulses are exact")
+    terms, dropped = [], []
+    for term in rule.terms:
+        scale = weight_sign * weight_scale * term.coefficient
+        factors: list[str] = []
+        for name, power in term.powers:
+            if name == rule.weight:
+                scale *= (weight_sign / weight_scale) ** power
+                factors += ["w"] * power
+            else:
+                scale *= by_name[name].scale ** power
+                factors += [registers[name]] * power
+        factors.sort(key=lambda f: ("x1", "x2", "y1", "y2", "y3", "w").index(f))
+        dependency = EVENTS[term.event]
+        shown = "*".join([dependency, *factors])
+        try:
+            q = quantise_scale(scale, limits)
+        except ValueError as exc:
+            raise RuleError(f"term {term.source} -> {shown}: {exc} (mantissa in {list(limits.scale_mantissa)}, "
+                            f"exponent in {list(limits.scale_exponent)})", key=f"on_{term.event}",
+                            fix="lower the weight scale, raise the trace impulses, or lower eta") from None
+        shift = fixed_shift(factors, limits)
+        if q is None:
+            lost = LoihiTerm(dependency, tuple(factors), scale, 0, 0, shift, term.source, term)
+            if underflow == "drop":
+                dropped.append(lost)
+                notes.append(f"term {term.source} -> {shown}: scale {scale:.3g} rounds to 0, dropped")
+                continue
+            smallest = 2.0 ** limits.scale_exponent[0]
+            raise RuleError(f"term {term.source} -> {shown}: scale {scale:.3g} rounds to 0 (smallest scale "
+                            f"{smallest:g} = 1*2^{limits.scale_exponent[0]})", key=f"on_{term.event}",
+                            fix="raise eta or the weight scale, lower the trace impulses, or drop the term "
+                                "(underflow='drop')")
+        terms.append(LoihiTerm(dependency, tuple(factors), scale, q.mantissa, q.exponent, shift, term.source, term))
+    return CompiledRule(tuple(terms), tuple(traces), float(weight_scale), weight_sign, dt_ms, rule.bounds,
+                        tuple(dropped), rule.transmission, tuple(notes), limits)
+
+
+def _scale(rule: ExpandedRule, term: BrianTerm, weight_scale: float, sign: int, impulses: Mapping[str, float]) -> float:
+    """A term's exact scale in Loihi units (as :func:`lower` computes it)."""
+    scale = sign * weight_scale * term.coefficient
+    for var, power in term.powers:
+        if var == rule.weight:
+            scale *= (sign / weight_scale) ** power
+        else:
+            scale *= (rule.trace(var).increment / impulses[var]) ** power
+    return scale
+
+
+def optimise_impulses(rule: ExpandedRule, *, low: int = 8, high: int = 32, default: int = 16, rounds: int = 2,
+                      weight_scale: float | None = None, weight_sign: int = 1,
+                      limits: EngineLimits = DEFAULT_LIMITS, dt_ms: float = 1.0,
+                      objective: Callable[[CompiledRule], float] | None = None) -> dict[str, float]:
+    """Whole-number trace impulses in ``[low, high]`` under which the rule's scales quantise alike.
+
+    With ``objective`` (a function of the compiled rule, e.g. a task's predicted error), coordinate
+    descent minimises it instead (rounded to 1e-3; ties: closest to ``default``).
+
+    Quantisation multiplies each scale by ``quantised / exact``. If every term gets the same factor,
+    only the learning rate changes and the rule's balance (its set point) is kept. The terms without
+    traces (constants, weight terms) fix the reference factor (that of the largest of them, or 1);
+    each trace's impulse scales only the products it appears in, so coordinate descent chooses, per
+    trace, the impulse whose terms' factors are closest to the reference (errors within 0.1 % count
+    as equal; then the impulse closest to ``default`` wins).
+
+    Impulses are whole numbers because lava 0.10.0's fixed-point model adds the impulse's fraction
+    (8 bits) with probability ``fraction * 256 / 128`` (it compares it with a 7-bit random number,
+    ``LearningConnectionModelBitApproximate._add_impulse``): a fraction would act doubled there.
+    """
+    impulses = {t.name: float(default) for t in rule.traces}
+    if not impulses:
+        return impulses
+    if weight_scale is None:
+        weight_scale = limits.weight_max / rule.bounds[1] if rule.bounds[1] else 1.0
+
+    def factor(term: BrianTerm) -> float | None:
+        try:
+            q = quantise_scale(_scale(rule, term, weight_scale, weight_sign, impulses), limits)
+        except ValueError:
+            return math.inf
+        return None if q is None else q.quantised / q.value
+
+    fixed = [(abs(_scale(rule, t, weight_scale, weight_sign, impulses)), factor(t)) for t in rule.terms
+             if all(var == rule.weight for var, _ in t.powers)]
+    fixed = [(size, f) for size, f in fixed if f is not None and math.isfinite(f)]
+    reference = max(fixed)[1] if fixed else 1.0
+
+    def mismatch(name: str) -> float:
+        worst = 0.0
+        for term in rule.terms:
+            if name in dict(term.powers):
+                f = factor(term)
+                worst = max(worst, 10.0 if f is None or not math.isfinite(f) else abs(math.log(f / reference)))
+        return worst
+
+    def score(name: str) -> float:
+        if objective is None:
+            return mismatch(name)
+        try:
+            return objective(lower(rule, weight_scale=weight_scale, weight_sign=weight_sign, impulses=impulses,
+                                   dt_ms=dt_ms, limits=limits, underflow="drop"))
+        except RuleError:
+            return math.inf
+
+    for _ in range(rounds):
+        for name in impulses:
+            best = (math.inf, math.inf, float(default))
+            for value in range(int(low), int(high) + 1):
+                impulses[name] = float(value)
+                best = min(best, (round(score(name), 3), abs(value - default), float(value)))
+            impulses[name] = best[2]
+    return impulses
+
+
+def compile_rule(model: str, on_pre: str, on_post: str, namespace: Mapping[str, Any] | None = None, *,
+                 weight: str = "w", weight_scale: float | None = None, weight_sign: int = 1,
+                 impulses: float | Mapping[str, float] | Literal["auto"] = 16.0, dt_ms: float = 1.0,
+                 limits: EngineLimits = DEFAULT_LIMITS, underflow: Literal["refuse", "drop"] = "refuse") -> CompiledRule:
+    """Compile Brian2 synapse text into a Loihi 2 rule (see the module docstring).
+
+    Example (pair STDP, weights in [0, 1] on Loihi's 0..255)::
+
+        compile_rule("w : 1\\ndapre/dt = -apre/taupre : 1 (event-driven)\\n"
+                     "dapost/dt = -apost/taupost : 1 (event-driven)",
+                     "apre += Apre\\nw = clip(w + apost, 0, wmax)",
+                     "apost += Apost\\nw = clip(w + apre, 0, wmax)",
+                     {"Apre": 0.01, "Apost": 0.0105, "taupre": 0.02, "taupost": 0.02, "wmax": 1.0})
+
+    ``impulses="auto"`` picks them with :func:`optimise_impulses`.
+    """
+    expanded = expand_rule(model, on_pre, on_post, namespace, weight=weight)
+    kwargs = dict(weight_scale=weight_scale, weight_sign=weight_sign, dt_ms=dt_ms, limits=limits, underflow=underflow)
+    if isinstance(impulses, str):
+        if impulses != "auto":
+            raise ValueError("impulses is a number, a mapping or 'auto'")
+        impulses = optimise_impulses(expanded, weight_scale=weight_scale, weight_sign=weight_sign, limits=limits,
+                                     dt_ms=dt_ms)
+    return lower(expanded, impulses=impulses, **kwargs)
