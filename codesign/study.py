@@ -215,6 +215,10 @@ def _fits(study: optuna.Study, trial: optuna.Trial, target: int, popsize: int | 
     if popsize is None or key is None:
         return True
     mine = study._storage.get_trial_system_attrs(trial._trial_id).get(key, -1)
+    if mine == -1:
+        # Sampled at random (CMA-ES has no finished trial to start from yet, e.g. when every
+        # earlier candidate diverged): no generation to overfill.
+        return True
     return sum(_in_generation(t, key, mine) for t in earlier) < popsize
 
 

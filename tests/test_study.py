@@ -215,3 +215,12 @@ def test_port_vogels_to_loihi2_keeps_the_rate(capsys):
         for rate in result[backend]["rates_hz"]:
             assert rate == pytest.approx(10.0, rel=0.10)
     assert result["lava_float"]["weight_correlation"] > 0.95
+
+
+def test_a_study_whose_first_candidates_all_diverge_still_finishes(write_study):
+    # With these bounds nearly every rule blows up: CMA-ES has no finished trial to start from.
+    spec = load_study(write_study(n_trials=12, batch_size=4, rule={"terms": ["theta_021", "theta_000"],
+                                                                   "bounds": [20.0, 50.0]}))
+    study = run_study(spec)
+    assert count_trials(study) == (12, 0)
+    assert all(t.state == TrialState.PRUNED for t in study.trials if t.state != TrialState.FAIL)

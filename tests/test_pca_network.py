@@ -1,0 +1,244 @@
+"""The pca_network task: Oja + anti-Hebbian rules find the top-k principal subspace, decorrelated."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+
+import numpy as np
+import pytest
+
+from codesign.backends import clear_simulations
+from codesign.errors import SpecError
+from codesign.hardware import load_target
+from codesign.rules import PolynomialRule
+from codesign.schema import Where, build
+from codesign.study import EVAL_SEED_OFFSET
+from codesign.tasks import TASKS
+from codesign.tasks.pca_network import (FF, LAT, PcaNetworkParams, PcaNetworkTask, PcaRun, draw_inputs,
+                                        network_map, principal_angles, reference_run)
+
+from conftest import ROOT
+
+ETAS = {FF: 1.0, LAT: 1.0}
+#: Short runs for the comparisons with the reference; the science tests use the task's defaults.
+SHORT = PcaNetworkParams(n_inputs=6, n_outputs=3, n_repeats=2, duration_s=1.0)
+FF_TERMS = ("theta_001", "theta_021", "theta_110", "theta_200")
+LAT_TERMS = ("theta_001", "theta_020", "theta_110")
+TERMS = {FF: FF_TERMS, LAT: LAT_TERMS}
+
+
+def random_candidates(seed: int, size: int = 4) -> list[dict[str, PolynomialRule]]:
+    """Oja + anti-Hebbian with random perturbations of every term: varied, and bounded over a second."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(size):
+        ff = {"theta_110": 1.0, "theta_021": -1.0}
+        ff = {t: ff.get(t, 0.0) + rng.uniform(-0.5, 0.5) for t in FF_TERMS}
+        lat = {t: (-1.0 if t == "theta_110" else 0.0) + rng.uniform(-0.5, 0.5) for t in LAT_TERMS}
+        out.append({FF: PolynomialRule(ff, eta=2.0), LAT: PolynomialRule(lat, eta=2.0)})
+    return out
+
+
+def final_weights(task: PcaNetworkTask, candidates, seed: int) -> PcaRun:
+    evaluations = task.evaluate(candidates, seed, terms=TERMS)
+    return PcaRun(*(np.array([e.arrays[name] for e in evaluations]) for name in ("w", "m", "stable_s")))
+
+
+@pytest.fixture(scope="module")
+def runtime_task() -> PcaNetworkTask:
+    return PcaNetworkTask(SHORT, load_target(ROOT / "hw_targets/cpu.yaml"))
+
+
+@pytest.fixture(scope="module")
+def full_task() -> PcaNetworkTask:
+    """The task's default parameters (8 inputs, 3 outputs, 20 s) on the numpy runtime."""
+    return PcaNetworkTask(PcaNetworkParams(), load_target(ROOT / "hw_targets/cpu.yaml"))
+
+
+def test_registered_with_two_slots():
+    assert TASKS["pca_network"] is PcaNetworkTask
+    assert PcaNetworkTask.slots == {"feedforward": "polynomial", "lateral": "polynomial"}
+    named = PcaNetworkTask(SHORT, load_target(ROOT / "hw_targets/cpu.yaml")).named_candidates({FF: 3.0, LAT: 0.5})
+    assert {"oja+anti_hebbian", "oja+zero", "hebb+anti_hebbian"} <= set(named)
+    oja_ah = named["oja+anti_hebbian"]
+    assert oja_ah[FF].coefficients == {"theta_021": -1.0, "theta_110": 1.0} and oja_ah[FF].eta == 3.0
+    assert oja_ah[LAT].coefficients == {"theta_110": -1.0} and oja_ah[LAT].eta == 0.5
+    assert named["oja+zero"][LAT].coefficients == {}
+
+
+def test_inputs_have_a_gap_below_the_top_k_eigenvalues():
+    params = PcaNetworkParams(n_repeats=5, duration_s=0.01)
+    inputs = draw_inputs(params, seed=3)
+    k = params.n_outputs
+    assert inputs.x.shape == (5, 10, 8)
+    assert inputs.w0.shape == (5, 3, 8) and inputs.m0.shape == (5, 3, 3)
+    np.testing.assert_array_equal(inputs.m0[:, np.arange(k), np.arange(k)], 0.0)
+    for r in range(5):
+        values = inputs.eigenvalues[r]
+        assert np.all(np.diff(values) < 0)
+        assert values[k] / values[k - 1] == pytest.approx(params.spectral_gap)
+        vectors = inputs.eigenvectors[r]
+        np.testing.assert_allclose(inputs.cov[r] @ vectors, vectors * values, atol=1e-12)
+        np.testing.assert_allclose(inputs.basis[r], vectors[:, :k])
+    np.testing.assert_array_equal(draw_inputs(params, 3).x, inputs.x)
+
+
+def test_parameters_are_checked():
+    with pytest.raises(SpecError, match="n_outputs"):
+        build(PcaNetworkParams, {"n_inputs": 3, "n_outputs": 3}, Where("study.yaml", "task"))
+    with pytest.raises(SpecError, match="not unique"):
+        build(PcaNetworkParams, {"n_inputs": 3, "n_outputs": 2, "covariance": [[2, 0, 0], [0, 1, 0], [0, 0, 1]]},
+              Where("study.yaml", "task"))
+    with pytest.raises(SpecError):
+        build(PcaNetworkParams, {"n_outputs": 1}, Where("study.yaml", "task"))
+
+
+def test_angles_count_a_collapsed_direction_as_missing():
+    basis = np.eye(4)[:, :2]
+    np.testing.assert_allclose(principal_angles(np.array([[1.0, 0, 0, 0], [0, 2.0, 0, 0]]), basis, 0.05), 0.0,
+                               atol=1e-12)
+    # Both rows along the first axis but for a tiny residual: the second direction is absent.
+    collapsed = np.array([[1.0, 0, 0, 0], [1.0, 1e-3, 0, 0]])
+    np.testing.assert_allclose(principal_angles(collapsed, basis, 0.05), [0.0, np.pi / 2], atol=1e-12)
+    np.testing.assert_allclose(principal_angles(np.array([[0, 0, 1.0, 0], [0, 0, 0, 1.0]]), basis, 0.05),
+                               [np.pi / 2] * 2)
+
+
+def test_network_map_approaches_the_linear_solve():
+    rng = np.random.default_rng(0)
+    m = rng.normal(0, 0.3, (3, 3)) * (1 - np.eye(3))
+    m = (m + m.T) / 2
+    w = rng.normal(0, 1, (3, 5))
+    np.testing.assert_allclose(network_map(w, m, 60, 0.6), np.linalg.solve(np.eye(3) - m, w), rtol=1e-9)
+
+
+def test_brian2_matches_the_numpy_reference(runtime_task):
+    named = runtime_task.named_candidates({FF: 2.0, LAT: 2.0})
+    candidates = [named["oja+anti_hebbian"], named["oja+zero"]] + random_candidates(0)
+    w, m, stable = final_weights(runtime_task, candidates, seed=4)
+    w_ref, m_ref, stable_ref = reference_run(candidates, runtime_task.inputs(4), SHORT)
+    assert np.all(np.isfinite(w_ref)) and np.all(np.isfinite(m_ref))
+    np.testing.assert_allclose(w, w_ref, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(m, m_ref, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(stable, stable_ref, rtol=1e-12)
+    np.testing.assert_allclose(stable, SHORT.duration_s, rtol=1e-9)  # nothing blew up
+    # No self-connections: the diagonal of M stays zero.
+    np.testing.assert_array_equal(m[..., np.arange(3), np.arange(3)], 0.0)
+
+
+def test_brian2_and_the_reference_agree_on_when_a_rule_blows_up(runtime_task):
+    blowup = [{FF: PolynomialRule({"theta_110": 1.0, "theta_021": -1.0}, eta=2.0),
+               LAT: PolynomialRule({"theta_110": 1.0, "theta_020": 1.0}, eta=c)} for c in (2.0, 5.0)]
+    w, m, stable = final_weights(runtime_task, blowup, seed=4)
+    w_ref, m_ref, stable_ref = reference_run(blowup, runtime_task.inputs(4), SHORT)
+    assert not np.all(np.isfinite(w_ref))
+    np.testing.assert_array_equal(np.isfinite(w), np.isfinite(w_ref))
+    np.testing.assert_allclose(stable, stable_ref, rtol=1e-12)
+    assert np.all(stable_ref < SHORT.duration_s)
+    # The faster lateral drift blows up earlier, and the loss says so.
+    assert stable_ref[1].min() < stable_ref[0].min()
+    losses = [e.loss for e in runtime_task.evaluate(blowup, seed=4, terms=TERMS)]
+    assert 2.0 < losses[0] < losses[1] <= 10.0
+
+
+def test_batched_and_one_by_one_give_the_same_losses(runtime_task):
+    candidates = random_candidates(1, size=3)
+    batched = [e.loss for e in runtime_task.evaluate(candidates, 2, terms=TERMS, capacity=4)]
+    single = [runtime_task.evaluate([c], 2, terms=TERMS, capacity=4)[0].loss for c in candidates]
+    np.testing.assert_allclose(batched, single, rtol=1e-12)
+
+
+def test_oja_and_anti_hebbian_find_the_decorrelated_top_subspace(full_task):
+    named = full_task.named_candidates(ETAS)
+    names = ["oja+anti_hebbian", "oja+zero", "hebb+anti_hebbian", "zero+anti_hebbian"]
+    for seed in (EVAL_SEED_OFFSET, EVAL_SEED_OFFSET + 1):  # never used for training by a study
+        right, no_lateral, hebb, no_feedforward = full_task.evaluate([named[n] for n in names], seed)
+        assert not right.diverged
+        assert max(right.metrics["principal_angles_deg"]) < 10.0
+        assert right.metrics["max_output_correlation"] < 0.1
+        assert right.loss < 0.15
+        assert right.metrics["ff_weight_norm"] == pytest.approx(1.0, abs=0.05)
+        # Without lateral plasticity every output goes to PC1: fully correlated, two directions missing.
+        assert no_lateral.metrics["max_output_correlation"] > 0.95
+        assert no_lateral.metrics["principal_angles_deg"][-1] == 90.0
+        assert no_lateral.metrics["mean_principal_angles_deg"][-1] > 45.0
+        assert no_lateral.loss > 1.0
+        # Plain Hebb: the feed-forward weights run away.
+        assert hebb.diverged and hebb.loss > 2.0
+        # Lateral plasticity alone decorrelates a random subspace.
+        assert max(no_feedforward.metrics["principal_angles_deg"]) > 30.0
+        assert no_feedforward.loss > 0.3
+
+
+def test_diverging_rule_is_reported_not_raised(runtime_task):
+    blowup = {FF: PolynomialRule({"theta_021": 1.0, "theta_000": 1.0}, eta=5.0),
+              LAT: PolynomialRule({"theta_110": -1.0}, eta=5.0)}
+    (evaluation,) = runtime_task.evaluate([blowup], seed=0)
+    assert evaluation.diverged
+    assert evaluation.metrics["stable_fraction"] < 0.2  # blew up early in the run ...
+    assert 8.0 < evaluation.loss <= 10.0  # ... so its loss is near the cap
+    assert evaluation.metrics["diverged_reason"] == "NaN or infinite weights"
+    assert evaluation.metrics["n_diverged"] > 0
+    assert len(evaluation.metrics["principal_angles_deg"]) == 3
+
+
+def test_plot_draws_each_repeat(runtime_task, tmp_path):
+    (evaluation,) = runtime_task.evaluate([runtime_task.named_candidates(ETAS)["oja+anti_hebbian"]], seed=1)
+    assert runtime_task.plot(evaluation, tmp_path / "pca.png", title="oja + anti-Hebbian")
+    assert (tmp_path / "pca.png").stat().st_size > 1000
+
+
+def test_standalone_compiles_once_and_matches_the_numpy_runtime(monkeypatch):
+    from brian2.devices.cpp_standalone.device import CPPStandaloneDevice
+
+    clear_simulations()
+    try:
+        standalone = PcaNetworkTask(SHORT, load_target(ROOT / "hw_targets/cpu-standalone.yaml"))
+        runtime = PcaNetworkTask(SHORT, load_target(ROOT / "hw_targets/cpu.yaml"))
+        first = final_weights(standalone, random_candidates(2), seed=5)  # builds and compiles
+        assert standalone.simulation(FF_TERMS, LAT_TERMS, 4).builds == 1
+
+        def forbidden(*args, **kwargs):
+            raise AssertionError("a later batch tried to generate or compile code")
+
+        for method in ("build", "code_object", "compile_source", "network_run"):
+            monkeypatch.setattr(CPPStandaloneDevice, method, forbidden)
+        second = final_weights(standalone, random_candidates(3), seed=6)  # new rules and inputs as run_args
+        monkeypatch.undo()
+        for got, candidates, seed in ((first, random_candidates(2), 5), (second, random_candidates(3), 6)):
+            want = final_weights(runtime, candidates, seed)
+            for g, r in zip(got, want):
+                assert np.all(np.isfinite(r))
+                np.testing.assert_allclose(g, r, rtol=1e-9, atol=1e-12)
+            np.testing.assert_allclose(got.w, reference_run(candidates, standalone.inputs(seed), SHORT).w,
+                                       rtol=1e-9, atol=1e-12)
+    finally:
+        clear_simulations()
+
+
+@pytest.mark.slow
+def test_study_finds_oja_and_anti_hebbian(workdir):
+    """The study's claim: from random rules, CMA-ES finds an Oja-like and an anti-Hebbian rule."""
+    from codesign.report import best_summary, evaluate_candidate
+    from codesign.spec import load_study
+    from codesign.study import candidate, run_study
+
+    shutil.copy(ROOT / "studies/pca-network.yaml", workdir / "studies/pca-network.yaml")
+    spec = load_study("studies/pca-network.yaml")
+    study = run_study(spec)
+    summary = best_summary(spec, study)
+    normalised = summary["normalised"]
+    ff = {t.split(".", 1)[1]: v for t, v in normalised.items() if t.startswith("feedforward.")}
+    lat = {t.split(".", 1)[1]: v for t, v in normalised.items() if t.startswith("lateral.")}
+    # Oja-like feed-forward rule: +x y - y^2 w dominate after dividing by |theta_110|.
+    assert ff["theta_110"] == 1.0
+    assert ff["theta_021"] < -0.5
+    assert all(abs(v) < abs(ff["theta_021"]) for t, v in ff.items() if t not in ("theta_110", "theta_021")), ff
+    # Anti-Hebbian lateral rule: -y_i y_j dominates.
+    assert lat["theta_110"] == -1.0
+    assert all(abs(v) < 0.5 for t, v in lat.items() if t != "theta_110"), lat
+    held_out, _ = evaluate_candidate(spec, candidate(spec, study.best_params))
+    assert not held_out.diverged
+    assert max(held_out.metrics["principal_angles_deg"]) < 10.0
+    assert held_out.metrics["max_output_correlation"] < 0.1
