@@ -46,6 +46,8 @@ def test_a_good_study_loads_with_its_types(workdir):
         ({"task": {"n_inputs": 1}}, "task.n_inputs: must be between 2 and 1000, got 1"),
         ({"task": {"kind": "ojja"}}, "task.kind: unknown task 'ojja' (fix: use one of: oja, "),
         ({"task": {"covariance": [[1, 0], [0, 1]]}}, "task.covariance: must be 4x4 (n_inputs)"),
+        ({"task": {"covariance": [[2, 0, 0, 0], [0, 2, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]]}},
+         "task.covariance: eigenvalues 1 and 2 are equal: the top-1 principal subspace is not unique"),
         ({"rule": {"terms": ["theta_110", "theta_310"]}}, "rule.terms[1]: unknown term 'theta_310'"),
         ({"rule": {"family": "spike_trace", "terms": "all"}}, "rule.family: slot 'w' of this task takes polynomial rules"),
         ({"rule": {"tau_ms": [5, 50]}}, "rule.tau_ms: only spike_trace rules have trace time constants"),

@@ -18,12 +18,12 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from codesign.errors import SpecError
 from codesign.backends import NetworkBuild, Simulation, simulation
 from codesign.hardware import Target
 from codesign.rules import TERMS, Candidate, PolynomialRule, family_equation
 from codesign.schema import Where
 from codesign.tasks.base import Evaluation, Task, slot_terms, used_terms
+from codesign.tasks.gaussian import check_covariance
 
 __all__ = ["OjaParams", "OjaTask", "OjaInputs", "draw_inputs", "reference_weights"]
 
@@ -52,26 +52,7 @@ class OjaParams:
         if self.top_eigenvalue[0] > self.top_eigenvalue[1]:
             raise where.child("top_eigenvalue").error(
                 f"range is reversed: {list(self.top_eigenvalue)}", fix="write [low, high]")
-        if isinstance(self.covariance, str):
-            if self.covariance != "random":
-                raise where.child("covariance").error(
-                    f"expected 'random' or a matrix, got {self.covariance!r}",
-                    fix="write covariance: random, or a list of n_inputs rows")
-            return
-        matrix = np.asarray(self.covariance, dtype=float)
-        here = where.child("covariance")
-        if matrix.shape != (self.n_inputs, self.n_inputs):
-            raise here.error(f"must be {self.n_inputs}x{self.n_inputs} (n_inputs), got shape {matrix.shape}",
-                             fix="give one row of n_inputs numbers per input")
-        if not np.allclose(matrix, matrix.T):
-            raise here.error("must be symmetric", fix="make entry [i][j] equal to entry [j][i]")
-        eigenvalues = np.linalg.eigvalsh(matrix)
-        if eigenvalues[0] <= 0:
-            raise here.error(f"must be positive definite (smallest eigenvalue {eigenvalues[0]:.3g})",
-                             fix="use a valid covariance matrix")
-        if eigenvalues[-1] - eigenvalues[-2] < 1e-9:
-            raise here.error("top eigenvalue is degenerate: the first principal component is not unique",
-                             fix="make the largest eigenvalue strictly larger than the next")
+        check_covariance(self.covariance, self.n_inputs, 1, where)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -73,6 +73,7 @@ from codesign.hardware import Target
 from codesign.rules import TERMS, Candidate, PolynomialRule, family_equation, named_rule, term_powers
 from codesign.schema import Where
 from codesign.tasks.base import LOSS_CAP, Evaluation, Task, slot_terms, used_terms
+from codesign.tasks.gaussian import check_covariance
 
 __all__ = ["PcaNetworkParams", "PcaNetworkTask", "PcaInputs", "PcaRun", "draw_inputs", "reference_run", "summarise",
            "principal_angles", "output_correlation", "network_map", "NAMED", "Y_LIMIT"]
@@ -137,27 +138,7 @@ class PcaNetworkParams:
         if self.top_eigenvalue[0] > self.top_eigenvalue[1]:
             raise where.child("top_eigenvalue").error(
                 f"range is reversed: {list(self.top_eigenvalue)}", fix="write [low, high]")
-        if isinstance(self.covariance, str):
-            if self.covariance != "random":
-                raise where.child("covariance").error(
-                    f"expected 'random' or a matrix, got {self.covariance!r}",
-                    fix="write covariance: random, or a list of n_inputs rows")
-            return
-        matrix = np.asarray(self.covariance, dtype=float)
-        here = where.child("covariance")
-        if matrix.shape != (self.n_inputs, self.n_inputs):
-            raise here.error(f"must be {self.n_inputs}x{self.n_inputs} (n_inputs), got shape {matrix.shape}",
-                             fix="give one row of n_inputs numbers per input")
-        if not np.allclose(matrix, matrix.T):
-            raise here.error("must be symmetric", fix="make entry [i][j] equal to entry [j][i]")
-        eigenvalues = np.linalg.eigvalsh(matrix)[::-1]
-        if eigenvalues[-1] <= 0:
-            raise here.error(f"must be positive definite (smallest eigenvalue {eigenvalues[-1]:.3g})",
-                             fix="use a valid covariance matrix")
-        k = self.n_outputs
-        if eigenvalues[k - 1] - eigenvalues[k] < 1e-9:
-            raise here.error(f"eigenvalues {k} and {k + 1} are equal: the top-{k} subspace is not unique",
-                             fix=f"make the top {k} eigenvalues strictly larger than the others")
+        check_covariance(self.covariance, self.n_inputs, self.n_outputs, where)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -112,7 +112,8 @@ def quantise_scale(value: float, limits: EngineLimits = DEFAULT_LIMITS) -> Quant
         error = abs(m * 2.0**e - value)
         if best is None or error < best[0] - 1e-15 * abs(value):
             best = (error, m, e)
-    assert best is not None
+    if best is None:  # the mantissa range always holds a nonzero value; this guards a changed range
+        raise RuntimeError(f"no representable scale for {value!r}")
     _, m, e = best
     if m == -8 and e < e_high:
         m, e = -4, e + 1

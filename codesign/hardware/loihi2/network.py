@@ -185,8 +185,7 @@ def compile_spike_trace(rule: SpikeTraceRule, params: PortParams, target: Loihi2
         if best is not None and (best[0][0] == 0.0 or len(scales) == 1):
             break
     if best is None:
-        assert error is not None
-        raise error
+        raise error if error is not None else RuntimeError("no port settings were tried")
     return best[1], best[2]
 
 
