@@ -15,7 +15,6 @@ from typing import Any, Callable
 import numpy as np
 
 from codesign.backends import clear_simulations
-from codesign.backends.runtime import RuntimeSimulation
 from codesign.hardware import Target
 
 __all__ = ["run_benchmarks", "Row"]

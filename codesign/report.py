@@ -12,7 +12,8 @@ import optuna
 from codesign.errors import CodesignError
 from codesign.rules import Candidate, save_candidate
 from codesign.spec import StudySpec
-from codesign.study import EVAL_SEED_OFFSET, candidate, count_trials, distributions, finished_trials, make_task
+from codesign.study import (EVAL_SEED_OFFSET, candidate, count_trials, distributions, feasible, finished_trials,
+                            make_task)
 from codesign.tasks import Evaluation
 
 __all__ = ["best_trial", "best_summary", "distinct_best", "write_results", "evaluate_candidate", "rule_summary"]
@@ -31,9 +32,9 @@ def best_trial(spec: StudySpec, study: optuna.Study) -> optuna.trial.FrozenTrial
 
 def pareto_front(spec: StudySpec, study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     """Feasible trials that no other feasible trial beats on every objective, by increasing loss."""
-    feasible = [t for t in finished_trials(study) if t.user_attrs.get("constraints", [0.0])[0] <= 0]
-    front = [t for t in feasible
-             if not any(all(a <= b for a, b in zip(o.values, t.values)) and o.values != t.values for o in feasible)]
+    fitting = [t for t in finished_trials(study) if feasible(t)]
+    front = [t for t in fitting
+             if not any(all(a <= b for a, b in zip(o.values, t.values)) and o.values != t.values for o in fitting)]
     distinct = {tuple(t.values): t for t in sorted(front, key=lambda t: -t.number)}  # ties: keep the first
     return sorted(distinct.values(), key=lambda t: t.values[0])
 
@@ -148,16 +149,16 @@ def _plot_pareto(spec: StudySpec, study: optuna.Study, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     trials = finished_trials(study)
-    feasible = [t for t in trials if t.user_attrs.get("constraints", [0.0])[0] <= 0]
+    fitting = [t for t in trials if feasible(t)]
     front = pareto_front(spec, study)
     fig, ax = plt.subplots(figsize=(5.5, 4))
-    ax.scatter([t.values[1] for t in feasible], [t.values[0] for t in feasible], s=8, alpha=0.3, color="grey",
+    ax.scatter([t.values[1] for t in fitting], [t.values[0] for t in fitting], s=8, alpha=0.3, color="grey",
                label="trials")
     if spec.objectives[1] == "weight_bits" and spec.hardware.rounding:
         # The best loss at each precision, per rounding mode: what each bit buys, and what rounding does.
         for rounding in spec.hardware.rounding:
             best: dict[float, float] = {}
-            for t in feasible:
+            for t in fitting:
                 if t.params.get("hw.rounding") == rounding:
                     best[t.values[1]] = min(best.get(t.values[1], np.inf), t.values[0])
             bits = sorted(best)

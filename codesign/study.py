@@ -29,6 +29,7 @@ __all__ = [
     "candidate",
     "searched_terms",
     "knob_values",
+    "feasible",
     "run_worker",
     "run_study",
     "count_trials",
@@ -267,7 +268,6 @@ def _tell(spec: StudySpec, study: optuna.Study, trial: optuna.Trial, evaluation:
     """
     trial.set_user_attr("metrics", evaluation.metrics)
     values, fits = _objectives(spec, evaluation, knobs)
-    trial.set_user_attr("constraints", [0.0 if fits else 1.0])
     trial.set_constraint("fits_target", 0.0 if fits else 1.0)  # samplers avoid infeasible candidates
     if evaluation.diverged:
         trial.set_user_attr("diverged_reason", evaluation.metrics.get("diverged_reason", "diverged"))
@@ -331,7 +331,7 @@ def run_worker(spec: StudySpec, storage_url: str | None = None, n_trials: int | 
 def best_value(study: optuna.Study) -> float | None:
     """The best loss so far (the first objective, over feasible trials in a multi-objective study)."""
     losses = [t.values[0] for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-              if t.user_attrs.get("constraints", [0.0])[0] <= 0]
+              if feasible(t)]
     return min(losses) if losses else None
 
 
@@ -373,6 +373,11 @@ def run_study(spec: StudySpec, storage_url: str | None = None, n_trials: int | N
     if failed:
         raise RuntimeError(f"{len(failed)} of {workers} workers exited with errors (codes {failed})")
     return study
+
+
+def feasible(trial: FrozenTrial) -> bool:
+    """Whether a trial's candidate fits its target (every Optuna constraint at or below zero)."""
+    return all(value <= 0.0 for value in trial.constraints.values())
 
 
 def finished_trials(study: optuna.Study) -> Sequence[FrozenTrial]:

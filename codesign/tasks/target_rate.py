@@ -20,7 +20,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from codesign.backends import NetworkBuild, Simulation, simulation
-from codesign.hardware import EventCounts, Target
+from codesign.hardware import EventCounts
 from codesign.rules import Candidate
 from codesign.rules.spike_trace import SPIKE_TERMS, SpikeTraceRule, vogels
 from codesign.tasks.base import Evaluation, Task
