@@ -135,21 +135,23 @@ def cmd_best(args: argparse.Namespace) -> int:
 
 
 def _candidate_argument(spec, rule: str | None, storage: str | None):
-    """The candidate named by ``--rule``: a name the task knows, a rule file, or by default the study's best."""
+    """The candidate named by ``--rule``: a name the task knows, a rule file, or by default the study's
+    best; with the hardware knobs its trial searched (None: the target's own precision)."""
     from codesign.errors import UnknownNameError
     from codesign.report import best_trial
     from codesign.rules import load_candidate
-    from codesign.study import candidate, make_task
+    from codesign.study import candidate, knob_values, make_task
 
     task = make_task(spec)
     if rule is None:
         trial = best_trial(spec, _load_existing_study(spec, storage))
-        return f"{spec.name} best (trial {trial.number})", candidate(spec, trial.params)
+        return (f"{spec.name} best (trial {trial.number})", candidate(spec, trial.params),
+                knob_values(spec, trial.params) or None)
     named = task.named_candidates(spec.etas)
     if rule in named:
-        return rule, named[rule]
+        return rule, named[rule], None
     if "/" in rule or rule.endswith((".yaml", ".yml")):
-        return rule, load_candidate(rule, task.slots)
+        return rule, load_candidate(rule, task.slots), None
     raise UnknownNameError("rule", rule, list(named), key="--rule")
 
 
@@ -158,20 +160,39 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from codesign.spec import load_study
 
     spec = load_study(args.study)
-    name, cand = _candidate_argument(spec, args.rule, args.storage)
-    evaluation, seed = evaluate_candidate(spec, cand, args.seed)
+    name, cand, knobs = _candidate_argument(spec, args.rule, args.storage)
+    evaluation, seed = evaluate_candidate(spec, cand, args.seed, knobs)
     result = {"rule": name, "equation": "; ".join(r.equation() for r in cand.values()), "seed": seed,
-              "loss": evaluation.loss, "diverged": evaluation.diverged, **evaluation.metrics}
+              "knobs": knobs or {}, "loss": evaluation.loss, "diverged": evaluation.diverged, **evaluation.metrics}
+    front = None
+    if args.rule is None and len(spec.objectives) > 1:
+        from codesign.report import evaluate_front
+
+        front = evaluate_front(spec, _load_existing_study(spec, args.storage), args.seed)
+        result["pareto"] = front
     if args.json:
         print(json.dumps(result, indent=2))
-    else:
-        console = _console()
-        for slot, rule in cand.items():
-            console.print(f"rule {name}, {slot}: {rule.readable()}")
-        console.print(f"task {spec.task.kind} on held-out inputs (seed {seed}): loss [bold]{evaluation.loss:.4g}[/]"
-                      + (" (diverged)" if evaluation.diverged else ""))
-        for key, value in evaluation.metrics.items():
-            console.print(f"  {key}: {_fmt(value)}")
+        return 0
+    console = _console()
+    for slot, rule in cand.items():
+        console.print(f"rule {name}, {slot}: {rule.readable()}")
+    if knobs:
+        console.print("hardware: " + ", ".join(f"{k} {v}" for k, v in knobs.items()))
+    console.print(f"task {spec.task.kind} on held-out inputs (seed {seed}): loss [bold]{evaluation.loss:.4g}[/]"
+                  + (" (diverged)" if evaluation.diverged else ""))
+    for key, value in evaluation.metrics.items():
+        console.print(f"  {key}: {_fmt(value)}")
+    if front:
+        from rich.table import Table
+
+        table = Table(title="Pareto front: loss in the study and on held-out inputs")
+        for column in ("trial", *spec.objectives[1:], "knobs", "study loss", "held-out loss"):
+            table.add_column(column, justify="right")
+        for entry in front:
+            table.add_row(str(entry["trial"]), *(_fmt(entry[o]) for o in spec.objectives[1:]),
+                          ", ".join(f"{k} {v}" for k, v in entry["knobs"].items()),
+                          _fmt(entry["loss"]), _fmt(entry["held_out_loss"]))
+        console.print(table)
     return 0
 
 
@@ -181,7 +202,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from codesign.spec import load_study
 
     spec = load_study(args.study)
-    name, cand = _candidate_argument(spec, args.rule, args.storage)
+    name, cand, _ = _candidate_argument(spec, args.rule, args.storage)
     targets = [load_target(path) for path in args.targets]
     rows = compare_targets(spec, cand, targets, args.seed)
     spec.results_dir.mkdir(parents=True, exist_ok=True)
@@ -214,7 +235,7 @@ def cmd_port(args: argparse.Namespace) -> int:
     if spec.task.kind != "target_rate":
         raise CodesignError(f"port runs spiking rules; task {spec.task.kind!r} has none", file=spec.file,
                             key="task.kind", fix="port a study of the target_rate task")
-    name, cand = _candidate_argument(spec, args.rule, args.storage)
+    name, cand, _ = _candidate_argument(spec, args.rule, args.storage)
     result = port(cand["inhibitory"], spec.task.params, args.seed, args.target)
     if args.json:
         print(json.dumps(result, indent=2, default=str))

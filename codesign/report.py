@@ -13,10 +13,11 @@ from codesign.errors import CodesignError
 from codesign.rules import Candidate, save_candidate
 from codesign.spec import StudySpec
 from codesign.study import (EVAL_SEED_OFFSET, candidate, count_trials, distributions, feasible, finished_trials,
-                            make_task)
+                            knob_values, make_task)
 from codesign.tasks import Evaluation
 
-__all__ = ["best_trial", "best_summary", "distinct_best", "write_results", "evaluate_candidate", "rule_summary"]
+__all__ = ["best_trial", "best_summary", "distinct_best", "write_results", "evaluate_candidate", "evaluate_front",
+           "rule_summary"]
 
 
 def best_trial(spec: StudySpec, study: optuna.Study) -> optuna.trial.FrozenTrial:
@@ -109,15 +110,37 @@ def best_summary(spec: StudySpec, study: optuna.Study, top: int = 5) -> dict[str
     return summary
 
 
-def evaluate_candidate(spec: StudySpec, cand: Candidate, seed: int | None = None) -> tuple[Evaluation, int]:
-    """One candidate on the study's task, with held-out input seeds by default."""
-    seed = spec.seed + EVAL_SEED_OFFSET if seed is None else seed
+def _evaluate(spec: StudySpec, cands: list[Candidate], seed: int, knobs: list[dict] | None) -> list[Evaluation]:
     task = make_task(spec)
     # The study's terms and batch size: the network the study built is reused (no new build).
-    terms = {slot: tuple(spec.rules[slot].searched) + tuple(t for t in rule.coefficients
+    terms = {slot: tuple(spec.rules[slot].searched) + tuple(t for c in cands for t in c[slot].coefficients
                                                              if t not in spec.rules[slot].searched)
-             for slot, rule in cand.items()}
-    return task.evaluate([cand], seed, terms=terms, capacity=spec.batch_size)[0], seed
+             for slot in cands[0]}
+    evaluations = []
+    for start in range(0, len(cands), spec.batch_size):
+        chunk = slice(start, start + spec.batch_size)
+        evaluations += task.evaluate(cands[chunk], seed, terms=terms, capacity=spec.batch_size,
+                                     knobs=knobs[chunk] if knobs else None)
+    return evaluations
+
+
+def evaluate_candidate(spec: StudySpec, cand: Candidate, seed: int | None = None,
+                       knobs: dict[str, Any] | None = None) -> tuple[Evaluation, int]:
+    """One candidate on the study's task (with these hardware knobs), with held-out input seeds by default."""
+    seed = spec.seed + EVAL_SEED_OFFSET if seed is None else seed
+    return _evaluate(spec, [cand], seed, [knobs] if knobs else None)[0], seed
+
+
+def evaluate_front(spec: StudySpec, study: optuna.Study, seed: int | None = None) -> list[dict[str, Any]]:
+    """Every Pareto-optimal trial again, with its knobs, on held-out inputs: is the trade-off real?"""
+    seed = spec.seed + EVAL_SEED_OFFSET if seed is None else seed
+    front = pareto_front(spec, study)
+    knobs = [knob_values(spec, t.params) for t in front]
+    evaluations = _evaluate(spec, [candidate(spec, t.params) for t in front], seed,
+                            knobs if spec.hardware.knobs else None)
+    return [{"trial": t.number, **dict(zip(spec.objectives, t.values)), "knobs": k,
+             "held_out_loss": e.loss, "held_out_diverged": e.diverged}
+            for t, k, e in zip(front, knobs, evaluations)]
 
 
 def _plot_losses(study: optuna.Study, path: Path) -> None:
@@ -154,12 +177,12 @@ def _plot_pareto(spec: StudySpec, study: optuna.Study, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(5.5, 4))
     ax.scatter([t.values[1] for t in fitting], [t.values[0] for t in fitting], s=8, alpha=0.3, color="grey",
                label="trials")
-    if spec.objectives[1] == "weight_bits" and spec.hardware.rounding:
-        # The best loss at each precision, per rounding mode: what each bit buys, and what rounding does.
-        for rounding in spec.hardware.rounding:
+    if spec.objectives[1] in spec.hardware.knobs:
+        # The best loss at each precision (per rounding mode where it is searched): what each bit buys.
+        for rounding in spec.hardware.rounding or [spec.target.precision.rounding]:
             best: dict[float, float] = {}
             for t in fitting:
-                if t.params.get("hw.rounding") == rounding:
+                if t.params.get("hw.rounding", rounding) == rounding:
                     best[t.values[1]] = min(best.get(t.values[1], np.inf), t.values[0])
             bits = sorted(best)
             ax.plot(bits, [best[b] for b in bits], "s--", label=f"best loss, {rounding} rounding")
@@ -184,7 +207,7 @@ def write_results(spec: StudySpec, study: optuna.Study) -> dict[str, Path]:
     save_candidate(best, paths["rule"], loss=trial.values[0], study=spec.name, trial=trial.number,
                    metrics=trial.user_attrs.get("metrics", {}))
     _plot_losses(study, paths["losses"])
-    evaluation, _ = evaluate_candidate(spec, best)
+    evaluation, _ = evaluate_candidate(spec, best, knobs=knob_values(spec, trial.params) or None)
     task = make_task(spec)
     plot = out / f"{spec.task.kind}_best_rule.png"
     if task.plot(evaluation, plot, title="; ".join(r.readable() for r in best.values())):

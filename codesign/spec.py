@@ -68,17 +68,20 @@ class HardwareSpec:
 
     #: Weight bits searched in this range (integers).
     weight_bits: tuple[int, int] | None = dataclasses.field(default=None, metadata={"min": 1, "max": 16})
+    #: Trace register bits searched in this range (one spike's impulse is 2**(bits - 3) units).
+    trace_bits: tuple[int, int] | None = dataclasses.field(default=None, metadata={"min": 3, "max": 16})
     #: Rounding of weight updates onto the grid, searched among these (default: the target's).
     rounding: list[Literal["nearest", "stochastic"]] | None = None
 
     def validate(self, where: Where) -> None:
-        if self.weight_bits is not None and self.weight_bits[0] > self.weight_bits[1]:
-            raise where.child("weight_bits").error(f"range is reversed: {list(self.weight_bits)}",
-                                                   fix="write [low, high]")
+        for name in ("weight_bits", "trace_bits"):
+            bits = getattr(self, name)
+            if bits is not None and bits[0] > bits[1]:
+                raise where.child(name).error(f"range is reversed: {list(bits)}", fix="write [low, high]")
 
     @property
     def knobs(self) -> tuple[str, ...]:
-        return tuple(name for name in ("weight_bits", "rounding") if getattr(self, name) is not None)
+        return tuple(name for name in ("weight_bits", "trace_bits", "rounding") if getattr(self, name) is not None)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,8 +118,8 @@ class _StudyFile:
     storage: str | None = None
     hardware: HardwareSpec = HardwareSpec()
     #: What is minimised: the task loss, and optionally the energy per second of operation on the
-    #: target (``energy``) or the weight bits (``weight_bits``), as a multi-objective study.
-    objectives: list[Literal["loss", "energy", "weight_bits"]] = dataclasses.field(default_factory=lambda: ["loss"])
+    #: target (``energy``) or searched bits (``weight_bits``, ``trace_bits``), as a multi-objective study.
+    objectives: list[Literal["loss", "energy", "weight_bits", "trace_bits"]] = dataclasses.field(default_factory=lambda: ["loss"])
 
     def validate(self, where: Where) -> None:
         if not self.objectives or self.objectives[0] != "loss" or len(set(self.objectives)) != len(self.objectives):
@@ -125,9 +128,10 @@ class _StudyFile:
         if len(self.objectives) > 1 and self.sampler.name == "cmaes":
             raise where.child("sampler").child("name").error(
                 "CMA-ES optimises one objective", fix="use sampler: {name: nsga2} or {name: tpe}")
-        if "weight_bits" in self.objectives and self.hardware.weight_bits is None:
-            raise where.child("objectives").error("weight_bits is an objective but not searched",
-                                                  fix="add hardware: {weight_bits: [1, 8]}")
+        for bits in ("weight_bits", "trace_bits"):
+            if bits in self.objectives and getattr(self.hardware, bits) is None:
+                raise where.child("objectives").error(f"{bits} is an objective but not searched",
+                                                      fix=f"add hardware: {{{bits}: [LOW, HIGH]}}")
         if self.sampler.name == "cmaes" and self.batch_size < 4:
             raise where.child("batch_size").error(
                 f"CMA-ES uses the batch as its population, which needs at least 4 rules; got {self.batch_size}",

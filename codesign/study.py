@@ -67,8 +67,9 @@ def distributions(spec: StudySpec) -> dict[str, optuna.distributions.BaseDistrib
         if rule.tau_ms is not None:
             for extra in FAMILIES[rule.family].extras:
                 space[spec.param_name(slot, extra)] = FloatDistribution(*rule.tau_ms, log=True)
-    if spec.hardware.weight_bits is not None:
-        space["hw.weight_bits"] = IntDistribution(*spec.hardware.weight_bits)
+    for bits in ("weight_bits", "trace_bits"):
+        if getattr(spec.hardware, bits) is not None:
+            space[f"hw.{bits}"] = IntDistribution(*getattr(spec.hardware, bits))
     if spec.hardware.rounding is not None:
         space["hw.rounding"] = CategoricalDistribution(spec.hardware.rounding)
     return space
@@ -253,8 +254,8 @@ def _objectives(spec: StudySpec, evaluation: Evaluation, knobs: dict[str, float]
     for objective in spec.objectives[1:]:
         if objective == "energy":
             values.append(float("inf") if result.energy_w is None else result.energy_w)
-        elif objective == "weight_bits":
-            values.append(float(knobs["weight_bits"]))
+        else:  # a searched knob (weight_bits, trace_bits)
+            values.append(float(knobs[objective]))
     return values, fits
 
 

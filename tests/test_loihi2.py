@@ -232,16 +232,30 @@ def test_underflow_can_drop_the_term():
 
 def test_loihi2_target_file_has_a_source_for_every_figure(tmp_path):
     target = load_loihi2_target(ROOT / "hw_targets/loihi2.yaml")
-    engine = target.learning_engine
+    limits = target.loihi2
+    engine = limits.learning_engine
     assert (engine.scale_mantissa, engine.scale_exponent) == ((-8, 7), (-7, 8))
     assert (engine.pre_traces, engine.post_traces, engine.trace_bits, engine.trace_fraction_bits) == (2, 3, 7, 8)
-    assert (engine.weight_bits, target.chip.cores, target.chip.cores_mapped_by_lava,
-            target.chip.neurons_per_core) == (8, 128, 120, 8192)
-    assert set(target.sources) == set(target.figures())
-    text = (ROOT / "hw_targets/loihi2.yaml").read_text().replace("  chip.cores: ", "  # chip.cores: ")
+    assert (engine.weight_bits, limits.chip.cores, limits.chip.cores_mapped_by_lava,
+            limits.chip.neurons_per_core) == (8, 128, 120, 8192)
+    assert set(limits.sources) == set(limits.figures())
+    # The same file is a general target: precision, learning and energy as for any other.
+    assert (target.precision.weight_bits, target.precision.trace_bits, target.precision.rounding) == (8, 7, "stochastic")
+    assert target.time_step_ms == 1.0 and target.learning.engine == "sum_of_products"
+    assert target.energy.learning_update_j.value is None  # not published: stays empty
+    text = (ROOT / "hw_targets/loihi2.yaml").read_text().replace("    chip.cores: ", "    # chip.cores: ")
     (tmp_path / "loihi2.yaml").write_text(text)
-    with pytest.raises(CodesignError, match="sources: no source for chip.cores"):
+    with pytest.raises(CodesignError, match="loihi2.sources: no source for chip.cores"):
         load_loihi2_target(tmp_path / "loihi2.yaml")
+
+
+def test_loihi2_target_refuses_contradicting_figures_and_a_target_without_the_section(tmp_path):
+    text = (ROOT / "hw_targets/loihi2.yaml").read_text()
+    (tmp_path / "bits.yaml").write_text(text.replace("  trace_bits: 7             #", "  trace_bits: 6             #"))
+    with pytest.raises(CodesignError, match=r"precision.trace_bits: 6 contradicts loihi2.learning_engine.trace_bits"):
+        load_loihi2_target(tmp_path / "bits.yaml")
+    with pytest.raises(CodesignError, match=r"loihi\.yaml: loihi2: has no loihi2: section"):
+        load_loihi2_target(ROOT / "hw_targets/loihi.yaml")
 
 
 # ---------------------------------------------------------------------------------------------

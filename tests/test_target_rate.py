@@ -114,3 +114,48 @@ def test_event_counts_for_the_cost_model():
     inhibitory = np.count_nonzero(spikes[0] % SMALL.n_inputs >= SMALL.n_excitatory) / SMALL.n_repeats
     assert counts.learning_updates == inhibitory + counts.spikes * SMALL.n_inhibitory
     assert counts.spikes >= np.mean(evaluation.metrics["rates_hz"]) * SMALL.measure_s
+
+
+def _trace_after(spike_ms, trace_bits, rounding, n_synapses=1):
+    """The trace register x of ``n_synapses`` synapses after input spikes at ``spike_ms``, as the
+    target-rate task's emulation stores it (tau_x = 10 ms)."""
+    import brian2 as b2
+
+    from codesign.hardware.target import trace_grid
+    from codesign.tasks.target_rate import _trace
+
+    b2.start_scope()
+    b2.set_device("runtime")
+    b2.prefs.codegen.target = "numpy"
+    b2.seed(11)
+    step, top = trace_grid(trace_bits)
+    post = b2.NeuronGroup(1, "x_step : 1\nx_max : 1\nstochastic : 1\ntau_x : second")
+    post.x_step, post.x_max, post.stochastic, post.tau_x = step, min(top, 1e30), float(rounding == "stochastic"), 10 * b2.ms
+    pre = b2.SpikeGeneratorGroup(1, np.zeros(len(spike_ms), dtype=int), np.array(spike_ms) * b2.ms)
+    syn = b2.Synapses(pre, post, "dx/dt = -x / tau_x_post : 1 (event-driven)", on_pre=_trace("x", " + 1"))
+    syn.connect(i=np.zeros(n_synapses, dtype=int), j=np.zeros(n_synapses, dtype=int))
+    b2.run((max(spike_ms) + 1) * b2.ms)
+    return np.asarray(syn.x[:])
+
+
+def test_trace_registers_are_quantised_as_computed_by_hand():
+    from codesign.hardware.target import trace_grid
+
+    assert trace_grid(7) == (1 / 16, 127 / 16)  # Loihi: 7 bits, an impulse of 16 units
+    assert trace_grid(4) == (0.5, 7.5)
+    # Floats: 1, then 1 e^-0.5 + 1 = 1.6065, then 1.6065 e^-0.1 + 1 = 2.4536.
+    exact = 1 + (1 + np.exp(-0.5)) * np.exp(-0.1)
+    np.testing.assert_allclose(_trace_after([0, 5, 6], None, "nearest"), [exact], rtol=1e-12)
+    # 4 bits, to nearest: 1 -> 1.6065 -> 1.5 -> 1.5 e^-0.1 + 1 = 2.357 -> 2.5.
+    assert _trace_after([0, 5, 6], 4, "nearest").tolist() == [2.5]
+    # 3 bits (whole spikes): 1 -> 1.6065 -> 2 -> 2 e^-0.1 + 1 = 2.81 -> 3.
+    assert _trace_after([0, 5, 6], 3, "nearest").tolist() == [3.0]
+    # Saturation: 30 spikes 0.1 ms apart would reach about 29 as floats; the register stops at 7.5.
+    assert _trace_after(list(np.arange(30) * 0.1), 4, "nearest").tolist() == [7.5]
+
+
+def test_stochastic_trace_rounding_keeps_the_expected_value():
+    # 1.6065 on a grid of 0.5: 1.5 with probability 0.787, 2.0 with 0.213 (4000 synapses).
+    x = _trace_after([0, 5], 4, "stochastic", n_synapses=4000)
+    assert set(np.unique(x)) == {1.5, 2.0}
+    assert abs(x.mean() - (1 + np.exp(-0.5))) < 0.02  # about 6 standard errors (0.0032)

@@ -26,8 +26,9 @@ def quiet_brian() -> None:
     # warning about NaN weights would only be noise. No log file per worker either.
     brian2.BrianLogger.suppress_name("invalid_values")
     # Brian2 warns that an on_pre block with temporaries "may depend on the order of execution";
-    # ours updates each synapse's own variables only, so the order does not matter.
-    brian2.BrianLogger.suppress_name("brian2.codegen.generators.base")
+    # ours updates each synapse's own variables only, so the order does not matter (it only says
+    # which random number each synapse draws). A hierarchy: suppress_name matches a last component.
+    brian2.BrianLogger.suppress_hierarchy("brian2.codegen.generators.base")
     brian2.prefs.logging.file_log = False
 
 

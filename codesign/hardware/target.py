@@ -13,9 +13,11 @@ import dataclasses
 from pathlib import Path
 from typing import Literal
 
+from codesign.hardware.loihi2.limits import Loihi2Limits
 from codesign.schema import Where, build, read_yaml
 
-__all__ = ["Target", "Figure", "Precision", "Learning", "Resources", "Energy", "load_target"]
+__all__ = ["Target", "Figure", "Precision", "Learning", "Resources", "Energy", "load_target", "trace_grid",
+           "TRACE_HEADROOM_BITS"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,15 +37,32 @@ class Figure:
         return self.value is not None
 
 
+#: Bits of a trace register above one spike's impulse: a trace saturates at about 2**3 = 8 recent
+#: spikes. At Loihi's 7 bits an impulse is 16 units, inside the [8, 32] the Loihi 2 port chooses from.
+TRACE_HEADROOM_BITS = 3
+
+
+def trace_grid(trace_bits: int | None) -> tuple[float, float]:
+    """(step, maximum) of a trace counted in spikes on a ``trace_bits`` register; (0, inf) for floats.
+
+    >>> trace_grid(7)
+    (0.0625, 7.9375)
+    """
+    if trace_bits is None:
+        return 0.0, float("inf")
+    step = 2.0 ** -(trace_bits - TRACE_HEADROOM_BITS)
+    return step, (2**trace_bits - 1) * step
+
+
 @dataclasses.dataclass(frozen=True)
 class Precision:
     """Number formats of the hardware: ``null`` bits mean floating point."""
 
     weight_bits: int | None = dataclasses.field(default=None, metadata={"min": 1, "max": 64})
     weight_signed: bool = True
-    #: Traces as fixed point: integer and fractional bits (Loihi: 7 + 8).
-    trace_integer_bits: int | None = dataclasses.field(default=None, metadata={"min": 0, "max": 32})
-    trace_fractional_bits: int | None = dataclasses.field(default=None, metadata={"min": 0, "max": 32})
+    #: Width of a trace register (Loihi, Loihi 2: 7 bits, values 0..127). The emulation gives one
+    #: spike's impulse ``2**(trace_bits - TRACE_HEADROOM_BITS)`` units (see ``trace_grid``).
+    trace_bits: int | None = dataclasses.field(default=None, metadata={"min": TRACE_HEADROOM_BITS, "max": 32})
     rounding: Literal["nearest", "stochastic", "none"] = "none"
     source: str = ""
 
@@ -112,7 +131,19 @@ class Target:
     learning: Learning = Learning()
     resources: Resources = Resources()
     energy: Energy = Energy()
+    #: Registers of Loihi 2's learning engine, chip and neuron, for ``codesign port`` (Loihi 2 only).
+    loihi2: Loihi2Limits | None = None
     file: str | None = dataclasses.field(default=None, compare=False, init=False)
+
+    def validate(self, where: Where) -> None:
+        if self.loihi2 is None:
+            return
+        engine, precision = self.loihi2.learning_engine, self.precision
+        for name, general, specific in (("weight_bits", precision.weight_bits, engine.weight_bits),
+                                        ("trace_bits", precision.trace_bits, engine.trace_bits)):
+            if general != specific:
+                raise where.child(f"precision.{name}").error(
+                    f"{general} contradicts loihi2.learning_engine.{name} = {specific}", fix="make them equal")
 
 
 def load_target(path: str | Path) -> Target:

@@ -21,6 +21,7 @@ import numpy as np
 
 from codesign.backends import NetworkBuild, Simulation, simulation
 from codesign.hardware import EventCounts
+from codesign.hardware.target import trace_grid
 from codesign.rules import Candidate
 from codesign.rules.spike_trace import SPIKE_TERMS, SpikeTraceRule, vogels
 from codesign.tasks.base import Evaluation, Task
@@ -88,6 +89,8 @@ dgi/dt = -gi / tau_i : 1
 count : 1
 total : 1
 w_step : 1 (constant)
+x_step : 1 (constant)
+x_max : 1 (constant)
 stochastic : 1 (constant)
 eta : 1 (constant)
 tau_x : second (constant)
@@ -99,13 +102,27 @@ CELL = {"E_l": -60.0, "E_e": 0.0, "E_i": -80.0, "v_th": -50.0, "v_reset": -60.0,
         "tau_e_ms": 5.0, "tau_i_ms": 10.0, "refractory_ms": 5.0}
 
 
-#: Weight after an update: on the hardware's grid of ``w_step`` (rounded to nearest, or
-#: stochastically as Loihi's learning engine does), or exactly ``raw`` where ``w_step`` is 0 (floats).
-_QUANTISE = (
-    "grid = w_step_post * floor(raw / (w_step_post + int(w_step_post == 0)) "
-    "+ stochastic_post * rand() + (1 - stochastic_post) * 0.5)\n"
-    "w = clip(int(w_step_post > 0) * grid + int(w_step_post == 0) * raw, 0, w_max)"
-)
+#: A float trace never saturates (a finite bound: generated C++ reads it as a number).
+_FLOAT_TRACE_MAX = 1e30
+
+
+def _on_grid(value: str, step: str) -> str:
+    """``value`` on a grid of ``step`` (to nearest, or stochastically as Loihi's learning engine
+    rounds: up with probability equal to the remainder), or exactly ``value`` where ``step`` is 0."""
+    grid = (f"{step} * floor(({value}) / ({step} + int({step} == 0)) "
+            f"+ stochastic_post * rand() + (1 - stochastic_post) * 0.5)")
+    return f"int({step} > 0) * {grid} + int({step} == 0) * ({value})"
+
+
+#: Weight after an update: on the hardware's grid of ``w_step`` within [0, w_max].
+_QUANTISE = f"w = clip({_on_grid('raw', 'w_step_post')}, 0, w_max)"
+
+
+def _trace(name: str, jump: str = "") -> str:
+    """A trace register at an event: on the grid of ``x_step`` (an impulse is one spike) and
+    saturating at ``x_max``. Between events the decay is exact: the emulation rounds the register
+    whenever a spike reads or writes it, not at every time step as the chip does."""
+    return f"{name} = clip({_on_grid(name + jump, 'x_step_post')}, 0, x_max_post)"
 
 
 def _update(event: str) -> str:
@@ -141,12 +158,14 @@ def _construct(params: TargetRateParams, n_candidates: int, spikes: tuple[np.nda
         inhibitory = b2.Synapses(
             inputs, neurons, clock=clock, namespace=namespace, name="inhibitory", method="exact",
             model="w : 1\ndx/dt = -x / tau_x_post : 1 (event-driven)\ndy/dt = -y / tau_y_post : 1 (event-driven)",
-            on_pre=f"gi_post += w\nx += 1\nraw = w + eta_post * ({_update('on_pre')})\n{_QUANTISE}",
-            on_post=f"y += 1\nraw = w + eta_post * ({_update('on_post')})\n{_QUANTISE}")
+            on_pre=f"gi_post += w\n{_trace('x', ' + 1')}\n{_trace('y')}\n"
+                   f"raw = w + eta_post * ({_update('on_pre')})\n{_QUANTISE}",
+            on_post=f"{_trace('y', ' + 1')}\n{_trace('x')}\nraw = w + eta_post * ({_update('on_post')})\n{_QUANTISE}")
         inhibitory.connect(i=pre[~is_exc], j=post[~is_exc])
         settable = {t: (neurons, t) for t in SPIKE_TERMS}
         settable.update(eta=(neurons, "eta"), tau_x=(neurons, "tau_x"), tau_y=(neurons, "tau_y"),
-                        w_step=(neurons, "w_step"), stochastic=(neurons, "stochastic"),
+                        w_step=(neurons, "w_step"), x_step=(neurons, "x_step"), x_max=(neurons, "x_max"),
+                        stochastic=(neurons, "stochastic"),
                         w0=(inhibitory, "w"))
         return NetworkBuild(objects=[inputs, neurons, excitatory, inhibitory],
                             duration=params.duration_s * b2.second, settable=settable,
@@ -162,7 +181,7 @@ class TargetRateTask(Task):
     name = "target_rate"
     Params = TargetRateParams
     slots = {"inhibitory": "spike_trace"}
-    knobs = ("weight_bits", "rounding")
+    knobs = ("weight_bits", "trace_bits", "rounding")
     counts_events = True
 
     def named_candidates(self, etas: Mapping[str, float]) -> dict[str, dict[str, SpikeTraceRule]]:
@@ -198,12 +217,16 @@ class TargetRateTask(Task):
         values["tau_x"] = per_neuron([rule.tau_x_ms for rule in padded]) * b2.ms
         values["tau_y"] = per_neuron([rule.tau_y_ms for rule in padded]) * b2.ms
         precision = self.target.precision
-        bits = [(knobs[k] if knobs else {}).get("weight_bits", precision.weight_bits) for k in range(len(rules))]
-        bits += [bits[-1]] * (size - len(rules))
-        values["w_step"] = per_neuron([0.0 if b is None else p.w_max / (2 ** int(b) - 1) for b in bits])
-        rounding = [(knobs[k] if knobs else {}).get("rounding", precision.rounding) for k in range(len(rules))]
-        rounding += [rounding[-1]] * (size - len(rules))
-        values["stochastic"] = per_neuron([float(r == "stochastic") for r in rounding])
+
+        def knob(name: str) -> list:
+            chosen = [(knobs[k] if knobs else {}).get(name, getattr(precision, name)) for k in range(len(rules))]
+            return chosen + [chosen[-1]] * (size - len(rules))
+
+        values["w_step"] = per_neuron([0.0 if b is None else p.w_max / (2 ** int(b) - 1) for b in knob("weight_bits")])
+        grids = [trace_grid(None if b is None else int(b)) for b in knob("trace_bits")]
+        values["x_step"] = per_neuron([step for step, _ in grids])
+        values["x_max"] = per_neuron([min(top, _FLOAT_TRACE_MAX) for _, top in grids])
+        values["stochastic"] = per_neuron([float(r == "stochastic") for r in knob("rounding")])
         values["w0"] = np.full(size * p.n_repeats * p.n_inhibitory, p.w_inhibitory_init)
         spikes = draw_spikes(p, seed)
         out = self.simulation(size, seed, spikes).run(values, {})

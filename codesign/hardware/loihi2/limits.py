@@ -1,19 +1,18 @@
-"""The Loihi 2 figures a port needs, read from ``hw_targets/loihi2.yaml`` (every figure with its source).
+"""The Loihi 2 figures a port needs: the ``loihi2:`` section of ``hw_targets/loihi2.yaml``.
 
-The general :class:`codesign.hardware.Target` schema rejects keys it does not know, so a Loihi 2
-target file is read with its own schema, :class:`Loihi2Target`, through :func:`codesign.schema.build`.
-Each figure must name its source under ``sources:`` (the key path, e.g. ``learning_engine.pre_traces``);
-a figure without one is refused.
+The rest of that file is a general :class:`codesign.hardware.Target` (precision, learning,
+resources, energy), so studies and ``codesign compare`` use it like any target; this section adds
+the learning engine's, chip's and neuron's registers that compiling a rule needs. Each figure must
+name its source under ``sources:`` (the key path, e.g. ``learning_engine.pre_traces``); a figure
+without one is refused.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
+from codesign.schema import Where
 
-from codesign.schema import Where, build, read_yaml
-
-__all__ = ["EngineLimits", "ChipLimits", "NeuronLimits", "Loihi2Target", "load_loihi2_target", "DEFAULT_LIMITS"]
+__all__ = ["EngineLimits", "ChipLimits", "NeuronLimits", "Loihi2Limits", "DEFAULT_LIMITS"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,19 +84,14 @@ class NeuronLimits:
 
 
 @dataclasses.dataclass(frozen=True)
-class Loihi2Target:
-    """A Loihi 2 target file (``hw_targets/loihi2.yaml``)."""
+class Loihi2Limits:
+    """The ``loihi2:`` section of a target file: what a port to Loihi 2 must respect."""
 
-    name: str
-    description: str = ""
-    #: Simulated time per Loihi time step (the port runs Brian2 at this step too).
-    dt_ms: float = dataclasses.field(default=1.0, metadata={"min": 1e-3})
     learning_engine: EngineLimits = dataclasses.field(default_factory=EngineLimits)
     chip: ChipLimits = dataclasses.field(default_factory=ChipLimits)
     neuron: NeuronLimits = dataclasses.field(default_factory=NeuronLimits)
     #: ``key path -> where the figure comes from``; every figure above needs one.
     sources: dict[str, str] = dataclasses.field(default_factory=dict)
-    file: str | None = dataclasses.field(default=None, compare=False, init=False)
 
     def validate(self, where: Where) -> None:
         missing = [key for key in self.figures() if key not in self.sources]
@@ -110,18 +104,11 @@ class Loihi2Target:
                                                fix=f"figures are: {', '.join(self.figures())}")
 
     def figures(self) -> list[str]:
-        """The key paths of every figure (``learning_engine.pre_traces``, ...), ``dt_ms`` included."""
-        keys = ["dt_ms"]
+        """The key paths of every figure (``learning_engine.pre_traces``, ...)."""
+        keys = []
         for section in ("learning_engine", "chip", "neuron"):
             keys += [f"{section}.{f.name}" for f in dataclasses.fields(getattr(self, section))]
         return keys
 
 
 DEFAULT_LIMITS = EngineLimits()
-
-
-def load_loihi2_target(path: str | Path) -> Loihi2Target:
-    """Read and check a Loihi 2 target file."""
-    target = build(Loihi2Target, read_yaml(path, "Loihi 2 target file"), Where(str(path)))
-    object.__setattr__(target, "file", str(path))
-    return target

@@ -41,15 +41,27 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from codesign.errors import RuleError
+from codesign.errors import CodesignError, RuleError
 from codesign.hardware.loihi2.compiler import CompiledRule, expand_rule, lower, optimise_impulses
-from codesign.hardware.loihi2.limits import Loihi2Target, load_loihi2_target
+from codesign.hardware.target import Target, load_target
 from codesign.rules.spike_trace import SpikeTraceRule
 
 __all__ = ["PortParams", "port_params", "compile_spike_trace", "set_point", "input_spikes", "run_brian2", "run_lava",
-           "port", "DEFAULT_TARGET"]
+           "port", "DEFAULT_TARGET", "load_loihi2_target"]
 
 DEFAULT_TARGET = Path(__file__).resolve().parents[3] / "hw_targets" / "loihi2.yaml"
+
+
+def load_loihi2_target(path: str | Path) -> Target:
+    """A target file with the ``loihi2:`` section a port needs, and a 1 ms-like time step."""
+    target = load_target(path)
+    if target.loihi2 is None:
+        raise CodesignError("has no loihi2: section, so rules cannot be compiled for Loihi 2", file=str(path),
+                            key="loihi2", fix="port to hw_targets/loihi2.yaml, or copy its loihi2: section")
+    if target.time_step_ms is None:
+        raise CodesignError("a Loihi 2 target needs a time step", file=str(path), key="time_step_ms",
+                            fix="add time_step_ms: 1.0")
+    return target
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,7 +140,7 @@ def _coefficients(compiled: CompiledRule) -> dict[str, float]:
             if t.origin is not None and (t.origin.event, t.origin.powers) in _TERMS}
 
 
-def compile_spike_trace(rule: SpikeTraceRule, params: PortParams, target: Loihi2Target,
+def compile_spike_trace(rule: SpikeTraceRule, params: PortParams, target: Target,
                         w_typical: float | None = None) -> tuple[CompiledRule, float]:
     """Compile a spike-trace rule for the port network (inhibitory: negative Loihi weights).
 
@@ -143,7 +155,7 @@ def compile_spike_trace(rule: SpikeTraceRule, params: PortParams, target: Loihi2
     that round to zero are dropped (listed in ``dropped``) so that a rule with a negligible term can
     still be ported; :func:`codesign.hardware.loihi2.compile_rule` refuses them by default.
     """
-    limits = target.learning_engine
+    limits = target.loihi2.learning_engine
     base_scale = limits.weight_max / params.w_max
     text, namespace = rule_text(rule, 1.0, params.w_max)
     unit = expand_rule(text["model"], text["on_pre"], text["on_post"], namespace)  # dw is linear in eta
@@ -170,10 +182,10 @@ def compile_spike_trace(rule: SpikeTraceRule, params: PortParams, target: Loihi2
             impulses: Any = params.trace_impulse
             if impulses is None:
                 impulses = optimise_impulses(expanded, weight_scale=weight_scale, weight_sign=-1, limits=limits,
-                                             dt_ms=target.dt_ms, objective=objective)
+                                             dt_ms=target.time_step_ms, objective=objective)
             try:
                 compiled = lower(expanded, weight_scale=weight_scale, weight_sign=-1, impulses=impulses,
-                                 dt_ms=target.dt_ms, limits=limits, underflow="drop")
+                                 dt_ms=target.time_step_ms, limits=limits, underflow="drop")
             except RuleError as exc:
                 error = error or exc
                 continue
@@ -348,7 +360,7 @@ def _compare(run: Run, reference: Run) -> dict[str, float]:
 
 
 def port(rule: SpikeTraceRule, params: PortParams | Any = None, seed: int = 0,
-         target: Loihi2Target | str | Path | None = None) -> dict[str, Any]:
+         target: Target | str | Path | None = None) -> dict[str, Any]:
     """Run ``rule`` on the port network in Brian2, Lava floating point and Lava fixed point.
 
     ``params`` is a :class:`PortParams`, a study's ``TargetRateParams`` (see :func:`port_params`) or
@@ -365,14 +377,14 @@ def port(rule: SpikeTraceRule, params: PortParams | Any = None, seed: int = 0,
     """
     if target is None:
         target = DEFAULT_TARGET
-    if not isinstance(target, Loihi2Target):
+    if not isinstance(target, Target):
         target = load_loihi2_target(target)
     if params is None:
         params = PortParams()
     elif not isinstance(params, PortParams):
         params = port_params(params)
-    dt_ms = target.dt_ms
-    weight_scale = target.learning_engine.weight_max / params.w_max
+    dt_ms = target.time_step_ms
+    weight_scale = target.loihi2.learning_engine.weight_max / params.w_max
     spikes = input_spikes(params, seed, dt_ms)
     first = None
     if params.eta is None:
