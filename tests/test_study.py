@@ -152,15 +152,18 @@ def test_compare_runs_one_rule_on_each_target(workdir, capsys):
         "task: {kind: target_rate, n_excitatory: 80, n_inhibitory: 20, rate_excitatory_hz: 50,\n"
         "       rate_inhibitory_hz: 100, n_repeats: 1, learn_s: 0.5, measure_s: 0.5}\n"
         "rule: {family: spike_trace}\ntarget: hw_targets/cpu.yaml\nbatch_size: 4\n")
-    targets = [f"hw_targets/{name}.yaml" for name in ("cpu", "loihi", "spinnaker2", "truenorth")]
+    targets = [f"hw_targets/{name}.yaml" for name in ("cpu", "loihi", "loihi2", "spinnaker2", "truenorth")]
     assert main(["compare", str(study_file), "--rule", "vogels", "--targets", *targets, "--json"]) == 0
     rows = {row["target"]: row for row in json.loads(capsys.readouterr().out)}
-    assert set(rows) == {"cpu", "loihi", "spinnaker2", "truenorth"}
+    assert set(rows) == {"cpu", "loihi", "loihi2", "spinnaker2", "truenorth"}
     for row in rows.values():
         assert {"target", "loss", "energy_j", "cores", "fits"} <= set(row)
     assert rows["loihi"]["fits"] and rows["loihi"]["cores"] == 1 and rows["loihi"]["energy_j"] > 0
     assert "weights on a 8-bit grid, stochastic rounding" in rows["loihi"]["changes"]
     assert rows["spinnaker2"]["energy_j"] is None and rows["spinnaker2"]["unknown"]
+    # Loihi 2 fits, but its energy per learning update is not published: the energy stays unknown.
+    assert rows["loihi2"]["fits"] and rows["loihi2"]["energy_j"] is None
+    assert "not published: energy per learning update" in rows["loihi2"]["unknown"]
     assert not rows["truenorth"]["fits"]
     assert any("dropped" in change for change in rows["truenorth"]["changes"])
     assert rows["cpu"]["energy_j"] is None
@@ -173,9 +176,9 @@ def test_joint_rule_and_hardware_study_gives_a_pareto_front(workdir, capsys):
         "task: {kind: target_rate, n_excitatory: 80, n_inhibitory: 20, rate_excitatory_hz: 50,\n"
         "       rate_inhibitory_hz: 100, n_repeats: 1, learn_s: 0.5, measure_s: 0.5}\n"
         "rule: {family: spike_trace, terms: [pre_1, pre_y, post_x]}\n"
-        "hardware: {weight_bits: [1, 8], rounding: [nearest, stochastic]}\n"
+        "hardware: {weight_bits: [1, 8], trace_bits: [3, 7], rounding: [nearest, stochastic]}\n"
         "objectives: [loss, weight_bits]\n"
-        "target: hw_targets/loihi.yaml\nsampler: {name: nsga2}\nn_trials: 12\nbatch_size: 6\n")
+        "target: hw_targets/loihi2.yaml\nsampler: {name: nsga2}\nn_trials: 12\nbatch_size: 6\n")
     assert main(["run", str(study_file), "--quiet"]) == 0
     capsys.readouterr()
     assert main(["best", str(study_file), "--json"]) == 0
@@ -188,6 +191,13 @@ def test_joint_rule_and_hardware_study_gives_a_pareto_front(workdir, capsys):
     bits = [entry["weight_bits"] for entry in front]
     assert losses == sorted(losses) and bits == sorted(bits, reverse=True), "a front trades loss for bits"
     assert (workdir / "results/joint/pareto_front.png").stat().st_size > 0
+    # eval runs the best trial with its knobs, and every front trial again on held-out inputs.
+    assert main(["eval", str(study_file), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert set(result["knobs"]) == {"weight_bits", "trace_bits", "rounding"}
+    assert [entry["trial"] for entry in result["pareto"]] == [entry["trial"] for entry in front]
+    for entry, trial in zip(result["pareto"], front):
+        assert entry["knobs"]["weight_bits"] == trial["weight_bits"] and entry["held_out_loss"] >= 0
 
 
 def test_energy_objective_needs_a_target_with_an_energy_model(workdir, capsys):

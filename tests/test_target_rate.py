@@ -159,3 +159,16 @@ def test_stochastic_trace_rounding_keeps_the_expected_value():
     x = _trace_after([0, 5], 4, "stochastic", n_synapses=4000)
     assert set(np.unique(x)) == {1.5, 2.0}
     assert abs(x.mean() - (1 + np.exp(-0.5))) < 0.02  # about 6 standard errors (0.0032)
+
+
+@pytest.mark.parametrize("target", ["cpu.yaml", "cpu-standalone.yaml"])
+def test_stochastic_rounding_is_reproducible(target):
+    """rand() is seeded: the same batch gives the same weights twice, on the runtime and standalone."""
+    task = TargetRateTask(SMALL, load_target(ROOT / "hw_targets" / target))
+    knobs = [{"weight_bits": 2, "trace_bits": 4, "rounding": "stochastic"}]
+    first, second = (task.evaluate([vogels(eta=0.05)], seed=3, knobs=knobs)[0] for _ in range(2))
+    np.testing.assert_array_equal(first.arrays["weights"], second.arrays["weights"])
+    moved = first.arrays["weights"] != SMALL.w_inhibitory_init
+    assert moved.mean() > 0.5
+    levels = first.arrays["weights"][moved] / (SMALL.w_max / 3)
+    np.testing.assert_allclose(levels, np.round(levels), atol=1e-9)  # and on the 2-bit grid

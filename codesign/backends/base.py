@@ -35,6 +35,9 @@ class NetworkBuild:
     timed_arrays
         ``TimedArray`` inputs by the name the equations use; their values can change per run
         (same shape).
+    seed
+        Seed of Brian2's random numbers (``rand()`` in the network's code), set before every run so
+        that a batch run twice gives the same result; None leaves them unseeded.
     """
 
     objects: list[Any]
@@ -42,6 +45,7 @@ class NetworkBuild:
     settable: dict[str, tuple[Any, str]]
     readable: dict[str, tuple[Any, str]]
     timed_arrays: dict[str, Any] = dataclasses.field(default_factory=dict)
+    seed: int | None = None
 
 
 #: A function that creates the network's Brian2 objects (called once the backend's device is active).

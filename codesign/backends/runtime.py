@@ -54,6 +54,8 @@ class RuntimeSimulation(Simulation):
         self.builds = 1
 
     def run(self, values: Mapping[str, Any], timed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        import brian2
+
         configure_runtime(self.target)  # another simulation in this process may have changed them
         self.network.restore("initial")
         for name, series in timed.items():
@@ -62,6 +64,8 @@ class RuntimeSimulation(Simulation):
         for name, value in values.items():
             group, variable = self.build.settable[name]
             setattr(group, variable, value)
+        if self.build.seed is not None:
+            brian2.seed(self.build.seed)
         with np.errstate(all="ignore"):
             self.network.run(self.build.duration, namespace=dict(self.build.timed_arrays))
         return {name: np.array(getattr(group, variable)[:]) for name, (group, variable) in self.build.readable.items()}

@@ -130,10 +130,13 @@ def _update(event: str) -> str:
                       for term, (on, factor) in SPIKE_TERMS.items() if on == event)
 
 
-def _construct(params: TargetRateParams, n_candidates: int, spikes: tuple[np.ndarray, np.ndarray]):
+def _construct(params: TargetRateParams, n_candidates: int, spikes: tuple[np.ndarray, np.ndarray], seed: int):
     def construct() -> NetworkBuild:
         import brian2 as b2
 
+        # Stochastic rounding draws rand(): seeded, so that a batch run twice gives the same losses
+        # (a standalone binary seeds itself at start; the runtime reseeds before each run).
+        b2.seed(seed)
         dt = params.dt_ms * b2.ms
         # One named clock: with one clock per group, the generated code's order of clock
         # initialisations varies between processes, and a standalone build would not be reused.
@@ -170,7 +173,7 @@ def _construct(params: TargetRateParams, n_candidates: int, spikes: tuple[np.nda
         return NetworkBuild(objects=[inputs, neurons, excitatory, inhibitory],
                             duration=params.duration_s * b2.second, settable=settable,
                             readable={"count": (neurons, "count"), "total": (neurons, "total"),
-                                      "w": (inhibitory, "w")})
+                                      "w": (inhibitory, "w")}, seed=seed)
 
     return construct
 
@@ -197,7 +200,7 @@ class TargetRateTask(Task):
     def simulation(self, n_candidates: int, seed: int, spikes: tuple[np.ndarray, np.ndarray]) -> Simulation:
         p = self.params
         key = (f"target_rate|k={n_candidates}|{dataclasses.astuple(p)}|seed={seed}")
-        return simulation(self.target, key, _construct(p, n_candidates, spikes))
+        return simulation(self.target, key, _construct(p, n_candidates, spikes, seed))
 
     def evaluate(self, candidates: Sequence[SpikeTraceRule | Candidate], seed: int,
                  terms: Sequence[str] | Mapping[str, Sequence[str]] | None = None,
