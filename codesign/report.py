@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from codesign.study import (EVAL_SEED_OFFSET, candidate, count_trials, distribut
 from codesign.tasks import Evaluation
 
 __all__ = ["best_trial", "best_summary", "distinct_best", "write_results", "evaluate_candidate", "evaluate_front",
+           "precision_sweep",
            "rule_summary"]
 
 
@@ -165,7 +167,33 @@ def _plot_losses(study: optuna.Study, path: Path) -> None:
     plt.close(fig)
 
 
-def _plot_pareto(spec: StudySpec, study: optuna.Study, path: Path) -> None:
+def precision_sweep(spec: StudySpec, study: optuna.Study, seed: int | None = None) -> list[dict[str, Any]]:
+    """At every weight width (and rounding mode) the study tried: its best trial there, run again on
+    held-out inputs, and how many trials the sampler spent there.
+
+    What each bit costs, with the rule re-tuned for each width (a rule found for 3-bit weights is
+    not the best rule for 8 bits, so one rule swept over widths would not say it), and without the
+    selection bias of the study's own losses (the best of many noisy losses is optimistic).
+    """
+    if spec.hardware.weight_bits is None:
+        return []
+    seed = spec.seed + EVAL_SEED_OFFSET if seed is None else seed
+    default_rounding = spec.target.precision.rounding
+    groups: dict[tuple[str, int], list[optuna.trial.FrozenTrial]] = {}
+    for t in finished_trials(study):
+        if feasible(t):
+            key = (t.params.get("hw.rounding", default_rounding), int(t.params["hw.weight_bits"]))
+            groups.setdefault(key, []).append(t)
+    best = {key: min(trials, key=lambda t: t.values[0]) for key, trials in sorted(groups.items())}
+    trials = list(best.values())
+    knobs = [knob_values(spec, t.params) for t in trials]
+    evaluations = _evaluate(spec, [candidate(spec, t.params) for t in trials], seed, knobs)
+    return [{"rounding": rounding, "weight_bits": bits, "trial": t.number, "n_trials": len(groups[rounding, bits]),
+             "study_loss": t.values[0], "held_out_loss": e.loss, "diverged": e.diverged}
+            for ((rounding, bits), t), e in zip(best.items(), evaluations)]
+
+
+def _plot_pareto(spec: StudySpec, study: optuna.Study, path: Path, sweep: list[dict[str, Any]]) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -177,21 +205,20 @@ def _plot_pareto(spec: StudySpec, study: optuna.Study, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(5.5, 4))
     ax.scatter([t.values[1] for t in fitting], [t.values[0] for t in fitting], s=8, alpha=0.3, color="grey",
                label="trials")
-    if spec.objectives[1] in spec.hardware.knobs:
-        # The best loss at each precision (per rounding mode where it is searched): what each bit buys.
-        for rounding in spec.hardware.rounding or [spec.target.precision.rounding]:
-            best: dict[float, float] = {}
-            for t in fitting:
-                if t.params.get("hw.rounding", rounding) == rounding:
-                    best[t.values[1]] = min(best.get(t.values[1], np.inf), t.values[0])
-            bits = sorted(best)
-            ax.plot(bits, [best[b] for b in bits], "s--", label=f"best loss, {rounding} rounding")
+    if spec.objectives[1] == "weight_bits":
+        for rounding in dict.fromkeys(row["rounding"] for row in sweep):
+            rows = [row for row in sweep if row["rounding"] == rounding]
+            ax.plot([row["weight_bits"] for row in rows], [row["held_out_loss"] for row in rows], "s--",
+                    label=f"best at each width, {rounding} rounding, held-out (n: trials there)")
+            for row in rows:
+                ax.annotate(str(row["n_trials"]), (row["weight_bits"], row["held_out_loss"]), fontsize=6,
+                            textcoords="offset points", xytext=(3, 3))
     ax.plot([t.values[1] for t in front], [t.values[0] for t in front], "o-", color="C3", label="Pareto front")
     ax.set_xlabel(spec.objectives[1] + (" (J per s of operation)" if spec.objectives[1] == "energy" else ""))
     ax.set_ylabel("task loss")
     ax.set_yscale("symlog", linthresh=1e-4)
     ax.set_title(f"{spec.name} on {spec.target.name}")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -213,8 +240,12 @@ def write_results(spec: StudySpec, study: optuna.Study) -> dict[str, Path]:
     if task.plot(evaluation, plot, title="; ".join(r.readable() for r in best.values())):
         paths["task"] = plot
     if len(spec.objectives) > 1:
+        sweep = precision_sweep(spec, study)
+        if sweep:
+            paths["sweep"] = out / "precision_sweep.json"
+            paths["sweep"].write_text(json.dumps(sweep, indent=1))
         paths["pareto"] = out / "pareto_front.png"
-        _plot_pareto(spec, study, paths["pareto"])
+        _plot_pareto(spec, study, paths["pareto"], sweep)
     manifold = out / f"{spec.task.kind}_solutions.png"
     if task.plot_solutions(spec, finished_trials(study), manifold):
         paths["solutions"] = manifold
