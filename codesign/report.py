@@ -113,6 +113,8 @@ def best_summary(spec: StudySpec, study: optuna.Study, top: int = 5) -> dict[str
 
 
 def _evaluate(spec: StudySpec, cands: list[Candidate], seed: int, knobs: list[dict] | None) -> list[Evaluation]:
+    if not cands:
+        return []
     task = make_task(spec)
     # The study's terms and batch size: the network the study built is reused (no new build).
     terms = {slot: tuple(spec.rules[slot].searched) + tuple(t for c in cands for t in c[slot].coefficients

@@ -234,3 +234,34 @@ def test_a_study_whose_first_candidates_all_diverge_still_finishes(write_study):
     study = run_study(spec)
     assert count_trials(study) == (12, 0)
     assert all(t.state == TrialState.PRUNED for t in study.trials if t.state != TrialState.FAIL)
+
+
+def test_candidates_that_do_not_fit_the_target_are_infeasible(workdir, capsys):
+    """100 synapses on a chip of one core with 50 synapses per core: every trial is infeasible (an
+    Optuna constraint), none reaches the Pareto front; with two cores the same study fits."""
+    import optuna
+
+    from codesign.spec import load_study
+    from codesign.study import feasible, open_study
+
+    for cores in (1, 2):
+        (workdir / f"hw_targets/chip{cores}.yaml").write_text(
+            f"name: chip{cores}\nkind: neuromorphic\nlearning: {{engine: sum_of_products}}\n"
+            f"resources:\n  cores: {{value: {cores}, kind: count, source: test}}\n"
+            "  synapses_per_core: {value: 50, kind: count, source: test}\n")
+        study_file = workdir / f"studies/chip{cores}.yaml"
+        study_file.write_text(
+            "task: {kind: target_rate, n_excitatory: 80, n_inhibitory: 20, rate_excitatory_hz: 50,\n"
+            "       rate_inhibitory_hz: 100, n_repeats: 1, learn_s: 0.3, measure_s: 0.3}\n"
+            "rule: {family: spike_trace, terms: [pre_1, pre_y, post_x]}\nhardware: {weight_bits: [1, 8]}\n"
+            f"objectives: [loss, weight_bits]\ntarget: hw_targets/chip{cores}.yaml\n"
+            "sampler: {name: nsga2}\nn_trials: 6\nbatch_size: 6\n")
+        assert main(["run", str(study_file), "--quiet"]) == 0
+        trials = open_study(load_study(study_file)).get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+        assert len(trials) == 6
+        assert [feasible(t) for t in trials] == [cores == 2] * 6
+        assert all(t.constraints == {"fits_target": 0.0 if cores == 2 else 1.0} for t in trials)
+        capsys.readouterr()
+        assert main(["best", str(study_file), "--json"]) == 0
+        front = json.loads(capsys.readouterr().out)["pareto"]
+        assert bool(front) == (cores == 2)
