@@ -1,4 +1,4 @@
-"""How a task's Brian2 network is executed: runtime (numpy, Cython) or C++ standalone.
+"""How a task's Brian2 network is executed: runtime (numpy, Cython), C++ standalone or CUDA standalone.
 
 Tasks call :func:`simulation` with a key that names everything shaping the network's code (task,
 sizes, terms, time step, duration) and a function that builds it; they get back a
@@ -7,11 +7,11 @@ sizes, terms, time step, duration) and a function that builds it; they get back 
 
 from __future__ import annotations
 
-from codesign.backends.base import Construct, NetworkBuild, Simulation
+from codesign.backends.base import Construct, NetworkBuild, Simulation, network_clock
 from codesign.backends.runtime import RuntimeSimulation, configure_runtime
 from codesign.hardware import Target
 
-__all__ = ["NetworkBuild", "Simulation", "simulation", "configure_runtime", "clear_simulations"]
+__all__ = ["NetworkBuild", "Simulation", "simulation", "network_clock", "configure_runtime", "clear_simulations"]
 
 _simulations: dict[tuple[str, str], Simulation] = {}
 
@@ -19,8 +19,8 @@ _simulations: dict[tuple[str, str], Simulation] = {}
 def simulation(target: Target, key: str, construct: Construct) -> Simulation:
     """The simulation of ``key`` on ``target``, built on first use and kept for later batches.
 
-    Runtime simulations are kept side by side; a standalone device holds one project at a time,
-    so building another replaces the previous one.
+    Runtime simulations are kept side by side; Brian2's standalone devices (C++ and CUDA) hold one
+    project at a time, so building another replaces the previous one.
     """
     cache_key = (target.name + "|" + target.backend + "|" + target.codegen + "|" + target.float_dtype, key)
     sim = _simulations.get(cache_key)
@@ -30,6 +30,10 @@ def simulation(target: Target, key: str, construct: Construct) -> Simulation:
         from codesign.backends.standalone import StandaloneSimulation
 
         sim = StandaloneSimulation(target, construct, key)
+    elif target.backend == "cuda_standalone":
+        from codesign.backends.cuda import CudaStandaloneSimulation
+
+        sim = CudaStandaloneSimulation(target, construct, key)
     else:
         sim = RuntimeSimulation(target, construct)
     _simulations[cache_key] = sim
