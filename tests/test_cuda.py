@@ -73,7 +73,9 @@ def cuda_build(gpu_target):
     sim = task.simulation(len(spike_rules()), SEED, draw_spikes(PARAMS, SEED))
     seconds = time.perf_counter() - start
     print(f"\nCUDA build of the target-rate task: {seconds:.0f} s")
-    yield task, sim.directory, seconds
+    directory = sim.directory
+    del sim  # holding it would keep its Brian2 objects, and their names, alive
+    yield task, directory, seconds
     clear_simulations()
 
 
@@ -253,3 +255,14 @@ def test_a_study_runs_on_the_gpu_target_by_file_or_option(workdir, write_study):
     assert load_study(path, "hw_targets/gpu.yaml").target.name == "gpu"
     with pytest.raises(SpecError, match="--target"):
         load_study(path, "hw_targets/nope.yaml")
+
+
+def test_gpu_bench_without_a_gpu_is_a_one_line_error(capsys):
+    from codesign.backends.cuda import gpu_status
+    from codesign.cli import main
+
+    if gpu_status()[0]:
+        pytest.skip("this machine has a GPU: make bench-gpu measures it")
+    assert main(["bench", "--gpu"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "needs an NVIDIA GPU" in err and "make bench-gpu" in err

@@ -20,12 +20,17 @@ def simulation(target: Target, key: str, construct: Construct) -> Simulation:
     """The simulation of ``key`` on ``target``, built on first use and kept for later batches.
 
     Runtime simulations are kept side by side; Brian2's standalone devices (C++ and CUDA) hold one
-    project at a time, so building another replaces the previous one.
+    project at a time, so building another replaces the previous one. Building a standalone
+    project also forgets every other simulation of this process (they are built again, or found in
+    a cache, when asked for): Brian2 names generated code after the objects alive at the time, and
+    the build is only reused by later processes if its code does not depend on what else lived here.
     """
     cache_key = (target.name + "|" + target.backend + "|" + target.codegen + "|" + target.float_dtype, key)
     sim = _simulations.get(cache_key)
     if sim is not None and not getattr(sim, "retired", False):
         return sim
+    if target.backend in ("cpp_standalone", "cuda_standalone"):
+        _simulations.clear()
     if target.backend == "cpp_standalone":
         from codesign.backends.standalone import StandaloneSimulation
 

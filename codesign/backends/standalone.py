@@ -12,6 +12,7 @@ several workers can share one build.
 from __future__ import annotations
 
 import contextlib
+import gc
 import hashlib
 import os
 from pathlib import Path
@@ -65,12 +66,16 @@ class CompiledSimulation(Simulation):
         self.directory = cache_dir(self.device) / digest
         self.directory.mkdir(parents=True, exist_ok=True)
         if CompiledSimulation._current is not None:
-            CompiledSimulation._current.retired = True
+            CompiledSimulation._current.retire()
             CompiledSimulation._current = None
         with self.preferences():
             brian2.set_device(self.device, directory=str(self.directory), build_on_run=False)
             brian2.device.reinit()
             brian2.device.activate(directory=str(self.directory), build_on_run=False)
+            # Brian2 names code objects after the live objects ("neurons_stateupdater_codeobject",
+            # or "..._1" if that name is taken): collect the dead ones now, so that the generated
+            # code, and so the build, does not depend on what this process built before.
+            gc.collect()
             brian2.prefs.core.default_float_dtype = getattr(np, target.float_dtype)
             self.build = construct()
             # Fixed names: generated code (and so the build) must not depend on what the process made before.
@@ -85,6 +90,12 @@ class CompiledSimulation(Simulation):
         self.results = f"results_{os.getpid()}"
         self.builds = 1
         CompiledSimulation._current = self
+
+    def retire(self) -> None:
+        """Give up this project (another one was built): drop its Brian2 objects, refuse to run."""
+        self.retired = True
+        self.build = None  # type: ignore[assignment]
+        self.brian_device = None
 
     def identity(self) -> list[str]:
         """What, besides the caller's key, shapes the compiled code (part of the cache folder's name)."""
