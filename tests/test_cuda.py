@@ -9,9 +9,11 @@ one line. Where there is one, the same build runs and must give the C++ standalo
 from __future__ import annotations
 
 import dataclasses
+import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -123,6 +125,39 @@ def test_a_second_construction_reuses_the_cuda_build(cuda_build):
     assert proc.stdout.strip().splitlines()[-1] == str(directory)
     assert _outputs(directory) == before, "another process recompiled the CUDA project"
     assert rebuilt_s < cuda_build[2]
+
+
+_GENERATE = """
+import sys
+from brian2cuda.device import CUDAStandaloneDevice
+CUDAStandaloneDevice.compile_source = lambda *args, **kwargs: None  # generate only
+from codesign.hardware import load_target
+from codesign.tasks.target_rate import TargetRateParams, TargetRateTask, draw_spikes
+params = {params!r}
+junk = [object() for _ in range(int(sys.argv[1]))]  # another memory layout in each process
+sim = TargetRateTask(params, load_target({target!r})).simulation({n}, {seed}, draw_spikes(params, {seed}))
+print(sim.directory)
+"""
+
+
+@pytest.mark.cuda
+def test_every_process_generates_the_same_cuda_code(tmp_path):
+    """brian2cuda orders a Synapses' variables by name only (two pathways: two ``delay``), so the
+    order came from memory addresses, and another process regenerated, and recompiled, a file."""
+    import filecmp
+
+    toolkit_or_skip()
+    script = _GENERATE.format(params=PARAMS, target=str(ROOT / "hw_targets/gpu.yaml"), n=len(spike_rules()), seed=SEED)
+    folders = []
+    for k, junk in enumerate((10, 200_000)):
+        env = {**os.environ, "CODESIGN_CACHE": str(tmp_path / f"cache{k}")}
+        proc = subprocess.run([sys.executable, "-c", script, str(junk)], capture_output=True, text=True, env=env)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        folders.append(Path(proc.stdout.strip().splitlines()[-1]))
+    sources = sorted(p.relative_to(folders[0]) for p in folders[0].rglob("*") if p.suffix in (".cu", ".h"))
+    assert len(sources) > 20
+    _, differ, missing = filecmp.cmpfiles(folders[0], folders[1], [str(p) for p in sources], shallow=False)
+    assert differ == [] and missing == []
 
 
 @pytest.mark.cuda

@@ -103,7 +103,7 @@ class CompiledSimulation(Simulation):
 
     @contextlib.contextmanager
     def preferences(self) -> Iterator[None]:
-        """Brian2 preferences in force while the network is built (set, then restored)."""
+        """Brian2 preferences (and any other set-up) in force while the network is made and built."""
         yield
 
     def build_error(self, exc: RuntimeError) -> CodesignError:
