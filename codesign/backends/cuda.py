@@ -24,6 +24,10 @@ The same Brian2 text as on the CPU becomes CUDA code; the project is built, cach
   computes up to rounding; host code gets no ``-march=native``, so a build made on one machine runs
   on another that shares the cache; ``make`` runs one job per core, not an unbounded number.
 
+- The generated code must not change between processes, or a worker recompiles for minutes:
+  brian2cuda orders a Synapses' variables by name only, so while a network is made its Synapses
+  iterate them by array name (:class:`_ByArrayName`).
+
 Preferences are set for the build only and restored afterwards, so a later C++ standalone or Cython
 build in the same process is not affected.
 """
