@@ -82,6 +82,13 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def _check_runnable(target) -> None:
+    """Fail now where the target cannot run here (a GPU target without a GPU), not after a build."""
+    from codesign.backends import check_runnable
+
+    check_runnable(target)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -90,6 +97,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from codesign.study import run_study
 
     spec = load_study(args.study, args.target)
+    _check_runnable(spec.target)
     console = _console()
     target = args.trials or spec.n_trials
     from codesign.study import distributions
@@ -117,6 +125,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from codesign.study import run_worker
 
     spec = load_study(args.study, args.target)
+    _check_runnable(spec.target)
     run_worker(spec, args.storage, args.trials, args.worker_index, args.batch_size)
     return 0
 
@@ -158,6 +167,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from codesign.spec import load_study
 
     spec = load_study(args.study, args.target)
+    _check_runnable(spec.target)
     name, cand = _candidate_argument(spec, args.rule, args.storage)
     evaluation, seed = evaluate_candidate(spec, cand, args.seed)
     result = {"rule": name, "equation": "; ".join(r.equation() for r in cand.values()), "seed": seed,
@@ -183,6 +193,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     spec = load_study(args.study)
     name, cand = _candidate_argument(spec, args.rule, args.storage)
     targets = [load_target(path) for path in args.targets]
+    for target in targets:
+        _check_runnable(target)
     rows = compare_targets(spec, cand, targets, args.seed)
     spec.results_dir.mkdir(parents=True, exist_ok=True)
     chart = spec.results_dir / "compare.png"

@@ -301,3 +301,22 @@ def test_gpu_bench_without_a_gpu_is_a_one_line_error(capsys):
     assert main(["bench", "--gpu"]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "needs an NVIDIA GPU" in err and "make bench-gpu" in err
+
+
+def test_commands_on_the_gpu_target_without_a_gpu_fail_before_building(write_study, capsys):
+    """One line, at once: no minutes of compiling to fail after."""
+    from codesign.backends.cuda import gpu_status
+    from codesign.cli import main
+
+    if gpu_status()[0]:
+        pytest.skip("this machine has a GPU")
+    path = write_study()
+    start = time.perf_counter()
+    for argv in (["run", path, "--target", "hw_targets/gpu.yaml"], ["eval", path, "--rule", "oja", "--target",
+                                                                       "hw_targets/gpu.yaml"],
+                 ["compare", path, "--rule", "oja", "--targets", "hw_targets/cpu.yaml", "hw_targets/gpu.yaml"]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert "\n" not in err and "cannot run here" in err and "cpu-standalone.yaml" in err, err
+    assert time.perf_counter() - start < 30
+    assert not list(Path("results").glob("*/journal.log")), "a study was started"

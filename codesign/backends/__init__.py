@@ -11,7 +11,8 @@ from codesign.backends.base import Construct, NetworkBuild, Simulation, network_
 from codesign.backends.runtime import RuntimeSimulation, configure_runtime
 from codesign.hardware import Target
 
-__all__ = ["NetworkBuild", "Simulation", "simulation", "network_clock", "configure_runtime", "clear_simulations"]
+__all__ = ["NetworkBuild", "Simulation", "simulation", "network_clock", "configure_runtime", "clear_simulations",
+           "check_runnable"]
 
 _simulations: dict[tuple[str, str], Simulation] = {}
 
@@ -48,3 +49,14 @@ def simulation(target: Target, key: str, construct: Construct) -> Simulation:
 def clear_simulations() -> None:
     """Forget every built simulation (their compiled code stays in the caches)."""
     _simulations.clear()
+
+
+def check_runnable(target: Target) -> None:
+    """Fail now, in one line, where ``target`` cannot run on this machine (a GPU target without a GPU).
+
+    Commands that run a task call it first, so that they do not compile for minutes to fail after.
+    """
+    if target.backend == "cuda_standalone":
+        from codesign.backends.cuda import require_gpu
+
+        require_gpu(target)

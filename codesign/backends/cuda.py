@@ -52,7 +52,7 @@ from codesign.backends.standalone import CompiledSimulation
 from codesign.errors import CodesignError
 from codesign.hardware import Target
 
-__all__ = ["CudaStandaloneSimulation", "CudaToolkit", "find_cuda", "gpu_status", "compute_capability"]
+__all__ = ["CudaStandaloneSimulation", "CudaToolkit", "find_cuda", "gpu_status", "require_gpu", "compute_capability"]
 
 #: Where to go when the GPU cannot be used here.
 _CPU_FIX = "run on a GPU node, or use hw_targets/cpu-standalone.yaml"
@@ -81,6 +81,15 @@ def gpu_status() -> tuple[bool, str]:
     except OSError:
         return False, "no NVIDIA driver (no nvidia-smi, no libcuda.so.1)"
     return True, "an NVIDIA driver (libcuda.so.1), no nvidia-smi"
+
+
+def require_gpu(target: Target, built: Path | None = None) -> None:
+    """Raise a one-line CodesignError where ``target`` (cuda_standalone) cannot run: no GPU here."""
+    present, what = gpu_status()
+    if not present:
+        ready = f"the CUDA build is ready ({built}) but " if built is not None else ""
+        raise CodesignError(f"{ready}target {target.name} runs on an NVIDIA GPU and cannot run here: {what}",
+                            file=target.file, key="backend", fix=_CPU_FIX)
 
 
 def compute_capability(target: Target) -> float:
@@ -334,10 +343,7 @@ class CudaStandaloneSimulation(CompiledSimulation):
                 f"at {self.toolkit.root} must support it) and gpu.cuda_path, or use hw_targets/cpu-standalone.yaml")
 
     def before_run(self) -> None:
-        present, what = gpu_status()
-        if not present:
-            raise CodesignError(f"the CUDA build is ready ({self.directory}) but cannot run here: {what}",
-                                file=self.target.file, key="backend", fix=_CPU_FIX)
+        require_gpu(self.target, self.directory)
 
     def run_error(self, exc: RuntimeError) -> Exception:
         return CodesignError(
