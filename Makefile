@@ -7,16 +7,18 @@ STUDY ?= studies/oja.yaml
 N ?= 2
 PYTEST_ARGS ?=
 
-.PHONY: help setup demo study workers bench test test-all clean
+.PHONY: help setup demo study workers bench bench-gpu test test-all clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 setup: $(BIN)/.ready  ## create .venv with the codesign command (installs uv with pip if needed)
 
+# The gpu group (cuRAND headers and library for the CUDA build, a Linux wheel of about 80 MB) is
+# always installed: CI compiles the CUDA code of a task, and GPU nodes need nothing more.
 $(BIN)/.ready: pyproject.toml uv.lock
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
-	$(UV) sync --frozen --compile-bytecode
+	$(UV) sync --frozen --compile-bytecode --group gpu
 	@touch $@
 
 demo: setup  ## rediscover Oja's rule with CMA-ES and print the rule found
@@ -29,11 +31,14 @@ study: setup  ## run one study: make study STUDY=studies/oja.yaml
 workers: setup  ## run a study with N local workers: make workers N=4 STUDY=studies/oja.yaml
 	$(BIN)/codesign run $(STUDY) --workers $(N)
 
-test: setup  ## run the tests (not those marked slow)
+test: setup  ## run the tests (not those marked slow; those marked cuda compile with nvcc where it is)
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
-bench: setup  ## candidate evaluations per second: naive, batched runtime, standalone, NumPy reference
+bench: setup  ## candidate evaluations per second: naive, batched runtime, standalone, NumPy reference (+ GPU where one is)
 	$(BIN)/codesign bench
+
+bench-gpu: setup  ## on a GPU node: cuda_standalone against cpp_standalone on batches that fill the GPU
+	$(BIN)/codesign bench --gpu
 
 test-all: setup  ## run every test, slow ones too
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -82,6 +82,13 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def _check_runnable(target) -> None:
+    """Fail now where the target cannot run here (a GPU target without a GPU), not after a build."""
+    from codesign.backends import check_runnable
+
+    check_runnable(target)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -89,7 +96,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from codesign.spec import load_study
     from codesign.study import run_study
 
-    spec = load_study(args.study)
+    spec = load_study(args.study, args.target)
+    _check_runnable(spec.target)
     console = _console()
     target = args.trials or spec.n_trials
     from codesign.study import distributions
@@ -116,7 +124,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from codesign.spec import load_study
     from codesign.study import run_worker
 
-    spec = load_study(args.study)
+    spec = load_study(args.study, args.target)
+    _check_runnable(spec.target)
     run_worker(spec, args.storage, args.trials, args.worker_index, args.batch_size)
     return 0
 
@@ -159,7 +168,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from codesign.report import evaluate_candidate
     from codesign.spec import load_study
 
-    spec = load_study(args.study)
+    spec = load_study(args.study, args.target)
+    _check_runnable(spec.target)
     name, cand, knobs = _candidate_argument(spec, args.rule, args.storage)
     evaluation, seed = evaluate_candidate(spec, cand, args.seed, knobs)
     result = {"rule": name, "equation": "; ".join(r.equation() for r in cand.values()), "seed": seed,
@@ -204,6 +214,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     spec = load_study(args.study)
     name, cand, _ = _candidate_argument(spec, args.rule, args.storage)
     targets = [load_target(path) for path in args.targets]
+    for target in targets:
+        _check_runnable(target)
     rows = compare_targets(spec, cand, targets, args.seed)
     spec.results_dir.mkdir(parents=True, exist_ok=True)
     chart = spec.results_dir / "compare.png"
@@ -260,15 +272,23 @@ def cmd_port(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from codesign.bench import print_table, run_benchmarks
+    from codesign.bench import print_gpu_table, print_table, run_benchmarks, run_gpu_benchmarks
 
-    results = run_benchmarks(quick=args.quick)
+    def plain(result: dict) -> dict:
+        return {k: v for k, v in result.items() if k != "rows"}
+
+    results = {"gpu": run_gpu_benchmarks(quick=args.quick)} if args.gpu else run_benchmarks(quick=args.quick)
     if args.json:
-        print(json.dumps({task: {k: v for k, v in r.items() if k != "rows"} for task, r in results.items()}, indent=2))
+        out = {task: ({t: plain(r) for t, r in result.items()} if task == "gpu" else plain(result))
+               for task, result in results.items()}
+        print(json.dumps(out, indent=2))
     else:
         console = _console()
         for task, result in results.items():
-            print_table(task, result, console)
+            if task == "gpu":
+                print_gpu_table(result, console)
+            else:
+                print_table(task, result, console)
     return 0
 
 
@@ -284,12 +304,18 @@ def _parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         return p
 
+    def target_option(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--target", metavar="TARGET.yaml", help="run on this hardware target instead of the study "
+                                                                "file's, e.g. hw_targets/gpu.yaml on a GPU node")
+
     p = command("run", cmd_run, "run a study (resumes if it exists) and write its results")
+    target_option(p)
     p.add_argument("--trials", type=_positive, help="total finished trials wanted (default: the study's n_trials)")
     p.add_argument("--workers", type=_positive, default=1, help="local worker processes (default 1)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
     p = command("worker", cmd_worker, "join a study as one worker until it has its trials")
+    target_option(p)
     p.add_argument("--trials", type=_positive, help="total finished trials wanted (default: the study's n_trials)")
     p.add_argument("--worker-index", type=int, default=0, help="distinguishes the sampler seeds of workers")
     p.add_argument("--batch-size", type=_positive, help="trials evaluated at once by this worker (default: the "
@@ -299,6 +325,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print a JSON object")
 
     p = command("eval", cmd_eval, "evaluate one rule on the study's task with held-out input seeds")
+    target_option(p)
     p.add_argument("--rule", help="a rule the task knows by name (oja task: oja, hebb, anti_hebbian, anti_oja, "
                                   "zero) or a rule file; default: the study's best")
     p.add_argument("--seed", type=int, help="input seed (default: the study's held-out seed)")
@@ -319,9 +346,12 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="candidate evaluations per second, each way of running a task",
                        description="candidate evaluations per second: naive, batched runtime (numpy, cython), "
-                                   "batched cpp_standalone and a NumPy reference, on the Oja and a spiking task")
+                                   "batched cpp_standalone and a NumPy reference, on the Oja and a spiking task; "
+                                   "where a GPU is, cuda_standalone against cpp_standalone on large batches")
     p.add_argument("--json", action="store_true", help="print a JSON object (evaluations per second)")
     p.add_argument("--quick", action="store_true", help="tiny batches: checks the benchmark runs, not for numbers")
+    p.add_argument("--gpu", action="store_true", help="only the GPU table (cuda_standalone against cpp_standalone on "
+                                                      "batches that fill a GPU); needs a GPU and nvcc")
     p.set_defaults(func=cmd_bench)
     return parser
 

@@ -217,8 +217,12 @@ def _rule_slots(raw: _StudyFile, slots: dict[str, str], where: Where) -> dict[st
     return rules
 
 
-def load_study(path: str | Path) -> StudySpec:
-    """Read and check a study file, its task parameters and its target file."""
+def load_study(path: str | Path, target: str | None = None) -> StudySpec:
+    """Read and check a study file, its task parameters and its target file.
+
+    ``target`` (``--target``) replaces the file's ``target:``, e.g. ``hw_targets/gpu.yaml`` to run
+    the same study on a GPU node.
+    """
     from codesign.tasks import task_class
 
     path = Path(path)
@@ -240,7 +244,10 @@ def load_study(path: str | Path) -> StudySpec:
         if knob not in cls.knobs:
             raise where.child("hardware").child(knob).error(
                 f"task {kind} has no {knob} knob", fix=f"knobs of this task: {', '.join(cls.knobs) or 'none'}")
-    target_path = _resolve_target(raw.target, path, where.child("target"))
+    if target is not None:
+        target_path = _resolve_target(target, path, Where(None, "--target"))
+    else:
+        target_path = _resolve_target(raw.target, path, where.child("target"))
     target = load_target(target_path)
     if "energy" in raw.objectives:
         e = target.energy

@@ -358,6 +358,8 @@ def run_study(spec: StudySpec, storage_url: str | None = None, n_trials: int | N
     share = -(-spec.batch_size // workers)
     command = [sys.executable, "-m", "codesign", "worker", spec.file, "--trials", str(target),
                "--storage", spec.storage_url(storage_url), "--batch-size", str(share)]
+    if spec.target.file:
+        command += ["--target", spec.target.file]  # the study's, or the one --target gave
     procs = [subprocess.Popen(command + ["--worker-index", str(i)]) for i in range(workers)]
     try:
         while any(p.poll() is None for p in procs):

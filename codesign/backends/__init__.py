@@ -1,4 +1,4 @@
-"""How a task's Brian2 network is executed: runtime (numpy, Cython) or C++ standalone.
+"""How a task's Brian2 network is executed: runtime (numpy, Cython), C++ standalone or CUDA standalone.
 
 Tasks call :func:`simulation` with a key that names everything shaping the network's code (task,
 sizes, terms, time step, duration) and a function that builds it; they get back a
@@ -7,11 +7,12 @@ sizes, terms, time step, duration) and a function that builds it; they get back 
 
 from __future__ import annotations
 
-from codesign.backends.base import Construct, NetworkBuild, Simulation
+from codesign.backends.base import Construct, NetworkBuild, Simulation, network_clock
 from codesign.backends.runtime import RuntimeSimulation, configure_runtime
 from codesign.hardware import Target
 
-__all__ = ["NetworkBuild", "Simulation", "simulation", "configure_runtime", "clear_simulations"]
+__all__ = ["NetworkBuild", "Simulation", "simulation", "network_clock", "configure_runtime", "clear_simulations",
+           "check_runnable"]
 
 _simulations: dict[tuple[str, str], Simulation] = {}
 
@@ -19,17 +20,26 @@ _simulations: dict[tuple[str, str], Simulation] = {}
 def simulation(target: Target, key: str, construct: Construct) -> Simulation:
     """The simulation of ``key`` on ``target``, built on first use and kept for later batches.
 
-    Runtime simulations are kept side by side; a standalone device holds one project at a time,
-    so building another replaces the previous one.
+    Runtime simulations are kept side by side; Brian2's standalone devices (C++ and CUDA) hold one
+    project at a time, so building another replaces the previous one. Building a standalone
+    project also forgets every other simulation of this process (they are built again, or found in
+    a cache, when asked for): Brian2 names generated code after the objects alive at the time, and
+    the build is only reused by later processes if its code does not depend on what else lived here.
     """
     cache_key = (target.name + "|" + target.backend + "|" + target.codegen + "|" + target.float_dtype, key)
     sim = _simulations.get(cache_key)
     if sim is not None and not getattr(sim, "retired", False):
         return sim
+    if target.backend in ("cpp_standalone", "cuda_standalone"):
+        _simulations.clear()
     if target.backend == "cpp_standalone":
         from codesign.backends.standalone import StandaloneSimulation
 
         sim = StandaloneSimulation(target, construct, key)
+    elif target.backend == "cuda_standalone":
+        from codesign.backends.cuda import CudaStandaloneSimulation
+
+        sim = CudaStandaloneSimulation(target, construct, key)
     else:
         sim = RuntimeSimulation(target, construct)
     _simulations[cache_key] = sim
@@ -39,3 +49,14 @@ def simulation(target: Target, key: str, construct: Construct) -> Simulation:
 def clear_simulations() -> None:
     """Forget every built simulation (their compiled code stays in the caches)."""
     _simulations.clear()
+
+
+def check_runnable(target: Target) -> None:
+    """Fail now, in one line, where ``target`` cannot run on this machine (a GPU target without a GPU).
+
+    Commands that run a task call it first, so that they do not compile for minutes to fail after.
+    """
+    if target.backend == "cuda_standalone":
+        from codesign.backends.cuda import require_gpu
+
+        require_gpu(target)

@@ -14,7 +14,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-__all__ = ["NetworkBuild", "Simulation", "Construct"]
+__all__ = ["NetworkBuild", "Simulation", "Construct", "network_clock"]
 
 
 @dataclasses.dataclass
@@ -61,3 +61,22 @@ class Simulation(abc.ABC):
     @abc.abstractmethod
     def run(self, values: Mapping[str, Any], timed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Reset to the initial state, set ``values`` and input series ``timed``, run, read back."""
+
+
+def network_clock(dt: Any) -> Any:
+    """The one clock of a task's network, of time step ``dt`` (a Brian2 quantity).
+
+    Tasks call it inside their construct function (the backend's device is then active). One
+    named clock, because with one clock per group the generated code's order of clock
+    initialisations varies between processes, and a standalone build would not be reused. On
+    ``cuda_standalone`` it is the device's default clock: brian2cuda's synapse code refers to the
+    clock called ``defaultclock`` by name, and a C++ object called ``clock`` would be hidden by the C
+    library's ``clock()``.
+    """
+    import brian2
+
+    device = brian2.get_device()
+    if type(device).__name__ == "CUDAStandaloneDevice":
+        device.defaultclock.dt = dt
+        return device.defaultclock
+    return brian2.Clock(dt, name="clock")

@@ -1,82 +1,147 @@
-"""Brian2's C++ standalone device: the network is compiled once and re-run with new values.
+"""Brian2's standalone devices: the network is compiled once and re-run with new values.
 
-The project is built in a cache folder named after a hash of everything that shapes the code (the
-caller's key), so a second process, or a second study of the same shape, reuses the compiled
-binary: Brian2 rewrites only changed source files and ``make`` then has nothing to do. Each run
-passes the per-candidate values and input series as ``run_args`` and writes its results into a
-folder of its own process, so several workers can share one build.
+:class:`CompiledSimulation` holds what every standalone device shares (``cpp_standalone`` here,
+``cuda_standalone`` in :mod:`codesign.backends.cuda`). The project is built in a cache folder named
+after a hash of everything that shapes the code (the caller's key, and what the device adds), so a
+second process, or a second study of the same shape, reuses the compiled binary: Brian2 rewrites
+only changed source files and ``make`` then has nothing to do. Each run passes the per-candidate
+values and input series as ``run_args`` and writes its results into a folder of its own process, so
+several workers can share one build.
 """
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import hashlib
 import os
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, ClassVar, Iterator, Mapping
 
 import numpy as np
 
 from codesign.backends.base import Construct, Simulation
-from codesign.errors import CodesignError
 from codesign.backends.runtime import quiet_brian
+from codesign.errors import CodesignError
 from codesign.hardware import Target
 
-__all__ = ["StandaloneSimulation", "standalone_cache_dir"]
+__all__ = ["CompiledSimulation", "StandaloneSimulation", "standalone_cache_dir", "cache_dir"]
+
+
+def cache_dir(device: str = "cpp_standalone") -> Path:
+    """Where compiled projects of ``device`` are kept: under ``$CODESIGN_CACHE`` or ``~/.cache/codesign``."""
+    root = os.environ.get("CODESIGN_CACHE") or Path.home() / ".cache" / "codesign"
+    return Path(root) / device
 
 
 def standalone_cache_dir() -> Path:
-    """Where compiled standalone projects are kept: ``$CODESIGN_CACHE`` or ``~/.cache/codesign``."""
-    root = os.environ.get("CODESIGN_CACHE") or Path.home() / ".cache" / "codesign"
-    return Path(root) / "cpp_standalone"
+    """Where compiled C++ standalone projects are kept (``cache_dir("cpp_standalone")``)."""
+    return cache_dir("cpp_standalone")
 
 
-class StandaloneSimulation(Simulation):
-    """One compiled project; building another in the same process retires this one."""
+class CompiledSimulation(Simulation):
+    """One compiled project of a Brian2 standalone device, re-run with ``run_args``.
 
-    _current: StandaloneSimulation | None = None
+    Brian2 has one active device, holding one project: building another one in the same process,
+    on this device or another standalone one, retires this one. Not thread safe.
+
+    Subclasses name their ``device`` and may add to the build's identity (:meth:`identity`), set
+    and restore Brian2 preferences around the build (:meth:`preferences`), and turn failures into
+    :class:`~codesign.errors.CodesignError` (:meth:`build_error`, :meth:`run_error`).
+    """
+
+    #: The Brian2 device name, also the cache sub-folder.
+    device: ClassVar[str]
+    #: The project currently held by Brian2's device, whichever standalone device built it.
+    _current: ClassVar[CompiledSimulation | None] = None
 
     def __init__(self, target: Target, construct: Construct, key: str) -> None:
         import brian2
         from brian2.utils.filelock import FileLock
 
         quiet_brian()
-        digest = hashlib.sha256(f"{key}|{target.float_dtype}".encode()).hexdigest()[:16]
-        self.directory = standalone_cache_dir() / digest
-        self.directory.mkdir(parents=True, exist_ok=True)
-        if StandaloneSimulation._current is not None:
-            StandaloneSimulation._current.retired = True
-        brian2.set_device("cpp_standalone", directory=str(self.directory), build_on_run=False)
-        brian2.device.reinit()
-        brian2.device.activate(directory=str(self.directory), build_on_run=False)
-        brian2.prefs.core.default_float_dtype = getattr(np, target.float_dtype)
-        self.build = construct()
-        # Fixed names: generated code (and so the build) must not depend on what the process made before.
-        network = brian2.Network(*self.build.objects, name="network")
-        network.run(self.build.duration, namespace=dict(self.build.timed_arrays))
-        with FileLock(str(self.directory) + ".lock"):  # one compiler per project at a time
-            try:
-                brian2.device.build(directory=str(self.directory), compile=True, run=False, with_output=False)
-            except RuntimeError as exc:
-                raise CodesignError(
-                    f"the C++ standalone build failed ({exc}); its files are in {self.directory}",
-                    file=target.file, key="backend",
-                    fix="install a C++ compiler and make (apt-get install g++ make), or use hw_targets/cpu.yaml",
-                ) from exc
-        self.device = brian2.device
-        self.results = f"results_{os.getpid()}"
+        self.target = target
         self.retired = False
+        digest = hashlib.sha256("|".join([key, *self.identity()]).encode()).hexdigest()[:16]
+        self.directory = cache_dir(self.device) / digest
+        self.directory.mkdir(parents=True, exist_ok=True)
+        if CompiledSimulation._current is not None:
+            CompiledSimulation._current.retire()
+            CompiledSimulation._current = None
+        with self.preferences():
+            brian2.set_device(self.device, directory=str(self.directory), build_on_run=False)
+            brian2.device.reinit()
+            brian2.device.activate(directory=str(self.directory), build_on_run=False)
+            # Brian2 names code objects after the live objects ("neurons_stateupdater_codeobject",
+            # or "..._1" if that name is taken): collect the dead ones now, so that the generated
+            # code, and so the build, does not depend on what this process built before.
+            gc.collect()
+            brian2.prefs.core.default_float_dtype = getattr(np, target.float_dtype)
+            self.build = construct()
+            # Fixed names: generated code (and so the build) must not depend on what the process made before.
+            network = brian2.Network(*self.build.objects, name="network")
+            network.run(self.build.duration, namespace=dict(self.build.timed_arrays))
+            with FileLock(str(self.directory) + ".lock"):  # one compiler per project at a time
+                try:
+                    brian2.device.build(directory=str(self.directory), compile=True, run=False, with_output=False)
+                except RuntimeError as exc:
+                    raise self.build_error(exc) from exc
+        self.brian_device = brian2.device
+        self.results = f"results_{os.getpid()}"
         self.builds = 1
-        StandaloneSimulation._current = self
+        CompiledSimulation._current = self
+
+    def retire(self) -> None:
+        """Give up this project (another one was built): drop its Brian2 objects, refuse to run."""
+        self.retired = True
+        self.build = None  # type: ignore[assignment]
+        self.brian_device = None
+
+    def identity(self) -> list[str]:
+        """What, besides the caller's key, shapes the compiled code (part of the cache folder's name)."""
+        return [self.target.float_dtype]
+
+    @contextlib.contextmanager
+    def preferences(self) -> Iterator[None]:
+        """Brian2 preferences (and any other set-up) in force while the network is made and built."""
+        yield
+
+    def build_error(self, exc: RuntimeError) -> CodesignError:
+        return CodesignError(
+            f"the C++ standalone build failed ({exc}); its files are in {self.directory}",
+            file=self.target.file, key="backend",
+            fix="install a C++ compiler and make (apt-get install g++ make), or use hw_targets/cpu.yaml",
+        )
+
+    def run_error(self, exc: RuntimeError) -> Exception:
+        """The error to raise when the compiled program fails; by default Brian2's own."""
+        return exc
+
+    def before_run(self) -> None:
+        """A check before the compiled program is started (raise a CodesignError to refuse)."""
 
     def run(self, values: Mapping[str, Any], timed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         if self.retired:
-            raise RuntimeError("this standalone project was replaced by a newer one in this process")
+            raise RuntimeError(f"this {self.device} project was replaced by a newer one in this process")
+        self.before_run()
         run_args: dict[Any, Any] = {}
         for name, value in values.items():
             group, variable = self.build.settable[name]
             run_args[getattr(group, variable)] = value
         for name, series in timed.items():
             run_args[self.build.timed_arrays[name]] = series
-        self.device.run(directory=str(self.directory), results_directory=self.results, with_output=False,
-                        run_args=run_args)
+        try:
+            self.brian_device.run(directory=str(self.directory), results_directory=self.results,
+                                  with_output=False, run_args=run_args)
+        except RuntimeError as exc:
+            error = self.run_error(exc)
+            if error is exc:
+                raise
+            raise error from exc
         return {name: np.array(getattr(group, variable)[:]) for name, (group, variable) in self.build.readable.items()}
+
+
+class StandaloneSimulation(CompiledSimulation):
+    """Brian2's C++ standalone device: one compiled program on the host CPU."""
+
+    device = "cpp_standalone"

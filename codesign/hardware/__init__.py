@@ -3,6 +3,6 @@
 from __future__ import annotations
 
 from codesign.hardware.cost import Cost, EventCounts, cost
-from codesign.hardware.target import Figure, Target, load_target
+from codesign.hardware.target import Figure, Gpu, Target, load_target
 
-__all__ = ["Target", "Figure", "load_target", "Cost", "EventCounts", "cost"]
+__all__ = ["Target", "Figure", "Gpu", "load_target", "Cost", "EventCounts", "cost"]

@@ -16,7 +16,7 @@ from typing import Literal
 from codesign.hardware.loihi2.limits import Loihi2Limits
 from codesign.schema import Where, build, read_yaml
 
-__all__ = ["Target", "Figure", "Precision", "Learning", "Resources", "Energy", "load_target", "trace_grid",
+__all__ = ["Target", "Figure", "Precision", "Learning", "Resources", "Energy", "Gpu", "load_target", "trace_grid",
            "TRACE_HEADROOM_BITS"]
 
 
@@ -99,6 +99,24 @@ class Energy:
 
 
 @dataclasses.dataclass(frozen=True)
+class Gpu:
+    """Where and for which GPU the ``cuda_standalone`` backend compiles (brian2cuda preferences).
+
+    With ``compute_capability`` given, the code is compiled for it without looking for a GPU, so a
+    machine with ``nvcc`` and no GPU (a login node, CI) can build what a GPU node then runs.
+    """
+
+    #: The GPU architecture compiled for, e.g. 8.0 (A100) or 9.0 (H100); code for 8.0 also runs
+    #: on newer GPUs (through the PTX it carries). ``null``: the GPU of this machine (nvidia-smi).
+    compute_capability: float | None = dataclasses.field(default=None, metadata={"min": 5.0, "max": 20.0})
+    #: Which GPU the program uses (among ``CUDA_VISIBLE_DEVICES`` where that is set).
+    gpu_id: int = dataclasses.field(default=0, metadata={"min": 0})
+    #: The CUDA toolkit (the folder with ``bin/nvcc``); ``null``: ``$CUDA_PATH``, else found from
+    #: ``nvcc`` on the PATH, else ``/usr/local/cuda``.
+    cuda_path: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
 class Target:
     """Where and how a task's Brian2 network is executed, and what the hardware behind it can do.
 
@@ -107,8 +125,9 @@ class Target:
     name
         Short name shown in reports.
     backend
-        How the network runs here: ``runtime`` (Brian2's runtime mode) or ``cpp_standalone``
-        (compiled once per network shape, then re-run with new values; see ``codesign.backends``).
+        How the network runs here: ``runtime`` (Brian2's runtime mode), ``cpp_standalone``
+        (compiled once per network shape, then re-run with new values; see ``codesign.backends``)
+        or ``cuda_standalone`` (the same on an NVIDIA GPU, through brian2cuda; see ``gpu``).
     codegen
         Code generation target of the runtime: ``numpy`` (nothing to compile) or ``cython``
         (compiled once, then cached on disk by Brian2). Ignored by ``cpp_standalone``.
@@ -116,12 +135,14 @@ class Target:
         Floating-point type of state variables.
     time_step_ms
         The hardware's time step, when it has one (Loihi: 1 ms algorithmic time step).
+    gpu
+        How the ``cuda_standalone`` backend compiles: GPU architecture, GPU id, CUDA toolkit.
     description
         Free text for people.
     """
 
     name: str
-    backend: Literal["runtime", "cpp_standalone"] = "runtime"
+    backend: Literal["runtime", "cpp_standalone", "cuda_standalone"] = "runtime"
     codegen: Literal["numpy", "cython"] = "numpy"
     float_dtype: Literal["float64", "float32"] = "float64"
     description: str = ""
@@ -131,6 +152,7 @@ class Target:
     learning: Learning = Learning()
     resources: Resources = Resources()
     energy: Energy = Energy()
+    gpu: Gpu = Gpu()
     #: Registers of Loihi 2's learning engine, chip and neuron, for ``codesign port`` (Loihi 2 only).
     loihi2: Loihi2Limits | None = None
     file: str | None = dataclasses.field(default=None, compare=False, init=False)

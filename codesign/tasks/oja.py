@@ -18,7 +18,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from codesign.backends import NetworkBuild, Simulation, simulation
+from codesign.backends import NetworkBuild, Simulation, network_clock, simulation
 from codesign.hardware import Target
 from codesign.rules import TERMS, Candidate, PolynomialRule, family_equation
 from codesign.schema import Where
@@ -151,9 +151,7 @@ def _construct(params: OjaParams, terms: tuple[str, ...], n_candidates: int):
 
         repeats, steps, d = params.n_repeats, params.n_steps, params.n_inputs
         dt = params.dt_ms * b2.ms
-        # One named clock: with one clock per group, the generated code's order of clock
-        # initialisations varies between processes, and a standalone build would not be reused.
-        clock = b2.Clock(dt, name="clock")
+        clock = network_clock(dt)
         # Column r * d + i of the stimulus is input i of draw r.
         stimulus = b2.TimedArray(np.zeros((steps, repeats * d)), dt=dt, name="stimulus")
         source = b2.NeuronGroup(repeats * d, "x = stimulus(t, i) : 1", clock=clock, name="inputs")

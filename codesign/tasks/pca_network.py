@@ -68,7 +68,7 @@ from typing import Mapping, NamedTuple, Sequence
 
 import numpy as np
 
-from codesign.backends import NetworkBuild, Simulation, simulation
+from codesign.backends import NetworkBuild, Simulation, network_clock, simulation
 from codesign.hardware import Target
 from codesign.rules import TERMS, Candidate, PolynomialRule, family_equation, named_rule, term_powers
 from codesign.schema import Where
@@ -358,7 +358,7 @@ def _construct(params: PcaNetworkParams, ff_terms: tuple[str, ...], lat_terms: t
         repeats, steps, d, k = params.n_repeats, params.n_steps, params.n_inputs, params.n_outputs
         passes = params.lateral_passes
         dt = params.dt_ms * b2.ms
-        clock = b2.Clock(dt, name="clock")
+        clock = network_clock(dt)
         stimulus = b2.TimedArray(np.zeros((steps, repeats * d)), dt=dt, name="stimulus")
         source = b2.NeuronGroup(repeats * d, "x = stimulus(t, i) : 1", clock=clock, name="inputs")
         # u = W x; y_0 = u; lat_p = a M y_{p-1} + (1 - a) y_{p-1} (summed over the lateral inputs),

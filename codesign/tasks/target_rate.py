@@ -19,7 +19,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from codesign.backends import NetworkBuild, Simulation, simulation
+from codesign.backends import NetworkBuild, Simulation, network_clock, simulation
 from codesign.hardware import EventCounts
 from codesign.hardware.target import trace_grid
 from codesign.rules import Candidate
@@ -138,9 +138,7 @@ def _construct(params: TargetRateParams, n_candidates: int, spikes: tuple[np.nda
         # (a standalone binary seeds itself at start; the runtime reseeds before each run).
         b2.seed(seed)
         dt = params.dt_ms * b2.ms
-        # One named clock: with one clock per group, the generated code's order of clock
-        # initialisations varies between processes, and a standalone build would not be reused.
-        clock = b2.Clock(dt, name="clock")
+        clock = network_clock(dt)
         repeats, n_in, n_e = params.n_repeats, params.n_inputs, params.n_excitatory
         c = CELL
         namespace = {"E_l": c["E_l"] * b2.mV, "E_e": c["E_e"] * b2.mV, "E_i": c["E_i"] * b2.mV,
