@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import zlib
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -29,14 +30,16 @@ def _load_existing_study(spec, storage: str | None):
 
     from codesign.study import open_study
 
-    url = spec.storage_url(storage)
+    from codesign.storage import redact
+
+    url, file, key = spec.storage_source(storage)
     if url.startswith("journal:") and not Path(url[len("journal:"):]).exists():
         raise CodesignError(f"no results yet for study {spec.name!r} ({url[len('journal:'):]} is missing)",
                             file=spec.file, fix=f"run: codesign run {spec.file}")
     try:
         return open_study(spec, storage)
     except (optuna.exceptions.StorageInternalError, ValueError) as exc:
-        raise CodesignError(f"cannot open storage: {exc}", key="--storage") from exc
+        raise CodesignError(f"cannot open storage: {redact(str(exc), url)}", file=file, key=key) from None
 
 
 def _print_rule_table(console, summary: dict[str, Any]) -> None:
@@ -87,6 +90,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from codesign.report import best_summary, write_results
     from codesign.spec import load_study
+    from codesign.storage import mask
     from codesign.study import run_study
 
     spec = load_study(args.study)
@@ -96,7 +100,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     console.print(f"study [bold]{spec.name}[/]: task {spec.task.kind}, {len(distributions(spec))} parameters, "
                   f"sampler {spec.sampler.name}, batches of {spec.batch_size}, target {spec.target.name}, "
-                  f"{args.workers} worker(s), storage {spec.storage_url(args.storage)}")
+                  f"{args.workers} worker(s), storage {mask(spec.storage_url(args.storage))}")
     with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("best loss {task.fields[best]}"), TimeElapsedColumn(), console=console,
                   disable=args.quiet) as progress:
@@ -116,8 +120,22 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from codesign.spec import load_study
     from codesign.study import run_worker
 
+    from codesign.liveness import this_worker
+    from codesign.storage import mask
+    from codesign.study import _write_stats
+
     spec = load_study(args.study)
-    run_worker(spec, args.storage, args.trials, args.worker_index, args.batch_size)
+    if not args.quiet:
+        print(f"codesign worker {this_worker()}: study {spec.name}, storage {mask(spec.storage_url(args.storage))}",
+              file=sys.stderr, flush=True)
+    # Workers need distinct sampler seeds, or they propose the same candidates; without an index
+    # (a job array's task id, say) one is drawn from this worker's host and pid.
+    index = args.worker_index if args.worker_index is not None else 1 + zlib.crc32(this_worker().encode()) % 999_983
+    stats = run_worker(spec, args.storage, args.trials, index, args.batch_size)
+    if args.stats:
+        _write_stats(stats, Path(args.stats))
+    if not args.quiet:
+        print(f"codesign worker {this_worker()}: {stats.summary()}", file=sys.stderr)
     return 0
 
 
@@ -258,8 +276,9 @@ def _parser() -> argparse.ArgumentParser:
     def command(name: str, func: Callable[[argparse.Namespace], int], help: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help, description=help)
         p.add_argument("study", metavar="STUDY.yaml", help="study file, e.g. studies/oja.yaml")
-        p.add_argument("--storage", help="Optuna storage URL (default: the study file's, else a journal "
-                                         "file under results/<study>/)")
+        p.add_argument("--storage", help="Optuna storage URL: journal:PATH or postgresql://USER@HOST/DB "
+                                         "(default: $CODESIGN_STORAGE, else the study file's storage, else a "
+                                         "journal file under results/<study>/)")
         p.set_defaults(func=func)
         return p
 
@@ -270,9 +289,13 @@ def _parser() -> argparse.ArgumentParser:
 
     p = command("worker", cmd_worker, "join a study as one worker until it has its trials")
     p.add_argument("--trials", type=_positive, help="total finished trials wanted (default: the study's n_trials)")
-    p.add_argument("--worker-index", type=int, default=0, help="distinguishes the sampler seeds of workers")
+    p.add_argument("--worker-index", type=int, help="distinguishes the sampler seeds of workers, e.g. "
+                                                    "$SLURM_ARRAY_TASK_ID (default: drawn from host and pid)")
     p.add_argument("--batch-size", type=_positive, help="trials evaluated at once by this worker (default: the "
                                                         "study's batch_size, which is also CMA-ES's population)")
+    p.add_argument("--quiet", action="store_true", help="no start and summary lines on stderr")
+    p.add_argument("--stats", metavar="FILE.json", help="write where the worker's time went (simulating, "
+                                                        "asking and telling, waiting) to this file")
 
     p = command("best", cmd_best, "show the best rule found so far")
     p.add_argument("--json", action="store_true", help="print a JSON object")

@@ -1,13 +1,15 @@
-"""Optuna glue: storages, samplers, the batched ask/evaluate/tell loop and local workers.
+"""Optuna glue: samplers, the batched ask/evaluate/tell loop and local workers.
 
 One worker evaluates ``batch_size`` trials at a time in one network (``Task.evaluate``). Several
-workers share one storage; each process builds its own network once and reuses it for every batch.
+workers share one storage (:mod:`codesign.storage`), on one machine or many; each process builds
+its own network once and reuses it for every batch. Workers that die or hang lose nothing: see
+:mod:`codesign.liveness`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -19,8 +21,12 @@ import optuna
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import FrozenTrial, TrialState
 
+from codesign import liveness
+from codesign.errors import CodesignError
+from codesign.liveness import BatchGuard, TrialTimeout, claim
 from codesign.rules import FAMILIES, Rule
 from codesign.spec import StudySpec
+from codesign.storage import ENV_VAR, RetryCallback, open_storage
 from codesign.tasks import Evaluation, Task, task_class
 
 __all__ = [
@@ -35,6 +41,7 @@ __all__ = [
     "count_trials",
     "reclaim_dead_trials",
     "ask_batch",
+    "WorkerStats",
     "TRAIN_SEED_OFFSET",
     "EVAL_SEED_OFFSET",
 ]
@@ -44,18 +51,9 @@ __all__ = [
 TRAIN_SEED_OFFSET = 0
 EVAL_SEED_OFFSET = 1_000_003
 
-_WORKER_ATTR = "codesign_worker"
+_WORKER_ATTR = liveness.WORKER_ATTR
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
-
-
-def _storage(url: str) -> optuna.storages.BaseStorage | str:
-    if url.startswith("journal:"):
-        path = Path(url[len("journal:"):])
-        path.parent.mkdir(parents=True, exist_ok=True)
-        backend = optuna.storages.journal.JournalFileBackend(str(path))
-        return optuna.storages.JournalStorage(backend)
-    return url
 
 
 def distributions(spec: StudySpec) -> dict[str, optuna.distributions.BaseDistribution]:
@@ -97,9 +95,10 @@ def _sampler(spec: StudySpec, worker_index: int) -> optuna.samplers.BaseSampler:
 
 def open_study(spec: StudySpec, storage_url: str | None = None, worker_index: int = 0) -> optuna.Study:
     """Create the study in its storage, or load it if it exists (a study run again resumes)."""
-    return optuna.create_study(study_name=spec.name, storage=_storage(spec.storage_url(storage_url)),
-                               sampler=_sampler(spec, worker_index), directions=["minimize"] * len(spec.objectives),
-                               load_if_exists=True)
+    url, file, key = spec.storage_source(storage_url)
+    storage = open_storage(url, spec.heartbeat_s, spec.retries, file=file, key=key)
+    return optuna.create_study(study_name=spec.name, storage=storage, sampler=_sampler(spec, worker_index),
+                               directions=["minimize"] * len(spec.objectives), load_if_exists=True)
 
 
 def make_task(spec: StudySpec) -> Task:
@@ -129,37 +128,19 @@ def count_trials(study: optuna.Study) -> tuple[int, int]:
     return len(trials) - running, running
 
 
-def _this_worker() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+def _retry(spec: StudySpec) -> RetryCallback:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return RetryCallback(max_retry=spec.retries)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def reclaim_dead_trials(study: optuna.Study) -> int:
-    """Fail the RUNNING trials of dead worker processes on this host and queue their parameters again.
+def reclaim_dead_trials(study: optuna.Study, spec: StudySpec) -> int:
+    """Fail the RUNNING trials of workers that died and queue them again (see :mod:`codesign.liveness`).
 
     A worker killed mid-batch cannot say so; its trials would stay RUNNING for ever and block the
     study from reaching ``n_trials``. Returns how many trials were reclaimed.
     """
-    host = socket.gethostname()
-    reclaimed = 0
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        owner = trial.system_attrs.get(_WORKER_ATTR, "")
-        owner_host, _, pid = owner.rpartition(":")
-        if owner_host != host or not pid.isdigit() or _alive(int(pid)):
-            continue
-        study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
-        study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
-        reclaimed += 1
-    return reclaimed
+    return liveness.reclaim_dead_trials(study, 2 * spec.heartbeat_s, _retry(spec))
 
 
 _LIVE = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
@@ -176,8 +157,11 @@ def _in_generation(trial: FrozenTrial, key: str, generation: int) -> bool:
 
     A trial is numbered before the sampler tags it: a running trial without a tag yet may be about
     to join the current generation, so it counts as a member (the random first batch has no tag
-    and counts as generation -1).
+    and counts as generation -1). A waiting trial (a retry) joins whichever generation is current
+    when it is asked, so it is a member of none yet.
     """
+    if trial.state == TrialState.WAITING:
+        return False
     tag = trial.system_attrs.get(key)
     if tag is None:
         return generation == -1 or trial.state == TrialState.RUNNING
@@ -227,11 +211,13 @@ def ask_batch(study: optuna.Study, space: dict[str, FloatDistribution], size: in
               popsize: int | None) -> list[optuna.Trial]:
     """Ask up to ``size`` trials that will all be used: none past the target or the generation.
 
-    A trial found surplus after asking is failed at once, unevaluated, with ``surplus`` set.
+    A trial found surplus after asking is failed at once, unevaluated, with ``surplus`` set. Each
+    trial is claimed (owner, first heartbeat) as soon as it is asked.
     """
     trials: list[optuna.Trial] = []
     while len(trials) < size and (popsize is None or _generation_open(study, popsize)):
         trial = study.ask(space)
+        claim(study, [trial])
         if not _fits(study, trial, target, popsize):
             trial.set_user_attr("surplus", True)
             study.tell(trial, state=TrialState.FAIL)
@@ -265,7 +251,17 @@ def _tell(spec: StudySpec, study: optuna.Study, trial: optuna.Trial, evaluation:
     With one objective its loss (the ceiling) is reported as an intermediate value first, so that
     samplers that take pruned trials into account (CMA-ES here) still rank it and a generation
     stays complete. A candidate that does not fit its target is told as infeasible (constraints).
+    A trial failed meanwhile (its worker was taken for dead) keeps its state: the result is dropped,
+    and the trial's retry counts instead.
     """
+    try:
+        _tell_result(spec, study, trial, evaluation, knobs)
+    except optuna.exceptions.UpdateFinishedTrialError:
+        pass
+
+
+def _tell_result(spec: StudySpec, study: optuna.Study, trial: optuna.Trial, evaluation: Evaluation,
+                 knobs: dict[str, float]) -> None:
     trial.set_user_attr("metrics", evaluation.metrics)
     values, fits = _objectives(spec, evaluation, knobs)
     trial.set_constraint("fits_target", 0.0 if fits else 1.0)  # samplers avoid infeasible candidates
@@ -273,21 +269,51 @@ def _tell(spec: StudySpec, study: optuna.Study, trial: optuna.Trial, evaluation:
         trial.set_user_attr("diverged_reason", evaluation.metrics.get("diverged_reason", "diverged"))
         if len(values) == 1:
             trial.report(evaluation.loss, step=0)
-        study.tell(trial, state=TrialState.PRUNED)
+        study.tell(trial, state=TrialState.PRUNED, skip_if_finished=True)
     else:
-        study.tell(trial, values if len(values) > 1 else values[0])
+        study.tell(trial, values if len(values) > 1 else values[0], skip_if_finished=True)
+
+
+@dataclasses.dataclass
+class WorkerStats:
+    """Where a worker's time went: ``storage_s`` is asking and telling (Optuna's sampler and storage)."""
+
+    trials: int = 0
+    timed_out: int = 0
+    wall_s: float = 0.0
+    startup_s: float = 0.0
+    build_s: float = 0.0
+    evaluate_s: float = 0.0
+    wait_s: float = 0.0
+
+    @property
+    def storage_s(self) -> float:
+        return max(0.0, self.wall_s - self.startup_s - self.build_s - self.evaluate_s - self.wait_s)
+
+    def summary(self) -> str:
+        n = max(self.trials, 1)
+        return (f"{self.trials} trials in {self.wall_s:.1f} s; per trial {1e3 * self.evaluate_s / n:.1f} ms simulating, "
+                f"{1e3 * self.storage_s / n:.1f} ms asking and telling; {self.wait_s:.1f} s waiting, "
+                f"{self.startup_s + self.build_s:.1f} s starting and building"
+                + (f"; {self.timed_out} timed out" if self.timed_out else ""))
 
 
 def run_worker(spec: StudySpec, storage_url: str | None = None, n_trials: int | None = None,
                worker_index: int = 0, batch_size: int | None = None,
-               on_batch: Callable[[optuna.Study], None] | None = None, poll_s: float = 0.05) -> int:
+               on_batch: Callable[[optuna.Study], None] | None = None, poll_s: float = 0.05) -> WorkerStats:
     """Ask, evaluate and tell batches until the study has ``n_trials`` finished trials.
 
     ``batch_size`` (default: the study's) is how many trials this worker evaluates at once; with
     CMA-ES the study's ``batch_size`` is the population, and N local workers each take a share of
-    it. Returns the number of trials this worker finished. Trials of a batch that raises are
-    marked failed before the error propagates, so no trial is left RUNNING by a live worker.
+    it. Returns where the time went. Trials of a batch that raises are marked failed before the
+    error propagates, so no trial is left RUNNING by a live worker; a batch that runs past
+    ``trial_timeout_s`` is failed and the worker goes on (:class:`codesign.liveness.BatchGuard`).
+    Every second, and whenever it waits, the worker reclaims the trials of dead workers.
     """
+    from codesign.backends import build_seconds
+
+    started = time.perf_counter()
+    stats = WorkerStats()
     target = n_trials or spec.n_trials
     share = batch_size or spec.batch_size
     popsize = spec.batch_size if spec.sampler.name == "cmaes" else None
@@ -295,37 +321,61 @@ def run_worker(spec: StudySpec, storage_url: str | None = None, n_trials: int | 
     task = make_task(spec)
     space = distributions(spec)
     seed = spec.seed + TRAIN_SEED_OFFSET
-    done_here = 0
+    retry = _retry(spec)
+    sweep_every = min(1.0, float(spec.heartbeat_s))
+    last_sweep = -float("inf")
+    stats.startup_s = time.perf_counter() - started
+
+    def wait() -> None:
+        stats.wait_s += poll_s
+        time.sleep(poll_s)
+
     while True:
+        if time.monotonic() - last_sweep >= sweep_every:
+            liveness.reclaim_dead_trials(study, 2 * spec.heartbeat_s, retry)
+            last_sweep = time.monotonic()
         finished, running = count_trials(study)
         size = min(share, target - finished - running)
         if size <= 0:
             if finished >= target:
-                return done_here
-            # The last trials are running elsewhere; if their worker died, take them over.
-            reclaim_dead_trials(study)
-            time.sleep(poll_s)
+                break
+            wait()  # the last trials are running elsewhere; if their worker dies, the sweep takes them over
             continue
         trials = ask_batch(study, space, size, target, popsize)
         if not trials:
-            time.sleep(poll_s)  # this generation is being evaluated by other workers
+            wait()  # this generation is being evaluated by other workers
             continue
+        guard = BatchGuard(study, trials, spec.heartbeat_s, spec.trial_timeout_s, build_seconds)
+        built, began = build_seconds(), time.perf_counter()
         try:
-            for trial in trials:
-                study._storage.set_trial_system_attr(trial._trial_id, _WORKER_ATTR, _this_worker())
-            candidates = [candidate(spec, t.params, name=f"trial {t.number}") for t in trials]
-            knobs = [knob_values(spec, t.params) for t in trials]
-            evaluations = task.evaluate(candidates, seed, terms=searched_terms(spec), capacity=share,
-                                        knobs=knobs if spec.hardware.knobs else None)
+            try:
+                with guard:
+                    candidates = [candidate(spec, t.params, name=f"trial {t.number}") for t in trials]
+                    knobs = [knob_values(spec, t.params) for t in trials]
+                    evaluations = task.evaluate(candidates, seed, terms=searched_terms(spec), capacity=share,
+                                                knobs=knobs if spec.hardware.knobs else None)
+            except TrialTimeout:
+                pass  # raised on the way out of the guard: its trials are failed already
         except BaseException:
             for trial in trials:
-                study.tell(trial, state=TrialState.FAIL)
+                liveness.fail_trial(study, trial._trial_id, None)
             raise
+        finally:
+            stats.build_s += build_seconds() - built
+            stats.evaluate_s += time.perf_counter() - began - (build_seconds() - built)
+        if guard.timed_out:
+            stats.timed_out += len(trials)
+            numbers = ", ".join(str(t.number) for t in trials)
+            print(f"codesign: trials {numbers} ran past trial_timeout_s = {spec.trial_timeout_s:g} s of simulation; "
+                  "failed (not retried)", file=sys.stderr)
+            continue
         for trial, evaluation, knob in zip(trials, evaluations, knobs):
             _tell(spec, study, trial, evaluation, knob)
-        done_here += len(trials)
+        stats.trials += len(trials)
         if on_batch is not None:
             on_batch(study)
+    stats.wall_s = time.perf_counter() - started
+    return stats
 
 
 def best_value(study: optuna.Study) -> float | None:
@@ -336,15 +386,19 @@ def best_value(study: optuna.Study) -> float | None:
 
 
 def run_study(spec: StudySpec, storage_url: str | None = None, n_trials: int | None = None, workers: int = 1,
-              on_progress: Callable[[int, int, float | None], None] | None = None) -> optuna.Study:
+              on_progress: Callable[[int, int, float | None], None] | None = None,
+              stats_dir: Path | None = None) -> optuna.Study:
     """Run the study to ``n_trials`` finished trials with ``workers`` local processes.
 
     With one worker the batches run in this process; with more, each is a ``codesign worker``
-    subprocess on the same storage and this process only watches the storage for progress.
+    subprocess on the same storage and this process only watches the storage for progress. The
+    storage URL reaches the workers in ``$CODESIGN_STORAGE``, not on their command lines (which
+    anyone on the machine can read). A worker that is killed does not stop the study: the others
+    retry its trials. ``stats_dir``: each worker writes its :class:`WorkerStats` there as JSON.
     """
     target = n_trials or spec.n_trials
     study = open_study(spec, storage_url)
-    reclaim_dead_trials(study)
+    reclaim_dead_trials(study, spec)
 
     def report(s: optuna.Study) -> None:
         if on_progress is not None:
@@ -352,12 +406,18 @@ def run_study(spec: StudySpec, storage_url: str | None = None, n_trials: int | N
 
     report(study)
     if workers <= 1:
-        run_worker(spec, storage_url, target, 0, on_batch=report)
+        stats = run_worker(spec, storage_url, target, 0, on_batch=report)
+        if stats_dir is not None:
+            _write_stats(stats, Path(stats_dir) / "worker-0.json")
         return study
     share = -(-spec.batch_size // workers)
     command = [sys.executable, "-m", "codesign", "worker", spec.file, "--trials", str(target),
-               "--storage", spec.storage_url(storage_url), "--batch-size", str(share)]
-    procs = [subprocess.Popen(command + ["--worker-index", str(i)]) for i in range(workers)]
+               "--batch-size", str(share), "--quiet"]
+    env = {**os.environ, ENV_VAR: spec.storage_url(storage_url)}
+    procs = []
+    for i in range(workers):
+        extra = ["--stats", str(Path(stats_dir) / f"worker-{i}.json")] if stats_dir is not None else []
+        procs.append(subprocess.Popen(command + ["--worker-index", str(i)] + extra, env=env))
     try:
         while any(p.poll() is None for p in procs):
             time.sleep(0.5)
@@ -369,10 +429,25 @@ def run_study(spec: StudySpec, storage_url: str | None = None, n_trials: int | N
         for p in procs:
             p.wait()
     report(study)
-    failed = [p.returncode for p in procs if p.returncode != 0]
+    failed = [p.returncode for p in procs if p.returncode > 0]
     if failed:
         raise RuntimeError(f"{len(failed)} of {workers} workers exited with errors (codes {failed})")
+    killed = [-p.returncode for p in procs if p.returncode < 0]
+    finished = count_trials(study)[0]
+    if finished < target:
+        raise CodesignError(f"all {workers} workers stopped (killed by signals {killed}) with {finished} of "
+                            f"{target} trials finished", file=spec.file, fix="run the same command again to resume")
+    if killed:
+        print(f"codesign: {len(killed)} worker(s) killed by signal(s) {killed}; the others retried their trials",
+              file=sys.stderr)
     return study
+
+
+def _write_stats(stats: WorkerStats, path: Path) -> None:
+    import json
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({**dataclasses.asdict(stats), "storage_s": stats.storage_s}))
 
 
 def feasible(trial: FrozenTrial) -> bool:
