@@ -258,14 +258,22 @@ def cmd_port(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from codesign.bench import print_table, run_benchmarks
+    from codesign.bench_workers import print_workers_table, run_workers_bench
 
-    results = run_benchmarks(quick=args.quick)
+    console = _console()
+    out: dict[str, Any] = {}
+    if args.only in (None, "evaluations"):
+        results = run_benchmarks(quick=args.quick)
+        out.update({task: {k: v for k, v in r.items() if k != "rows"} for task, r in results.items()})
+        if not args.json:
+            for task, result in results.items():
+                print_table(task, result, console)
+    if args.only in (None, "workers"):
+        out["workers"] = run_workers_bench(quick=args.quick)
+        if not args.json:
+            print_workers_table(out["workers"], console)
     if args.json:
-        print(json.dumps({task: {k: v for k, v in r.items() if k != "rows"} for task, r in results.items()}, indent=2))
-    else:
-        console = _console()
-        for task, result in results.items():
-            print_table(task, result, console)
+        print(json.dumps(out, indent=2))
     return 0
 
 
@@ -319,11 +327,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="input seed of the port network")
     p.add_argument("--json", action="store_true", help="print a JSON object: brian2, lava_float, lava_fixed")
 
-    p = sub.add_parser("bench", help="candidate evaluations per second, each way of running a task",
+    p = sub.add_parser("bench", help="candidate evaluations per second, each way of running a task; trials per "
+                                     "second with 1 and 2 workers on each storage",
                        description="candidate evaluations per second: naive, batched runtime (numpy, cython), "
-                                   "batched cpp_standalone and a NumPy reference, on the Oja and a spiking task")
-    p.add_argument("--json", action="store_true", help="print a JSON object (evaluations per second)")
+                                   "batched cpp_standalone and a NumPy reference, on the Oja and a spiking task; "
+                                   "then trials per second of the spiking study with 1 and 2 local workers on the "
+                                   "journal file and on a throwaway PostgreSQL server, and where a trial's time goes")
+    p.add_argument("--json", action="store_true", help="print a JSON object (evaluations and trials per second)")
     p.add_argument("--quick", action="store_true", help="tiny batches: checks the benchmark runs, not for numbers")
+    p.add_argument("--only", choices=["evaluations", "workers"], help="run one of the two parts")
     p.set_defaults(func=cmd_bench)
     return parser
 

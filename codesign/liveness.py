@@ -31,6 +31,7 @@ import socket
 import sys
 import threading
 import time
+import warnings
 from typing import Callable, Sequence
 
 import optuna
@@ -130,7 +131,9 @@ def reclaim_dead_trials(study: optuna.Study, grace_s: float,
         return 0
     reclaimed = 0
     if not journal:
-        optuna.storages.fail_stale_trials(study)
+        with warnings.catch_warnings():  # marked experimental
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)
     host, now = socket.gethostname(), time.time()
     running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     if not journal:

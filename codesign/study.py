@@ -80,7 +80,7 @@ def knob_values(spec: StudySpec, params: dict[str, float]) -> dict[str, float]:
 def _sampler(spec: StudySpec, worker_index: int) -> optuna.samplers.BaseSampler:
     # Each worker needs its own seed, or two workers sampling the same state would propose the
     # same candidates.
-    seed = spec.seed + 7919 * worker_index
+    seed = (spec.seed + 7919 * worker_index) % 2**32
     with warnings.catch_warnings():  # consider_pruned_trials is marked experimental
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         if spec.sampler.name == "cmaes":
@@ -168,15 +168,13 @@ def _in_generation(trial: FrozenTrial, key: str, generation: int) -> bool:
     return tag == generation
 
 
-def _generation_open(study: optuna.Study, popsize: int) -> bool:
-    """Whether asking now gives a trial that CMA-ES will use.
+def _generation_open(trials: Sequence[FrozenTrial], key: str | None, popsize: int) -> bool:
+    """Whether asking now gives a trial that CMA-ES will use (``trials``: the study's live trials).
 
     CMA-ES updates from the first ``popsize`` finished trials of a generation; it tags every asked
     trial with the current generation and ignores those past ``popsize``. So a worker waits while
     the current generation is full but not finished.
     """
-    key = _generation_key(study)
-    trials = study.get_trials(deepcopy=False, states=_LIVE)
     if key is None or not trials:
         return True
     current = max(t.system_attrs.get(key, -1) for t in trials)
@@ -184,22 +182,22 @@ def _generation_open(study: optuna.Study, popsize: int) -> bool:
     return len(members) < popsize or all(t.state.is_finished() for t in members)
 
 
-def _fits(study: optuna.Study, trial: optuna.Trial, target: int, popsize: int | None) -> bool:
+def _fits(trials: Sequence[FrozenTrial], trial: optuna.Trial, target: int, key: str | None,
+          popsize: int | None) -> bool:
     """Whether an asked trial is within the study's target and its CMA-ES generation.
 
-    Workers check and then ask, so two can take the same last places. Trial numbers are handed out
-    atomically by the storage, so the earlier live trials decide: a trial with ``target`` live
-    trials before it, or ``popsize`` before it in its generation, is surplus. Only earlier trials
-    count, so of two workers racing for a place one always wins.
+    ``trials`` are the study's live trials read after asking. Workers check and then ask, so two
+    can take the same last places. Trial numbers are handed out atomically by the storage, so the
+    earlier live trials decide: a trial with ``target`` live trials before it, or ``popsize``
+    before it in its generation, is surplus. Only earlier trials count, so of two workers racing
+    for a place one always wins.
     """
-    trials = study.get_trials(deepcopy=False, states=_LIVE)
     earlier = [t for t in trials if t.number < trial.number]
     if len(earlier) >= target:
         return False
-    key = _generation_key(study)
     if popsize is None or key is None:
         return True
-    mine = study._storage.get_trial_system_attrs(trial._trial_id).get(key, -1)
+    mine = next((t.system_attrs.get(key, -1) for t in trials if t.number == trial.number), -1)
     if mine == -1:
         # Sampled at random (CMA-ES has no finished trial to start from yet, e.g. when every
         # earlier candidate diverged): no generation to overfill.
@@ -212,15 +210,37 @@ def ask_batch(study: optuna.Study, space: dict[str, FloatDistribution], size: in
     """Ask up to ``size`` trials that will all be used: none past the target or the generation.
 
     A trial found surplus after asking is failed at once, unevaluated, with ``surplus`` set. Each
-    trial is claimed (owner, first heartbeat) as soon as it is asked.
+    trial is claimed (owner, first heartbeat) as soon as it is asked. With a CMA-ES population the
+    study is read after each ask, which decides whether the trial fits and whether to ask another;
+    without one, the whole batch is asked and then checked with one read.
     """
-    trials: list[optuna.Trial] = []
-    while len(trials) < size and (popsize is None or _generation_open(study, popsize)):
-        trial = study.ask(space)
+    def ask() -> optuna.Trial:
+        with warnings.catch_warnings():  # Optuna warns that its heartbeat is meant for optimize(); see liveness
+            warnings.simplefilter("ignore", UserWarning)
+            trial = study.ask(space)
         claim(study, [trial])
-        if not _fits(study, trial, target, popsize):
-            trial.set_user_attr("surplus", True)
-            study.tell(trial, state=TrialState.FAIL)
+        return trial
+
+    def surplus(trial: optuna.Trial) -> None:
+        trial.set_user_attr("surplus", True)
+        study.tell(trial, state=TrialState.FAIL)
+
+    key = _generation_key(study) if popsize is not None else None
+    if key is None:
+        asked = [ask() for _ in range(size)]
+        live = study.get_trials(deepcopy=False, states=_LIVE)
+        fits = [_fits(live, t, target, None, None) for t in asked]
+        for trial, ok in zip(asked, fits):
+            if not ok:
+                surplus(trial)
+        return [t for t, ok in zip(asked, fits) if ok]
+    live = study.get_trials(deepcopy=False, states=_LIVE)
+    trials = []
+    while len(trials) < size and _generation_open(live, key, popsize):
+        trial = ask()
+        live = study.get_trials(deepcopy=False, states=_LIVE)
+        if not _fits(live, trial, target, key, popsize):
+            surplus(trial)
             break
         trials.append(trial)
     return trials
@@ -318,6 +338,8 @@ def run_worker(spec: StudySpec, storage_url: str | None = None, n_trials: int | 
     share = batch_size or spec.batch_size
     popsize = spec.batch_size if spec.sampler.name == "cmaes" else None
     study = open_study(spec, storage_url, worker_index)
+    if spec.sampler.name == "cmaes":
+        import cmaes  # noqa: F401  (Optuna imports it, and SciPy with it, on the first ask: part of starting up)
     task = make_task(spec)
     space = distributions(spec)
     seed = spec.seed + TRAIN_SEED_OFFSET
@@ -410,7 +432,9 @@ def run_study(spec: StudySpec, storage_url: str | None = None, n_trials: int | N
         if stats_dir is not None:
             _write_stats(stats, Path(stats_dir) / "worker-0.json")
         return study
-    share = -(-spec.batch_size // workers)
+    # A population (CMA-ES, NSGA-II) is shared out between the workers; without one, each worker
+    # evaluates whole batches, which simulate more cheaply per trial than small ones.
+    share = -(-spec.batch_size // workers) if spec.sampler.name in ("cmaes", "nsga2") else spec.batch_size
     command = [sys.executable, "-m", "codesign", "worker", spec.file, "--trials", str(target),
                "--batch-size", str(share), "--quiet"]
     env = {**os.environ, ENV_VAR: spec.storage_url(storage_url)}
