@@ -26,13 +26,13 @@ demo: setup  ## rediscover Oja's rule with CMA-ES and print the rule found
 study: setup  ## run one study: make study STUDY=studies/oja.yaml
 	$(BIN)/codesign run $(STUDY)
 
-workers: setup  ## run a study with N local workers: make workers N=4 STUDY=studies/oja.yaml
+workers: setup  ## run a study with N local worker processes on its storage: make workers N=4 STUDY=studies/oja.yaml
 	$(BIN)/codesign run $(STUDY) --workers $(N)
 
 test: setup  ## run the tests (not those marked slow)
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
-bench: setup  ## candidate evaluations per second: naive, batched runtime, standalone, NumPy reference
+bench: setup  ## evaluations/s (naive, batched, standalone, reference); trials/s with 1 and 2 workers per storage
 	$(BIN)/codesign bench
 
 test-all: setup  ## run every test, slow ones too

@@ -10,9 +10,12 @@ Each trial a worker asks is marked with its owner (system attribute ``codesign_w
 - on the journal file, which has no heartbeat in Optuna, as a time stamp in the trial's system
   attribute ``codesign_heartbeat`` (the trial's start counts as its first heartbeat).
 
-:func:`reclaim_dead_trials` fails the RUNNING trials whose worker is gone: at once when the owner
-is a process on this host that no longer exists, else when its heartbeat is older than the grace
-period (twice the heartbeat interval). Each failed trial is retried through Optuna's
+:func:`reclaim_dead_trials` fails the RUNNING trials whose worker is gone: on the journal (one
+machine) at once when the owner is a process of this host that no longer exists, and on both
+storages when the last heartbeat is older than the grace period (twice the heartbeat interval;
+on RDB Optuna's ``fail_stale_trials`` decides, by the database server's clock). Process ids are
+not checked on RDB storages: their workers run on many machines, whose host names may repeat
+(containers). Each failed trial is retried through Optuna's
 ``RetryHeartbeatStaleTrialCallback`` (see :class:`codesign.storage.RetryCallback`): a WAITING copy
 with the same parameters, which the next ``ask`` of any worker takes, up to ``retries`` times.
 Failing is atomic in both storages (a row lock in PostgreSQL, the log order in the journal), so a
@@ -104,15 +107,14 @@ def fail_trial(study: optuna.Study, trial_id: int, retry: Callable[[optuna.Study
 
 
 def _dead(trial: FrozenTrial, host: str, grace_s: float, journal: bool, now: float) -> bool:
-    owner = trial.system_attrs.get(WORKER_ATTR, "")
-    owner_host, _, pid = owner.rpartition(":")
-    if owner_host == host and pid.isdigit() and not _alive(int(pid)):
-        return True
     start = trial.datetime_start.timestamp() if trial.datetime_start else now
     if not journal:
         # RDB: Optuna's heartbeat decides (fail_stale_trials). A trial never claimed (its worker died
         # between asking and recording the first heartbeat) has no heartbeat at all: an orphan.
         return WORKER_ATTR not in trial.system_attrs and now - start > max(_ORPHAN_S, 5 * grace_s)
+    owner_host, _, pid = trial.system_attrs.get(WORKER_ATTR, "").rpartition(":")
+    if owner_host == host and pid.isdigit() and not _alive(int(pid)):
+        return True  # the journal is for one machine, whose process table says at once
     last = max(start, float(trial.system_attrs.get(HEARTBEAT_ATTR, 0.0)))
     return now - last > grace_s
 
