@@ -155,9 +155,11 @@ class TrialTimeout(BaseException):
 
 
 class BatchGuard:
-    """While one batch is evaluated: heartbeats for its trials and its time limit.
+    """While one batch is evaluated: heartbeats for its trials, its time limit, and sweeps.
 
-    A background thread records a heartbeat for every trial of the batch each ``heartbeat_s``.
+    A background thread records a heartbeat for every trial of the batch each ``heartbeat_s``, and
+    calls ``sweep`` (reclaiming dead workers' trials) each ``sweep_s``, so that a trial of a dead
+    worker is retried within the grace period even while every live worker is busy with a long batch.
     With ``timeout_s``, when the batch has simulated for longer (network builds and compiling do
     not count; the batch's trials run side by side, so this is each trial's time), the thread
     fails the batch's trials with the user attribute ``timed_out_s`` (they are not retried: the
@@ -170,8 +172,11 @@ class BatchGuard:
     """
 
     def __init__(self, study: optuna.Study, trials: Sequence[optuna.Trial], heartbeat_s: float,
-                 timeout_s: float | None = None, build_seconds: Callable[[], float] = lambda: 0.0) -> None:
+                 timeout_s: float | None = None, build_seconds: Callable[[], float] = lambda: 0.0,
+                 sweep: Callable[[], object] | None = None, sweep_s: float = 1.0) -> None:
         self.study = study
+        self.sweep = sweep
+        self.sweep_s = sweep_s
         self.trial_ids = [t._trial_id for t in trials]
         self.heartbeat_s = heartbeat_s
         self.timeout_s = timeout_s
@@ -204,8 +209,9 @@ class BatchGuard:
 
     def _watch(self) -> None:
         next_beat = self._start + self.heartbeat_s
+        next_sweep = self._start + self.sweep_s if self.sweep is not None else float("inf")
         while True:
-            wait = next_beat - time.monotonic()
+            wait = min(next_beat, next_sweep) - time.monotonic()
             if self.timeout_s is not None:
                 wait = min(wait, self.timeout_s - self._simulated())
             if self._stop.wait(timeout=max(0.0, wait) + 0.01):
@@ -213,12 +219,18 @@ class BatchGuard:
             if self.timeout_s is not None and self._simulated() > self.timeout_s:
                 self._expire()
                 return
-            if time.monotonic() >= next_beat:
-                try:
-                    _beat(self.study, self.trial_ids)
-                except Exception as exc:  # a storage hiccup: the next beat may succeed
-                    print(f"codesign: heartbeat failed: {type(exc).__name__}", file=sys.stderr)
+            now = time.monotonic()
+            for due, action, what in ((next_beat, lambda: _beat(self.study, self.trial_ids), "heartbeat"),
+                                      (next_sweep, self.sweep, "reclaiming dead workers' trials")):
+                if now >= due:
+                    try:
+                        action()
+                    except Exception as exc:  # a storage hiccup: the next try may succeed
+                        print(f"codesign: {what} failed: {type(exc).__name__}", file=sys.stderr)
+            if now >= next_beat:
                 next_beat += self.heartbeat_s
+            if now >= next_sweep:
+                next_sweep = now + self.sweep_s
 
     def _expire(self) -> None:
         with self._lock:

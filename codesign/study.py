@@ -328,7 +328,7 @@ def run_worker(spec: StudySpec, storage_url: str | None = None, n_trials: int | 
     it. Returns where the time went. Trials of a batch that raises are marked failed before the
     error propagates, so no trial is left RUNNING by a live worker; a batch that runs past
     ``trial_timeout_s`` is failed and the worker goes on (:class:`codesign.liveness.BatchGuard`).
-    Every second, and whenever it waits, the worker reclaims the trials of dead workers.
+    Every second (while it evaluates too) the worker reclaims the trials of dead workers.
     """
     from codesign.backends import build_seconds
 
@@ -367,7 +367,9 @@ def run_worker(spec: StudySpec, storage_url: str | None = None, n_trials: int | 
         if not trials:
             wait()  # this generation is being evaluated by other workers
             continue
-        guard = BatchGuard(study, trials, spec.heartbeat_s, spec.trial_timeout_s, build_seconds)
+        guard = BatchGuard(study, trials, spec.heartbeat_s, spec.trial_timeout_s, build_seconds,
+                           sweep=lambda: liveness.reclaim_dead_trials(study, 2 * spec.heartbeat_s, retry),
+                           sweep_s=sweep_every)
         built, began = build_seconds(), time.perf_counter()
         try:
             try:

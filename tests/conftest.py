@@ -80,5 +80,7 @@ def postgres_server():
 @pytest.fixture
 def postgres_url(postgres_server, request) -> str:
     """The storage URL of a new, empty database on the session's server (with its password in it)."""
-    name = "t_" + "".join(c if c.isalnum() else "_" for c in request.node.name.lower())[:50]
-    return postgres_server.create_database(name)
+    import zlib
+
+    name = "".join(c if c.isalnum() else "_" for c in request.node.name.lower())[:40]
+    return postgres_server.create_database(f"t_{name}_{zlib.crc32(request.node.nodeid.encode()):08x}")

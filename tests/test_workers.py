@@ -49,31 +49,47 @@ def _finished(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     return [t for t in study.get_trials(deepcopy=False) if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
 
 
-def test_a_worker_killed_mid_batch_loses_nothing(write_study, workdir, storage):
-    """Three workers; one is killed with SIGKILL while it evaluates; the others retry its trials."""
-    n_trials = 24
+@pytest.mark.parametrize("launch", ["worker", "run"])
+def test_a_worker_killed_mid_batch_loses_nothing(write_study, workdir, storage, launch):
+    """Three workers; one is killed with SIGKILL while it evaluates; the others retry its trials.
+
+    ``worker``: three ``codesign worker`` processes, as on a cluster; ``run``: ``codesign run
+    --workers 3``, whose own worker processes are the ones killed and carrying on.
+    """
+    n_trials = 18
     path = write_study(n_trials=n_trials, batch_size=6, heartbeat_s=1, task={"duration_s": 2.0})
     spec = load_study(path)
-    procs = [_worker(path, i, batch=2) for i in range(3)]
-    victim = procs[0]
+    if launch == "worker":
+        procs = [_worker(path, i, batch=2) for i in range(3)]
+    else:
+        procs = [subprocess.Popen([sys.executable, "-m", "codesign", "run", path, "--workers", "3", "--quiet"],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)]
     study = open_study(spec)
-    owner = f"{socket.gethostname()}:{victim.pid}"
     deadline = time.monotonic() + 90
-    while True:  # wait until the victim holds a whole batch of RUNNING trials, i.e. is evaluating it
-        mine = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-                if t.system_attrs.get(WORKER_ATTR) == owner]
-        if len(mine) == 2:
+    while True:  # wait until a worker (the first, when started here) holds a whole batch of RUNNING trials
+        owners: dict[str, list] = {}
+        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            owners.setdefault(t.system_attrs.get(WORKER_ATTR), []).append(t)
+        if launch == "worker":
+            owners = {o: ts for o, ts in owners.items() if o == f"{socket.gethostname()}:{procs[0].pid}"}
+        full = [(o, ts) for o, ts in owners.items() if o and len(ts) == 2]
+        if full:
+            owner, mine = full[0]
             break
-        assert victim.poll() is None and time.monotonic() < deadline, "the victim never started a batch"
+        assert all(p.poll() is None for p in procs) and time.monotonic() < deadline, "no worker started a batch"
         time.sleep(0.05)
-    time.sleep(0.2)
+    time.sleep(0.2)  # into the evaluation
     killed = {t.number: t.params for t in mine}
-    victim.send_signal(signal.SIGKILL)
+    os.kill(int(owner.rpartition(":")[2]), signal.SIGKILL)
     t_kill, killed_at = time.monotonic(), datetime.now()
     outputs = [p.communicate(timeout=150) for p in procs]
     t_done = time.monotonic()
-    assert victim.returncode == -signal.SIGKILL
-    assert [p.returncode for p in procs[1:]] == [0, 0], [err[-2000:] for _, err in outputs[1:]]
+    if launch == "worker":
+        assert procs[0].returncode == -signal.SIGKILL
+        assert [p.returncode for p in procs[1:]] == [0, 0], [err[-2000:] for _, err in outputs[1:]]
+    else:
+        assert procs[0].returncode == 0, outputs[0][1][-2000:]
+        assert "1 worker(s) killed by signal(s) [9]; the others retried their trials" in outputs[0][1]
 
     study = open_study(spec)
     trials = study.get_trials(deepcopy=False)
@@ -103,9 +119,9 @@ def test_a_worker_killed_mid_batch_loses_nothing(write_study, workdir, storage):
     if storage is not None:
         # The last heartbeat was at most 1 s before the kill, so not sooner than 1 s after it.
         assert reclaimed > 0.8, "on PostgreSQL Optuna's heartbeat decides, not the process id"
-    if storage is not None:  # no password on the workers' stderr (their start lines show the URL masked)
-        errors = "".join(err for _, err in outputs)
-        assert "***@" in errors and postgres_password(storage) not in errors
+    if storage is not None:  # no password in any output (start lines show the URL masked)
+        printed = "".join(out + err for out, err in outputs)
+        assert "***@" in printed and postgres_password(storage) not in printed
 
 
 def postgres_password(url: str) -> str:
