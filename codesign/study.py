@@ -305,6 +305,10 @@ class WorkerStats:
     build_s: float = 0.0
     evaluate_s: float = 0.0
     wait_s: float = 0.0
+    #: After the first batch (which builds the network): trials, and CPU seconds of this process and
+    #: of the processes it ran (C++ standalone simulations), so CPU per trial is comparable between runs.
+    steady_trials: int = 0
+    steady_cpu_s: float = 0.0
 
     @property
     def storage_s(self) -> float:
@@ -352,6 +356,12 @@ def run_worker(spec: StudySpec, storage_url: str | None = None, n_trials: int | 
         stats.wait_s += poll_s
         time.sleep(poll_s)
 
+    def cpu() -> float:
+        t = os.times()
+        return t.user + t.system + t.children_user + t.children_system
+
+    steady_from: tuple[int, float] | None = None
+
     while True:
         if time.monotonic() - last_sweep >= sweep_every:
             liveness.reclaim_dead_trials(study, 2 * spec.heartbeat_s, retry)
@@ -396,9 +406,14 @@ def run_worker(spec: StudySpec, storage_url: str | None = None, n_trials: int | 
         for trial, evaluation, knob in zip(trials, evaluations, knobs):
             _tell(spec, study, trial, evaluation, knob)
         stats.trials += len(trials)
+        if steady_from is None:
+            steady_from = (stats.trials, cpu())
         if on_batch is not None:
             on_batch(study)
     stats.wall_s = time.perf_counter() - started
+    if steady_from is not None:
+        stats.steady_trials = stats.trials - steady_from[0]
+        stats.steady_cpu_s = cpu() - steady_from[1]
     return stats
 
 

@@ -273,3 +273,18 @@ def test_make_workers_help_is_true():
     dry = subprocess.run(["make", "-n", "-C", str(ROOT), "workers", "N=4", "STUDY=studies/oja.yaml"],
                          capture_output=True, text=True).stdout
     assert "codesign run studies/oja.yaml --workers 4" in dry
+
+
+@pytest.mark.slow
+def test_workers_bench_runs(capsys):
+    """``codesign bench --only workers --quick``: every number is there (tiny runs: not for the numbers)."""
+    assert main(["bench", "--only", "workers", "--quick", "--json"]) == 0
+    import json
+
+    result = json.loads(capsys.readouterr().out)["workers"]
+    for rows in result["cases"].values():
+        for storage, row in rows.items():
+            assert storage in ("journal", "postgres")
+            for k in ("1", "2"):
+                assert row[k]["trials_per_s"] > 0 and row[k]["simulate_ms"] > 0 and row[k]["storage_ms"] > 0
+    assert result["cmaes_2_workers"]["trials_per_s"] > 0 and result["fsync_ms"] > 0
