@@ -360,6 +360,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("codesign: interrupted; finished trials are saved, run the same command to resume", file=sys.stderr)
         return 130
+    except Exception as exc:
+        lost = _lost_storage(exc, args)
+        if lost is None:
+            raise
+        print(f"codesign: error: {lost}", file=sys.stderr)
+        return 2
+
+
+def _lost_storage(exc: Exception, args: argparse.Namespace) -> str | None:
+    """One line for a database that went away mid-run (password masked), or None for any other error."""
+    if "sqlalchemy" not in sys.modules:
+        return None
+    import sqlalchemy.exc
+
+    cause: BaseException | None = exc  # Optuna wraps it in a StorageInternalError
+    while cause is not None and not isinstance(cause, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError)):
+        cause = cause.__cause__
+    if cause is None:
+        return None
+    import os
+
+    from codesign.storage import ENV_VAR, redact
+
+    message = str(cause).strip().splitlines()[0]
+    for url in (getattr(args, "storage", None), os.environ.get(ENV_VAR)):
+        if url:
+            message = redact(message, url)
+    return (f"lost the storage: {message} (fix: check the database server; finished trials are saved, "
+            "run the same command to resume)")
 
 
 if __name__ == "__main__":

@@ -267,6 +267,28 @@ def test_run_with_two_workers_on_postgres_keeps_the_password_out_of_results(writ
     assert password not in capfd.readouterr().out
 
 
+@pytest.mark.postgres
+def test_a_worker_that_loses_its_database_stops_with_one_line(write_study, postgres_server, monkeypatch):
+    from codesign.postgres import ThrowawayPostgres
+
+    path = write_study(n_trials=100_000)
+    with ThrowawayPostgres() as server:  # a server of its own, to stop under the worker
+        url = server.create_database("lost")
+        monkeypatch.setenv(ENV_VAR, url)
+        worker = subprocess.Popen([sys.executable, "-m", "codesign", "worker", path], stderr=subprocess.PIPE, text=True)
+        study = open_study(load_study(path))
+        deadline = time.monotonic() + 60
+        while count_trials(study)[0] < 6:
+            assert worker.poll() is None and time.monotonic() < deadline
+            time.sleep(0.2)
+        server.stop()
+        err = worker.communicate(timeout=60)[1]
+    assert worker.returncode == 2
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("codesign: error: lost the storage: ") and "run the same command to resume" in last
+    assert postgres_password(url) not in err
+
+
 def test_make_workers_help_is_true():
     help_text = subprocess.run(["make", "-s", "-C", str(ROOT), "help"], capture_output=True, text=True).stdout
     assert "make workers N=4 STUDY=studies/oja.yaml" in help_text
