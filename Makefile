@@ -28,13 +28,13 @@ demo: setup  ## rediscover Oja's rule with CMA-ES and print the rule found
 study: setup  ## run one study: make study STUDY=studies/oja.yaml
 	$(BIN)/codesign run $(STUDY)
 
-workers: setup  ## run a study with N local workers: make workers N=4 STUDY=studies/oja.yaml
+workers: setup  ## run a study with N local worker processes on its storage: make workers N=4 STUDY=studies/oja.yaml
 	$(BIN)/codesign run $(STUDY) --workers $(N)
 
 test: setup  ## run the tests (not those marked slow; those marked cuda compile with nvcc where it is)
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
-bench: setup  ## candidate evaluations per second: naive, batched runtime, standalone, NumPy reference (+ GPU where one is)
+bench: setup  ## evaluations/s (naive, batched, standalone, reference, GPU where one is); trials/s with 1 and 2 workers per storage
 	$(BIN)/codesign bench
 
 bench-gpu: setup  ## on a GPU node: cuda_standalone against cpp_standalone on batches that fill the GPU

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import zlib
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -29,14 +30,16 @@ def _load_existing_study(spec, storage: str | None):
 
     from codesign.study import open_study
 
-    url = spec.storage_url(storage)
+    from codesign.storage import redact
+
+    url, file, key = spec.storage_source(storage)
     if url.startswith("journal:") and not Path(url[len("journal:"):]).exists():
         raise CodesignError(f"no results yet for study {spec.name!r} ({url[len('journal:'):]} is missing)",
                             file=spec.file, fix=f"run: codesign run {spec.file}")
     try:
         return open_study(spec, storage)
     except (optuna.exceptions.StorageInternalError, ValueError) as exc:
-        raise CodesignError(f"cannot open storage: {exc}", key="--storage") from exc
+        raise CodesignError(f"cannot open storage: {redact(str(exc), url)}", file=file, key=key) from None
 
 
 def _print_rule_table(console, summary: dict[str, Any]) -> None:
@@ -94,6 +97,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from codesign.report import best_summary, write_results
     from codesign.spec import load_study
+    from codesign.storage import mask
     from codesign.study import run_study
 
     spec = load_study(args.study, args.target)
@@ -104,7 +108,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     console.print(f"study [bold]{spec.name}[/]: task {spec.task.kind}, {len(distributions(spec))} parameters, "
                   f"sampler {spec.sampler.name}, batches of {spec.batch_size}, target {spec.target.name}, "
-                  f"{args.workers} worker(s), storage {spec.storage_url(args.storage)}")
+                  f"{args.workers} worker(s), storage {mask(spec.storage_url(args.storage))}")
     with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("best loss {task.fields[best]}"), TimeElapsedColumn(), console=console,
                   disable=args.quiet) as progress:
@@ -124,9 +128,23 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from codesign.spec import load_study
     from codesign.study import run_worker
 
+    from codesign.liveness import this_worker
+    from codesign.storage import mask
+    from codesign.study import _write_stats
+
     spec = load_study(args.study, args.target)
     _check_runnable(spec.target)
-    run_worker(spec, args.storage, args.trials, args.worker_index, args.batch_size)
+    if not args.quiet:
+        print(f"codesign worker {this_worker()}: study {spec.name}, storage {mask(spec.storage_url(args.storage))}",
+              file=sys.stderr, flush=True)
+    # Workers need distinct sampler seeds, or they propose the same candidates; without an index
+    # (a job array's task id, say) one is drawn from this worker's host and pid.
+    index = args.worker_index if args.worker_index is not None else 1 + zlib.crc32(this_worker().encode()) % 999_983
+    stats = run_worker(spec, args.storage, args.trials, index, args.batch_size)
+    if args.stats:
+        _write_stats(stats, Path(args.stats))
+    if not args.quiet:
+        print(f"codesign worker {this_worker()}: {stats.summary()}", file=sys.stderr)
     return 0
 
 
@@ -273,22 +291,28 @@ def cmd_port(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from codesign.bench import print_gpu_table, print_table, run_benchmarks, run_gpu_benchmarks
+    from codesign.bench_workers import print_workers_table, run_workers_bench
 
     def plain(result: dict) -> dict:
         return {k: v for k, v in result.items() if k != "rows"}
 
-    results = {"gpu": run_gpu_benchmarks(quick=args.quick)} if args.gpu else run_benchmarks(quick=args.quick)
+    console = _console()
+    out: dict[str, Any] = {}
+    results: dict[str, Any] = {}
+    if args.gpu:
+        results = {"gpu": run_gpu_benchmarks(quick=args.quick)}
+    elif args.only in (None, "evaluations"):
+        results = run_benchmarks(quick=args.quick)
+    for task, result in results.items():
+        out[task] = {t: plain(r) for t, r in result.items()} if task == "gpu" else plain(result)
+        if not args.json:
+            (print_gpu_table(result, console) if task == "gpu" else print_table(task, result, console))
+    if not args.gpu and args.only in (None, "workers"):
+        out["workers"] = run_workers_bench(quick=args.quick)
+        if not args.json:
+            print_workers_table(out["workers"], console)
     if args.json:
-        out = {task: ({t: plain(r) for t, r in result.items()} if task == "gpu" else plain(result))
-               for task, result in results.items()}
         print(json.dumps(out, indent=2))
-    else:
-        console = _console()
-        for task, result in results.items():
-            if task == "gpu":
-                print_gpu_table(result, console)
-            else:
-                print_table(task, result, console)
     return 0
 
 
@@ -299,8 +323,9 @@ def _parser() -> argparse.ArgumentParser:
     def command(name: str, func: Callable[[argparse.Namespace], int], help: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help, description=help)
         p.add_argument("study", metavar="STUDY.yaml", help="study file, e.g. studies/oja.yaml")
-        p.add_argument("--storage", help="Optuna storage URL (default: the study file's, else a journal "
-                                         "file under results/<study>/)")
+        p.add_argument("--storage", help="Optuna storage URL: journal:PATH or postgresql://USER@HOST/DB "
+                                         "(default: $CODESIGN_STORAGE, else the study file's storage, else a "
+                                         "journal file under results/<study>/)")
         p.set_defaults(func=func)
         return p
 
@@ -317,9 +342,13 @@ def _parser() -> argparse.ArgumentParser:
     p = command("worker", cmd_worker, "join a study as one worker until it has its trials")
     target_option(p)
     p.add_argument("--trials", type=_positive, help="total finished trials wanted (default: the study's n_trials)")
-    p.add_argument("--worker-index", type=int, default=0, help="distinguishes the sampler seeds of workers")
+    p.add_argument("--worker-index", type=int, help="distinguishes the sampler seeds of workers, e.g. "
+                                                    "$SLURM_ARRAY_TASK_ID (default: drawn from host and pid)")
     p.add_argument("--batch-size", type=_positive, help="trials evaluated at once by this worker (default: the "
                                                         "study's batch_size, which is also CMA-ES's population)")
+    p.add_argument("--quiet", action="store_true", help="no start and summary lines on stderr")
+    p.add_argument("--stats", metavar="FILE.json", help="write where the worker's time went (simulating, "
+                                                        "asking and telling, waiting) to this file")
 
     p = command("best", cmd_best, "show the best rule found so far")
     p.add_argument("--json", action="store_true", help="print a JSON object")
@@ -344,12 +373,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="input seed of the port network")
     p.add_argument("--json", action="store_true", help="print a JSON object: brian2, lava_float, lava_fixed")
 
-    p = sub.add_parser("bench", help="candidate evaluations per second, each way of running a task",
+    p = sub.add_parser("bench", help="candidate evaluations per second, each way of running a task; trials per "
+                                     "second with 1 and 2 workers on each storage",
                        description="candidate evaluations per second: naive, batched runtime (numpy, cython), "
                                    "batched cpp_standalone and a NumPy reference, on the Oja and a spiking task; "
-                                   "where a GPU is, cuda_standalone against cpp_standalone on large batches")
-    p.add_argument("--json", action="store_true", help="print a JSON object (evaluations per second)")
+                                   "where a GPU is, cuda_standalone against cpp_standalone on large batches; "
+                                   "then trials per second of the spiking study with 1 and 2 local workers on the "
+                                   "journal file and on a throwaway PostgreSQL server, and where a trial's time goes")
+    p.add_argument("--json", action="store_true", help="print a JSON object (evaluations and trials per second)")
     p.add_argument("--quick", action="store_true", help="tiny batches: checks the benchmark runs, not for numbers")
+    p.add_argument("--only", choices=["evaluations", "workers"], help="run one of the two parts")
     p.add_argument("--gpu", action="store_true", help="only the GPU table (cuda_standalone against cpp_standalone on "
                                                       "batches that fill a GPU); needs a GPU and nvcc")
     p.set_defaults(func=cmd_bench)
@@ -376,6 +409,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("codesign: interrupted; finished trials are saved, run the same command to resume", file=sys.stderr)
         return 130
+    except Exception as exc:
+        lost = _lost_storage(exc, args)
+        if lost is None:
+            raise
+        print(f"codesign: error: {lost}", file=sys.stderr)
+        return 2
+
+
+def _lost_storage(exc: Exception, args: argparse.Namespace) -> str | None:
+    """One line for a database that went away mid-run (password masked), or None for any other error."""
+    if "sqlalchemy" not in sys.modules:
+        return None
+    import sqlalchemy.exc
+
+    cause: BaseException | None = exc  # Optuna wraps it in a StorageInternalError
+    while cause is not None and not isinstance(cause, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError)):
+        cause = cause.__cause__
+    if cause is None:
+        return None
+    import os
+
+    from codesign.storage import ENV_VAR, redact
+
+    message = str(cause).strip().splitlines()[0]
+    for url in (getattr(args, "storage", None), os.environ.get(ENV_VAR)):
+        if url:
+            message = redact(message, url)
+    return (f"lost the storage: {message} (fix: check the database server; finished trials are saved, "
+            "run the same command to resume)")
 
 
 if __name__ == "__main__":

@@ -114,8 +114,17 @@ class _StudyFile:
     n_trials: int = dataclasses.field(default=200, metadata={"min": 1})
     batch_size: int = dataclasses.field(default=12, metadata={"min": 1, "max": 100000})
     seed: int = dataclasses.field(default=0, metadata={"min": 0})
-    #: An Optuna storage URL; by default a journal file under ``results/<name>/``.
+    #: An Optuna storage URL (``journal:PATH``, ``postgresql://user@host/db``); by default a journal
+    #: file under ``results/<name>/``. ``--storage`` and ``$CODESIGN_STORAGE`` override it.
     storage: str | None = None
+    #: Seconds a batch may simulate before its trials are failed (its trials run side by side, so
+    #: this is each trial's limit); no limit by default. Builds and compiling do not count.
+    trial_timeout_s: float | None = dataclasses.field(default=None, metadata={"min": 0.001})
+    #: Seconds between heartbeats of running trials; a trial without one for twice this long is
+    #: failed and retried (sooner when its worker ran on this host and is gone).
+    heartbeat_s: int = dataclasses.field(default=10, metadata={"min": 1, "max": 3600})
+    #: How many times a trial whose worker died is retried.
+    retries: int = dataclasses.field(default=3, metadata={"min": 0, "max": 100})
     hardware: HardwareSpec = HardwareSpec()
     #: What is minimised: the task loss, and optionally the energy per second of operation on the
     #: target (``energy``) or searched bits (``weight_bits``, ``trace_bits``), as a multi-objective study.
@@ -155,6 +164,9 @@ class StudySpec:
     storage: str | None
     hardware: HardwareSpec = HardwareSpec()
     objectives: tuple[str, ...] = ("loss",)
+    trial_timeout_s: float | None = None
+    heartbeat_s: int = 10
+    retries: int = 3
 
     @property
     def rule(self) -> RuleSpec:
@@ -175,8 +187,15 @@ class StudySpec:
         return Path("results") / self.name
 
     def storage_url(self, override: str | None = None) -> str:
-        """The storage to use: ``override`` (``--storage``), the file's, or the default journal."""
-        return override or self.storage or f"journal:{self.results_dir / 'journal.log'}"
+        """The storage to use: ``override`` (``--storage``), ``$CODESIGN_STORAGE``, the file's, or the default journal."""
+        return self.storage_source(override)[0]
+
+    def storage_source(self, override: str | None = None) -> tuple[str, str | None, str]:
+        """The storage URL, and the file and key it came from (for errors): see :func:`codesign.storage.resolve_url`."""
+        from codesign.storage import resolve_url
+
+        url, key = resolve_url(self.storage, f"journal:{self.results_dir / 'journal.log'}", override)
+        return url, (self.file if key == "storage" else None), key
 
 
 def _resolve_target(value: str, study_file: Path, where: Where) -> Path:
@@ -261,4 +280,5 @@ def load_study(path: str | Path, target: str | None = None) -> StudySpec:
                                         fix="use letters, digits, - and _")
     return StudySpec(name=name, file=str(path), task=TaskSpec(kind, params), target=target,
                      rules=rules, sampler=raw.sampler, n_trials=raw.n_trials, batch_size=raw.batch_size,
-                     seed=raw.seed, storage=raw.storage, hardware=raw.hardware, objectives=tuple(raw.objectives))
+                     seed=raw.seed, storage=raw.storage, hardware=raw.hardware, objectives=tuple(raw.objectives),
+                     trial_timeout_s=raw.trial_timeout_s, heartbeat_s=raw.heartbeat_s, retries=raw.retries)

@@ -62,3 +62,25 @@ def standalone_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("codesign-cache")
     os.environ["CODESIGN_CACHE"] = str(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A throwaway PostgreSQL server for the session (initdb and pg_ctl in a temporary folder)."""
+    from codesign.postgres import PostgresUnavailable, ThrowawayPostgres
+
+    try:
+        server = ThrowawayPostgres().start()
+    except PostgresUnavailable as exc:
+        pytest.skip(f"no PostgreSQL server: {exc}")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server, request) -> str:
+    """The storage URL of a new, empty database on the session's server (with its password in it)."""
+    import zlib
+
+    name = "".join(c if c.isalnum() else "_" for c in request.node.name.lower())[:40]
+    return postgres_server.create_database(f"t_{name}_{zlib.crc32(request.node.nodeid.encode()):08x}")

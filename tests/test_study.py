@@ -74,13 +74,13 @@ def test_dead_workers_trials_are_failed_and_retried(write_study):
     study._storage.set_trial_system_attr(orphan._trial_id, _WORKER_ATTR, f"{os.uname().nodename}:{dead_pid}")
     alive = study.ask(distributions(spec))
     study._storage.set_trial_system_attr(alive._trial_id, _WORKER_ATTR, f"{os.uname().nodename}:{os.getpid()}")
-    assert reclaim_dead_trials(study) == 1
+    assert reclaim_dead_trials(study, spec) == 1
     assert study.trials[orphan.number].state == TrialState.FAIL
     assert study.trials[alive.number].state == TrialState.RUNNING
     study.tell(alive, state=TrialState.FAIL)
     finished = run_study(spec)
     assert count_trials(finished) == (8, 0)
-    retried = [t for t in finished.trials if t.user_attrs.get("retry_of") == orphan.number]
+    retried = [t for t in finished.trials if t.system_attrs.get("failed_trial") == orphan.number]
     assert len(retried) == 1 and retried[0].params == orphan.params
     assert retried[0].state == TrialState.COMPLETE
 

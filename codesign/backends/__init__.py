@@ -7,14 +7,27 @@ sizes, terms, time step, duration) and a function that builds it; they get back 
 
 from __future__ import annotations
 
+import time
+
 from codesign.backends.base import Construct, NetworkBuild, Simulation, network_clock
 from codesign.backends.runtime import RuntimeSimulation, configure_runtime
 from codesign.hardware import Target
 
 __all__ = ["NetworkBuild", "Simulation", "simulation", "network_clock", "configure_runtime", "clear_simulations",
-           "check_runnable"]
+           "check_runnable", "build_seconds"]
 
 _simulations: dict[tuple[str, str], Simulation] = {}
+_build_s = 0.0
+_building_since: float | None = None
+
+
+def build_seconds() -> float:
+    """Seconds this process has spent building networks (code generation, compiling), one in progress included.
+
+    A study's time limit per trial counts simulation only: it subtracts this.
+    """
+    since = _building_since
+    return _build_s + (time.monotonic() - since if since is not None else 0.0)
 
 
 def simulation(target: Target, key: str, construct: Construct) -> Simulation:
@@ -32,16 +45,22 @@ def simulation(target: Target, key: str, construct: Construct) -> Simulation:
         return sim
     if target.backend in ("cpp_standalone", "cuda_standalone"):
         _simulations.clear()
-    if target.backend == "cpp_standalone":
-        from codesign.backends.standalone import StandaloneSimulation
+    global _build_s, _building_since
+    _building_since = time.monotonic()
+    try:
+        if target.backend == "cpp_standalone":
+            from codesign.backends.standalone import StandaloneSimulation
 
-        sim = StandaloneSimulation(target, construct, key)
-    elif target.backend == "cuda_standalone":
-        from codesign.backends.cuda import CudaStandaloneSimulation
+            sim = StandaloneSimulation(target, construct, key)
+        elif target.backend == "cuda_standalone":
+            from codesign.backends.cuda import CudaStandaloneSimulation
 
-        sim = CudaStandaloneSimulation(target, construct, key)
-    else:
-        sim = RuntimeSimulation(target, construct)
+            sim = CudaStandaloneSimulation(target, construct, key)
+        else:
+            sim = RuntimeSimulation(target, construct)
+    finally:
+        _build_s += time.monotonic() - _building_since
+        _building_since = None
     _simulations[cache_key] = sim
     return sim
 

@@ -195,6 +195,13 @@ class TargetRateTask(Task):
             "zero": {"inhibitory": SpikeTraceRule({}, eta=eta, name="zero")},
         }
 
+    def spikes(self, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        """The input spikes of ``seed``, drawn once: every batch of a study uses the same draws."""
+        cached = getattr(self, "_spikes", None)
+        if cached is None or cached[0] != seed:
+            self._spikes = (seed, draw_spikes(self.params, seed))  # keep one: the study's, or eval's
+        return self._spikes[1]
+
     def simulation(self, n_candidates: int, seed: int, spikes: tuple[np.ndarray, np.ndarray]) -> Simulation:
         p = self.params
         key = (f"target_rate|k={n_candidates}|{dataclasses.astuple(p)}|seed={seed}")
@@ -229,7 +236,7 @@ class TargetRateTask(Task):
         values["x_max"] = per_neuron([min(top, _FLOAT_TRACE_MAX) for _, top in grids])
         values["stochastic"] = per_neuron([float(r == "stochastic") for r in knob("rounding")])
         values["w0"] = np.full(size * p.n_repeats * p.n_inhibitory, p.w_inhibitory_init)
-        spikes = draw_spikes(p, seed)
+        spikes = self.spikes(seed)
         out = self.simulation(size, seed, spikes).run(values, {})
         rates = out["count"].reshape(size, p.n_repeats) / p.measure_s
         totals = out["total"].reshape(size, p.n_repeats)

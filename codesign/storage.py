@@ -1,0 +1,141 @@
+"""Where a study's trials live: the storage URL, its password kept out of sight, and opening it.
+
+The URL comes from ``--storage``, else the environment variable ``CODESIGN_STORAGE``, else the
+study file's ``storage:``, else a journal file under ``results/<study>/``:
+
+- ``journal:PATH``: Optuna's journal file (:class:`~optuna.storages.JournalStorage`), for workers on
+  one machine (or on a shared file system that supports its lock).
+- ``postgresql://user[:password]@host[:port]/database`` (or ``postgresql+psycopg2://``), and any
+  other SQLAlchemy URL: Optuna's RDB storage, for workers on many machines. It is opened with
+  Optuna's heartbeat (``heartbeat_s``) and its retry of trials whose heartbeat stopped.
+
+A password is never printed: :func:`mask` replaces it in every URL shown, errors included. Leave it
+out of the URL altogether and libpq reads ``PGPASSWORD`` or ``~/.pgpass``.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import random
+import re
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.storages import RetryHeartbeatStaleTrialCallback
+from optuna.trial import FrozenTrial
+
+from codesign.errors import CodesignError
+
+__all__ = ["ENV_VAR", "resolve_url", "mask", "redact", "open_storage", "is_journal", "RetryCallback"]
+
+#: The environment variable that names the storage when ``--storage`` is not given.
+ENV_VAR = "CODESIGN_STORAGE"
+
+_PASSWORD = re.compile(r"^(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^:/?#@]*):(?P<password>[^@/?#]*)@")
+
+
+def resolve_url(study_storage: str | None, default: str, override: str | None = None) -> tuple[str, str]:
+    """The storage URL and where it came from: ``--storage``, ``$CODESIGN_STORAGE``, the file, or the default."""
+    if override:
+        return override, "--storage"
+    if os.environ.get(ENV_VAR):
+        return os.environ[ENV_VAR], ENV_VAR
+    if study_storage:
+        return study_storage, "storage"
+    return default, "storage"
+
+
+def _password(url: str) -> str | None:
+    match = _PASSWORD.match(url)
+    password = match.group("password") if match else None
+    query = re.search(r"[?&]password=([^&]*)", url)
+    return password or (query.group(1) if query else None)
+
+
+def mask(url: str) -> str:
+    """``url`` with its password (in the authority part or a ``password=`` query) replaced by ``***``."""
+    url = _PASSWORD.sub(lambda m: f"{m.group('head')}:***@", url)
+    return re.sub(r"([?&]password=)[^&]*", r"\1***", url)
+
+
+def redact(text: str, url: str) -> str:
+    """``text`` (an error message, say) with ``url`` masked and its password blanked wherever it appears."""
+    password = _password(url)
+    text = text.replace(url, mask(url))
+    if password:
+        text = text.replace(password, "***")
+    return text
+
+
+def is_journal(url: str) -> bool:
+    return url.startswith("journal:")
+
+
+class RetryCallback(RetryHeartbeatStaleTrialCallback):
+    """Optuna's retry of a failed trial, as a clean copy: its parameters and retry history only.
+
+    Optuna's callback copies every system attribute of the failed trial, which would carry the dead
+    worker's name and the sampler's state of that moment (CMA-ES's generation and optimizer) into
+    the retry. The retry is a new trial of whichever generation is current when it is asked.
+    """
+
+    _KEEP = ("failed_trial", "retry_history", "fixed_params")
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        clean = copy.copy(trial)
+        clean.user_attrs = {}
+        clean.system_attrs = {k: v for k, v in trial.system_attrs.items() if k in self._KEEP}
+        super().__call__(study, clean)
+
+
+def _quiet(fn, *args: Any, **kwargs: Any) -> Any:
+    with warnings.catch_warnings():  # heartbeats and the retry callback are marked experimental
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return fn(*args, **kwargs)
+
+
+def open_storage(url: str, heartbeat_s: int, retries: int, *, file: str | None = None,
+                 key: str = "storage") -> optuna.storages.BaseStorage:
+    """Open the storage of ``url``: a journal file, or Optuna's RDB storage with its heartbeat on.
+
+    ``file`` and ``key`` say where the URL came from, for the one-line error if it cannot be opened.
+    """
+    shown = mask(url)
+    fix = "check the URL (journal:PATH or postgresql://user@host/database) and that the server is up"
+    if is_journal(url):
+        path = Path(url[len("journal:"):])
+        if not path.name:
+            raise CodesignError(f"journal storage {shown!r} names no file", file=file, key=key,
+                                fix="write journal:results/NAME/journal.log")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            backend = optuna.storages.journal.JournalFileBackend(str(path))
+        except OSError as exc:
+            raise CodesignError(f"cannot open journal {shown!r}: {exc.strerror}", file=file, key=key,
+                                fix="give a writable path") from exc
+        return optuna.storages.JournalStorage(backend)
+    if url.startswith("postgres://"):  # the spelling of Heroku and others; SQLAlchemy wants postgresql://
+        url = "postgresql://" + url[len("postgres://"):]
+    if "://" not in url:
+        raise CodesignError(f"{shown!r} is not a storage URL", file=file, key=key, fix=fix)
+    import sqlalchemy.exc
+
+    # Workers that start together on a new database race to create Optuna's tables; the losers retry.
+    for attempt in range(6):
+        try:
+            return _quiet(optuna.storages.RDBStorage, url, engine_kwargs={"pool_pre_ping": True},
+                          heartbeat_interval=heartbeat_s, grace_period=2 * heartbeat_s,
+                          heartbeat_stale_trial_callback=_quiet(RetryCallback, max_retry=retries))
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError) as exc:
+            if attempt == 5:
+                raise CodesignError(f"cannot set up storage {shown}: {redact(str(exc).splitlines()[0], url)}",
+                                    file=file, key=key, fix=fix) from None
+            time.sleep(0.2 + random.random())
+        except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError) as exc:
+            message = redact(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__, url)
+            raise CodesignError(f"cannot open storage {shown}: {message}", file=file, key=key, fix=fix) from None
+    raise AssertionError("unreachable")
