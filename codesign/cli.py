@@ -423,9 +423,11 @@ def _lost_storage(exc: Exception, args: argparse.Namespace) -> str | None:
         return None
     import sqlalchemy.exc
 
-    cause: BaseException | None = exc  # Optuna wraps it in a StorageInternalError
+    # Optuna wraps it in a StorageInternalError; when the connection broke inside a transaction,
+    # SQLAlchemy raises PendingRollbackError while handling the OperationalError (its __context__).
+    cause: BaseException | None = exc
     while cause is not None and not isinstance(cause, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError)):
-        cause = cause.__cause__
+        cause = cause.__cause__ or cause.__context__
     if cause is None:
         return None
     import os

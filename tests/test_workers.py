@@ -282,7 +282,7 @@ def test_a_worker_that_loses_its_database_stops_with_one_line(write_study, postg
             time.sleep(0.2)
         server.stop()
         err = worker.communicate(timeout=60)[1]
-    assert worker.returncode == 2
+    assert worker.returncode == 2, err
     last = err.strip().splitlines()[-1]
     assert last.startswith("codesign: error: lost the storage: ") and "run the same command to resume" in last
     assert postgres_password(url) not in err
