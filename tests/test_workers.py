@@ -57,7 +57,7 @@ def test_a_worker_killed_mid_batch_loses_nothing(write_study, workdir, storage, 
     --workers 3``, whose own worker processes are the ones killed and carrying on.
     """
     n_trials = 18
-    path = write_study(n_trials=n_trials, batch_size=6, heartbeat_s=1, task={"duration_s": 2.0})
+    path = write_study(n_trials=n_trials, batch_size=6, heartbeat_s=1, task={"duration_s": 4.0})
     spec = load_study(path)
     if launch == "worker":
         procs = [_worker(path, i, batch=2) for i in range(3)]
@@ -76,11 +76,16 @@ def test_a_worker_killed_mid_batch_loses_nothing(write_study, workdir, storage, 
             break
         assert all(p.poll() is None for p in procs) and time.monotonic() < deadline, "no worker started a batch"
         time.sleep(0.05)
-    time.sleep(0.2)  # into the evaluation
-    killed = {t.number: t.params for t in mine}
+    time.sleep(0.1)  # into the evaluation
     victim = int(owner.rpartition(":")[2])
     os.kill(victim, signal.SIGKILL)
     t_kill, killed_at = time.monotonic(), datetime.now()
+    # On a slow machine the victim may have told its batch between our reading and the kill: its
+    # killed trials are those it had not finished (a killed process writes nothing more).
+    time.sleep(0.05)
+    states = {t.number: t.state for t in open_study(spec).get_trials(deepcopy=False)}
+    killed = {t.number: t.params for t in mine if states[t.number] != TrialState.COMPLETE}
+    assert killed, "the worker finished its batch before it was killed: make the batch longer"
     outputs = [p.communicate(timeout=150) for p in procs]
     t_done = time.monotonic()
     if launch == "worker":
