@@ -69,12 +69,15 @@ def test_later_standalone_batches_generate_and_compile_nothing(standalone, monke
     np.testing.assert_allclose(other_seed[finite], want[finite], rtol=1e-9, atol=1e-12)
 
 
-def test_another_process_reuses_the_compiled_project(standalone, standalone_cache):
+def test_another_process_reuses_the_compiled_project(standalone):
     # A runtime simulation of the same network lives in this process first: Brian2 would name this
     # build's code objects "..._1" after its live ones, unless building forgets and collects them.
     weights(OjaTask(PARAMS, load_target(ROOT / "hw_targets/cpu.yaml")), batch(0), seed=1)
     weights(OjaTask(PARAMS, standalone), batch(0), seed=1)
-    (binary,) = standalone_cache.glob("cpp_standalone/*/main")
+    from codesign.backends.standalone import CompiledSimulation
+
+    # This network's project (the session's cache holds other tests' projects too).
+    binary = CompiledSimulation._current.directory / "main"
     before = binary.stat().st_mtime_ns
     script = (
         "import numpy as np\n"
