@@ -112,6 +112,11 @@ def best_summary(spec: StudySpec, study: optuna.Study, top: int = 5) -> dict[str
     return summary
 
 
+def held_out_seed(spec: StudySpec, seed: int | None) -> int:
+    """``seed``, or by default the input seed of draws the study never trained on."""
+    return spec.seed + EVAL_SEED_OFFSET if seed is None else seed
+
+
 def _evaluate(spec: StudySpec, cands: list[Candidate], seed: int, knobs: list[dict] | None) -> list[Evaluation]:
     if not cands:
         return []
@@ -131,13 +136,13 @@ def _evaluate(spec: StudySpec, cands: list[Candidate], seed: int, knobs: list[di
 def evaluate_candidate(spec: StudySpec, cand: Candidate, seed: int | None = None,
                        knobs: dict[str, Any] | None = None) -> tuple[Evaluation, int]:
     """One candidate on the study's task (with these hardware knobs), with held-out input seeds by default."""
-    seed = spec.seed + EVAL_SEED_OFFSET if seed is None else seed
+    seed = held_out_seed(spec, seed)
     return _evaluate(spec, [cand], seed, [knobs] if knobs else None)[0], seed
 
 
 def evaluate_front(spec: StudySpec, study: optuna.Study, seed: int | None = None) -> list[dict[str, Any]]:
     """Every Pareto-optimal trial again, with its knobs, on held-out inputs: is the trade-off real?"""
-    seed = spec.seed + EVAL_SEED_OFFSET if seed is None else seed
+    seed = held_out_seed(spec, seed)
     front = pareto_front(spec, study)
     knobs = [knob_values(spec, t.params) for t in front]
     evaluations = _evaluate(spec, [candidate(spec, t.params) for t in front], seed,
@@ -179,7 +184,7 @@ def precision_sweep(spec: StudySpec, study: optuna.Study, seed: int | None = Non
     """
     if spec.hardware.weight_bits is None:
         return []
-    seed = spec.seed + EVAL_SEED_OFFSET if seed is None else seed
+    seed = held_out_seed(spec, seed)
     default_rounding = spec.target.precision.rounding
     groups: dict[tuple[str, int], list[optuna.trial.FrozenTrial]] = {}
     for t in finished_trials(study):
@@ -290,7 +295,7 @@ def compare_targets(spec: StudySpec, cand: Candidate, targets: list, seed: int |
     from codesign.hardware import cost
     from codesign.tasks import task_class
 
-    seed = spec.seed + EVAL_SEED_OFFSET if seed is None else seed
+    seed = held_out_seed(spec, seed)
     rows = []
     for target in targets:
         adapted, changes, blockers = adapt_to_target(cand, target)

@@ -13,7 +13,7 @@ import numpy as np
 from codesign.hardware import EventCounts, Target
 from codesign.rules import NAMED_RULES, Candidate, Rule, named_rule
 
-__all__ = ["Evaluation", "Task", "LOSS_CAP", "used_terms", "slot_terms"]
+__all__ = ["Evaluation", "Task", "LOSS_CAP", "used_terms", "slot_terms", "pad"]
 
 #: Loss given to a candidate whose simulation diverged (NaN or infinite weights), and the ceiling of
 #: every loss, so that one runaway rule cannot dominate a sampler's statistics.
@@ -98,6 +98,12 @@ def used_terms(rules: Sequence[Rule], terms: Sequence[str] | None, all_terms: Se
     """The terms a network must hold: ``terms`` plus any nonzero term of the rules, in family order."""
     wanted = set(terms or ()) | {t for rule in rules for t, v in rule.coefficients.items() if v != 0.0}
     return tuple(t for t in all_terms if t in wanted) or (all_terms[0],)
+
+
+def pad(items: Sequence[Any], size: int) -> list[Any]:
+    """``items`` filled up to ``size`` with copies of the last: a batch network has a fixed size, and
+    its spare places run a real candidate again rather than something that might diverge."""
+    return list(items) + [items[-1]] * (size - len(items))
 
 
 def slot_terms(terms: Sequence[str] | Mapping[str, Sequence[str]] | None, slot: str) -> Sequence[str] | None:

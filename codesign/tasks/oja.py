@@ -22,7 +22,7 @@ from codesign.backends import NetworkBuild, Simulation, network_clock, simulatio
 from codesign.hardware import Target
 from codesign.rules import TERMS, Candidate, PolynomialRule, family_equation
 from codesign.schema import Where
-from codesign.tasks.base import Evaluation, Task, slot_terms, used_terms
+from codesign.tasks.base import Evaluation, Task, pad, slot_terms, used_terms
 from codesign.tasks.gaussian import check_covariance
 
 __all__ = ["OjaParams", "OjaTask", "OjaInputs", "draw_inputs", "reference_weights"]
@@ -177,7 +177,7 @@ def _run_batch(sim: Simulation, rules: Sequence[PolynomialRule], terms: tuple[st
     import brian2 as b2
 
     repeats, steps, d = inputs.x.shape
-    padded = list(rules) + [rules[-1]] * (n_candidates - len(rules))
+    padded = pad(rules, n_candidates)
     values = {t: np.repeat([rule.coefficient(t) for rule in padded], repeats) for t in terms}
     values["eta"] = np.repeat([rule.eta for rule in padded], repeats) / b2.second
     values["w0"] = np.tile(inputs.w0.ravel(), n_candidates)

@@ -72,7 +72,7 @@ from codesign.backends import NetworkBuild, Simulation, network_clock, simulatio
 from codesign.hardware import Target
 from codesign.rules import TERMS, Candidate, PolynomialRule, family_equation, named_rule, term_powers
 from codesign.schema import Where
-from codesign.tasks.base import LOSS_CAP, Evaluation, Task, slot_terms, used_terms
+from codesign.tasks.base import LOSS_CAP, Evaluation, Task, pad, slot_terms, used_terms
 from codesign.tasks.gaussian import check_covariance
 
 __all__ = ["PcaNetworkParams", "PcaNetworkTask", "PcaInputs", "PcaRun", "draw_inputs", "reference_run", "summarise",
@@ -414,7 +414,7 @@ def _run_batch(sim: Simulation, candidates: Sequence[Mapping[str, PolynomialRule
 
     repeats, steps, d = inputs.x.shape
     k = inputs.w0.shape[1]
-    padded = list(candidates) + [candidates[-1]] * (n_candidates - len(candidates))
+    padded = pad(candidates, n_candidates)
     per_neuron = repeats * k
     values = {f"ff_{t}": np.repeat([c[FF].coefficient(t) for c in padded], per_neuron) for t in ff_terms}
     values.update({f"lat_{t}": np.repeat([c[LAT].coefficient(t) for c in padded], per_neuron) for t in lat_terms})

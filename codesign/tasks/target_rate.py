@@ -24,7 +24,7 @@ from codesign.hardware import EventCounts
 from codesign.hardware.target import trace_grid
 from codesign.rules import Candidate
 from codesign.rules.spike_trace import SPIKE_TERMS, SpikeTraceRule, vogels
-from codesign.tasks.base import Evaluation, Task
+from codesign.tasks.base import Evaluation, Task, pad
 
 __all__ = ["TargetRateParams", "TargetRateTask", "draw_spikes"]
 
@@ -218,7 +218,7 @@ class TargetRateTask(Task):
         rules = [c["inhibitory"] for c in self.candidates(candidates)]
         p = self.params
         size = max(len(rules), capacity or 0)
-        padded = list(rules) + [rules[-1]] * (size - len(rules))
+        padded = pad(rules, size)
         per_neuron = lambda values: np.repeat(values, p.n_repeats)  # noqa: E731
         values = {t: per_neuron([rule.coefficient(t) for rule in padded]) for t in SPIKE_TERMS}
         values["eta"] = per_neuron([rule.eta for rule in padded])
@@ -227,8 +227,8 @@ class TargetRateTask(Task):
         precision = self.target.precision
 
         def knob(name: str) -> list:
-            chosen = [(knobs[k] if knobs else {}).get(name, getattr(precision, name)) for k in range(len(rules))]
-            return chosen + [chosen[-1]] * (size - len(rules))
+            return pad([(knobs[k] if knobs else {}).get(name, getattr(precision, name)) for k in range(len(rules))],
+                       size)
 
         values["w_step"] = per_neuron([0.0 if b is None else p.w_max / (2 ** int(b) - 1) for b in knob("weight_bits")])
         grids = [trace_grid(None if b is None else int(b)) for b in knob("trace_bits")]
