@@ -286,7 +286,7 @@ def cmd_port(args: argparse.Namespace) -> int:
     console.print(table)
     console.print("how the ported rule differs from the rule asked for:")
     for change in result["changes"]:
-        console.print(f"  {change['kind']}: {change['text']}", markup=False)
+        console.print(f"  {change['kind']}: {change['text']}", markup=False, soft_wrap=True)
     return 0
 
 

@@ -84,9 +84,10 @@ class PortParams:
     du: int = 818
     dv: int = 205
     vth: int = 12000
-    #: Learning rate: a number, or None to start from the rule's eta and search up to eta_search times it.
+    #: Learning rate: a number, or None to start from the rule's eta and search up to eta_search times it
+    #: (4: the weight scale can only go down, so eta does more of the rebalancing).
     eta: float | None = None
-    eta_search: float = 2.0
+    eta_search: float = 4.0
     #: Loihi units per unit of w: searched from 255 / w_max (the weight register) down to that / weight_scale_search.
     weight_scale_search: float = 2.0
     #: Trace impulses: None chooses them (whole numbers in [8, 32]) with the set-point objective.
@@ -194,7 +195,7 @@ def compile_spike_trace(rule: SpikeTraceRule, params: PortParams, target: Target
                 error = error or exc
                 continue
             if compiled.dropped and not allow_drop:
-                error = error or _underflow_refusal(compiled, eta, etas, scales)
+                error = error or _underflow_refusal(compiled, eta)
                 continue
             score = (round(objective(compiled), 3) if objective else 0.0, len(compiled.dropped), i, j)
             if best is None or score < best[0]:
@@ -204,18 +205,21 @@ def compile_spike_trace(rule: SpikeTraceRule, params: PortParams, target: Target
         if best is not None and (best[0][:2] == (0.0, 0) or len(scales) == 1):
             break
     if best is None:
-        raise error if error is not None else RuntimeError("no port settings were tried")
+        if error is None:
+            raise RuntimeError("no port settings were tried")
+        # The first error is the rule as asked (its eta, the register-filling scale); say what else was tried.
+        tried = (f"eta {min(etas):.3g}-{max(etas):.3g}" if len(etas) > 1 else f"eta {etas[0]:.3g}") + (
+            f", weight scales {min(scales):.4g}-{max(scales):.4g} (at most {limits.weight_max} / w_max: the "
+            f"{limits.weight_bits}-bit weight register)")
+        raise RuleError(f"{error.message}; refused at every setting tried ({tried})", key=error.key, fix=error.fix)
     return best[1], best[2]
 
 
-def _underflow_refusal(compiled: CompiledRule, eta: float, etas: list[float], scales: list[float]) -> RuleError:
-    """The port's refusal of a term that rounds to zero at every eta and weight scale it tries."""
+def _underflow_refusal(compiled: CompiledRule, eta: float) -> RuleError:
+    """The port's refusal of a term whose scale rounds to zero (unless it may drop terms)."""
     term, e_low = compiled.dropped[0], compiled.limits.scale_exponent[0]
-    tried = (f"eta {min(etas):.3g}-{max(etas):.3g}" if len(etas) > 1 else f"eta {eta:.3g}") + (
-        f" and weight scales {min(scales):.4g}-{max(scales):.4g}" if len(scales) > 1 else "")
     return RuleError(f"term {term.source} -> {term.product()}: scale {term.scale:.3g} (eta {eta:.3g}, weight scale "
-                     f"{compiled.weight_scale:.4g}) rounds to 0, below Loihi 2's smallest 2^{e_low} = "
-                     f"{2.0 ** e_low:g}, at every setting tried ({tried})",
+                     f"{compiled.weight_scale:.4g}) rounds to 0, below Loihi 2's smallest 2^{e_low} = {2.0 ** e_low:g}",
                      fix="port with --allow-drop (allow_drop=True) to drop it and list it, or raise the rule's eta")
 
 
