@@ -371,6 +371,18 @@ def test_loihi2_target_file_has_a_source_for_every_figure(tmp_path):
         load_loihi2_target(tmp_path / "loihi2.yaml")
 
 
+def test_bundled_target_is_the_packaged_copy_in_a_wheel_else_the_repository_one(tmp_path, monkeypatch):
+    import importlib.resources
+
+    from codesign.hardware.target import bundled_target
+
+    assert bundled_target("loihi2") == ROOT / "hw_targets/loihi2.yaml"  # this checkout: nothing packaged
+    (tmp_path / "hw_targets").mkdir()
+    (tmp_path / "hw_targets/loihi2.yaml").write_text("name: loihi2\n")
+    monkeypatch.setattr(importlib.resources, "files", lambda package: tmp_path)  # as an installed wheel has it
+    assert bundled_target("loihi2") == tmp_path / "hw_targets/loihi2.yaml"
+
+
 def test_loihi2_target_refuses_contradicting_figures_and_a_target_without_the_section(tmp_path):
     text = (ROOT / "hw_targets/loihi2.yaml").read_text()
     (tmp_path / "bits.yaml").write_text(text.replace("  trace_bits: 7             #", "  trace_bits: 6             #"))

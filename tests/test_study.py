@@ -253,7 +253,8 @@ def test_port_allow_drop_lists_what_changed(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(network, "run_brian2", stub)
     monkeypatch.setattr(network, "run_lava", stub)
     monkeypatch.chdir(tmp_path)
-    command = ["port", str(ROOT / "studies/target-rate.yaml"), "--rule", _study_best_rule_file(tmp_path), "--allow-drop"]
+    command = ["port", str(ROOT / "studies/target-rate.yaml"), "--rule", _study_best_rule_file(tmp_path),
+               "--allow-drop"]
     assert main([*command, "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["network"]["target"] == str(bundled_target("loihi2")) and result["network"]["allow_drop"]

@@ -614,7 +614,8 @@ class CompiledRule:
         text = (f"weight scale {scale:.4g}: Loihi weight = {'-' if self.weight_sign < 0 else ''}{scale:.4g} w, "
                 f"an integer in fixed point (steps of {1 / scale:.3g} in w)")
         if high is not None:
-            text += f"; w's upper bound {high:g} is {high * scale:.4g} of the {self.limits.weight_bits}-bit register's {top}"
+            text += (f"; w's upper bound {high:g} is {high * scale:.4g} of the {self.limits.weight_bits}-bit "
+                     f"register's {top}")
         changes = [{"kind": "weight_scale", "scale": scale, "text": text}]
         if high is not None and high * scale < top * (1 - 1e-9):
             changes.append({"kind": "weight_bound", "bound": high, "loihi_bound": top / scale,

@@ -21,8 +21,9 @@ itself). Excitatory weights are 64 Loihi units; the rule's inhibitory weight w i
 units (8-bit magnitude, inhibitory sign mode, weight_exp 0) with S = 255 / w_max or a little less
 (never more: w_max must fit the weight register; see :func:`compile_spike_trace`). du = 818 (current
 decay 819/4096 per step, tau_u about 5 ms: lava's fixed-point LIF adds 1 to du), dv = 205 (205/4096,
-tau_v about 20 ms), vth = 12000 Loihi units (lava shifts threshold and input left by 6 bits alike). Without plasticity (w = 0.05) the neuron
-fires at about 45-55 Hz; Vogels' rule (eta 0.01) holds it at 10 Hz with w about 0.14.
+tau_v about 20 ms), vth = 12000 Loihi units (lava shifts threshold and input left by 6 bits alike).
+Without plasticity (w = 0.05) the neuron fires at about 45-55 Hz; Vogels' rule (eta 0.01) holds it
+at 10 Hz with w about 0.14.
 
 With every scale exactly representable, Brian2 run with Loihi's order of events within a step
 (``lava_order``) and Lava floating point agree spike for spike (tests/test_loihi2.py). Brian2 with
