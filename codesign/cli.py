@@ -258,7 +258,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def cmd_port(args: argparse.Namespace) -> int:
     from codesign.errors import CodesignError
-    from codesign.hardware.loihi2.network import port
+    from codesign.hardware.loihi2.network import DEFAULT_TARGET, port
     from codesign.spec import load_study
 
     spec = load_study(args.study)
@@ -266,14 +266,15 @@ def cmd_port(args: argparse.Namespace) -> int:
         raise CodesignError(f"port runs spiking rules; task {spec.task.kind!r} has none", file=spec.file,
                             key="task.kind", fix="port a study of the target_rate task")
     name, cand, _ = _candidate_argument(spec, args.rule, args.storage)
-    result = port(cand["inhibitory"], spec.task.params, args.seed, args.target)
+    target = args.target or DEFAULT_TARGET
+    result = port(cand["inhibitory"], spec.task.params, args.seed, target, allow_drop=args.allow_drop)
     if args.json:
         print(json.dumps(result, indent=2, default=str))
         return 0
     from rich.table import Table
 
     console = _console()
-    table = Table(title=f"{name} ported to {args.target} (target {spec.task.params.target_rate_hz:g} Hz)")
+    table = Table(title=f"{name} ported to {target} (target {spec.task.params.target_rate_hz:g} Hz)")
     for column in ("backend", "loss", "rates Hz", "weight corr. vs Brian2", "weight rel. error", "seconds"):
         table.add_column(column, justify="left" if column == "backend" else "right")
     for backend in ("brian2", "lava_float", "lava_fixed"):
@@ -283,9 +284,9 @@ def cmd_port(args: argparse.Namespace) -> int:
                       f"{r['weight_relative_error']:.3f}" if "weight_relative_error" in r else "-",
                       f"{r['seconds']:.1f}")
     console.print(table)
-    dropped = result.get("rule", {}).get("dropped")
-    if dropped:
-        console.print(f"terms dropped on Loihi 2 (below the smallest scale): {dropped}")
+    console.print("how the ported rule differs from the rule asked for:")
+    for change in result["changes"]:
+        console.print(f"  {change['kind']}: {change['text']}", markup=False, soft_wrap=True)
     return 0
 
 
@@ -368,10 +369,13 @@ def _parser() -> argparse.ArgumentParser:
 
     p = command("port", cmd_port, "port a spiking rule to Loihi 2 (Lava) and report how well it survives")
     p.add_argument("--rule", help="a rule the task knows by name, or a rule file; default: the study's best")
-    p.add_argument("--target", default="hw_targets/loihi2.yaml", metavar="TARGET.yaml",
-                   help="the Loihi 2 target file (default hw_targets/loihi2.yaml)")
+    p.add_argument("--target", metavar="TARGET.yaml",
+                   help="the Loihi 2 target file (default: hw_targets/loihi2.yaml as installed with codesign)")
     p.add_argument("--seed", type=int, default=0, help="input seed of the port network")
-    p.add_argument("--json", action="store_true", help="print a JSON object: brian2, lava_float, lava_fixed")
+    p.add_argument("--allow-drop", action="store_true", help="drop terms whose scale rounds to zero on Loihi 2 "
+                                                             "(listed among the changes) instead of refusing the rule")
+    p.add_argument("--json", action="store_true", help="print a JSON object: brian2, lava_float, lava_fixed, "
+                                                       "rule, changes, network")
 
     p = sub.add_parser("bench", help="candidate evaluations per second, each way of running a task; trials per "
                                      "second with 1 and 2 workers on each storage",

@@ -226,6 +226,128 @@ def test_underflow_can_drop_the_term():
     assert [t.product() for t in rule.dropped] == ["x0*y1"]
 
 
+def test_a_rule_that_loses_every_term_is_refused_even_when_dropping():
+    with pytest.raises(CodesignError) as info:
+        compile_rule(MODEL, "x += 1\nw = clip(w + 1e-6*y, 0, 1)", "y += 1", {}, impulses=16, underflow="drop")
+    text = str(info.value)
+    assert "every term's scale rounds to 0 (1.0e-6*y -> x0*y1: 1.59e-05; smallest scale 0.0078125" in text
+    assert "nothing is left to port" in text and "\n" not in text
+
+
+def test_a_weight_scale_beyond_the_weight_register_is_refused():
+    # w in [0, 1]: 255 Loihi units per unit of w fill the 8-bit register; 510 would put w = 1 at 510.
+    args = (MODEL, "x += 1\nw = clip(w + 0.01*y, 0, 1)", "y += 1", {})
+    assert compile_rule(*args, impulses=16, weight_scale=255).weight_scale == 255
+    with pytest.raises(CodesignError) as info:
+        compile_rule(*args, impulses=16, weight_scale=510)
+    assert str(info.value) == ("weight_scale: weight scale 510 puts w's upper bound 1 at 510 Loihi units, beyond the "
+                               "8-bit weight register (255) (fix: use a weight scale of at most 255)")
+
+
+# ---------------------------------------------------------------------------------------------
+# Port settings: weight scale, eta, dropped terms (no Lava run)
+
+
+def _loihi2(**engine) -> "Target":
+    import dataclasses
+
+    target = load_loihi2_target(ROOT / "hw_targets/loihi2.yaml")
+    limits = dataclasses.replace(target.loihi2.learning_engine, **engine)
+    return dataclasses.replace(target, loihi2=dataclasses.replace(target.loihi2, learning_engine=limits))
+
+
+def test_port_refuses_a_term_that_rounds_to_zero_before_running_anything(monkeypatch):
+    from codesign.hardware.loihi2 import PortParams, network, port
+
+    def no_run(*args, **kwargs):
+        raise AssertionError("ran a network before refusing the rule")
+
+    monkeypatch.setattr(network, "run_brian2", no_run)
+    monkeypatch.setattr(network, "run_lava", no_run)
+    with pytest.raises(CodesignError) as info:
+        port(STUDY_BEST, PortParams(), 1)
+    text = str(info.value)
+    # pre_y: 255 * 0.01 * 0.00185 / impulse, far below 2^-7 at every eta and weight scale the port tries.
+    assert text.startswith("term 0.00184969*eta*y -> x0*y1: scale -0.000295 (eta 0.01, weight scale 255) rounds to 0, "
+                           "below Loihi 2's smallest 2^-7 = 0.0078125; refused at every setting tried (eta 0.01-0.04, "
+                           "weight scales 127.5-255 (at most 255 / w_max: the 8-bit weight register))")
+    assert "--allow-drop" in text and "\n" not in text
+
+
+@pytest.mark.parametrize("w_typical", [None, 0.147, 0.3])
+def test_port_weight_scale_stays_inside_the_weight_register(w_typical):
+    """The study's best rule once got weight scales 510 (w_typical None) and 393 (0.147, what it
+    settles at in Brian2): w_max = 1 was beyond Loihi's 8-bit register (255), which clipped w at 0.5 and 0.65."""
+    from codesign.hardware.loihi2.network import PortParams, _coefficients, compile_spike_trace, set_point
+
+    params = PortParams()
+    target = load_loihi2_target(ROOT / "hw_targets/loihi2.yaml")
+    compiled, eta = compile_spike_trace(STUDY_BEST, params, target, w_typical, allow_drop=True)
+    assert compiled.weight_scale * params.w_max <= 255
+    assert [t.product() for t in compiled.dropped][0] == "x0*y1"
+    # ...and the scale it chose still keeps the predicted set point.
+    w = (w_typical or params.w_inhibitory_init) * 255 / compiled.weight_scale
+    exact, quantised = (set_point(c, STUDY_BEST, params, w) for c in (STUDY_BEST.coefficients, _coefficients(compiled)))
+    assert quantised == pytest.approx(exact, rel=0.01)
+
+
+def test_port_refuses_when_no_weight_scale_fits_the_register():
+    # A 1-bit weight register holds w_max = 1 at a scale of at most 1: Vogels' constant (0.4 eta = 0.0036)
+    # and its trace terms (eta / 8 at the smallest impulse) round to 0 at every such scale (below 2^-8).
+    from codesign.hardware.loihi2.network import PortParams, compile_spike_trace
+
+    rule, params, target = vogels(eta=0.009), PortParams(eta=0.009), _loihi2(weight_bits=1)
+    for allow_drop in (True, False):
+        with pytest.raises(CodesignError) as info:
+            compile_spike_trace(rule, params, target, allow_drop=allow_drop)
+        text = str(info.value)
+        assert text.startswith("every term's scale rounds to 0 (-0.4*eta -> x0: 0.0036; ")
+        assert ("refused at every setting tried (eta 0.009, weight scales 0.5-1 (at most 1 / w_max: the 1-bit "
+                "weight register))") in text
+        assert "\n" not in text
+    # The 8-bit register admits 255.
+    assert compile_spike_trace(rule, params, _loihi2(weight_bits=8))[0].weight_scale == 255
+
+
+def test_port_drops_terms_only_when_allowed_and_lists_them():
+    from codesign.hardware.loihi2.network import PortParams, compile_spike_trace, port_changes
+
+    params = PortParams()
+    target = load_loihi2_target(ROOT / "hw_targets/loihi2.yaml")
+    compiled, eta = compile_spike_trace(STUDY_BEST, params, target, 0.14, allow_drop=True)
+    changes = port_changes(STUDY_BEST, params, compiled, eta)
+    dropped = [c for c in changes if c["kind"] == "dropped"]
+    assert [c["product"] for c in dropped] == [t.product() for t in compiled.dropped]
+    assert dropped[0]["term"] == "0.00184969*eta*y" and "dropped: scale" in dropped[0]["text"]
+    assert "y" not in [f for t in compiled.terms if t.dependency == "x0" for f in t.factors]
+
+
+def test_vogels_port_lists_what_changed():
+    from codesign.hardware.loihi2.network import PortParams, compile_spike_trace, port_changes
+
+    params = PortParams()
+    target = load_loihi2_target(ROOT / "hw_targets/loihi2.yaml")
+    rule = vogels(eta=0.01)
+    compiled, eta = compile_spike_trace(rule, params, target, 0.14)
+    changes = port_changes(rule, params, compiled, eta)
+    kinds = [c["kind"] for c in changes]
+    assert kinds == ["weight_scale", "quantised", "quantised", "quantised", "trace_impulse", "trace_impulse"]
+    assert changes[0]["scale"] == 255.0
+    assert [c["relative_error"] for c in changes[1:4]] == pytest.approx([0.0196078] * 3, rel=1e-5)
+    assert changes[1]["text"] == ("term -0.4*eta -> 4*2^-2*x0: scale 1.02 quantised to 4*2^-2 = 1 "
+                                  "(relative error 1.96%)")
+    assert "saturates at 7.94" in changes[4]["text"]
+    # A retuned eta comes first; a trace decay that is not a whole number of steps is listed.
+    retuned = port_changes(rule, params, compiled, 0.0125)[0]
+    assert (retuned["kind"], retuned["from"], retuned["to"]) == ("eta", 0.01, 0.0125)
+    assert retuned["text"] == "eta 0.01 -> 0.0125: retuned so that the quantised rule keeps its predicted set point"
+    odd = vogels(eta=0.01, tau_ms=20.4)
+    compiled, eta = compile_spike_trace(odd, params, target, 0.14)
+    decays = [c for c in port_changes(odd, params, compiled, eta) if c["kind"] == "trace_decay"]
+    assert [(c["trace"], c["tau"]) for c in decays] == [("x", 20), ("y", 20)]
+    assert decays[0]["relative_error"] == pytest.approx(0.4 / 20.4)
+
+
 # ---------------------------------------------------------------------------------------------
 # Target file
 
@@ -247,6 +369,18 @@ def test_loihi2_target_file_has_a_source_for_every_figure(tmp_path):
     (tmp_path / "loihi2.yaml").write_text(text)
     with pytest.raises(CodesignError, match="loihi2.sources: no source for chip.cores"):
         load_loihi2_target(tmp_path / "loihi2.yaml")
+
+
+def test_bundled_target_is_the_packaged_copy_in_a_wheel_else_the_repository_one(tmp_path, monkeypatch):
+    import importlib.resources
+
+    from codesign.hardware.target import bundled_target
+
+    assert bundled_target("loihi2") == ROOT / "hw_targets/loihi2.yaml"  # this checkout: nothing packaged
+    (tmp_path / "hw_targets").mkdir()
+    (tmp_path / "hw_targets/loihi2.yaml").write_text("name: loihi2\n")
+    monkeypatch.setattr(importlib.resources, "files", lambda package: tmp_path)  # as an installed wheel has it
+    assert bundled_target("loihi2") == tmp_path / "hw_targets/loihi2.yaml"
 
 
 def test_loihi2_target_refuses_contradicting_figures_and_a_target_without_the_section(tmp_path):
@@ -311,7 +445,10 @@ def test_port_vogels_keeps_the_rate_on_lava_fixed_point():
     from codesign.hardware.loihi2 import PortParams, port
 
     result = port(vogels(eta=0.01), PortParams(), seed=1)
-    assert set(result) >= {"brian2", "lava_float", "lava_fixed"}
+    assert set(result) >= {"brian2", "lava_float", "lava_fixed", "changes"}
+    # Its scales quantise alike (2 % each), so neither eta nor the weight scale moves.
+    assert [c["kind"] for c in result["changes"]][:4] == ["weight_scale", "quantised", "quantised", "quantised"]
+    assert result["network"]["eta"] == 0.01 and result["rule"]["weight"]["scale"] == 255
     for key in ("brian2", "lava_float", "lava_fixed"):
         assert math.isfinite(result[key]["loss"])
     rate = result["lava_fixed"]["rates_hz"][0]
@@ -353,10 +490,13 @@ STUDY_BEST = SpikeTraceRule({"pre_1": -0.76177721278461, "pre_y": 0.001849686041
 def test_port_study_best_rule_keeps_the_rate_on_lava_fixed_point():
     from codesign.hardware.loihi2 import PortParams, port
 
-    result = port(STUDY_BEST, PortParams(), seed=1)
-    # Its pre_y and pre_w scales are below Loihi's smallest (2^-7) or dropped; the weight scale is
-    # chosen so that the quantised rule's predicted set point stays within 1 % of the exact one.
-    assert any(t["product"] == "x0*y1" for t in result["rule"]["dropped"])
+    result = port(STUDY_BEST, PortParams(), seed=1, allow_drop=True)
+    # Its pre_y scale is far below Loihi's smallest (2^-7): dropped, and listed among the changes. eta
+    # and the weight scale (inside the 8-bit register) are chosen so that the quantised rule's
+    # predicted set point stays within 1 % of the exact one.
+    assert [t["product"] for t in result["rule"]["dropped"]] == ["x0*y1"]
+    assert [c["product"] for c in result["changes"] if c["kind"] == "dropped"] == ["x0*y1"]
+    assert result["rule"]["weight"]["scale"] <= 255
     points = result["rule"]["set_point_hz"]
     assert abs(points["quantised"] / points["exact"] - 1) < 0.01
     assert abs(result["lava_fixed"]["rates_hz"][0] - 10.0) <= 1.0

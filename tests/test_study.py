@@ -213,18 +213,74 @@ def test_port_refuses_a_rate_based_study(write_study, capsys):
     assert "task.kind: port runs spiking rules; task 'oja' has none" in capsys.readouterr().err
 
 
-@pytest.mark.slow
-@pytest.mark.lava
-def test_port_vogels_to_loihi2_keeps_the_rate(capsys):
+def _study_best_rule_file(folder) -> str:
+    from test_loihi2 import STUDY_BEST
+
+    from codesign.rules import save_candidate
+
+    path = folder / "best_rule.yaml"
+    save_candidate({"inhibitory": STUDY_BEST}, path)
+    return str(path)
+
+
+def test_port_finds_its_default_target_outside_the_checkout(tmp_path, monkeypatch, capsys):
+    """From a folder without hw_targets/, port still reads the bundled loihi2.yaml: the study's best
+    rule is then refused for its pre_y term (which only a loaded target can tell), before any run."""
     from conftest import ROOT
 
-    assert main(["port", str(ROOT / "studies/target-rate.yaml"), "--rule", "vogels",
-                 "--target", str(ROOT / "hw_targets/loihi2.yaml"), "--json"]) == 0
+    monkeypatch.chdir(tmp_path)
+    rule = _study_best_rule_file(tmp_path)
+    assert main(["port", str(ROOT / "studies/target-rate.yaml"), "--rule", rule, "--json"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("codesign: error: term 0.00184969*eta*y -> x0*y1: scale -0.000295 (eta 0.01, weight scale "
+                          "255) rounds to 0")
+    assert "(fix: port with --allow-drop" in err and err.count("\n") == 1
+
+
+def test_port_allow_drop_lists_what_changed(tmp_path, monkeypatch, capsys):
+    """--allow-drop ports the rule and lists the dropped term among the changes (JSON and table);
+    the Brian2 and Lava runs are replaced by a stub: this checks the compilation and the report."""
+    import numpy as np
+    from conftest import ROOT
+
+    from codesign.hardware.loihi2 import network
+    from codesign.hardware.target import bundled_target
+
+    def stub(*args, **kwargs):
+        weights = np.random.default_rng(0).uniform(0.1, 0.2, (60, 400))
+        return network.Run(np.arange(0, 6000, 100), weights, 0.0)
+
+    monkeypatch.setattr(network, "run_brian2", stub)
+    monkeypatch.setattr(network, "run_lava", stub)
+    monkeypatch.chdir(tmp_path)
+    command = ["port", str(ROOT / "studies/target-rate.yaml"), "--rule", _study_best_rule_file(tmp_path),
+               "--allow-drop"]
+    assert main([*command, "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["network"]["target"] == str(bundled_target("loihi2")) and result["network"]["allow_drop"]
+    dropped = [c for c in result["changes"] if c["kind"] == "dropped"]
+    assert [c["product"] for c in dropped] == ["x0*y1"]
+    assert [c["kind"] for c in result["changes"]][:2] == ["eta", "weight_scale"]  # eta 0.01 -> 0.0238
+    assert result["rule"]["weight"]["scale"] <= 255
+    assert main(command) == 0
+    out = capsys.readouterr().out
+    assert f"\n  dropped: {dropped[0]['text']}\n" in out
+
+
+@pytest.mark.slow
+@pytest.mark.lava
+def test_port_vogels_to_loihi2_keeps_the_rate(tmp_path, monkeypatch, capsys):
+    from conftest import ROOT
+
+    monkeypatch.chdir(tmp_path)  # the default target is found outside the checkout too
+    assert main(["port", str(ROOT / "studies/target-rate.yaml"), "--rule", "vogels", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     for backend in ("brian2", "lava_float", "lava_fixed"):
         for rate in result[backend]["rates_hz"]:
             assert rate == pytest.approx(10.0, rel=0.10)
     assert result["lava_float"]["weight_correlation"] > 0.95
+    assert [c["kind"] for c in result["changes"]] == ["weight_scale", "quantised", "quantised", "quantised",
+                                                       "trace_impulse", "trace_impulse"]
 
 
 def test_a_study_whose_first_candidates_all_diverge_still_finishes(write_study):

@@ -16,8 +16,8 @@ from typing import Literal
 from codesign.hardware.loihi2.limits import Loihi2Limits
 from codesign.schema import Where, build, read_yaml
 
-__all__ = ["Target", "Figure", "Precision", "Learning", "Resources", "Energy", "Gpu", "load_target", "trace_grid",
-           "TRACE_HEADROOM_BITS"]
+__all__ = ["Target", "Figure", "Precision", "Learning", "Resources", "Energy", "Gpu", "load_target", "bundled_target",
+           "trace_grid", "TRACE_HEADROOM_BITS"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -166,6 +166,20 @@ class Target:
             if general != specific:
                 raise where.child(f"precision.{name}").error(
                     f"{general} contradicts loihi2.learning_engine.{name} = {specific}", fix="make them equal")
+
+
+def bundled_target(name: str) -> Path:
+    """The target file ``hw_targets/NAME.yaml`` that comes with codesign, wherever it is run from.
+
+    An installed wheel has it inside the package (``codesign/hw_targets/``, pyproject's
+    ``force-include``); a source checkout (editable install) has it in the repository's ``hw_targets/``.
+    """
+    from importlib.resources import files
+
+    packaged = files("codesign") / "hw_targets" / f"{name}.yaml"
+    if packaged.is_file():
+        return Path(str(packaged))
+    return Path(__file__).resolve().parents[2] / "hw_targets" / f"{name}.yaml"
 
 
 def load_target(path: str | Path) -> Target:

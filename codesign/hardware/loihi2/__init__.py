@@ -16,9 +16,10 @@ from codesign.hardware.loihi2.compiler import (CompiledRule, ExpandedRule, Loihi
 from codesign.hardware.loihi2.limits import EngineLimits, Loihi2Limits
 
 __all__ = ["CompiledRule", "ExpandedRule", "LoihiTerm", "compile_rule", "expand_rule", "lower", "optimise_impulses",
-           "quantise_scale", "EngineLimits", "Loihi2Limits", "load_loihi2_target", "PortParams", "port", "port_params"]
+           "quantise_scale", "EngineLimits", "Loihi2Limits", "load_loihi2_target", "PortParams", "port", "port_params",
+           "port_changes"]
 
-_NETWORK = {"load_loihi2_target", "PortParams", "port", "port_params"}
+_NETWORK = {"load_loihi2_target", "PortParams", "port", "port_params", "port_changes"}
 
 
 def __getattr__(name: str):

@@ -600,6 +600,54 @@ class CompiledRule:
     def from_loihi_weight(self, weights):
         return self.weight_sign * np.asarray(weights, dtype=float) / self.weight_scale
 
+    def changes(self) -> list[dict[str, Any]]:
+        """Every way this rule differs from the Brian2 rule it was compiled from, JSON-ready: each entry
+        has a ``kind`` (``weight_scale``, ``weight_bound``, ``dropped``, ``quantised``, ``trace_decay``,
+        ``trace_impulse``), a one-line ``text`` and the numbers behind it."""
+        return [*self._weight_changes(), *map(self._dropped_change, self.dropped),
+                *(self._quantised_change(t) for t in self.terms if t.relative_error > 1e-12),
+                *(_decay_change(t) for t in self.traces if t.tau_relative_error > 1e-12),
+                *(self._impulse_change(t) for t in self.traces)]
+
+    def _weight_changes(self) -> list[dict[str, Any]]:
+        scale, (low, high), top = self.weight_scale, self.bounds, self.limits.weight_max
+        text = (f"weight scale {scale:.4g}: Loihi weight = {'-' if self.weight_sign < 0 else ''}{scale:.4g} w, "
+                f"an integer in fixed point (steps of {1 / scale:.3g} in w)")
+        if high is not None:
+            text += (f"; w's upper bound {high:g} is {high * scale:.4g} of the {self.limits.weight_bits}-bit "
+                     f"register's {top}")
+        changes = [{"kind": "weight_scale", "scale": scale, "text": text}]
+        if high is not None and high * scale < top * (1 - 1e-9):
+            changes.append({"kind": "weight_bound", "bound": high, "loihi_bound": top / scale,
+                            "text": f"Loihi clips w at {top / scale:.4g} (its register's {top}), not at {high:g}"})
+        if low is not None and low != 0:
+            changes.append({"kind": "weight_bound", "bound": low, "loihi_bound": 0.0,
+                            "text": f"Loihi clips w at 0 (sign mode), not at {low:g}"})
+        return changes
+
+    def _dropped_change(self, t: LoihiTerm) -> dict[str, Any]:
+        e_low = self.limits.scale_exponent[0]
+        return {"kind": "dropped", "term": t.source, "product": t.product(), "scale": t.scale,
+                "text": f"term {t.source} -> {t.product()} dropped: scale {t.scale:.3g} rounds to 0 "
+                        f"(smallest {2.0 ** e_low:g} = 1*2^{e_low})"}
+
+    @staticmethod
+    def _quantised_change(t: LoihiTerm) -> dict[str, Any]:
+        return {"kind": "quantised", "term": t.source, "product": t.product(), "scale": t.scale,
+                "quantised": t.quantised, "relative_error": t.relative_error,
+                "text": f"term {t.source} -> {t.product()}: scale {t.scale:.4g} quantised to "
+                        f"{t.mantissa}*2^{t.exponent} = {t.quantised:g} (relative error {t.relative_error:.2%})"}
+
+    def _impulse_change(self, t: TraceMap) -> dict[str, Any]:
+        top = self.limits.trace_max
+        text = (f"trace {t.name} -> {t.register}: a jump of {t.increment:g} is an impulse of {t.impulse:g} "
+                f"(one unit is {t.scale:.3g} of {t.name}); fixed point keeps {t.register} an integer up to {top}, "
+                f"so {t.name} saturates at {top * t.scale:.3g}")
+        if t.impulse != int(t.impulse):
+            text += "; the impulse's fraction is added with doubled probability (lava 0.10.0)"
+        return {"kind": "trace_impulse", "trace": t.name, "register": t.register, "impulse": t.impulse,
+                "saturates_at": top * t.scale, "text": text}
+
     def report(self) -> dict[str, Any]:
         """JSON-ready summary: products with their exact and quantised scales, traces, weights."""
         def term(t: LoihiTerm) -> dict[str, Any]:
@@ -624,6 +672,13 @@ class CompiledRule:
             "weight": {"scale": self.weight_scale, "sign": self.weight_sign, "bounds": list(self.bounds)},
             "transmission": list(self.transmission), "notes": notes,
         }
+
+
+def _decay_change(t: TraceMap) -> dict[str, Any]:
+    return {"kind": "trace_decay", "trace": t.name, "register": t.register, "tau_steps": t.tau_steps, "tau": t.tau,
+            "relative_error": t.tau_relative_error,
+            "text": f"trace {t.name} -> {t.register}: tau {t.tau_ms:g} ms is {t.tau_steps:.4g} steps, rounded to "
+                    f"{t.tau} (relative error {t.tau_relative_error:.2%})"}
 
 
 def _registers(rule: ExpandedRule, limits: EngineLimits) -> dict[str, str]:
@@ -659,6 +714,18 @@ def _tau(trace: Trace, dt_ms: float, limits: EngineLimits) -> int:
     return tau
 
 
+def _check_weight_register(weight_scale: float, high: float | None, limits: EngineLimits) -> None:
+    """Refuse a weight scale that puts the rule's upper bound beyond the weight register: Loihi
+    would clip there, below the bound the rule asks for."""
+    if not (math.isfinite(weight_scale) and weight_scale > 0):
+        raise RuleError(f"weight scale {weight_scale:g} is not a positive number", key="weight_scale",
+                        fix="use a positive weight scale (Loihi units per unit of w)")
+    if high is not None and high * weight_scale > limits.weight_max * (1 + 1e-9):
+        raise RuleError(f"weight scale {weight_scale:g} puts w's upper bound {high:g} at {high * weight_scale:g} "
+                        f"Loihi units, beyond the {limits.weight_bits}-bit weight register ({limits.weight_max})",
+                        key="weight_scale", fix=f"use a weight scale of at most {limits.weight_max / high:g}")
+
+
 def lower(rule: ExpandedRule, *, weight_scale: float | None = None, weight_sign: int = 1,
           impulses: float | Mapping[str, float] = 16.0, dt_ms: float = 1.0,
           limits: EngineLimits = DEFAULT_LIMITS, underflow: Literal["refuse", "drop"] = "refuse") -> CompiledRule:
@@ -668,7 +735,9 @@ def lower(rule: ExpandedRule, *, weight_scale: float | None = None, weight_sign:
     Brian2's upper bound is then Loihi's 8-bit weight limit. ``weight_sign = -1`` stores the weights
     as negative (inhibitory) Loihi weights. ``impulses`` is one impulse for every trace or one per
     Brian2 trace name. A scale that rounds to zero is refused, or dropped with ``underflow="drop"``
-    (the dropped terms are listed in :attr:`CompiledRule.dropped`).
+    (the dropped terms are listed in :attr:`CompiledRule.dropped`); a rule that would lose every
+    term is refused either way. A weight scale that puts the upper bound beyond the weight register
+    (``high * weight_scale > 2**weight_bits - 1``) is refused: Loihi would clip below the bound.
     """
     if weight_sign not in (1, -1):
         raise ValueError("weight_sign is 1 or -1")
@@ -679,11 +748,12 @@ def lower(rule: ExpandedRule, *, weight_scale: float | None = None, weight_sign:
             raise RuleError("the weight has no upper bound, so there is no natural weight scale", key="on_pre",
                             fix="clip w to [0, w_max] or pass weight_scale")
         weight_scale = limits.weight_max / high
+    _check_weight_register(weight_scale, high, limits)
     if low is not None and low != 0:
         notes.append(f"lower bound {low:g} of w: Loihi clips at 0 (sign mode), not at {low:g}")
     if high is not None and abs(high * weight_scale - limits.weight_max) > 1e-9 * limits.weight_max:
-        notes.append(f"upper bound {high:g} of w is {high * weight_scale:g} Loihi units; "
-                     f"Loihi's fixed point clips at {limits.weight_max}")
+        notes.append(f"upper bound {high:g} of w is {high * weight_scale:g} Loihi units; Loihi's fixed point "
+                     f"clips at {limits.weight_max} (w = {limits.weight_max / weight_scale:.3g})")
     if high is not None:
         notes.append("lava's floating-point LearningDense does not clip weights above; its fixed point does")
     registers = _registers(rule, limits)
@@ -729,6 +799,11 @@ def lower(rule: ExpandedRule, *, weight_scale: float | None = None, weight_sign:
                             fix="raise eta or the weight scale, lower the trace impulses, or drop the term "
                                 "(underflow='drop')")
         terms.append(LoihiTerm(dependency, tuple(factors), scale, q.mantissa, q.exponent, shift, term.source, term))
+    if dropped and not terms:
+        lost = "; ".join(f"{t.source} -> {t.product()}: {t.scale:.3g}" for t in dropped)
+        raise RuleError(f"every term's scale rounds to 0 ({lost}; smallest scale {2.0 ** limits.scale_exponent[0]:g}"
+                        f" = 1*2^{limits.scale_exponent[0]}): nothing is left to port",
+                        fix="raise eta or the weight scale, or lower the trace impulses")
     return CompiledRule(tuple(terms), tuple(traces), float(weight_scale), weight_sign, dt_ms, rule.bounds,
                         tuple(dropped), rule.transmission, tuple(notes), limits)
 

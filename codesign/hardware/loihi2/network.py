@@ -18,11 +18,12 @@ neuron, dt = 1 ms (a Loihi time step), 6 s (2 s learning, then the rate over 4 s
 per time step and per process, hardly per input: the inputs are many so that each inhibitory
 synapse is weak (with 20 strong ones, pre/post correlations push Vogels' rule to 13-14 Hz in Brian2
 itself). Excitatory weights are 64 Loihi units; the rule's inhibitory weight w is ``-S w`` Loihi
-units (8-bit magnitude, inhibitory sign mode, weight_exp 0) with S = 255 / w_max or a little more
-(see :func:`compile_spike_trace`). du = 818 (current decay 819/4096 per step, tau_u about 5 ms:
-lava's fixed-point LIF adds 1 to du), dv = 205 (205/4096, tau_v about 20 ms), vth = 12000 Loihi units
-(lava shifts threshold and input left by 6 bits alike). Without plasticity (w = 0.05) the neuron
-fires at about 45-55 Hz; Vogels' rule (eta 0.01) holds it at 10 Hz with w about 0.14.
+units (8-bit magnitude, inhibitory sign mode, weight_exp 0) with S = 255 / w_max or a little less
+(never more: w_max must fit the weight register; see :func:`compile_spike_trace`). du = 818 (current
+decay 819/4096 per step, tau_u about 5 ms: lava's fixed-point LIF adds 1 to du), dv = 205 (205/4096,
+tau_v about 20 ms), vth = 12000 Loihi units (lava shifts threshold and input left by 6 bits alike).
+Without plasticity (w = 0.05) the neuron fires at about 45-55 Hz; Vogels' rule (eta 0.01) holds it
+at 10 Hz with w about 0.14.
 
 With every scale exactly representable, Brian2 run with Loihi's order of events within a step
 (``lava_order``) and Lava floating point agree spike for spike (tests/test_loihi2.py). Brian2 with
@@ -43,13 +44,13 @@ import numpy as np
 
 from codesign.errors import CodesignError, RuleError
 from codesign.hardware.loihi2.compiler import CompiledRule, expand_rule, lower, optimise_impulses
-from codesign.hardware.target import Target, load_target
+from codesign.hardware.target import Target, bundled_target, load_target
 from codesign.rules.spike_trace import SpikeTraceRule
 
 __all__ = ["PortParams", "port_params", "compile_spike_trace", "set_point", "input_spikes", "run_brian2", "run_lava",
-           "port", "DEFAULT_TARGET", "load_loihi2_target"]
+           "port", "port_changes", "DEFAULT_TARGET", "load_loihi2_target"]
 
-DEFAULT_TARGET = Path(__file__).resolve().parents[3] / "hw_targets" / "loihi2.yaml"
+DEFAULT_TARGET = bundled_target("loihi2")
 
 
 def load_loihi2_target(path: str | Path) -> Target:
@@ -84,10 +85,11 @@ class PortParams:
     du: int = 818
     dv: int = 205
     vth: int = 12000
-    #: Learning rate: a number, or None to start from the rule's eta and search up to eta_search times it.
+    #: Learning rate: a number, or None to start from the rule's eta and search up to eta_search times it
+    #: (4: the weight scale can only go down, so eta does more of the rebalancing).
     eta: float | None = None
-    eta_search: float = 2.0
-    #: Loihi units per unit of w: searched from 255 / w_max up to weight_scale_search times that.
+    eta_search: float = 4.0
+    #: Loihi units per unit of w: searched from 255 / w_max (the weight register) down to that / weight_scale_search.
     weight_scale_search: float = 2.0
     #: Trace impulses: None chooses them (whole numbers in [8, 32]) with the set-point objective.
     trace_impulse: float | None = None
@@ -140,20 +142,22 @@ def _coefficients(compiled: CompiledRule) -> dict[str, float]:
             if t.origin is not None and (t.origin.event, t.origin.powers) in _TERMS}
 
 
-def compile_spike_trace(rule: SpikeTraceRule, params: PortParams, target: Target,
-                        w_typical: float | None = None) -> tuple[CompiledRule, float]:
+def compile_spike_trace(rule: SpikeTraceRule, params: PortParams, target: Target, w_typical: float | None = None,
+                        *, allow_drop: bool = False) -> tuple[CompiledRule, float]:
     """Compile a spike-trace rule for the port network (inhibitory: negative Loihi weights).
 
     Returns the compiled rule and the eta it uses. Quantisation changes the balance of the terms and
     so the rate the rule holds (:func:`set_point`, at the typical weight ``w_typical``, given for
     the weight scale 255 / w_max). Three knobs move the scales without changing the rule: the
     weight scale S (constants scale with S, weight terms do not), the trace impulses (each scales its
-    own terms) and, last, eta (all terms; it only sets the learning speed). The search runs over S in
-    [1, weight_scale_search] x 255 / w_max (9 steps), eta in [1, eta_search] x the rule's eta
-    (9 steps, unless ``params.eta`` is given) and, for each, whole impulses in [8, 32]; the smallest
-    predicted set-point shift wins (rounded to 0.1 %; ties: the rule's eta, then the smaller S). Scales
-    that round to zero are dropped (listed in ``dropped``) so that a rule with a negligible term can
-    still be ported; :func:`codesign.hardware.loihi2.compile_rule` refuses them by default.
+    own terms) and, last, eta (all terms; it only sets the learning speed). S never passes the weight
+    register: S * w_max <= 2**weight_bits - 1, so Loihi holds every weight the rule allows. The search
+    runs over S in [1 / weight_scale_search, 1] x 255 / w_max (9 steps), eta in [1, eta_search] x the
+    rule's eta (9 steps, unless ``params.eta`` is given) and, for each, whole impulses in [8, 32]; the
+    smallest predicted set-point shift wins (rounded to 0.1 %; ties: fewer dropped terms, the rule's
+    eta, then the larger S). A term whose scale rounds to zero at every setting is refused in one
+    line, unless ``allow_drop``: it is then dropped (listed in ``dropped``). A rule that would lose
+    every term is refused either way.
     """
     limits = target.loihi2.learning_engine
     base_scale = limits.weight_max / params.w_max
@@ -164,17 +168,19 @@ def compile_spike_trace(rule: SpikeTraceRule, params: PortParams, target: Target
         etas = [params.eta]
     else:
         etas = list(rule.eta * np.geomspace(1.0, max(params.eta_search, 1.0), 9))
-    scales = list(base_scale * np.geomspace(1.0, max(params.weight_scale_search, 1.0), 9))
-    best: tuple[tuple[float, int, int], CompiledRule, float] | None = None
+    scales = list(base_scale * np.geomspace(1.0, 1.0 / max(params.weight_scale_search, 1.0), 9))
+    best: tuple[tuple[float, int, int, int], CompiledRule, float] | None = None
     error: RuleError | None = None
     for i, eta in enumerate(etas):
         expanded = unit.scaled(eta)
         for j, weight_scale in enumerate(scales):
-            # The network holds the same Loihi weight whatever the scale: w shrinks as S grows.
+            # The network holds the same Loihi weight whatever the scale: w grows as S shrinks.
             w = w_base * base_scale / weight_scale
             exact = set_point(rule.coefficients, rule, params, w)
 
             def shift(compiled: CompiledRule, w: float = w, exact: float = exact) -> float:
+                if compiled.dropped and not allow_drop:
+                    return math.inf
                 rho = set_point(_coefficients(compiled), rule, params, w)
                 return abs(rho / exact - 1.0) if math.isfinite(rho) else math.inf
 
@@ -189,16 +195,33 @@ def compile_spike_trace(rule: SpikeTraceRule, params: PortParams, target: Target
             except RuleError as exc:
                 error = error or exc
                 continue
-            score = (round(objective(compiled), 3) if objective else 0.0, i, j)
+            if compiled.dropped and not allow_drop:
+                error = error or _underflow_refusal(compiled, eta)
+                continue
+            score = (round(objective(compiled), 3) if objective else 0.0, len(compiled.dropped), i, j)
             if best is None or score < best[0]:
                 best = (score, compiled, float(eta))
-            if objective is None or score[0] == 0.0:
+            if objective is None or score[:2] == (0.0, 0):
                 break  # nothing (left) to improve
-        if best is not None and (best[0][0] == 0.0 or len(scales) == 1):
+        if best is not None and (best[0][:2] == (0.0, 0) or len(scales) == 1):
             break
     if best is None:
-        raise error if error is not None else RuntimeError("no port settings were tried")
+        if error is None:
+            raise RuntimeError("no port settings were tried")
+        # The first error is the rule as asked (its eta, the register-filling scale); say what else was tried.
+        tried = (f"eta {min(etas):.3g}-{max(etas):.3g}" if len(etas) > 1 else f"eta {etas[0]:.3g}") + (
+            f", weight scales {min(scales):.4g}-{max(scales):.4g} (at most {limits.weight_max} / w_max: the "
+            f"{limits.weight_bits}-bit weight register)")
+        raise RuleError(f"{error.message}; refused at every setting tried ({tried})", key=error.key, fix=error.fix)
     return best[1], best[2]
+
+
+def _underflow_refusal(compiled: CompiledRule, eta: float) -> RuleError:
+    """The port's refusal of a term whose scale rounds to zero (unless it may drop terms)."""
+    term, e_low = compiled.dropped[0], compiled.limits.scale_exponent[0]
+    return RuleError(f"term {term.source} -> {term.product()}: scale {term.scale:.3g} (eta {eta:.3g}, weight scale "
+                     f"{compiled.weight_scale:.4g}) rounds to 0, below Loihi 2's smallest 2^{e_low} = {2.0 ** e_low:g}",
+                     fix="port with --allow-drop (allow_drop=True) to drop it and list it, or raise the rule's eta")
 
 
 def input_spikes(params: PortParams, seed: int, dt_ms: float = 1.0) -> np.ndarray:
@@ -360,7 +383,7 @@ def _compare(run: Run, reference: Run) -> dict[str, float]:
 
 
 def port(rule: SpikeTraceRule, params: PortParams | Any = None, seed: int = 0,
-         target: Target | str | Path | None = None) -> dict[str, Any]:
+         target: Target | str | Path | None = None, *, allow_drop: bool = False) -> dict[str, Any]:
     """Run ``rule`` on the port network in Brian2, Lava floating point and Lava fixed point.
 
     ``params`` is a :class:`PortParams`, a study's ``TargetRateParams`` (see :func:`port_params`) or
@@ -373,12 +396,12 @@ def port(rule: SpikeTraceRule, params: PortParams | Any = None, seed: int = 0,
     traces jump before any weight update), and ``lava_float.vs_brian2_lava_order`` compares with it:
     what remains there is quantisation alone. ``rule`` holds the compiled rule (products, quantisation
     errors, traces, dropped terms, predicted set points) and ``network`` the port's settings (the
-    ``eta`` used, the rule's own ``rule_eta``).
+    ``eta`` used, the rule's own ``rule_eta``). ``changes`` lists every way the ported rule differs
+    from the rule asked for (:func:`port_changes`). A term whose scale rounds to zero is refused
+    (:class:`~codesign.errors.RuleError`) before anything runs, unless ``allow_drop``.
     """
-    if target is None:
-        target = DEFAULT_TARGET
     if not isinstance(target, Target):
-        target = load_loihi2_target(target)
+        target = load_loihi2_target(DEFAULT_TARGET if target is None else target)
     if params is None:
         params = PortParams()
     elif not isinstance(params, PortParams):
@@ -388,12 +411,14 @@ def port(rule: SpikeTraceRule, params: PortParams | Any = None, seed: int = 0,
     spikes = input_spikes(params, seed, dt_ms)
     first = None
     if params.eta is None:
+        # Refuse before the slow runs: whether a rule compiles does not depend on its typical weight.
+        compile_spike_trace(rule, params, target, allow_drop=allow_drop)
         # The weight the rule settles at in Brian2 is the typical weight of its set point.
         first = run_brian2(rule, params, spikes, weight_scale, dt_ms, eta=rule.eta)
         w_typical = float(first.weights[-1].mean())
     else:
         w_typical = params.w_inhibitory_init
-    compiled, eta = compile_spike_trace(rule, params, target, w_typical)
+    compiled, eta = compile_spike_trace(rule, params, target, w_typical, allow_drop=allow_drop)
     same = first is not None and eta == rule.eta and compiled.weight_scale == weight_scale
     reference = first if same else run_brian2(rule, params, spikes, compiled.weight_scale, dt_ms, eta=eta)
     runs = {"brian2": reference,
@@ -418,6 +443,18 @@ def port(rule: SpikeTraceRule, params: PortParams | Any = None, seed: int = 0,
                                       "quantised": set_point(_coefficients(compiled), rule, params, w_typical),
                                       "typical_weight": w_typical,
                                       "note": "mean-drift balance without correlations, at the typical weight"}
+    result["changes"] = port_changes(rule, params, compiled, eta)
     result["network"] = {**dataclasses.asdict(params), "eta": eta, "rule_eta": rule.eta, "dt_ms": dt_ms,
-                         "seed": seed, "target": target.file}
+                         "seed": seed, "target": target.file, "allow_drop": allow_drop}
     return result
+
+
+def port_changes(rule: SpikeTraceRule, params: PortParams, compiled: CompiledRule, eta: float) -> list[dict[str, Any]]:
+    """Every way the ported rule differs from ``rule``: its eta, then the compiler's changes
+    (:meth:`CompiledRule.changes`: weight scale and bounds, dropped and quantised terms, traces)."""
+    changes = []
+    if eta != rule.eta:
+        why = ("retuned so that the quantised rule keeps its predicted set point" if params.eta is None
+               else "set by the port parameters")
+        changes.append({"kind": "eta", "from": rule.eta, "to": eta, "text": f"eta {rule.eta:g} -> {eta:.4g}: {why}"})
+    return changes + compiled.changes()
