@@ -13,8 +13,8 @@ from codesign.backends.base import Construct, NetworkBuild, Simulation, network_
 from codesign.backends.runtime import RuntimeSimulation, configure_runtime
 from codesign.hardware import Target
 
-__all__ = ["NetworkBuild", "Simulation", "simulation", "network_clock", "spike_input", "configure_runtime", "clear_simulations",
-           "check_runnable", "build_seconds"]
+__all__ = ["NetworkBuild", "Simulation", "simulation", "network_clock", "spike_input", "configure_runtime",
+           "clear_simulations", "check_runnable", "build_seconds"]
 
 _simulations: dict[tuple[str, str], Simulation] = {}
 _build_s = 0.0

@@ -123,12 +123,13 @@ def padded_spike_list(group: Any, indices: np.ndarray, times: np.ndarray) -> dic
     order = np.lexsort((indices, times))  # by time, then by index: the order of delivery
     indices, times = indices[order], times[order]
     dt = float(group.clock.dt_)
-    bins = np.asarray((times + 1e-3 * dt) / dt, dtype=np.int32)  # SpikeGeneratorGroup.before_run's binning
+    bins = ((times + 1e-3 * dt) / dt).astype(np.int64)  # SpikeGeneratorGroup.before_run's binning
     capacity = group.variables["neuron_index"].size
     if len(indices) > capacity:
         raise ValueError(f"{len(indices)} spikes for {group.name}, which holds at most {capacity}")
-    if len(indices) and (indices.min() < 0 or indices.max() >= len(group) or times.min() < 0 or bins.max() >= NEVER_STEP):
-        raise ValueError(f"spikes for {group.name} outside its {len(group)} inputs or its time steps [0, {NEVER_STEP})")
+    if len(indices) and not (0 <= indices.min() and indices.max() < len(group)
+                             and 0 <= times.min() and bins.max() < NEVER_STEP):
+        raise ValueError(f"spikes for {group.name} outside its {len(group)} inputs or time steps [0, {NEVER_STEP})")
     if np.logical_and(np.diff(bins) == 0, np.diff(indices) == 0).any():
         raise ValueError(f"an input of {group.name} spikes twice in one time step")
     pad = capacity - len(indices)
