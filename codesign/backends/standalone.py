@@ -51,7 +51,8 @@ class CompiledSimulation(Simulation):
     on this device or another standalone one, retires this one. Not thread safe.
 
     Subclasses name their ``device`` and may add to the build's identity (:meth:`identity`), set
-    and restore Brian2 preferences around the build (:meth:`preferences`), and turn failures into
+    and restore Brian2 preferences around the build (:meth:`preferences`), seed ``rand()`` as the
+    device does (:meth:`seed_code`), and turn failures into
     :class:`~codesign.errors.CodesignError` (:meth:`build_error`, :meth:`run_error`).
     """
 
