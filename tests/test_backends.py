@@ -125,3 +125,21 @@ def test_a_study_builds_one_network(write_study):
     (sim,) = _simulations.values()
     assert sim.builds == 1
     clear_simulations()
+
+
+def test_a_spike_input_is_padded_in_delivery_order():
+    """A run's spikes, as a standalone program gets them: by time step then input (the order of
+    delivery), padded with spikes at steps no run reaches; beyond the capacity, an error."""
+    import brian2
+
+    from codesign.backends.base import NEVER_STEP, padded_spike_list, spike_input
+
+    brian2.set_device("runtime")
+    group = spike_input(3, 5, brian2.Clock(0.1 * brian2.ms, name="clock"), "inputs")
+    padded = padded_spike_list(group, np.array([2, 0, 1]), np.array([0.3e-3, 0.3e-3, 0.0]))
+    assert padded["neuron_index"].tolist() == [1, 0, 2, 0, 0]
+    assert padded["_timebins"].tolist() == [0, 3, 3, NEVER_STEP, NEVER_STEP + 1]
+    with pytest.raises(ValueError, match="holds at most 5"):
+        padded_spike_list(group, np.zeros(6, dtype=int), np.arange(6) * 1e-4)
+    with pytest.raises(ValueError, match="twice in one time step"):
+        padded_spike_list(group, np.array([1, 1]), np.array([0.2e-3, 0.2e-3]))

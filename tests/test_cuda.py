@@ -25,7 +25,7 @@ from codesign.rules import PolynomialRule
 from codesign.rules.spike_trace import SpikeTraceRule, vogels
 from codesign.tasks.oja import OjaParams, OjaTask
 from codesign.tasks.pca_network import PcaNetworkParams, PcaNetworkTask
-from codesign.tasks.target_rate import TargetRateParams, TargetRateTask, draw_spikes
+from codesign.tasks.target_rate import TargetRateParams, TargetRateTask
 
 from conftest import ROOT
 
@@ -72,7 +72,7 @@ def cuda_build(gpu_target):
     clear_simulations()
     task = TargetRateTask(PARAMS, gpu_target)
     start = time.perf_counter()
-    sim = task.simulation(len(spike_rules()), SEED, draw_spikes(PARAMS, SEED))
+    sim = task.simulation(len(spike_rules()))
     seconds = time.perf_counter() - start
     print(f"\nCUDA build of the target-rate task: {seconds:.0f} s")
     directory = sim.directory
@@ -109,16 +109,16 @@ def test_a_second_construction_reuses_the_cuda_build(cuda_build):
     before = _outputs(directory)
     clear_simulations()
     start = time.perf_counter()
-    again = task.simulation(len(spike_rules()), SEED, draw_spikes(PARAMS, SEED))
+    again = task.simulation(len(spike_rules()))
     rebuilt_s = time.perf_counter() - start
     assert again.directory == directory and again.builds == 1
     assert _outputs(directory) == before, "a second construction recompiled the CUDA project"
     script = (
         "from codesign.hardware import load_target\n"
-        "from codesign.tasks.target_rate import TargetRateParams, TargetRateTask, draw_spikes\n"
+        "from codesign.tasks.target_rate import TargetRateParams, TargetRateTask\n"
         f"params = {PARAMS!r}\n"
         f"task = TargetRateTask(params, load_target({str(ROOT / 'hw_targets/gpu.yaml')!r}))\n"
-        f"print(task.simulation({len(spike_rules())}, {SEED}, draw_spikes(params, {SEED})).directory)\n"
+        f"print(task.simulation({len(spike_rules())}).directory)\n"
     )
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -132,10 +132,10 @@ import sys
 from brian2cuda.device import CUDAStandaloneDevice
 CUDAStandaloneDevice.compile_source = lambda *args, **kwargs: None  # generate only
 from codesign.hardware import load_target
-from codesign.tasks.target_rate import TargetRateParams, TargetRateTask, draw_spikes
+from codesign.tasks.target_rate import TargetRateParams, TargetRateTask
 params = {params!r}
 junk = [object() for _ in range(int(sys.argv[1]))]  # another memory layout in each process
-sim = TargetRateTask(params, load_target({target!r})).simulation({n}, {seed}, draw_spikes(params, {seed}))
+sim = TargetRateTask(params, load_target({target!r})).simulation({n})
 print(sim.directory)
 """
 
@@ -147,7 +147,7 @@ def test_every_process_generates_the_same_cuda_code(tmp_path):
     import filecmp
 
     toolkit_or_skip()
-    script = _GENERATE.format(params=PARAMS, target=str(ROOT / "hw_targets/gpu.yaml"), n=len(spike_rules()), seed=SEED)
+    script = _GENERATE.format(params=PARAMS, target=str(ROOT / "hw_targets/gpu.yaml"), n=len(spike_rules()))
     folders = []
     for k, junk in enumerate((10, 200_000)):
         env = {**os.environ, "CODESIGN_CACHE": str(tmp_path / f"cache{k}")}

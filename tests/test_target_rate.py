@@ -3,9 +3,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from codesign.backends import clear_simulations
+from codesign.errors import CodesignError
 from codesign.hardware import load_target
 from codesign.rules.spike_trace import SPIKE_TERMS, SpikeTraceRule, vogels
-from codesign.tasks.target_rate import TargetRateParams, TargetRateTask, draw_spikes
+from codesign.tasks.target_rate import TargetRateParams, TargetRateTask, draw_spikes, spike_capacity
 from codesign.tasks.target_rate_reference import reference_run
 
 from conftest import ROOT
@@ -31,12 +33,14 @@ def test_draw_spikes_are_on_the_grid_and_unique_per_step():
     assert len(set(zip(indices.tolist(), steps.tolist()))) == len(indices)
 
 
-def test_brian2_matches_the_numpy_reference():
+@pytest.mark.parametrize("target", ["cpu.yaml", "cpu-standalone.yaml"])
+def test_brian2_matches_the_numpy_reference(target):
+    """On the runtime and on the standalone build, whose input spikes come padded through run_args."""
     rules = [vogels(), SpikeTraceRule({}), _random_rule(3),
              # These two run into the clip: w_max (which silences the neuron) and 0.
              SpikeTraceRule({"pre_1": 1.0, "post_1": -0.5}, eta=0.05, tau_x_ms=7.0, tau_y_ms=45.0),
              SpikeTraceRule({"pre_1": -1.0, "post_x": 0.3}, eta=0.05, tau_x_ms=30.0, tau_y_ms=9.0)]
-    task = TargetRateTask(SMALL, load_target(ROOT / "hw_targets/cpu.yaml"))
+    task = TargetRateTask(SMALL, load_target(ROOT / "hw_targets" / target))
     evaluations = task.evaluate(rules, seed=4)
     counts, weights = reference_run(rules, SMALL, draw_spikes(SMALL, 4))
     assert counts.shape == (len(rules), SMALL.n_repeats)
@@ -52,6 +56,50 @@ def test_brian2_matches_the_numpy_reference():
         # order (including the order of the additions into ge and gi), so it agrees to the last bit;
         # the tolerance only leaves room for a different libm exp.
         np.testing.assert_allclose(evaluation.arrays["weights"], weights[k], rtol=1e-9, atol=1e-12)
+
+
+def _losses_and_weights(task: TargetRateTask, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A stochastic-rounding candidate and a float one, so that the seed of rand() matters too."""
+    knobs = [{"weight_bits": 2, "trace_bits": 4, "rounding": "stochastic"},
+             {"weight_bits": None, "trace_bits": None, "rounding": "nearest"}]
+    evaluations = task.evaluate([vogels(eta=0.05), _random_rule(7)], seed=seed, knobs=knobs)
+    return np.array([e.loss for e in evaluations]), np.array([e.arrays["weights"] for e in evaluations])
+
+
+def test_one_standalone_build_serves_every_seed(tmp_path, monkeypatch):
+    """Input spikes and the seed of rand() are given per run: a held-out seed compiles nothing, and
+    gives what a build made for it gives."""
+    from brian2.devices.cpp_standalone.device import CPPStandaloneDevice
+
+    builds = []
+    original = CPPStandaloneDevice.build
+    monkeypatch.setattr(CPPStandaloneDevice, "build", lambda *a, **k: builds.append(1) or original(*a, **k))
+    monkeypatch.setenv("CODESIGN_CACHE", str(tmp_path / "first"))
+    clear_simulations()
+    target = load_target(ROOT / "hw_targets/cpu-standalone.yaml")
+    study_loss, study_w = _losses_and_weights(TargetRateTask(SMALL, target), seed=3)
+    held_loss, held_w = _losses_and_weights(TargetRateTask(SMALL, target), seed=5)
+    assert len(builds) == 1
+    assert len(list((tmp_path / "first" / "cpp_standalone").glob("*/main"))) == 1
+    assert not np.array_equal(study_loss, held_loss) and not np.array_equal(study_w, held_w)
+
+    monkeypatch.setenv("CODESIGN_CACHE", str(tmp_path / "fresh"))
+    clear_simulations()
+    fresh_loss, fresh_w = _losses_and_weights(TargetRateTask(SMALL, target), seed=5)
+    clear_simulations()
+    assert len(builds) == 2
+    np.testing.assert_allclose(held_loss, fresh_loss, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(held_w, fresh_w, rtol=0, atol=1e-12)
+
+
+def test_the_spike_capacity_holds_the_draws_and_an_overflow_is_one_line(monkeypatch):
+    capacity = spike_capacity(SMALL)
+    counts = [len(draw_spikes(SMALL, seed)[0]) for seed in range(20)]
+    assert max(counts) <= capacity < 1.2 * np.mean(counts)
+    monkeypatch.setattr("codesign.tasks.target_rate.spike_capacity", lambda params: min(counts) - 1)
+    with pytest.raises(CodesignError) as caught:
+        TargetRateTask(SMALL, load_target(ROOT / "hw_targets/cpu.yaml")).evaluate([vogels()], seed=0)
+    assert "input seed 0 draws" in caught.value.one_line() and "\n" not in caught.value.one_line()
 
 
 @pytest.fixture(scope="module")

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import time
 
-from codesign.backends.base import Construct, NetworkBuild, Simulation, network_clock
+from codesign.backends.base import Construct, NetworkBuild, Simulation, network_clock, spike_input
 from codesign.backends.runtime import RuntimeSimulation, configure_runtime
 from codesign.hardware import Target
 
-__all__ = ["NetworkBuild", "Simulation", "simulation", "network_clock", "configure_runtime", "clear_simulations",
-           "check_runnable", "build_seconds"]
+__all__ = ["NetworkBuild", "Simulation", "simulation", "network_clock", "spike_input", "configure_runtime",
+           "clear_simulations", "check_runnable", "build_seconds"]
 
 _simulations: dict[tuple[str, str], Simulation] = {}
 _build_s = 0.0

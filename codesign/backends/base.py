@@ -2,8 +2,8 @@
 
 A task describes its network once, as a :class:`NetworkBuild` made by a function that creates
 Brian2 objects; a backend turns that into a :class:`Simulation` that can be run many times with new
-values for the per-candidate variables, and new input series, without generating or compiling code
-again where the backend allows it.
+values for the per-candidate variables, new input series, new input spikes and a new seed, without
+generating or compiling code again where the backend allows it.
 """
 
 from __future__ import annotations
@@ -14,7 +14,11 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-__all__ = ["NetworkBuild", "Simulation", "Construct", "network_clock"]
+__all__ = ["NetworkBuild", "Simulation", "Construct", "network_clock", "spike_input", "padded_spike_list"]
+
+#: The time step of padding spikes (:func:`spike_input`): one past it per padding spike, far beyond
+#: any run, yet within Brian2's int32 time bins.
+NEVER_STEP = 2**30
 
 
 @dataclasses.dataclass
@@ -35,9 +39,11 @@ class NetworkBuild:
     timed_arrays
         ``TimedArray`` inputs by the name the equations use; their values can change per run
         (same shape).
-    seed
-        Seed of Brian2's random numbers (``rand()`` in the network's code), set before every run so
-        that a batch run twice gives the same result; None leaves them unseeded.
+    spike_inputs
+        Groups made by :func:`spike_input`, by name: their spikes are given per run.
+    draws_random
+        Whether the network's code calls ``rand()``: each run then seeds Brian2's random numbers
+        with the seed given to :meth:`Simulation.run` (a compiled program takes it when started).
     """
 
     objects: list[Any]
@@ -45,7 +51,8 @@ class NetworkBuild:
     settable: dict[str, tuple[Any, str]]
     readable: dict[str, tuple[Any, str]]
     timed_arrays: dict[str, Any] = dataclasses.field(default_factory=dict)
-    seed: int | None = None
+    spike_inputs: dict[str, Any] = dataclasses.field(default_factory=dict)
+    draws_random: bool = False
 
 
 #: A function that creates the network's Brian2 objects (called once the backend's device is active).
@@ -59,8 +66,12 @@ class Simulation(abc.ABC):
     builds: int = 0
 
     @abc.abstractmethod
-    def run(self, values: Mapping[str, Any], timed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Reset to the initial state, set ``values`` and input series ``timed``, run, read back."""
+    def run(self, values: Mapping[str, Any], timed: Mapping[str, np.ndarray], *,
+            spikes: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
+            seed: int | None = None) -> dict[str, np.ndarray]:
+        """Reset to the initial state, set ``values``, input series ``timed`` and the ``spikes``
+        (indices, times in seconds) of each spike input, seed ``rand()`` (where the network draws
+        random numbers), run, read back."""
 
 
 def network_clock(dt: Any) -> Any:
@@ -80,3 +91,47 @@ def network_clock(dt: Any) -> Any:
         device.defaultclock.dt = dt
         return device.defaultclock
     return brian2.Clock(dt, name="clock")
+
+
+def spike_input(n: int, capacity: int, clock: Any, name: str) -> Any:
+    """A ``SpikeGeneratorGroup`` of ``n`` inputs whose spikes are given per run, at most ``capacity``.
+
+    A standalone program's arrays keep the size they were built with, so the group is built with
+    ``capacity`` padding spikes: on input 0, at time steps from :data:`NEVER_STEP` on, which no
+    run reaches (the group reads its time-ordered list only up to the current step). A run replaces
+    the list by its spikes, padded the same way (:func:`padded_spike_list`).
+    """
+    import brian2
+
+    if not 1 <= capacity < NEVER_STEP:
+        raise ValueError(f"a spike input holds 1 to {NEVER_STEP - 1} spikes, not {capacity}")
+    steps = NEVER_STEP + np.arange(capacity)
+    group = brian2.SpikeGeneratorGroup(n, np.zeros(capacity, dtype=np.int32), steps * float(clock.dt_) * brian2.second,
+                                       clock=clock, name=name, sorted=True)
+    # Private API (Variable.read_only): Brian2 marks the spike list read-only, and a standalone
+    # program then has no command-line argument to set it; what the program reads at each step is
+    # neuron_index and _timebins (spike_time only serves Python-side checks at build time).
+    for variable in ("neuron_index", "_timebins"):
+        group.variables[variable].read_only = False
+    return group
+
+
+def padded_spike_list(group: Any, indices: np.ndarray, times: np.ndarray) -> dict[str, np.ndarray]:
+    """What a run sets in a :func:`spike_input` group for these spikes: ``neuron_index`` and
+    ``_timebins``, ordered and binned as ``SpikeGeneratorGroup`` does it, padded to its capacity."""
+    indices, times = np.asarray(indices), np.asarray(times, dtype=float)
+    order = np.lexsort((indices, times))  # by time, then by index: the order of delivery
+    indices, times = indices[order], times[order]
+    dt = float(group.clock.dt_)
+    bins = ((times + 1e-3 * dt) / dt).astype(np.int64)  # SpikeGeneratorGroup.before_run's binning
+    capacity = group.variables["neuron_index"].size
+    if len(indices) > capacity:
+        raise ValueError(f"{len(indices)} spikes for {group.name}, which holds at most {capacity}")
+    if len(indices) and not (0 <= indices.min() and indices.max() < len(group)
+                             and 0 <= times.min() and bins.max() < NEVER_STEP):
+        raise ValueError(f"spikes for {group.name} outside its {len(group)} inputs or time steps [0, {NEVER_STEP})")
+    if np.logical_and(np.diff(bins) == 0, np.diff(indices) == 0).any():
+        raise ValueError(f"an input of {group.name} spikes twice in one time step")
+    pad = capacity - len(indices)
+    return {"neuron_index": np.r_[indices, np.zeros(pad)].astype(np.int32),
+            "_timebins": np.r_[bins, NEVER_STEP + np.arange(pad)].astype(np.int32)}

@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from codesign.backends.base import Construct
-from codesign.backends.standalone import CompiledSimulation
+from codesign.backends.standalone import SEED_VARIABLE, CompiledSimulation
 from codesign.errors import CodesignError
 from codesign.hardware import Target
 
@@ -267,6 +267,11 @@ class CudaStandaloneSimulation(CompiledSimulation):
         return [*super().identity(), f"sm={self.compute_capability}", f"gpu={self.target.gpu.gpu_id}",
                 f"cuda={self.toolkit.root}@{self.toolkit.version_text}",
                 f"curand={self.toolkit.curand_lib or 'toolkit'}"]
+
+    def seed_code(self) -> str:
+        """As on the CPU (:meth:`CompiledSimulation.seed_code`), with what brian2cuda's ``seed(value)`` generates."""
+        return (f"if (getenv(\"{SEED_VARIABLE}\") != NULL)\n"
+                f"    brian::random_number_buffer.set_seed(strtoull(getenv(\"{SEED_VARIABLE}\"), NULL, 10));")
 
     def _curand_link_dir(self) -> Path | None:
         """A folder with ``libcurand.so`` for the linker, where cuRAND is the wheel's (``libcurand.so.10`` only)."""

@@ -53,7 +53,9 @@ class RuntimeSimulation(Simulation):
         self.network.store("initial")
         self.builds = 1
 
-    def run(self, values: Mapping[str, Any], timed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def run(self, values: Mapping[str, Any], timed: Mapping[str, np.ndarray], *,
+            spikes: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
+            seed: int | None = None) -> dict[str, np.ndarray]:
         import brian2
 
         configure_runtime(self.target)  # another simulation in this process may have changed them
@@ -64,8 +66,10 @@ class RuntimeSimulation(Simulation):
         for name, value in values.items():
             group, variable = self.build.settable[name]
             setattr(group, variable, value)
-        if self.build.seed is not None:
-            brian2.seed(self.build.seed)
+        for name, (indices, times) in (spikes or {}).items():
+            self.build.spike_inputs[name].set_spikes(indices, times * brian2.second)
+        if self.build.draws_random:
+            brian2.seed(seed)
         with np.errstate(all="ignore"):
             self.network.run(self.build.duration, namespace=dict(self.build.timed_arrays))
         return {name: np.array(getattr(group, variable)[:]) for name, (group, variable) in self.build.readable.items()}

@@ -5,8 +5,9 @@
 after a hash of everything that shapes the code (the caller's key, and what the device adds), so a
 second process, or a second study of the same shape, reuses the compiled binary: Brian2 rewrites
 only changed source files and ``make`` then has nothing to do. Each run passes the per-candidate
-values and input series as ``run_args`` and writes its results into a folder of its own process, so
-several workers can share one build.
+values, input series and input spikes as ``run_args``, and the seed of ``rand()`` in an environment
+variable, and writes its results into a folder of its own process, so several workers can share one
+build, and one build serves every input seed.
 """
 
 from __future__ import annotations
@@ -20,12 +21,16 @@ from typing import Any, ClassVar, Iterator, Mapping
 
 import numpy as np
 
-from codesign.backends.base import Construct, Simulation
+from codesign.backends.base import Construct, Simulation, padded_spike_list
 from codesign.backends.runtime import quiet_brian
 from codesign.errors import CodesignError
 from codesign.hardware import Target
 
 __all__ = ["CompiledSimulation", "StandaloneSimulation", "standalone_cache_dir", "cache_dir"]
+
+#: The environment variable through which a compiled program gets the seed of ``rand()``: Brian2's
+#: ``seed()`` writes its value into the generated code, so a seed per run would mean a build per seed.
+SEED_VARIABLE = "CODESIGN_RAND_SEED"
 
 
 def cache_dir(device: str = "cpp_standalone") -> Path:
@@ -46,7 +51,8 @@ class CompiledSimulation(Simulation):
     on this device or another standalone one, retires this one. Not thread safe.
 
     Subclasses name their ``device`` and may add to the build's identity (:meth:`identity`), set
-    and restore Brian2 preferences around the build (:meth:`preferences`), and turn failures into
+    and restore Brian2 preferences around the build (:meth:`preferences`), seed ``rand()`` as the
+    device does (:meth:`seed_code`), and turn failures into
     :class:`~codesign.errors.CodesignError` (:meth:`build_error`, :meth:`run_error`).
     """
 
@@ -78,6 +84,8 @@ class CompiledSimulation(Simulation):
             gc.collect()
             brian2.prefs.core.default_float_dtype = getattr(np, target.float_dtype)
             self.build = construct()
+            if self.build.draws_random:
+                brian2.device.insert_code("before_network_run", self.seed_code())
             # Fixed names: generated code (and so the build) must not depend on what the process made before.
             network = brian2.Network(*self.build.objects, name="network")
             network.run(self.build.duration, namespace=dict(self.build.timed_arrays))
@@ -101,6 +109,18 @@ class CompiledSimulation(Simulation):
         """What, besides the caller's key, shapes the compiled code (part of the cache folder's name)."""
         return [self.target.float_dtype]
 
+    def seed_code(self) -> str:
+        """Code run before the network that seeds ``rand()`` from :data:`SEED_VARIABLE`, where set.
+
+        What Brian2's ``seed(value)`` generates for this device, with the value read at run time.
+        """
+        import brian2
+
+        threads = max(1, brian2.prefs.devices.cpp_standalone.openmp_threads)
+        return (f"if (getenv(\"{SEED_VARIABLE}\") != NULL)\n"
+                f"    for (int _i = 0; _i < {threads}; _i++)\n"
+                f"        brian::_random_generators[_i].seed(strtoul(getenv(\"{SEED_VARIABLE}\"), NULL, 10) + _i);")
+
     @contextlib.contextmanager
     def preferences(self) -> Iterator[None]:
         """Brian2 preferences (and any other set-up) in force while the network is made and built."""
@@ -120,7 +140,9 @@ class CompiledSimulation(Simulation):
     def before_run(self) -> None:
         """A check before the compiled program is started (raise a CodesignError to refuse)."""
 
-    def run(self, values: Mapping[str, Any], timed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def run(self, values: Mapping[str, Any], timed: Mapping[str, np.ndarray], *,
+            spikes: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
+            seed: int | None = None) -> dict[str, np.ndarray]:
         if self.retired:
             raise RuntimeError(f"this {self.device} project was replaced by a newer one in this process")
         self.before_run()
@@ -130,15 +152,34 @@ class CompiledSimulation(Simulation):
             run_args[getattr(group, variable)] = value
         for name, series in timed.items():
             run_args[self.build.timed_arrays[name]] = series
+        for name, (indices, times) in (spikes or {}).items():
+            group = self.build.spike_inputs[name]
+            for variable, value in padded_spike_list(group, indices, times).items():
+                run_args[getattr(group, variable)] = value
         try:
-            self.brian_device.run(directory=str(self.directory), results_directory=self.results,
-                                  with_output=False, run_args=run_args)
+            with _environment(SEED_VARIABLE, None if seed is None else str(int(seed))):
+                self.brian_device.run(directory=str(self.directory), results_directory=self.results,
+                                      with_output=False, run_args=run_args)
         except RuntimeError as exc:
             error = self.run_error(exc)
             if error is exc:
                 raise
             raise error from exc
         return {name: np.array(getattr(group, variable)[:]) for name, (group, variable) in self.build.readable.items()}
+
+
+@contextlib.contextmanager
+def _environment(name: str, value: str | None) -> Iterator[None]:
+    """``name`` set to ``value`` (unset where None) for the programs started meanwhile."""
+    saved = os.environ.pop(name, None)
+    if value is not None:
+        os.environ[name] = value
+    try:
+        yield
+    finally:
+        os.environ.pop(name, None)
+        if saved is not None:
+            os.environ[name] = saved
 
 
 class StandaloneSimulation(CompiledSimulation):

@@ -8,25 +8,28 @@ last ``measure_s`` seconds is compared with the target: the loss is the squared 
 averaged over ``n_repeats`` input draws.
 
 Input spike trains are drawn in NumPy from the seed and fed through a ``SpikeGeneratorGroup``, so
-every backend (and a port to Lava) sees the same spikes.
+every backend (and a port to Lava) sees the same spikes. They are given per run (as is the seed of
+stochastic rounding's random numbers): one build serves every seed, the study's and held-out ones.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
 
-from codesign.backends import NetworkBuild, Simulation, network_clock, simulation
+from codesign.backends import NetworkBuild, Simulation, network_clock, simulation, spike_input
+from codesign.errors import CodesignError
 from codesign.hardware import EventCounts
 from codesign.hardware.target import trace_grid
 from codesign.rules import Candidate
 from codesign.rules.spike_trace import SPIKE_TERMS, SpikeTraceRule, vogels
 from codesign.tasks.base import Evaluation, Task, pad
 
-__all__ = ["TargetRateParams", "TargetRateTask", "draw_spikes"]
+__all__ = ["TargetRateParams", "TargetRateTask", "draw_spikes", "spike_capacity"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,6 +85,24 @@ def draw_spikes(params: TargetRateParams, seed: int) -> tuple[np.ndarray, np.nda
     return np.concatenate(indices), np.concatenate(times)
 
 
+#: Standard deviations above the mean number of input spikes that the network makes room for.
+_SPIKE_MARGIN_SD = 10
+
+
+def spike_capacity(params: TargetRateParams) -> int:
+    """How many input spikes (all draws) the network holds, whatever the seed.
+
+    :func:`draw_spikes` keeps at most the Poisson counts it draws, whose total is Poisson with mean
+    ``lam``; room for ``lam + 10 sqrt(lam) + 10`` is exceeded with a probability below 1e-20 (and
+    never beyond one spike per input and step).
+    """
+    steps = int(round(params.duration_s * 1000.0 / params.dt_ms))
+    lam = params.n_repeats * params.duration_s * (params.n_excitatory * params.rate_excitatory_hz
+                                                  + params.n_inhibitory * params.rate_inhibitory_hz)
+    bound = math.ceil(lam + _SPIKE_MARGIN_SD * math.sqrt(lam) + 10)
+    return max(1, min(bound, params.n_repeats * params.n_inputs * steps))
+
+
 _NEURON = """
 dv/dt = ((E_l - v) + ge * (E_e - v) + gi * (E_i - v)) / tau_m : volt (unless refractory)
 dge/dt = -ge / tau_e : 1
@@ -130,13 +151,10 @@ def _update(event: str) -> str:
                       for term, (on, factor) in SPIKE_TERMS.items() if on == event)
 
 
-def _construct(params: TargetRateParams, n_candidates: int, spikes: tuple[np.ndarray, np.ndarray], seed: int):
+def _construct(params: TargetRateParams, n_candidates: int):
     def construct() -> NetworkBuild:
         import brian2 as b2
 
-        # Stochastic rounding draws rand(): seeded, so that a batch run twice gives the same losses
-        # (a standalone binary seeds itself at start; the runtime reseeds before each run).
-        b2.seed(seed)
         dt = params.dt_ms * b2.ms
         clock = network_clock(dt)
         repeats, n_in, n_e = params.n_repeats, params.n_inputs, params.n_excitatory
@@ -144,7 +162,7 @@ def _construct(params: TargetRateParams, n_candidates: int, spikes: tuple[np.nda
         namespace = {"E_l": c["E_l"] * b2.mV, "E_e": c["E_e"] * b2.mV, "E_i": c["E_i"] * b2.mV,
                      "tau_m": c["tau_m_ms"] * b2.ms, "tau_e": c["tau_e_ms"] * b2.ms, "tau_i": c["tau_i_ms"] * b2.ms,
                      "w_e": params.w_excitatory, "w_max": params.w_max, "t_measure": params.learn_s * b2.second}
-        inputs = b2.SpikeGeneratorGroup(repeats * n_in, spikes[0], spikes[1] * b2.second, clock=clock, name="inputs")
+        inputs = spike_input(repeats * n_in, spike_capacity(params), clock, "inputs")
         coefficients = "\n".join(f"{t} : 1 (constant)" for t in SPIKE_TERMS)
         neurons = b2.NeuronGroup(n_candidates * repeats, _NEURON + coefficients, threshold=f"v > {c['v_th']}*mV",
                                  reset=f"v = {c['v_reset']}*mV\ncount += int(t >= t_measure)\ntotal += 1",
@@ -171,7 +189,10 @@ def _construct(params: TargetRateParams, n_candidates: int, spikes: tuple[np.nda
         return NetworkBuild(objects=[inputs, neurons, excitatory, inhibitory],
                             duration=params.duration_s * b2.second, settable=settable,
                             readable={"count": (neurons, "count"), "total": (neurons, "total"),
-                                      "w": (inhibitory, "w")}, seed=seed)
+                                      "w": (inhibitory, "w")},
+                            # Stochastic rounding draws rand(): each run is seeded (with the input
+                            # seed), so that a batch run twice gives the same losses.
+                            spike_inputs={"inputs": inputs}, draws_random=True)
 
     return construct
 
@@ -202,10 +223,20 @@ class TargetRateTask(Task):
             self._spikes = (seed, draw_spikes(self.params, seed))  # keep one: the study's, or eval's
         return self._spikes[1]
 
-    def simulation(self, n_candidates: int, seed: int, spikes: tuple[np.ndarray, np.ndarray]) -> Simulation:
+    def simulation(self, n_candidates: int) -> Simulation:
+        """The network of ``n_candidates``: input spikes and seed are given per run, so every seed shares it."""
         p = self.params
-        key = (f"target_rate|k={n_candidates}|{dataclasses.astuple(p)}|seed={seed}")
-        return simulation(self.target, key, _construct(p, n_candidates, spikes, seed))
+        key = f"target_rate|k={n_candidates}|{dataclasses.astuple(p)}|spikes={spike_capacity(p)}"
+        return simulation(self.target, key, _construct(p, n_candidates))
+
+    def _checked_spikes(self, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        spikes = self.spikes(seed)
+        capacity = spike_capacity(self.params)
+        if len(spikes[0]) > capacity:
+            raise CodesignError(f"input seed {seed} draws {len(spikes[0])} spikes, more than the {capacity} the "
+                                f"network holds (mean + {_SPIKE_MARGIN_SD} standard deviations)", key="seed",
+                                fix="use another seed")
+        return spikes
 
     def evaluate(self, candidates: Sequence[SpikeTraceRule | Candidate], seed: int,
                  terms: Sequence[str] | Mapping[str, Sequence[str]] | None = None,
@@ -236,8 +267,8 @@ class TargetRateTask(Task):
         values["x_max"] = per_neuron([min(top, _FLOAT_TRACE_MAX) for _, top in grids])
         values["stochastic"] = per_neuron([float(r == "stochastic") for r in knob("rounding")])
         values["w0"] = np.full(size * p.n_repeats * p.n_inhibitory, p.w_inhibitory_init)
-        spikes = self.spikes(seed)
-        out = self.simulation(size, seed, spikes).run(values, {})
+        spikes = self._checked_spikes(seed)
+        out = self.simulation(size).run(values, {}, spikes={"inputs": spikes}, seed=seed)
         rates = out["count"].reshape(size, p.n_repeats) / p.measure_s
         totals = out["total"].reshape(size, p.n_repeats)
         weights = out["w"].reshape(size, p.n_repeats, p.n_inhibitory)
