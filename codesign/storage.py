@@ -39,8 +39,15 @@ __all__ = ["ENV_VAR", "resolve_url", "mask", "redact", "open_storage", "is_journ
 #: The environment variable that names the storage when ``--storage`` is not given.
 ENV_VAR = "CODESIGN_STORAGE"
 
-_PASSWORD = re.compile(r"^(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^:/?#@]*):(?P<password>[^@/?#]*)@")
-
+# A password in the URL's user part runs from the first ':' after the user name to the LAST '@'
+# (greedy), so that one holding '@' (or ':', '/', '?', '#') is hidden whole; a URL whose database or
+# query holds an '@' is masked past its host, which hides more than needed but nothing secret.
+# A password in the query (``?password=``) runs to the next '&' and is masked first, so that its '@'
+# is not taken for the end of a user part.
+_USER_PASSWORD = re.compile(r"^(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^:/]*):(?P<password>.*)@")
+_QUERY_PASSWORD = re.compile(r"(?P<head>[?&]password=)(?P<password>[^&]*)")
+#: Every password this process opened a storage with, to blank out of error messages wherever they come from.
+_SECRETS: set[str] = set()
 
 def resolve_url(study_storage: str | None, default: str, override: str | None = None) -> tuple[str, str]:
     """The storage URL and where it came from: ``--storage``, ``$CODESIGN_STORAGE``, the file, or the default."""
@@ -53,24 +60,32 @@ def resolve_url(study_storage: str | None, default: str, override: str | None = 
     return default, "storage"
 
 
-def _password(url: str) -> str | None:
-    match = _PASSWORD.match(url)
-    password = match.group("password") if match else None
-    query = re.search(r"[?&]password=([^&]*)", url)
-    return password or (query.group(1) if query else None)
+def _user_password(url: str) -> str | None:
+    """The password of the URL's user part, as written (None if it has none)."""
+    user = _USER_PASSWORD.match(_QUERY_PASSWORD.sub(r"\g<head>***", url))
+    return user.group("password") if user else None
+
+
+def _passwords(url: str) -> list[str]:
+    """The passwords in ``url`` (user part and query), each as written and percent-decoded."""
+    from urllib.parse import unquote
+
+    found = [m.group("password") for m in _QUERY_PASSWORD.finditer(url)] + [_user_password(url)]
+    return [p for raw in found if raw for p in {raw, unquote(raw)}]
 
 
 def mask(url: str) -> str:
-    """``url`` with its password (in the authority part or a ``password=`` query) replaced by ``***``."""
-    url = _PASSWORD.sub(lambda m: f"{m.group('head')}:***@", url)
-    return re.sub(r"([?&]password=)[^&]*", r"\1***", url)
+    """``url`` with its password (in the user part or a ``password=`` query) replaced by ``***``."""
+    url = _QUERY_PASSWORD.sub(r"\g<head>***", url)
+    return _USER_PASSWORD.sub(r"\g<head>:***@", url)
 
 
-def redact(text: str, url: str) -> str:
-    """``text`` (an error message, say) with ``url`` masked and its password blanked wherever it appears."""
-    password = _password(url)
-    text = text.replace(url, mask(url))
-    if password:
+def redact(text: str, url: str | None = None) -> str:
+    """``text`` (an error message, say) with ``url`` masked, and every password of ``url`` and of the
+    storages opened so far blanked wherever it appears (as written or percent-decoded)."""
+    if url:
+        text = text.replace(url, mask(url))
+    for password in sorted({*_SECRETS, *(_passwords(url) if url else ())}, key=len, reverse=True):
         text = text.replace(password, "***")
     return text
 
@@ -198,22 +213,36 @@ def open_storage(url: str, heartbeat_s: int, retries: int, *, file: str | None =
 
     ``file`` and ``key`` say where the URL came from, for the one-line error if it cannot be opened.
     """
+    if is_journal(url):
+        return _open_journal(url, heartbeat_s, file, key)
+    _SECRETS.update(_passwords(url))
+    if "@" in (_user_password(url) or ""):
+        # SQLAlchemy ends the password at its first '@' and takes the rest for the host name.
+        raise CodesignError(f"storage URL {mask(url)} has an '@' in its password, where SQLAlchemy would end it",
+                            file=file, key=key, fix="percent-encode each '@' of the password as %40, or leave the "
+                                                    "password out of the URL and set PGPASSWORD or use ~/.pgpass")
+    return _open_rdb(url, heartbeat_s, retries, file, key)
+
+
+def _open_journal(url: str, heartbeat_s: int, file: str | None, key: str) -> optuna.storages.BaseStorage:
+    path = Path(url[len("journal:"):])
+    if not path.name:
+        raise CodesignError(f"journal storage {url!r} names no file", file=file, key=key,
+                            fix="write journal:results/NAME/journal.log")
+    path = path.resolve()  # the lock link points at the journal: relative, it would point nowhere
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock = JournalLock(path, _lock_grace_s(heartbeat_s))
+        backend = optuna.storages.journal.JournalFileBackend(str(path), lock)
+    except OSError as exc:
+        raise CodesignError(f"cannot open journal {url!r}: {exc.strerror}", file=file, key=key,
+                            fix="give a writable path") from exc
+    return optuna.storages.JournalStorage(backend)
+
+
+def _open_rdb(url: str, heartbeat_s: int, retries: int, file: str | None, key: str) -> optuna.storages.BaseStorage:
     shown = mask(url)
     fix = "check the URL (journal:PATH or postgresql://user@host/database) and that the server is up"
-    if is_journal(url):
-        path = Path(url[len("journal:"):])
-        if not path.name:
-            raise CodesignError(f"journal storage {shown!r} names no file", file=file, key=key,
-                                fix="write journal:results/NAME/journal.log")
-        path = path.resolve()  # the lock link points at the journal: relative, it would point nowhere
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            lock = JournalLock(path, _lock_grace_s(heartbeat_s))
-            backend = optuna.storages.journal.JournalFileBackend(str(path), lock)
-        except OSError as exc:
-            raise CodesignError(f"cannot open journal {shown!r}: {exc.strerror}", file=file, key=key,
-                                fix="give a writable path") from exc
-        return optuna.storages.JournalStorage(backend)
     if url.startswith("postgres://"):  # the spelling of Heroku and others; SQLAlchemy wants postgresql://
         url = "postgresql://" + url[len("postgres://"):]
     if "://" not in url:
