@@ -178,3 +178,12 @@ def test_passwords_are_masked():
     assert mask("journal:results/a:b@c/journal.log") == "journal:results/a:b@c/journal.log"
     assert redact(f"could not connect to {url} as alice with s3cret", url) == \
         "could not connect to postgresql+psycopg2://alice:***@db.example:5432/codesign as alice with ***"
+
+
+def test_a_run_with_workers_prints_no_warnings(write_study):
+    """Optuna's warnings (CMA-ES ignoring constraints, at every tell of every worker) are not shown."""
+    path = write_study(n_trials=12)
+    run = subprocess.run([sys.executable, "-m", "codesign", "run", path, "--workers", "2", "--quiet"],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert not [line for line in (run.stdout + run.stderr).splitlines() if "warn" in line.lower()], run.stderr
