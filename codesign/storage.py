@@ -49,6 +49,7 @@ _QUERY_PASSWORD = re.compile(r"(?P<head>[?&]password=)(?P<password>[^&]*)")
 #: Every password this process opened a storage with, to blank out of error messages wherever they come from.
 _SECRETS: set[str] = set()
 
+
 def resolve_url(study_storage: str | None, default: str, override: str | None = None) -> tuple[str, str]:
     """The storage URL and where it came from: ``--storage``, ``$CODESIGN_STORAGE``, the file, or the default."""
     if override:
