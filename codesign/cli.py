@@ -414,14 +414,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("codesign: interrupted; finished trials are saved, run the same command to resume", file=sys.stderr)
         return 130
     except Exception as exc:
-        lost = _lost_storage(exc, args)
+        lost = _lost_storage(exc)
         if lost is None:
             raise
         print(f"codesign: error: {lost}", file=sys.stderr)
         return 2
 
 
-def _lost_storage(exc: Exception, args: argparse.Namespace) -> str | None:
+def _lost_storage(exc: Exception) -> str | None:
     """One line for a database that went away mid-run (password masked), or None for any other error."""
     if "sqlalchemy" not in sys.modules:
         return None
@@ -434,14 +434,9 @@ def _lost_storage(exc: Exception, args: argparse.Namespace) -> str | None:
         cause = cause.__cause__ or cause.__context__
     if cause is None:
         return None
-    import os
+    from codesign.storage import redact
 
-    from codesign.storage import ENV_VAR, redact
-
-    message = str(cause).strip().splitlines()[0]
-    for url in (getattr(args, "storage", None), os.environ.get(ENV_VAR)):
-        if url:
-            message = redact(message, url)
+    message = redact(str(cause).strip().splitlines()[0])  # blanks the password of every storage opened
     return (f"lost the storage: {message} (fix: check the database server; finished trials are saved, "
             "run the same command to resume)")
 

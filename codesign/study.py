@@ -82,6 +82,12 @@ def _sampler(spec: StudySpec, worker_index: int) -> optuna.samplers.BaseSampler:
     # Each worker needs its own seed, or two workers sampling the same state would propose the
     # same candidates.
     seed = (spec.seed + 7919 * worker_index) % 2**32
+    if spec.sampler.name == "cmaes":
+        # CMA-ES warns at every tell (in every worker) that it ignores constraints. Ours, whether the
+        # network fits the target, is decided by the network's size and is the same for every
+        # candidate of a study: there is nothing to steer by, and the report never picks an
+        # infeasible trial anyway (feasible()).
+        warnings.filterwarnings("ignore", "Constraints have been set, but CmaEsSampler", UserWarning)
     with warnings.catch_warnings():  # consider_pruned_trials is marked experimental
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         if spec.sampler.name == "cmaes":

@@ -18,7 +18,7 @@ from optuna.trial import TrialState
 from codesign.cli import main
 from codesign.liveness import HEARTBEAT_ATTR, TIMEOUT_ATTR, WORKER_ATTR
 from codesign.spec import load_study
-from codesign.storage import ENV_VAR, mask, redact
+from codesign.storage import ENV_VAR
 from codesign.study import count_trials, distributions, open_study, reclaim_dead_trials, run_worker
 
 from conftest import ROOT
@@ -222,16 +222,6 @@ def test_storage_url_comes_from_option_then_environment_then_study_file(write_st
     assert spec.storage_source("journal:from_option.log") == ("journal:from_option.log", None, "--storage")
     monkeypatch.delenv(ENV_VAR)
     assert load_study(write_study()).storage_url() == "journal:results/tiny/journal.log"
-
-
-def test_passwords_are_masked():
-    url = "postgresql+psycopg2://alice:s3cret@db.example:5432/codesign"
-    assert mask(url) == "postgresql+psycopg2://alice:***@db.example:5432/codesign"
-    assert mask("postgresql://alice@db/x") == "postgresql://alice@db/x"
-    assert mask("postgresql://db/x?user=a&password=s3cret&x=1") == "postgresql://db/x?user=a&password=***&x=1"
-    assert mask("journal:results/a:b@c/journal.log") == "journal:results/a:b@c/journal.log"
-    assert redact(f"could not connect to {url} as alice with s3cret", url) == \
-        "could not connect to postgresql+psycopg2://alice:***@db.example:5432/codesign as alice with ***"
 
 
 def test_an_unreachable_storage_is_a_one_line_error_without_the_password(write_study, capsys, monkeypatch):
