@@ -52,7 +52,8 @@ def _no_best_trial(spec: StudySpec, study: optuna.Study) -> CodesignError:
     if len(groups) > 3:
         shown.append(f"{len(groups) - 3} other reasons")
     rule = "rule" if len(spec.rules) == 1 else "rules.SLOT"
-    return CodesignError(f"all {len(pruned)} finished trials diverged: {'; '.join(shown)}", file=spec.file,
+    which = f"all {len(pruned)} finished trials" if len(pruned) > 1 else "the only finished trial"
+    return CodesignError(f"{which} diverged: {'; '.join(shown)}", file=spec.file,
                          fix=f"narrow {rule}.bounds or lower {rule}.eta, and rename the study: these trials count "
                              "towards its n_trials")
 

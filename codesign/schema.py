@@ -127,20 +127,26 @@ def read_yaml(path: str | Path, what: str = "file") -> Any:
         raise SpecError(f"{what} not found", file=str(path),
                         fix="check the path; it is read relative to the current directory") from exc
     except OSError as exc:
-        raise SpecError(f"cannot read {what}: {exc.strerror}", file=str(path)) from exc
+        raise SpecError(f"cannot read {what}: {exc.strerror}", file=str(path),
+                        fix="give the path of a file you can read") from exc
     if len(data) > MAX_FILE_BYTES:
         raise SpecError(f"{what} is larger than {MAX_FILE_BYTES:,} bytes", file=str(path),
-                        fix=f"is this the right file? a {what} is a few kB of YAML")
+                        fix=f"is this the right file? A {what} is a few kB of YAML")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = data[:exc.start].count(b"\n") + 1
         raise SpecError(f"not UTF-8 text: byte 0x{data[exc.start]:02x} at line {line}", file=str(path),
-                        fix="save the file as UTF-8 (is it the right file?)") from None
+                        fix="save the file as UTF-8; is this the right file?") from None
     try:
         return yaml.load(text, Loader=_BoundedLoader)
     except _Refused as exc:
         raise SpecError(exc.message, file=str(path), fix=exc.fix) from None
+    except yaml.reader.ReaderError as exc:
+        line = text[:exc.position].count("\n") + 1
+        code = exc.character if isinstance(exc.character, int) else ord(exc.character)
+        raise SpecError(f"character U+{code:04X} at line {line} is not allowed in YAML", file=str(path),
+                        fix="remove it; is this the right file?") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -168,6 +174,14 @@ def _type_name(tp: Any) -> str:
     return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(tp, str(tp))
 
 
+def _container(tp: Any) -> type | None:
+    """The YAML container a schema type is written as: list, dict, or None for a scalar."""
+    origin = typing.get_origin(tp)
+    if origin in (list, tuple):
+        return list
+    return dict if origin is dict or dataclasses.is_dataclass(tp) else None
+
+
 def _convert(value: Any, tp: Any, where: Where, finite: bool = True) -> Any:
     """``value`` as type ``tp``; floats must be finite unless ``finite`` is False (a field's
     ``metadata={"finite": False}``): no input of a simulation means anything as NaN or infinity."""
@@ -178,9 +192,11 @@ def _convert(value: Any, tp: Any, where: Where, finite: bool = True) -> Any:
         options = [o for o in typing.get_args(tp) if o is not type(None)]
         if value is None and len(options) < len(typing.get_args(tp)):
             return None
-        if len(options) == 1 or (isinstance(value, dict) and dataclasses.is_dataclass(options[0])):
-            # Optional[X], or a mapping for a schema: X's own error says more than "expected X or null".
-            return _convert(value, options[0], where, finite)
+        shaped = [o for o in options if _container(o) is type(value)]
+        if len(options) == 1 or len(shaped) == 1:
+            # Optional[X], or a list (mapping) where one option is a list (mapping): its own error
+            # ("[0][1]: expected a finite number") says more than "expected X or Y".
+            return _convert(value, options[0] if len(options) == 1 else shaped[0], where, finite)
         for option in options:
             try:
                 return _convert(value, option, where, finite)

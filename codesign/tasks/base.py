@@ -35,11 +35,15 @@ def check_size(where: Where, duration_s: float, dt_ms: float, inputs: float, wha
     steps = duration_s * 1000.0 / dt_ms
     if steps > MAX_STEPS:
         raise where.child(duration_key).error(
-            f"{duration} = {duration_s:g} s in steps of dt_ms = {dt_ms:g} is {steps:.3g} time steps, "
+            f"{duration} = {duration_s:g} s in steps of dt_ms = {dt_ms:g} is {_count(steps)} time steps, "
             f"more than {MAX_STEPS:,}", fix="shorten the simulation or lengthen dt_ms")
     if inputs > MAX_INPUT_VALUES:
-        raise where.error(f"the input draws would hold {inputs:.3g} {what}, more than {MAX_INPUT_VALUES:,}",
+        raise where.error(f"the input draws would hold {_count(inputs)} {what}, more than {MAX_INPUT_VALUES:,}",
                           fix="lower n_repeats, the number of inputs or the duration")
+
+
+def _count(number: float) -> str:
+    return f"{number:,.0f}" if number < 1e15 else f"{number:.3g}"
 
 
 @dataclasses.dataclass
