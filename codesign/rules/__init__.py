@@ -106,7 +106,8 @@ class _CandidateFile:
     """A rule file: one rule (the keys of :class:`_RuleFile`) or ``rules: {slot: rule}``."""
 
     rules: dict[str, Any]
-    loss: float | None = None
+    #: A record of the study (may be infinite), not an input.
+    loss: float | None = dataclasses.field(default=None, metadata={"finite": False})
     metrics: dict[str, Any] | None = None
     study: str | None = None
     trial: int | None = None
