@@ -102,6 +102,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     spec = load_study(args.study, args.target)
     _check_runnable(spec.target)
+    # The results (and the workers' logs) are written there after the work: check now.
+    _writable(spec.results_dir / "best_rule.yaml", None, fix="run codesign from a folder you can write to")
     console = _console()
     target = args.trials or spec.n_trials
     from codesign.study import distributions
@@ -150,7 +152,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
-def _writable(path: Path, key: str, write: Callable[[Path], None] | None = None) -> None:
+def _writable(path: Path, key: str | None, write: Callable[[Path], None] | None = None,
+              fix: str = "give a file in a folder you can write to") -> None:
     """Write ``path`` with ``write``, or by default check that it can be written (leaving no new file)."""
     existed = path.exists()
     try:
@@ -161,8 +164,7 @@ def _writable(path: Path, key: str, write: Callable[[Path], None] | None = None)
         with path.open("a"):
             pass
     except OSError as exc:
-        raise CodesignError(f"cannot write {path}: {exc.strerror}", key=key,
-                            fix="give a file in a folder you can write to") from None
+        raise CodesignError(f"cannot write {path}: {exc.strerror}", key=key, fix=fix) from None
     if not existed:
         path.unlink()
 

@@ -129,6 +129,15 @@ def test_an_unwritable_stats_file_is_refused_before_any_work(workdir, capsys):
     assert not Path("results/tiny/journal.log").exists(), "no trial should have run"
 
 
+def test_a_results_folder_that_cannot_be_written_is_refused_before_any_work(workdir, capsys):
+    path = write(workdir / "studies/s.yaml", small_study())
+    Path("results").write_text("")  # a file where the folder would go
+    err = one_line_error(capsys, "run", path, "--storage", "journal:elsewhere.log")
+    assert err == ("codesign: error: cannot write results/tiny/best_rule.yaml: Not a directory "
+                   "(fix: run codesign from a folder you can write to)")
+    assert not Path("elsewhere.log").exists(), "no trial should have run"
+
+
 def test_a_stats_file_is_written_where_it_can_be(workdir, capsys):
     path = write(workdir / "studies/s.yaml", small_study(n_trials=6))
     assert main(["worker", path, "--stats", "out/stats.json", "--quiet"]) == 0
