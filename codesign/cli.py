@@ -11,7 +11,7 @@ import json
 import sys
 import zlib
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, NoReturn, Sequence
 
 from codesign.errors import CodesignError
 
@@ -102,6 +102,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     spec = load_study(args.study, args.target)
     _check_runnable(spec.target)
+    # The results (and the workers' logs) are written there after the work: check now.
+    _writable(spec.results_dir / "best_rule.yaml", None, fix="run codesign from a folder you can write to")
     console = _console()
     target = args.trials or spec.n_trials
     from codesign.study import distributions
@@ -134,6 +136,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     spec = load_study(args.study, args.target)
     _check_runnable(spec.target)
+    if args.stats:
+        _writable(Path(args.stats), "--stats")  # now, not after the work
     if not args.quiet:
         print(f"codesign worker {this_worker()}: study {spec.name}, storage {mask(spec.storage_url(args.storage))}",
               file=sys.stderr, flush=True)
@@ -142,10 +146,27 @@ def cmd_worker(args: argparse.Namespace) -> int:
     index = args.worker_index if args.worker_index is not None else 1 + zlib.crc32(this_worker().encode()) % 999_983
     stats = run_worker(spec, args.storage, args.trials, index, args.batch_size)
     if args.stats:
-        _write_stats(stats, Path(args.stats))
+        _writable(Path(args.stats), "--stats", lambda path: _write_stats(stats, path))
     if not args.quiet:
         print(f"codesign worker {this_worker()}: {stats.summary()}", file=sys.stderr)
     return 0
+
+
+def _writable(path: Path, key: str | None, write: Callable[[Path], None] | None = None,
+              fix: str = "give a file in a folder you can write to") -> None:
+    """Write ``path`` with ``write``, or by default check that it can be written (leaving no new file)."""
+    existed = path.exists()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if write is not None:
+            write(path)
+            return
+        with path.open("a"):
+            pass
+    except OSError as exc:
+        raise CodesignError(f"cannot write {path}: {exc.strerror}", key=key, fix=fix) from None
+    if not existed:
+        path.unlink()
 
 
 def cmd_best(args: argparse.Namespace) -> int:
@@ -318,7 +339,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="codesign", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="codesign", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, func: Callable[[argparse.Namespace], int], help: str) -> argparse.ArgumentParser:
@@ -358,20 +379,20 @@ def _parser() -> argparse.ArgumentParser:
     target_option(p)
     p.add_argument("--rule", help="a rule the task knows by name (oja task: oja, hebb, anti_hebbian, anti_oja, "
                                   "zero) or a rule file; default: the study's best")
-    p.add_argument("--seed", type=int, help="input seed (default: the study's held-out seed)")
+    p.add_argument("--seed", type=_seed, help="input seed (default: the study's held-out seed)")
     p.add_argument("--json", action="store_true", help="print a JSON object")
 
     p = command("compare", cmd_compare, "run one rule and task on several hardware targets, side by side")
     p.add_argument("--rule", help="a rule the task knows by name, or a rule file; default: the study's best")
     p.add_argument("--targets", nargs="+", required=True, metavar="TARGET.yaml", help="target files")
-    p.add_argument("--seed", type=int, help="input seed (default: the study's held-out seed)")
+    p.add_argument("--seed", type=_seed, help="input seed (default: the study's held-out seed)")
     p.add_argument("--json", action="store_true", help="print a JSON list, one object per target")
 
     p = command("port", cmd_port, "port a spiking rule to Loihi 2 (Lava) and report how well it survives")
     p.add_argument("--rule", help="a rule the task knows by name, or a rule file; default: the study's best")
     p.add_argument("--target", metavar="TARGET.yaml",
                    help="the Loihi 2 target file (default: hw_targets/loihi2.yaml as installed with codesign)")
-    p.add_argument("--seed", type=int, default=0, help="input seed of the port network")
+    p.add_argument("--seed", type=_seed, default=0, help="input seed of the port network")
     p.add_argument("--allow-drop", action="store_true", help="drop terms whose scale rounds to zero on Loihi 2 "
                                                              "(listed among the changes) instead of refusing the rule")
     p.add_argument("--json", action="store_true", help="print a JSON object: brian2, lava_float, lava_fixed, "
@@ -393,6 +414,25 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _Parser(argparse.ArgumentParser):
+    """A bad command line is one line too, like any user error (argparse would print its usage first)."""
+
+    def error(self, message: str) -> NoReturn:
+        key, _, problem = message.removeprefix("argument ").partition(": ") if message.startswith("argument ") \
+            else (None, "", message)
+        raise CodesignError(problem, key=key, fix=f"see {self.prog} --help")
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value < 2**32:  # NumPy's and Brian2's seeds are 32-bit
+        raise argparse.ArgumentTypeError(f"expected an integer from 0 to {2**32 - 1}, got {text!r}")
+    return value
+
+
 def _positive(text: str) -> int:
     try:
         value = int(text)
@@ -404,8 +444,8 @@ def _positive(text: str) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
     try:
+        args = _parser().parse_args(argv)
         return args.func(args)
     except CodesignError as exc:
         print(f"codesign: error: {exc.one_line()}", file=sys.stderr)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +27,35 @@ __all__ = ["best_trial", "best_summary", "distinct_best", "write_results", "eval
 def best_trial(spec: StudySpec, study: optuna.Study) -> optuna.trial.FrozenTrial:
     """The best trial; in a multi-objective study, the lowest-loss feasible trial of the Pareto front."""
     if not finished_trials(study):
-        raise CodesignError("the study has no finished trial yet", file=spec.file,
-                            fix=f"run: codesign run {spec.file}")
+        raise _no_best_trial(spec, study)
     if len(spec.objectives) == 1:
         return study.best_trial
     front = pareto_front(spec, study) or list(finished_trials(study))
     return min(front, key=lambda t: t.values[0])
+
+
+def _no_best_trial(spec: StudySpec, study: optuna.Study) -> CodesignError:
+    """Why a study has no best trial: none finished yet, or every finished one diverged (the reasons, counted)."""
+    pruned = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.PRUNED,))
+    if not pruned:
+        return CodesignError("the study has no finished trial yet", file=spec.file, fix=f"run: codesign run {spec.file}")
+    # Reasons that differ only in their numbers (the runaway rate, how many draws) are counted together.
+    groups: dict[str, list[str]] = collections.defaultdict(list)
+    for trial in pruned:
+        reason = str(trial.user_attrs.get("diverged_reason", "pruned"))
+        groups[re.sub(r"[0-9][0-9.e+-]*", "#", reason)].append(reason)
+    shown = []
+    for reasons in sorted(groups.values(), key=len, reverse=True)[:3]:
+        example = collections.Counter(reasons).most_common(1)[0][0]
+        similar = " or similar" if len(set(reasons)) > 1 else ""
+        shown.append(f"{example}{similar} ({len(reasons)} trial{'s' if len(reasons) > 1 else ''})")
+    if len(groups) > 3:
+        shown.append(f"{len(groups) - 3} other reasons")
+    rule = "rule" if len(spec.rules) == 1 else "rules.SLOT"
+    which = f"all {len(pruned)} finished trials" if len(pruned) > 1 else "the only finished trial"
+    return CodesignError(f"{which} diverged: {'; '.join(shown)}", file=spec.file,
+                         fix=f"narrow {rule}.bounds or lower {rule}.eta, and rename the study: these trials count "
+                             "towards its n_trials")
 
 
 def pareto_front(spec: StudySpec, study: optuna.Study) -> list[optuna.trial.FrozenTrial]:

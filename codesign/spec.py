@@ -23,7 +23,10 @@ class RuleSpec:
     family: Literal["polynomial", "spike_trace"] = "polynomial"
     #: The searched terms of the family (``theta_abc``, or ``pre_1``...); ``all`` for every term.
     terms: str | list[str] = "all"
-    bounds: tuple[float, float] = (-1.0, 1.0)
+    #: Every coefficient is multiplied by eta, so a wider range than this only rescales eta (and
+    #: the range's width must be a finite number for the samplers).
+    bounds: tuple[float, float] = dataclasses.field(default=(-1.0, 1.0), metadata={
+        "min": -1e6, "max": 1e6, "help": "coefficients are multiplied by eta: scale eta rather than the bounds"})
     #: Learning rate; default: the family's (10 /s for polynomial, 0.01 for spike_trace).
     eta: float | None = dataclasses.field(default=None, metadata={"min": 0.0})
     #: spike_trace only: search the trace time constants tau_x_ms and tau_y_ms in this range (ms).
@@ -50,6 +53,9 @@ class RuleSpec:
             raise where.child("terms").error("a term is listed twice", fix="list each term once")
         if not self.searched:
             raise where.child("terms").error("no term to search", fix="list at least one term")
+        if self.eta == 0.0:
+            raise where.child("eta").error("must be positive, got 0", fix="remove eta to use the family's default "
+                                           f"({FAMILIES[self.family].default_eta:g})")
         if self.bounds[0] >= self.bounds[1]:
             raise where.child("bounds").error(f"low must be below high, got {list(self.bounds)}",
                                               fix="write bounds: [low, high]")
@@ -113,7 +119,8 @@ class _StudyFile:
     sampler: SamplerSpec = SamplerSpec()
     n_trials: int = dataclasses.field(default=200, metadata={"min": 1})
     batch_size: int = dataclasses.field(default=12, metadata={"min": 1, "max": 100000})
-    seed: int = dataclasses.field(default=0, metadata={"min": 0})
+    #: Below 2**31: held-out draws use seed + 1,000,003, and every seed must fit NumPy's 32 bits.
+    seed: int = dataclasses.field(default=0, metadata={"min": 0, "max": 2**31 - 1})
     #: An Optuna storage URL (``journal:PATH``, ``postgresql://user@host/db``); by default a journal
     #: file under ``results/<name>/``. ``--storage`` and ``$CODESIGN_STORAGE`` override it.
     storage: str | None = None

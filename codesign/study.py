@@ -464,10 +464,15 @@ def run_study(spec: StudySpec, storage_url: str | None = None, n_trials: int | N
     if spec.target.file:
         command += ["--target", spec.target.file]  # the study's, or the one --target gave
     env = {**os.environ, ENV_VAR: spec.storage_url(storage_url)}
+    # Each worker's stderr goes to a file: a worker that fails must not print a traceback over the
+    # parent's one line, and its whole output stays there to read.
+    logs = [spec.results_dir / "workers" / f"worker-{i}.log" for i in range(workers)]
+    logs[0].parent.mkdir(parents=True, exist_ok=True)
     procs = []
-    for i in range(workers):
+    for i, log in enumerate(logs):
         extra = ["--stats", str(Path(stats_dir) / f"worker-{i}.json")] if stats_dir is not None else []
-        procs.append(subprocess.Popen(command + ["--worker-index", str(i)] + extra, env=env))
+        with log.open("w") as stderr:
+            procs.append(subprocess.Popen(command + ["--worker-index", str(i)] + extra, env=env, stderr=stderr))
     try:
         while any(p.poll() is None for p in procs):
             time.sleep(0.5)
@@ -479,9 +484,7 @@ def run_study(spec: StudySpec, storage_url: str | None = None, n_trials: int | N
         for p in procs:
             p.wait()
     report(study)
-    failed = [p.returncode for p in procs if p.returncode > 0]
-    if failed:
-        raise RuntimeError(f"{len(failed)} of {workers} workers exited with errors (codes {failed})")
+    _check_workers(spec, procs, logs)
     killed = [-p.returncode for p in procs if p.returncode < 0]
     finished = count_trials(study)[0]
     if finished < target:
@@ -491,6 +494,26 @@ def run_study(spec: StudySpec, storage_url: str | None = None, n_trials: int | N
         print(f"codesign: {len(killed)} worker(s) killed by signal(s) {killed}; the others retried their trials",
               file=sys.stderr)
     return study
+
+
+def _check_workers(spec: StudySpec, procs: list[subprocess.Popen], logs: list[Path]) -> None:
+    """Pass on what the workers said (trials past their time limit); one line for the first that failed."""
+    outputs = [log.read_text(errors="replace") for log in logs]
+    for proc, output in zip(procs, outputs):
+        if proc.returncode <= 0 and output.strip():
+            sys.stderr.write(output)
+    failed = [i for i, proc in enumerate(procs) if proc.returncode > 0]
+    if not failed:
+        return
+    i = failed[0]
+    lines = outputs[i].strip().splitlines()
+    last = lines[-1] if lines else "(no output)"
+    what = f"{len(failed)} of {len(procs)} workers failed; worker {i} (exit code {procs[i].returncode})"
+    if last.startswith("codesign: error: "):  # the worker's own one-line error, with its fix
+        raise CodesignError(f"{what}: {last[len('codesign: error: '):]}")
+    raise CodesignError(f"{what}: {last}", file=spec.file,
+                        fix=f"its whole output is in {logs[i]}; finished trials are saved, run the same command "
+                            "to resume")
 
 
 def _write_stats(stats: WorkerStats, path: Path) -> None:

@@ -15,7 +15,7 @@ from typing import Any, Callable, Mapping, Union
 
 import yaml
 
-from codesign.errors import UnknownNameError
+from codesign.errors import RuleError, UnknownNameError
 from codesign.rules.polynomial import NAMED_RULES, TERMS, PolynomialRule, family_equation, term_monomial, term_powers
 from codesign.rules.spike_trace import SPIKE_TERMS, SpikeTraceRule, vogels
 from codesign.schema import Where, build, read_yaml
@@ -79,7 +79,8 @@ def named_rule(name: str, eta: float = 10.0) -> PolynomialRule:
 class _RuleFile:
     coefficients: dict[str, float]
     family: str = "polynomial"
-    eta: float = dataclasses.field(default=10.0, metadata={"min": 0.0})
+    #: Default: the family's (as in a study file); codesign writes it into every rule file.
+    eta: float | None = dataclasses.field(default=None, metadata={"min": 0.0})
     tau_x_ms: float | None = dataclasses.field(default=None, metadata={"min": 0.0})
     tau_y_ms: float | None = dataclasses.field(default=None, metadata={"min": 0.0})
     name: str | None = None
@@ -96,7 +97,8 @@ class _RuleFile:
 
     def rule(self, name: str) -> Rule:
         extras = {k: getattr(self, k) for k in FAMILIES[self.family].extras if getattr(self, k) is not None}
-        return FAMILIES[self.family].make(self.coefficients, eta=self.eta, name=self.name or name, **extras)
+        eta = FAMILIES[self.family].default_eta if self.eta is None else self.eta
+        return FAMILIES[self.family].make(self.coefficients, eta=eta, name=self.name or name, **extras)
 
 
 @dataclasses.dataclass
@@ -104,7 +106,8 @@ class _CandidateFile:
     """A rule file: one rule (the keys of :class:`_RuleFile`) or ``rules: {slot: rule}``."""
 
     rules: dict[str, Any]
-    loss: float | None = None
+    #: A record of the study (may be infinite), not an input.
+    loss: float | None = dataclasses.field(default=None, metadata={"finite": False})
     metrics: dict[str, Any] | None = None
     study: str | None = None
     trial: int | None = None
@@ -124,11 +127,15 @@ def load_candidate(path: str | Path, slots: Mapping[str, str]) -> dict[str, Rule
                                          fix="give one rule per slot of the task")
     candidate = {}
     for slot, raw in parsed.rules.items():
-        rule_file = build(_RuleFile, raw, where.child("rules").child(slot) if len(slots) > 1 else where)
+        here = where.child("rules").child(slot) if len(slots) > 1 else where
+        rule_file = build(_RuleFile, raw, here)
         if rule_file.family != slots[slot]:
-            raise where.child("family").error(f"is {rule_file.family!r}, slot {slot!r} takes {slots[slot]!r}",
-                                              fix=f"use a {slots[slot]} rule")
-        candidate[slot] = rule_file.rule(Path(path).stem)
+            raise here.child("family").error(f"is {rule_file.family!r}, slot {slot!r} takes {slots[slot]!r}",
+                                             fix=f"use a {slots[slot]} rule")
+        try:
+            candidate[slot] = rule_file.rule(Path(path).stem)
+        except RuleError as exc:  # a value the schema lets through but the rule refuses (eta 0)
+            raise here.error(exc.message, fix=exc.fix) from None
     return candidate
 
 

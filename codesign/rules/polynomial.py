@@ -80,6 +80,8 @@ class PolynomialRule:
             term_powers(term)
             if not math.isfinite(value):
                 raise RuleError(f"coefficient {term} is {value}", fix="use finite numbers")
+        if not (math.isfinite(self.eta) and self.eta >= 0):
+            raise RuleError(f"eta must be a finite number, at least 0, got {self.eta}", fix="use a learning rate such as 10")
         object.__setattr__(self, "coefficients", {t: float(self.coefficients[t]) for t in TERMS
                                                   if t in self.coefficients})
 

@@ -49,7 +49,7 @@ class SpikeTraceRule:
         for name in ("eta", "tau_x_ms", "tau_y_ms"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
-                raise RuleError(f"{name} must be positive, got {value}")
+                raise RuleError(f"{name} must be a positive number, got {value}", fix=f"give {name} a positive value")
         object.__setattr__(self, "coefficients", {t: float(self.coefficients[t]) for t in SPIKE_TERMS
                                                   if t in self.coefficients})
 

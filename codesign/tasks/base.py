@@ -12,12 +12,38 @@ import numpy as np
 
 from codesign.hardware import EventCounts, Target
 from codesign.rules import NAMED_RULES, Candidate, Rule, named_rule
+from codesign.schema import Where
 
-__all__ = ["Evaluation", "Task", "LOSS_CAP", "used_terms", "slot_terms", "pad"]
+__all__ = ["Evaluation", "Task", "LOSS_CAP", "MAX_STEPS", "MAX_INPUT_VALUES", "check_size", "used_terms", "slot_terms",
+           "pad"]
 
 #: Loss given to a candidate whose simulation diverged (NaN or infinite weights), and the ceiling of
 #: every loss, so that one runaway rule cannot dominate a sampler's statistics.
 LOSS_CAP = 10.0
+
+#: What a task's parameters may ask of one simulation: past these a batch would run for hours, or
+#: its input draws would not fit in memory (the studies in studies/: at most 200,000 time steps and
+#: 960,000 input values or spikes).
+MAX_STEPS = 10_000_000
+MAX_INPUT_VALUES = 20_000_000
+
+
+def check_size(where: Where, duration_s: float, dt_ms: float, inputs: float, what: str,
+               duration_key: str = "duration_s", duration: str = "duration_s") -> None:
+    """Refuse a simulation of more than :data:`MAX_STEPS` time steps, or whose input draws hold more
+    than :data:`MAX_INPUT_VALUES` values (``inputs``; ``what`` says what they count)."""
+    steps = duration_s * 1000.0 / dt_ms
+    if steps > MAX_STEPS:
+        raise where.child(duration_key).error(
+            f"{duration} = {duration_s:g} s in steps of dt_ms = {dt_ms:g} is {_count(steps)} time steps, "
+            f"more than {MAX_STEPS:,}", fix="shorten the simulation or lengthen dt_ms")
+    if inputs > MAX_INPUT_VALUES:
+        raise where.error(f"the input draws would hold {_count(inputs)} {what}, more than {MAX_INPUT_VALUES:,}",
+                          fix="lower n_repeats, the number of inputs or the duration")
+
+
+def _count(number: float) -> str:
+    return f"{number:,.0f}" if number < 1e15 else f"{number:.3g}"
 
 
 @dataclasses.dataclass

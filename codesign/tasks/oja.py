@@ -22,7 +22,7 @@ from codesign.backends import NetworkBuild, Simulation, network_clock, simulatio
 from codesign.hardware import Target
 from codesign.rules import TERMS, Candidate, PolynomialRule, family_equation
 from codesign.schema import Where
-from codesign.tasks.base import Evaluation, Task, pad, slot_terms, used_terms
+from codesign.tasks.base import Evaluation, Task, check_size, pad, slot_terms, used_terms
 from codesign.tasks.gaussian import check_covariance
 
 __all__ = ["OjaParams", "OjaTask", "OjaInputs", "draw_inputs", "reference_weights"]
@@ -52,6 +52,8 @@ class OjaParams:
         if self.top_eigenvalue[0] > self.top_eigenvalue[1]:
             raise where.child("top_eigenvalue").error(
                 f"range is reversed: {list(self.top_eigenvalue)}", fix="write [low, high]")
+        check_size(where, self.duration_s, self.dt_ms, self.n_repeats * self.n_steps * self.n_inputs,
+                   "values (n_repeats x time steps x n_inputs)")
         check_covariance(self.covariance, self.n_inputs, 1, where)
 
 

@@ -27,7 +27,8 @@ from codesign.hardware import EventCounts
 from codesign.hardware.target import trace_grid
 from codesign.rules import Candidate
 from codesign.rules.spike_trace import SPIKE_TERMS, SpikeTraceRule, vogels
-from codesign.tasks.base import Evaluation, Task, pad
+from codesign.schema import Where
+from codesign.tasks.base import Evaluation, Task, check_size, pad
 
 __all__ = ["TargetRateParams", "TargetRateTask", "draw_spikes", "spike_capacity"]
 
@@ -39,8 +40,9 @@ class TargetRateParams:
     target_rate_hz: float = dataclasses.field(default=10.0, metadata={"min": 0.1, "max": 200.0})
     n_excitatory: int = dataclasses.field(default=800, metadata={"min": 1, "max": 100000})
     n_inhibitory: int = dataclasses.field(default=200, metadata={"min": 1, "max": 100000})
-    rate_excitatory_hz: float = dataclasses.field(default=5.0, metadata={"min": 0.0})
-    rate_inhibitory_hz: float = dataclasses.field(default=10.0, metadata={"min": 0.0})
+    #: Poisson rates of the inputs (at most one spike per input and time step).
+    rate_excitatory_hz: float = dataclasses.field(default=5.0, metadata={"min": 0.0, "max": 1000.0})
+    rate_inhibitory_hz: float = dataclasses.field(default=10.0, metadata={"min": 0.0, "max": 1000.0})
     #: Excitatory and initial inhibitory conductance jumps, in units of the leak conductance.
     w_excitatory: float = dataclasses.field(default=0.05, metadata={"min": 0.0})
     w_inhibitory_init: float = dataclasses.field(default=0.05, metadata={"min": 0.0})
@@ -57,6 +59,12 @@ class TargetRateParams:
     @property
     def n_inputs(self) -> int:
         return self.n_excitatory + self.n_inhibitory
+
+    def validate(self, where: Where) -> None:
+        spikes = self.n_repeats * self.duration_s * (self.n_excitatory * self.rate_excitatory_hz
+                                                     + self.n_inhibitory * self.rate_inhibitory_hz)
+        check_size(where, self.duration_s, self.dt_ms, spikes, "input spikes (n_repeats x duration x inputs x rates)",
+                   duration_key="learn_s", duration="learn_s + measure_s")
 
     @property
     def duration_s(self) -> float:
