@@ -248,6 +248,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def _print_comparison(rows: list[dict[str, Any]], title: str, chart: Path) -> None:
     """A table with one energy column per kind (never a total across kinds), then each target's notes."""
+    from rich import box
     from rich.table import Table
 
     from codesign.report import energy_groups
@@ -255,10 +256,11 @@ def _print_comparison(rows: list[dict[str, Any]], title: str, chart: Path) -> No
     kinds = list(energy_groups(rows))
     duration = next((r["duration_s"] for r in rows if r["duration_s"]), None)
     if kinds:
-        title += f"; energy: J over the task's {duration:g} s, per kind"
-    table = Table(title=title)
-    for column in ("target", "loss", *kinds, "cores", "fits"):
-        table.add_column(column, justify="left" if column == "target" else "right", overflow="fold")
+        title += f"; energy in J over the task's {duration:g} s"
+    # No vertical lines and one space between columns: all four kinds fit in 80 columns.
+    table = Table(title=title, box=box.SIMPLE_HEAD, padding=(0, 0))
+    for column in ("target", "loss", *(kind.replace("_", " ") for kind in kinds), "cores", "fits"):
+        table.add_column(column, justify="left" if column == "target" else "right")
     for r in rows:
         energy = ["-" if kind not in r["energy"] else "unknown" if r["energy"][kind] is None
                   else f"{r['energy'][kind]:.3g}" for kind in kinds]
@@ -269,9 +271,8 @@ def _print_comparison(rows: list[dict[str, Any]], title: str, chart: Path) -> No
     if len(kinds) > 1:
         console.print("Energies of different kinds measure different things: compare down a column, never across.")
     for r in rows:
-        stand_in = [f"simulated on {r['emulated_on']}"] if r["emulated_on"] and "standing in" in r["emulated_on"] else []
         notes = ([f"error: {r['error']}"] if r["error"] else []) + r["changes"] + \
-            [f"not emulated: {x}" for x in r["not_emulated"]] + stand_in + r["reasons"] + r["unknown"]
+            [f"not emulated: {x}" for x in r["not_emulated"]] + r["reasons"] + r["unknown"]
         for note in notes:
             console.print(f"  {r['target'] or '?'}: {note}", highlight=False)
     console.print(f"chart: {chart}")

@@ -222,8 +222,8 @@ def _plot_pareto(spec: StudySpec, study: optuna.Study, path: Path, sweep: list[d
                 ax.annotate(str(row["n_trials"]), (row["weight_bits"], row["held_out_loss"]), fontsize=6,
                             textcoords="offset points", xytext=(3, 3))
     ax.plot([t.values[1] for t in front], [t.values[0] for t in front], "o-", color="C3", label="Pareto front")
-    unit = f" ({energy_objective_kind(spec.target)} J over the task's duration)" if spec.objectives[1] == "energy" else ""
-    ax.set_xlabel(spec.objectives[1] + unit)
+    energy = spec.objectives[1] == "energy"
+    ax.set_xlabel(spec.objectives[1] + (f" ({energy_objective_kind(spec.target)} J over the task)" if energy else ""))
     ax.set_ylabel("task loss")
     ax.set_yscale("symlog", linthresh=1e-4)
     ax.set_title(f"{spec.name} on {spec.target.name}")
@@ -299,7 +299,7 @@ def _precision_emulation(target: Target, emulated: Collection[str]) -> tuple[lis
     precision = target.precision
     rounding = f", {precision.rounding} rounding" if precision.rounding != "none" else ""
     applied, ignored = [], []
-    for knob, what in (("weight_bits", "weights on a {}-bit grid"), ("trace_bits", "traces in a {}-bit register")):
+    for knob, what in (("weight_bits", "weights quantised to {} bits"), ("trace_bits", "traces in {}-bit registers")):
         bits = getattr(precision, knob)
         if bits is not None:
             (applied if knob in emulated else ignored).append(what.format(bits) + rounding)
@@ -352,8 +352,9 @@ def _evaluate_on(spec: StudySpec, cand: Candidate, target: Target, seed: int, ro
     adapted, changes, ignored, blockers = adapt_to_target(cand, target, cls.knobs)
     local = dataclasses.replace(target, backend=LOCAL_BACKEND.get(target.backend, target.backend))
     object.__setattr__(local, "file", target.file)
-    row["emulated_on"] = f"{local.backend} ({local.float_dtype})" + (
-        f", standing in for {target.backend}" if local.backend != target.backend else "")
+    row["emulated_on"] = f"{local.backend} ({local.float_dtype})"
+    if local.backend != target.backend:
+        ignored.append(f"{target.backend}: simulated on {row['emulated_on']} instead")
     evaluation = cls(spec.task.params, local).evaluate([adapted], seed, capacity=spec.batch_size)[0]
     row.update(loss=evaluation.loss, fits=not blockers, changes=changes, not_emulated=ignored,
                reasons=list(blockers), metrics=evaluation.metrics)

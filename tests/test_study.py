@@ -163,15 +163,16 @@ def test_compare_runs_one_rule_on_every_target_without_a_gpu(workdir, capsys):
     for row in rows.values():
         assert row["error"] is None and row["loss"] is not None and row["duration_s"] == 1.0
         assert set(row["energy"]) <= {"per_operation", "static", "whole_chip", "wall_plug"}
-    assert rows["gpu"]["emulated_on"] == "cpp_standalone (float64), standing in for cuda_standalone"
+    assert rows["gpu"]["emulated_on"] == "cpp_standalone (float64)"
+    assert rows["gpu"]["not_emulated"] == ["cuda_standalone: simulated on cpp_standalone (float64) instead"]
     assert rows["gpu"]["loss"] == rows["cpu-standalone"]["loss"]
     assert rows["gpu"]["energy"] == {"wall_plug": None}, "no per-update wall-plug figure is published"
     loihi = rows["loihi"]
     assert loihi["fits"] and loihi["cores"] == 1 and set(loihi["energy"]) == {"per_operation", "static"}
     assert loihi["energy"]["static"] == pytest.approx(0.104 / 128 * 1.0), "one core's share of the chip, 1 s"
     assert 0 < loihi["energy"]["per_operation"] < 1e-5
-    assert "weights on a 8-bit grid, stochastic rounding" in loihi["changes"]
-    assert "traces in a 7-bit register, stochastic rounding" in loihi["changes"]
+    assert "weights quantised to 8 bits, stochastic rounding" in loihi["changes"]
+    assert "traces in 7-bit registers, stochastic rounding" in loihi["changes"]
     assert rows["spinnaker2"]["energy"] == {"per_operation": None, "static": None} and rows["spinnaker2"]["unknown"]
     # Loihi 2 fits; its wall-plug bound is known, its per-operation energy (learning updates) is not.
     assert rows["loihi2"]["fits"] and rows["loihi2"]["energy"]["per_operation"] is None
@@ -207,8 +208,8 @@ def test_compare_says_which_number_formats_the_task_did_not_emulate(write_study,
     assert main(["compare", study_file, "--rule", "oja", "--targets", "hw_targets/coarse.yaml", "--json"]) == 0
     (row,) = json.loads(capsys.readouterr().out)
     assert row["changes"] == []
-    assert row["not_emulated"] == ["weights on a 4-bit grid, nearest rounding",
-                                   "traces in a 5-bit register, nearest rounding (the task emulates no number format)"]
+    assert row["not_emulated"] == ["weights quantised to 4 bits, nearest rounding",
+                                   "traces in 5-bit registers, nearest rounding (the task emulates no number format)"]
     assert row["unknown"] == ["task oja does not count events: no energy or core estimate"]
 
 
