@@ -392,19 +392,23 @@ def plot_comparison(rows: list[dict[str, Any]], path: Path, title: str = "") -> 
     ax_loss.bar([r["target"] for r in evaluated], [r["loss"] for r in evaluated],
                 color=["C0" if r["fits"] else "C3" for r in evaluated])
     ax_loss.set_ylabel("task loss (red: does not fit)")
+    ax_loss.set_yscale("symlog", linthresh=1e-4)
     for ax, (kind, members) in zip(ax_energy, groups.items()):
-        values = [r["energy"][kind] for r in members]
-        ax.bar([r["target"] for r in members], [0.0 if v is None else v for v in values],
-               color=["C0" if r["fits"] else "C3" for r in members])
-        for i, value in enumerate(values):
-            if value is None:
-                ax.text(i, 0, "unknown", ha="center", va="bottom", rotation=90, fontsize=8)
-        duration = members[0]["duration_s"]
-        ax.set_ylabel(f"J over the task's {duration:g} s")
+        known = [(i, r) for i, r in enumerate(members) if r["energy"][kind] is not None]
+        ax.bar([i for i, _ in known], [r["energy"][kind] for _, r in known],
+               color=["C0" if r["fits"] else "C3" for _, r in known])
+        for i, r in enumerate(members):
+            if r["energy"][kind] is None:
+                ax.text(i, 0.03, "unknown", ha="center", va="bottom", rotation=90, fontsize=8,
+                        transform=ax.get_xaxis_transform())
+        ax.set_xticks(range(len(members)), [r["target"] for r in members])
+        ax.set_xlim(-0.6, len(members) - 0.4)
+        ax.set_ylabel(f"J over the task's {members[0]['duration_s']:g} s")
         ax.set_title(f"{kind} energy", fontsize=9)
-        ax.set_yscale("symlog", linthresh=1e-12)
+        if any(r["energy"][kind] for _, r in known):
+            ax.set_yscale("log")
     for ax in axes[0]:
-        ax.tick_params(axis="x", rotation=30)
+        plt.setp(ax.get_xticklabels(), rotation=30, ha="right")
     fig.suptitle(title + ("\n" if title else "") + "energies of different kinds are in separate panels: "
                  "compare within a panel only", fontsize=8)
     fig.tight_layout()
