@@ -163,6 +163,7 @@ def test_compare_runs_one_rule_on_every_target_without_a_gpu(workdir, capsys):
     for row in rows.values():
         assert row["error"] is None and row["loss"] is not None and row["duration_s"] == 1.0
         assert set(row["energy"]) <= {"per_operation", "static", "whole_chip", "wall_plug"}
+        assert not {"energy_j", "energy_per_s_j"} & set(row), "no total across kinds"
     assert rows["gpu"]["emulated_on"] == "cpp_standalone (float64)"
     assert rows["gpu"]["not_emulated"] == ["cuda_standalone: simulated on cpp_standalone (float64) instead"]
     assert rows["gpu"]["loss"] == rows["cpu-standalone"]["loss"]
