@@ -7,12 +7,13 @@ import dataclasses
 import json
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Collection, Sequence
 
 import numpy as np
 import optuna
 
 from codesign.errors import CodesignError
+from codesign.hardware import ENERGY_KINDS, Target, energy_objective_kind
 from codesign.rules import Candidate, save_candidate
 from codesign.spec import StudySpec
 from codesign.study import (EVAL_SEED_OFFSET, candidate, count_trials, distributions, feasible, finished_trials,
@@ -20,8 +21,8 @@ from codesign.study import (EVAL_SEED_OFFSET, candidate, count_trials, distribut
 from codesign.tasks import Evaluation
 
 __all__ = ["best_trial", "best_summary", "distinct_best", "write_results", "evaluate_candidate", "evaluate_front",
-           "precision_sweep",
-           "rule_summary"]
+           "precision_sweep", "rule_summary", "adapt_to_target", "compare_targets", "energy_groups",
+           "plot_comparison", "LOCAL_BACKEND"]
 
 
 def best_trial(spec: StudySpec, study: optuna.Study) -> optuna.trial.FrozenTrial:
@@ -246,7 +247,8 @@ def _plot_pareto(spec: StudySpec, study: optuna.Study, path: Path, sweep: list[d
                 ax.annotate(str(row["n_trials"]), (row["weight_bits"], row["held_out_loss"]), fontsize=6,
                             textcoords="offset points", xytext=(3, 3))
     ax.plot([t.values[1] for t in front], [t.values[0] for t in front], "o-", color="C3", label="Pareto front")
-    ax.set_xlabel(spec.objectives[1] + (" (J per s of operation)" if spec.objectives[1] == "energy" else ""))
+    energy = spec.objectives[1] == "energy"
+    ax.set_xlabel(spec.objectives[1] + (f" ({energy_objective_kind(spec.target)} J over the task)" if energy else ""))
     ax.set_ylabel("task loss")
     ax.set_yscale("symlog", linthresh=1e-4)
     ax.set_title(f"{spec.name} on {spec.target.name}")
@@ -284,11 +286,13 @@ def write_results(spec: StudySpec, study: optuna.Study) -> dict[str, Path]:
     return paths
 
 
-def adapt_to_target(cand: Candidate, target) -> tuple[dict, list[str], list[str]]:
-    """The candidate as ``target`` can run it: (candidate, what changed, why it cannot run).
+def adapt_to_target(cand: Candidate, target: Target,
+                    emulated: Collection[str] = ()) -> tuple[dict, list[str], list[str], list[str]]:
+    """The candidate as ``target`` can run it: (candidate, what changed, what was not emulated, why it cannot run).
 
-    Terms the learning engine cannot run are dropped (set to zero); weights are quantised by the
-    task's emulation according to the target's precision.
+    Terms the learning engine cannot run are dropped (set to zero). Of the target's number formats,
+    only the knobs in ``emulated`` (the task's ``knobs``) are applied by the task's simulation; the
+    others are listed as not emulated, so that a report never claims what the simulation ignored.
     """
     from codesign.rules import FAMILIES
 
@@ -309,63 +313,129 @@ def adapt_to_target(cand: Candidate, target) -> tuple[dict, list[str], list[str]
             kept = {t: v for t, v in rule.coefficients.items() if t in allowed}
             rule = dataclasses.replace(rule, coefficients=kept)
         adapted[slot] = rule
-    bits = target.precision.weight_bits
-    if bits is not None:
-        changes.append(f"weights on a {bits}-bit grid, {target.precision.rounding} rounding")
-    return adapted, changes, blockers
+    applied, ignored = _precision_emulation(target, emulated)
+    if target.time_step_ms is not None:
+        ignored.append(f"the {target.time_step_ms:g} ms time step (simulated at the task's own)")
+    return adapted, changes + applied, ignored, blockers
 
 
-def compare_targets(spec: StudySpec, cand: Candidate, targets: list, seed: int | None = None) -> list[dict[str, Any]]:
-    """The same candidate and task on each target: loss, energy, cores, fit, and what had to change."""
+def _precision_emulation(target: Target, emulated: Collection[str]) -> tuple[list[str], list[str]]:
+    """What the simulation does of the target's number formats, and what it leaves out."""
+    precision = target.precision
+    rounding = f", {precision.rounding} rounding" if precision.rounding != "none" else ""
+    applied, ignored = [], []
+    for knob, what in (("weight_bits", "weights quantised to {} bits"), ("trace_bits", "traces in {}-bit registers")):
+        bits = getattr(precision, knob)
+        if bits is not None:
+            (applied if knob in emulated else ignored).append(what.format(bits) + rounding)
+    if ignored:
+        ignored[-1] += " (the task emulates " + (", ".join(emulated) or "no number format") + ")"
+    return applied, ignored
+
+
+def compare_targets(spec: StudySpec, cand: Candidate, targets: Sequence[Target | str | Path],
+                    seed: int | None = None) -> list[dict[str, Any]]:
+    """The same candidate and task on each target (a target object or file): one row per target.
+
+    Each target is simulated on this machine (see ``LOCAL_BACKEND``); a target that cannot be
+    loaded or evaluated gets a row with its ``error`` and the others are still compared. Rows hold
+    the loss, the energy of each kind over the task's simulated duration (``energy``, never a
+    total across kinds), cores, fit, what changed, what was not emulated and why it cannot run.
+    """
+    seed = held_out_seed(spec, seed)
+    return [_compare_one(spec, cand, target, seed) for target in targets]
+
+
+#: Backends that need hardware this machine may not have, and the local backend that computes the
+#: same network with the same float type (precision emulation is the task's, on any backend).
+LOCAL_BACKEND = {"cuda_standalone": "cpp_standalone"}
+
+
+def _compare_one(spec: StudySpec, cand: Candidate, target: Target | str | Path, seed: int) -> dict[str, Any]:
+    from codesign.hardware import load_target
+
+    file = str(target) if isinstance(target, (str, Path)) else target.file
+    row: dict[str, Any] = {"target": Path(file).stem if file else None, "file": file, "error": None,
+                           "emulated_on": None, "loss": None, "duration_s": None, "energy": {}, "cores": None,
+                           "fits": False, "changes": [], "not_emulated": [], "reasons": [], "unknown": [],
+                           "metrics": {}}
+    try:
+        if not isinstance(target, Target):
+            target = load_target(target)
+        row["target"] = target.name
+        _evaluate_on(spec, cand, target, seed, row)
+    except CodesignError as exc:
+        row["error"] = exc.one_line()
+    return row
+
+
+def _evaluate_on(spec: StudySpec, cand: Candidate, target: Target, seed: int, row: dict[str, Any]) -> None:
     from codesign.hardware import cost
     from codesign.tasks import task_class
 
-    seed = held_out_seed(spec, seed)
-    rows = []
-    for target in targets:
-        adapted, changes, blockers = adapt_to_target(cand, target)
-        task = task_class(spec.task.kind)(spec.task.params, target)
-        evaluation = task.evaluate([adapted], seed, capacity=spec.batch_size)[0]
-        row: dict[str, Any] = {"target": target.name, "file": target.file, "loss": evaluation.loss,
-                               "energy_j": None, "energy_per_s_j": None, "cores": None,
-                               "fits": not blockers, "changes": changes, "reasons": list(blockers),
-                               "unknown": [], "energy_kinds": [], "metrics": evaluation.metrics}
-        if evaluation.counts is not None:
-            c = cost(target, evaluation.counts)
-            row.update(energy_per_s_j=c.energy_w, cores=c.cores, fits=c.fits and not blockers,
-                       energy_j=None if c.energy_w is None else c.energy_w * evaluation.counts.duration_s,
-                       unknown=[f"not published: {', '.join(c.unknown)}"] if c.unknown else [],
-                       energy_kinds=list(c.kinds))
-            row["reasons"] += list(c.reasons)
-        else:
-            row["unknown"].append(f"task {spec.task.kind} does not count events: no energy or core estimate")
-        if target.energy == type(target.energy)() and evaluation.counts is not None:
-            row["unknown"].append("no energy model for this target")
-        rows.append(row)
-    return rows
+    cls = task_class(spec.task.kind)
+    adapted, changes, ignored, blockers = adapt_to_target(cand, target, cls.knobs)
+    local = dataclasses.replace(target, backend=LOCAL_BACKEND.get(target.backend, target.backend))
+    object.__setattr__(local, "file", target.file)
+    row["emulated_on"] = f"{local.backend} ({local.float_dtype})"
+    if local.backend != target.backend:
+        ignored.append(f"{target.backend}: simulated on {row['emulated_on']} instead")
+    evaluation = cls(spec.task.params, local).evaluate([adapted], seed, capacity=spec.batch_size)[0]
+    row.update(loss=evaluation.loss, fits=not blockers, changes=changes, not_emulated=ignored,
+               reasons=list(blockers), metrics=evaluation.metrics)
+    if evaluation.counts is None:
+        row["unknown"].append(f"task {spec.task.kind} does not count events: no energy or core estimate")
+        return
+    c = cost(target, evaluation.counts)
+    row.update(duration_s=c.duration_s, energy=c.energy_j, cores=c.cores, fits=c.fits and not blockers,
+               unknown=list(c.unknown))
+    row["reasons"] += list(c.reasons)
+    if not c.energy_j:
+        row["unknown"].append("no energy model for this target")
+
+
+def energy_groups(rows: Sequence[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """The rows that have an energy of each kind, by kind: only energies of one kind may be ranked."""
+    groups: dict[str, list[dict[str, Any]]] = {kind: [] for kind in ENERGY_KINDS}
+    for row in rows:
+        for kind in row["energy"]:
+            groups[kind].append(row)
+    return {kind: members for kind, members in groups.items() if members}
 
 
 def plot_comparison(rows: list[dict[str, Any]], path: Path, title: str = "") -> None:
+    """Loss per target, and one panel per energy kind holding only the targets with that kind."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = [r["target"] for r in rows]
-    fig, (ax_loss, ax_energy) = plt.subplots(1, 2, figsize=(9, 3.6))
-    colours = ["C0" if r["fits"] else "C3" for r in rows]
-    ax_loss.bar(names, [r["loss"] for r in rows], color=colours)
+    groups = energy_groups(rows)
+    fig, axes = plt.subplots(1, 1 + len(groups), figsize=(4 + 3.2 * len(groups), 3.8), squeeze=False)
+    ax_loss, *ax_energy = axes[0]
+    evaluated = [r for r in rows if r["loss"] is not None]
+    ax_loss.bar([r["target"] for r in evaluated], [r["loss"] for r in evaluated],
+                color=["C0" if r["fits"] else "C3" for r in evaluated])
     ax_loss.set_ylabel("task loss (red: does not fit)")
-    energies = [r["energy_per_s_j"] if r["energy_per_s_j"] is not None else 0.0 for r in rows]
-    ax_energy.bar(names, energies, color=colours)
-    for i, r in enumerate(rows):
-        if r["energy_per_s_j"] is None:
-            ax_energy.text(i, 0, "unknown", ha="center", va="bottom", rotation=90, fontsize=8)
-    ax_energy.set_ylabel("energy per second of operation (J/s)")
-    ax_energy.set_yscale("symlog", linthresh=1e-9)
-    for ax in (ax_loss, ax_energy):
-        ax.tick_params(axis="x", rotation=30)
-    fig.suptitle(title, fontsize=9)
+    ax_loss.set_yscale("symlog", linthresh=1e-4)
+    for ax, (kind, members) in zip(ax_energy, groups.items()):
+        known = [(i, r) for i, r in enumerate(members) if r["energy"][kind] is not None]
+        ax.bar([i for i, _ in known], [r["energy"][kind] for _, r in known],
+               color=["C0" if r["fits"] else "C3" for _, r in known])
+        for i, r in enumerate(members):
+            if r["energy"][kind] is None:
+                ax.text(i, 0.03, "unknown", ha="center", va="bottom", rotation=90, fontsize=8,
+                        transform=ax.get_xaxis_transform())
+        ax.set_xticks(range(len(members)), [r["target"] for r in members])
+        ax.set_xlim(-0.6, len(members) - 0.4)
+        ax.set_ylabel(f"J over the task's {members[0]['duration_s']:g} s")
+        ax.set_title(f"{kind} energy", fontsize=9)
+        if any(r["energy"][kind] for _, r in known):
+            ax.set_yscale("log")
+    for ax in axes[0]:
+        plt.setp(ax.get_xticklabels(), rotation=30, ha="right")
+    fig.suptitle(title + ("\n" if title else "") + "energies of different kinds are in separate panels: "
+                 "compare within a panel only", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

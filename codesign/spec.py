@@ -9,7 +9,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any, Literal
 
-from codesign.hardware import Target, load_target
+from codesign.hardware import Target, energy_objective_kind, load_target
 from codesign.rules import FAMILIES
 from codesign.schema import Where, build, read_yaml
 
@@ -133,8 +133,10 @@ class _StudyFile:
     #: How many times a trial whose worker died is retried.
     retries: int = dataclasses.field(default=3, metadata={"min": 0, "max": 100})
     hardware: HardwareSpec = HardwareSpec()
-    #: What is minimised: the task loss, and optionally the energy per second of operation on the
-    #: target (``energy``) or searched bits (``weight_bits``, ``trace_bits``), as a multi-objective study.
+    #: What is minimised: the task loss, and optionally the energy on the target over the task's
+    #: simulated duration, of the one kind its per-event figures give (``energy``, see
+    #: ``codesign.hardware.cost.energy_objective_kind``) or searched bits (``weight_bits``,
+    #: ``trace_bits``), as a multi-objective study.
     objectives: list[Literal["loss", "energy", "weight_bits", "trace_bits"]] = dataclasses.field(default_factory=lambda: ["loss"])
 
     def validate(self, where: Where) -> None:
@@ -276,11 +278,12 @@ def load_study(path: str | Path, target: str | None = None) -> StudySpec:
         target_path = _resolve_target(raw.target, path, where.child("target"))
     target = load_target(target_path)
     if "energy" in raw.objectives:
-        e = target.energy
-        if all(f is None or f.value is None
-               for f in (e.synaptic_event_j, e.spike_j, e.learning_update_j, e.static_power_w)):
-            raise where.child("objectives").error(f"target {target.name} has no energy model",
-                                                  fix="use a target with energy figures, e.g. hw_targets/loihi.yaml")
+        try:
+            energy_objective_kind(target)
+        except ValueError as exc:
+            raise where.child("objectives").error(
+                f"energy needs per-event figures of one kind, all published: {exc}",
+                fix="use a target whose energy figures give it, e.g. hw_targets/loihi.yaml") from None
     name = raw.name or path.stem
     if not name.replace("-", "").replace("_", "").isalnum():
         raise where.child("name").error(f"{name!r} is not usable as a folder name",

@@ -257,15 +257,16 @@ def _objectives(spec: StudySpec, evaluation: Evaluation, knobs: dict[str, float]
     """The objective values of an evaluation, and whether the candidate fits its target."""
     if len(spec.objectives) == 1 and evaluation.counts is None:
         return [evaluation.loss], True
-    from codesign.hardware import cost
+    from codesign.hardware import cost, energy_objective_kind
 
     fits, values = True, [evaluation.loss]
     if evaluation.counts is not None:
         result = cost(spec.target, evaluation.counts)
         fits = result.fits
     for objective in spec.objectives[1:]:
-        if objective == "energy":
-            values.append(float("inf") if result.energy_w is None else result.energy_w)
+        if objective == "energy":  # one kind only (load_study checked the target can give it)
+            energy = result.energy_j.get(energy_objective_kind(spec.target))
+            values.append(float("inf") if energy is None else energy)
         else:  # a searched knob (weight_bits, trace_bits)
             values.append(float(knobs[objective]))
     return values, fits

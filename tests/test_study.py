@@ -146,28 +146,72 @@ def test_target_rate_study_end_to_end(workdir, capsys):
     assert 5 <= best["coefficients"]["tau_x_ms"] <= 50
 
 
-def test_compare_runs_one_rule_on_each_target(workdir, capsys):
+RATE_STUDY = ("task: {kind: target_rate, n_excitatory: 80, n_inhibitory: 20, rate_excitatory_hz: 50,\n"
+              "       rate_inhibitory_hz: 100, n_repeats: 1, learn_s: 0.5, measure_s: 0.5}\n"
+              "rule: {family: spike_trace}\ntarget: hw_targets/cpu.yaml\nbatch_size: 4\n")
+
+
+def test_compare_runs_one_rule_on_every_target_without_a_gpu(workdir, capsys):
+    """The README's form: every shipped target, the GPU one emulated on the CPU, energy per kind."""
     study_file = workdir / "studies/rate.yaml"
-    study_file.write_text(
-        "task: {kind: target_rate, n_excitatory: 80, n_inhibitory: 20, rate_excitatory_hz: 50,\n"
-        "       rate_inhibitory_hz: 100, n_repeats: 1, learn_s: 0.5, measure_s: 0.5}\n"
-        "rule: {family: spike_trace}\ntarget: hw_targets/cpu.yaml\nbatch_size: 4\n")
-    targets = [f"hw_targets/{name}.yaml" for name in ("cpu", "loihi", "loihi2", "spinnaker2", "truenorth")]
+    study_file.write_text(RATE_STUDY)
+    targets = sorted(str(p.relative_to(workdir)) for p in (workdir / "hw_targets").glob("*.yaml"))
     assert main(["compare", str(study_file), "--rule", "vogels", "--targets", *targets, "--json"]) == 0
-    rows = {row["target"]: row for row in json.loads(capsys.readouterr().out)}
-    assert set(rows) == {"cpu", "loihi", "loihi2", "spinnaker2", "truenorth"}
+    rows = {row["file"]: row for row in json.loads(capsys.readouterr().out)}
+    assert set(rows) == set(targets)
+    rows = {row["target"]: row for row in rows.values()}
     for row in rows.values():
-        assert {"target", "loss", "energy_j", "cores", "fits"} <= set(row)
-    assert rows["loihi"]["fits"] and rows["loihi"]["cores"] == 1 and rows["loihi"]["energy_j"] > 0
-    assert "weights on a 8-bit grid, stochastic rounding" in rows["loihi"]["changes"]
-    assert rows["spinnaker2"]["energy_j"] is None and rows["spinnaker2"]["unknown"]
-    # Loihi 2 fits, but its energy per learning update is not published: the energy stays unknown.
-    assert rows["loihi2"]["fits"] and rows["loihi2"]["energy_j"] is None
-    assert "not published: energy per learning update" in rows["loihi2"]["unknown"]
-    assert not rows["truenorth"]["fits"]
+        assert row["error"] is None and row["loss"] is not None and row["duration_s"] == 1.0
+        assert set(row["energy"]) <= {"per_operation", "static", "whole_chip", "wall_plug"}
+        assert not {"energy_j", "energy_per_s_j"} & set(row), "no total across kinds"
+    assert rows["gpu"]["emulated_on"] == "cpp_standalone (float64)"
+    assert rows["gpu"]["not_emulated"] == ["cuda_standalone: simulated on cpp_standalone (float64) instead"]
+    assert rows["gpu"]["loss"] == rows["cpu-standalone"]["loss"]
+    assert rows["gpu"]["energy"] == {"wall_plug": None}, "no per-update wall-plug figure is published"
+    loihi = rows["loihi"]
+    assert loihi["fits"] and loihi["cores"] == 1 and set(loihi["energy"]) == {"per_operation", "static"}
+    assert loihi["energy"]["static"] == pytest.approx(0.104 / 128 * 1.0), "one core's share of the chip, 1 s"
+    assert 0 < loihi["energy"]["per_operation"] < 1e-5
+    assert "weights quantised to 8 bits, stochastic rounding" in loihi["changes"]
+    assert "traces in 7-bit registers, stochastic rounding" in loihi["changes"]
+    assert rows["spinnaker2"]["energy"] == {"per_operation": None, "static": None} and rows["spinnaker2"]["unknown"]
+    # Loihi 2 fits; its wall-plug bound is known, its per-operation energy (learning updates) is not.
+    assert rows["loihi2"]["fits"] and rows["loihi2"]["energy"]["per_operation"] is None
+    assert rows["loihi2"]["energy"]["wall_plug"] > 0
+    assert not rows["truenorth"]["fits"] and set(rows["truenorth"]["energy"]) == {"whole_chip"}
     assert any("dropped" in change for change in rows["truenorth"]["changes"])
-    assert rows["cpu"]["energy_j"] is None
+    assert rows["cpu"]["energy"] == {} and "no energy model for this target" in rows["cpu"]["unknown"]
     assert (workdir / "results/rate/compare.png").stat().st_size > 0
+
+
+def test_a_target_that_cannot_be_evaluated_gets_a_row_with_its_reason(workdir, capsys):
+    study_file = workdir / "studies/rate.yaml"
+    study_file.write_text(RATE_STUDY)
+    (workdir / "hw_targets/broken.yaml").write_text("name: broken\nprecision: {weight_bits: 0}\n")
+    assert main(["compare", str(study_file), "--rule", "vogels",
+                 "--targets", "hw_targets/broken.yaml", "hw_targets/cpu.yaml", "--json"]) == 0
+    broken, cpu = json.loads(capsys.readouterr().out)
+    assert broken["target"] == "broken" and broken["loss"] is None and not broken["fits"]
+    assert broken["error"] == ("hw_targets/broken.yaml: precision.weight_bits: must be between 1 and 64, got 0 "
+                               "(fix: use a value between 1 and 64)")
+    assert cpu["error"] is None and cpu["loss"] is not None
+    # With no target left to compare, the command fails in one line.
+    assert main(["compare", str(study_file), "--rule", "vogels", "--targets", "hw_targets/broken.yaml"]) == 2
+    assert "codesign: error: no target could be evaluated; the first: hw_targets/broken.yaml: precision" in \
+        capsys.readouterr().err
+
+
+def test_compare_says_which_number_formats_the_task_did_not_emulate(write_study, workdir, capsys):
+    """The Oja task ignores a target's precision: its row must say so, not claim a weight grid."""
+    (workdir / "hw_targets/coarse.yaml").write_text(
+        "name: coarse\nbackend: runtime\nprecision: {weight_bits: 4, trace_bits: 5, rounding: nearest}\n")
+    study_file = write_study()
+    assert main(["compare", study_file, "--rule", "oja", "--targets", "hw_targets/coarse.yaml", "--json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["changes"] == []
+    assert row["not_emulated"] == ["weights quantised to 4 bits, nearest rounding",
+                                   "traces in 5-bit registers, nearest rounding (the task emulates no number format)"]
+    assert row["unknown"] == ["task oja does not count events: no energy or core estimate"]
 
 
 def test_joint_rule_and_hardware_study_gives_a_pareto_front(workdir, capsys):
@@ -205,7 +249,28 @@ def test_energy_objective_needs_a_target_with_an_energy_model(workdir, capsys):
     study_file.write_text("task: {kind: target_rate}\nrule: {family: spike_trace}\nobjectives: [loss, energy]\n"
                           "target: hw_targets/spinnaker2.yaml\nsampler: {name: nsga2}\n")
     assert main(["run", str(study_file)]) == 2
-    assert "objectives: target spinnaker2 has no energy model" in capsys.readouterr().err
+    assert ("objectives: energy needs per-event figures of one kind, all published: target spinnaker2 does not "
+            "publish its energy per synaptic event, energy per spike, energy per learning update") in \
+        capsys.readouterr().err
+    study_file.write_text(study_file.read_text().replace("spinnaker2", "gpu"))
+    assert main(["run", str(study_file)]) == 2
+    assert "target gpu does not publish its energy per learning update" in capsys.readouterr().err
+
+
+def test_the_energy_objective_is_the_per_operation_energy_without_the_static_share(workdir):
+    from codesign.hardware import EventCounts
+    from codesign.study import _objectives
+    from codesign.tasks import Evaluation
+
+    study_file = workdir / "studies/joint.yaml"
+    study_file.write_text("task: {kind: target_rate}\nrule: {family: spike_trace}\nobjectives: [loss, energy]\n"
+                          "target: hw_targets/loihi.yaml\nsampler: {name: nsga2}\n")
+    counts = EventCounts(duration_s=2.0, synaptic_events=1000, spikes=50, learning_updates=200, neurons=1,
+                         synapses=1000, plastic_synapses=200)
+    values, fits = _objectives(load_study(study_file), Evaluation(0.5, counts=counts), {})
+    # Davies et al. 2018's per-operation figures, 2000 neuron updates of 1 ms; no static power.
+    assert values == [0.5, pytest.approx(1000 * 23.6e-12 + 50 * 1.7e-12 + 200 * 120e-12 + 2000 * 81e-12)]
+    assert fits
 
 
 def test_port_refuses_a_rate_based_study(write_study, capsys):

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from codesign.hardware.cost import Cost, EventCounts, cost
+from codesign.hardware.cost import ENERGY_KINDS, Cost, EventCounts, cost, energy_objective_kind
 from codesign.hardware.target import Figure, Gpu, Target, load_target
 
-__all__ = ["Target", "Figure", "Gpu", "load_target", "Cost", "EventCounts", "cost"]
+__all__ = ["Target", "Figure", "Gpu", "load_target", "Cost", "EventCounts", "cost", "ENERGY_KINDS",
+           "energy_objective_kind"]

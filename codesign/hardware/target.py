@@ -90,12 +90,34 @@ class Resources:
 
 @dataclasses.dataclass(frozen=True)
 class Energy:
-    """The energy model: per event, per learning update, and static power."""
+    """The energy model: energy per event of each operation, and the static power of one chip.
+
+    Per-event figures may be of any energy kind (``per_operation``, ``whole_chip``, ``wall_plug``);
+    the static power is the power of one whole chip (kind ``whole_chip``), charged to a network in
+    proportion to the cores it occupies (see :mod:`codesign.hardware.cost`).
+    """
 
     synaptic_event_j: Figure | None = None
     spike_j: Figure | None = None
     learning_update_j: Figure | None = None
+    #: One neuron's update in one hardware time step (``time_step_ms``).
+    neuron_update_j: Figure | None = None
     static_power_w: Figure | None = None
+
+    def events(self) -> dict[str, Figure]:
+        """The per-event figures the file lists, by field name."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if f.name != "static_power_w" and getattr(self, f.name) is not None}
+
+    def validate(self, where: Where) -> None:
+        for name, figure in self.events().items():
+            if figure.kind == "count":
+                raise where.child(name).child("kind").error(
+                    "an energy figure cannot be a count", fix="write per_operation, whole_chip or wall_plug")
+        if self.static_power_w is not None and self.static_power_w.kind != "whole_chip":
+            raise where.child("static_power_w").child("kind").error(
+                f"static power is the power of one whole chip, got kind {self.static_power_w.kind}",
+                fix="write kind: whole_chip")
 
 
 @dataclasses.dataclass(frozen=True)
