@@ -251,11 +251,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     spec = load_study(args.study)
     name, cand, _ = _candidate_argument(spec, args.rule, args.storage)
+    chart = spec.results_dir / "compare.png"
+    _writable(chart, None, fix="run codesign from a folder you can write to")  # now, not after the simulations
     # Every target is simulated here (a GPU target on the CPU): a comparison needs no GPU, and a
     # target that fails to load or run gets a row with its reason instead of stopping the others.
     rows = compare_targets(spec, cand, args.targets, args.seed)
-    spec.results_dir.mkdir(parents=True, exist_ok=True)
-    chart = spec.results_dir / "compare.png"
     plot_comparison(rows, chart, title=f"{spec.name}: {name}")
     failed = [r for r in rows if r["error"]]
     if args.json:
