@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from codesign.backends import clear_simulations
+from codesign.backends import builds, clear_simulations
 from codesign.errors import CodesignError, SpecError
 from codesign.hardware import Target, load_target
 from codesign.rules import PolynomialRule
@@ -108,10 +108,12 @@ def test_a_second_construction_reuses_the_cuda_build(cuda_build):
     task, directory, _ = cuda_build
     before = _outputs(directory)
     clear_simulations()
-    start = time.perf_counter()
+    start, counted = time.perf_counter(), builds()
     again = task.simulation(len(spike_rules()), SEED, draw_spikes(PARAMS, SEED))
     rebuilt_s = time.perf_counter() - start
-    assert again.directory == directory and again.builds == 1
+    assert again.directory == directory
+    assert builds().networks - counted.networks == 1  # constructed again ...
+    assert builds().compiled == counted.compiled and not again.compiled  # ... and found compiled in the cache
     assert _outputs(directory) == before, "a second construction recompiled the CUDA project"
     script = (
         "from codesign.hardware import load_target\n"
