@@ -87,10 +87,11 @@ def test_target_rate_study_on_a_smaller_budget_holds_the_rate_on_held_out_inputs
     trials (20 CMA-ES generations) instead of 480, its best rule run on 12 input draws it never saw.
 
     Criteria, as the full test's but split into bias and spread: the mean held-out rate within 3 %
-    of the target (Vogels' rule, which the search should beat, settles 5-8 % above it) and every
-    draw within 8 %. The full test's "every draw within 5 %" is a maximum over 12 draws that
-    counting noise alone (about 1.5 % per draw over 10 s) brings near 5 % for a rule 2 % off:
-    measured over study seeds 1-6 at 240 trials, ... .
+    of the target and every draw within 8 % (Vogels' rule, which the search should beat, is 5 %
+    above the target on average over these draws, 9 % on the worst: it fails both). The full
+    test's "every draw within 5 %" is a maximum over 12 draws that counting noise alone (about
+    1.5 % per draw over 10 s) brings near 5 % for a rule 2 % off. Measured over study seeds 1-6 at 240 trials: mean held-out rate within 1.9 % of the target,
+    every draw within 6 % (2-6 %; seeds 3 and 6 would fail the full test's 5 %).
     """
     import dataclasses
 
