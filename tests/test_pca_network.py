@@ -255,16 +255,18 @@ def test_study_on_a_smaller_budget_finds_a_hebbian_and_an_anti_hebbian_rule(shor
     feed-forward distractors that bias directions (020 and 200: here below 0.15), and an
     anti-Hebbian lateral term that dominates the lateral rule. It hardly sees what only rescales
     W's rows: theta_001 (growth or decay) and the size of theta_021. The full test also bounds
-    those (theta_021 < -0.5, and theta_001 below it), which late generations reach on seed 1 but
-    which 1,200 trials do not settle: on study seeds 2 and 3 theta_021 was -0.48 and -0.34, on seed
-    1 theta_001 was 0.76. The lateral rule's other terms are below 1 (anti-Hebbian dominates), not
+    those (theta_021 < -0.5, every other term below |theta_021|), which 1,200 trials do not
+    settle: theta_021 was -0.48, -0.34 and -0.42 on study seeds 2, 3 and 7, and on seed 1
+    theta_001 was 0.76 against theta_021 -1.16 (0.93 against -0.75 at 840 trials). The lateral rule's other terms are below 1 (anti-Hebbian dominates), not
     0.5: on seed 4 a lateral decay (-0.60) was still shrinking. Held out: angles below 10 degrees as
-    in the full test, and the largest output correlation below 0.12 rather than 0.1 (the weights'
-    fluctuations leave 0.04-0.09 at the end of a run; without lateral plasticity it is above 0.95).
+    in the full test; the output correlation, which the weights' end-of-run fluctuations keep
+    above zero (without lateral plasticity it is above 0.95), below 0.1 on average over the 6
+    draws, and below 0.15 on the worst draw rather than 0.1 (a maximum over 6 draws of those
+    fluctuations: 0.116 on seed 7).
 
-    Measured over study seeds 1-5 at 1,200 trials: feed-forward theta_021 -0.34 to -1.16,
+    Measured over study seeds 1-8 at 1,200 trials: feed-forward theta_021 -0.34 to -1.16,
     |theta_020|, |theta_200| <= 0.034, lateral others <= 0.60, held-out angles <= 4.2 degrees,
-    output correlation 0.039-0.087.
+    output correlation 0.024-0.074 on average over the draws, 0.039-0.116 on the worst.
     """
     from codesign.report import best_summary, evaluate_candidate
     from codesign.spec import load_study
@@ -282,4 +284,5 @@ def test_study_on_a_smaller_budget_finds_a_hebbian_and_an_anti_hebbian_rule(shor
     held_out, _ = evaluate_candidate(spec, candidate(spec, study.best_params))
     assert not held_out.diverged
     assert max(held_out.metrics["principal_angles_deg"]) < 10.0
-    assert held_out.metrics["max_output_correlation"] < 0.12
+    assert held_out.metrics["mean_max_output_correlation"] < 0.1
+    assert held_out.metrics["max_output_correlation"] < 0.15
