@@ -33,6 +33,12 @@ def small_study(**overrides) -> dict:
         "batch_size": 6,
         "seed": 3,
     }
+    return merged(study, overrides)
+
+
+def merged(study: dict, overrides: dict) -> dict:
+    """``study`` with top-level keys replaced by ``overrides`` (dictionaries merged one level down)."""
+    study = dict(study)
     for key, value in overrides.items():
         if isinstance(value, dict) and isinstance(study.get(key), dict):
             study[key] = {**study[key], **value}
@@ -48,6 +54,37 @@ def write_study(workdir: Path):
     def write(name: str = "tiny", **overrides) -> str:
         path = Path("studies") / f"{name}.yaml"
         data = small_study(name=name, **overrides)
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+        return str(path)
+
+    return write
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--science-seed", type=int, default=None,
+                     help="seed for the science tests' studies and inputs instead of their own (to check "
+                          "that their claims do not hang on one seed)")
+
+
+@pytest.fixture
+def science_seed(request: pytest.FixtureRequest):
+    """``--science-seed``, or the given default."""
+    seed = request.config.getoption("--science-seed")
+    return lambda default: default if seed is None else seed
+
+
+@pytest.fixture
+def shortened_study(workdir: Path, science_seed):
+    """Copy ``studies/NAME.yaml`` under the working directory with overrides; return its path.
+
+    The science tests run the project's own studies with smaller budgets (see their docstrings);
+    ``--science-seed`` replaces the study's seed.
+    """
+
+    def write(name: str, **overrides) -> str:
+        path = Path("studies") / f"{name}.yaml"
+        data = merged(yaml.safe_load((ROOT / path).read_text()), overrides)
+        data["seed"] = science_seed(data.get("seed", 0))
         path.write_text(yaml.safe_dump(data, sort_keys=False))
         return str(path)
 

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from codesign.backends import clear_simulations
+from codesign.backends import builds, clear_simulations
 from codesign.hardware import Target, load_target
 from codesign.rules import PolynomialRule
 from codesign.tasks.oja import OjaParams, OjaTask, reference_weights
@@ -115,15 +115,14 @@ def test_later_cython_batches_compile_nothing(monkeypatch):
 
 
 def test_a_study_builds_one_network(write_study):
-    from codesign.backends import _simulations
     from codesign.spec import load_study
     from codesign.study import run_study
 
     clear_simulations()
+    before = builds()
     run_study(load_study(write_study(n_trials=20, batch_size=6)))  # 3 full batches and a partial one
-    assert len(_simulations) == 1
-    (sim,) = _simulations.values()
-    assert sim.builds == 1
+    assert builds().networks - before.networks == 1
+    assert builds().compiled == before.compiled  # numpy runtime: nothing to compile
     clear_simulations()
 
 
@@ -143,3 +142,23 @@ def test_a_spike_input_is_padded_in_delivery_order():
         padded_spike_list(group, np.zeros(6, dtype=int), np.arange(6) * 1e-4)
     with pytest.raises(ValueError, match="twice in one time step"):
         padded_spike_list(group, np.array([1, 1]), np.array([0.2e-3, 0.2e-3]))
+
+
+def test_forgetting_or_reshaping_a_network_builds_it_again_and_the_cache_saves_the_compile(standalone):
+    """The build counter counts real builds: a network forgotten, or one of another shape, is
+    built again; a standalone project found compiled in the cache is built but not compiled."""
+    task = OjaTask(PARAMS, standalone)
+    before = builds()
+    weights(task, batch(0), seed=1)
+    weights(task, batch(1), seed=2)  # same network, new rules and inputs: no build
+    first = builds()
+    assert first.networks - before.networks == 1
+    clear_simulations()
+    weights(task, batch(0), seed=1)
+    again = builds()
+    assert again.networks - first.networks == 1
+    assert again.compiled == first.compiled, "the project compiled again although it was in the cache"
+    weights(task, batch(0, size=7), seed=1)  # 7 candidates: another network shape, a new project
+    reshaped = builds()
+    assert reshaped.networks - again.networks == 1
+    assert reshaped.compiled - again.compiled == 1

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from codesign.backends import clear_simulations
+from codesign.backends import builds, clear_simulations
 from codesign.errors import CodesignError, SpecError
 from codesign.hardware import Target, load_target
 from codesign.rules import PolynomialRule
@@ -67,17 +67,19 @@ def gpu_target() -> Target:
 
 @pytest.fixture(scope="module")
 def cuda_build(gpu_target):
-    """The target-rate task compiled for CUDA once for this module: (task, its project folder, seconds)."""
+    """The target-rate task compiled for CUDA once for this module: (task, its project folder, seconds,
+    how many programs the construction compiled)."""
     toolkit_or_skip()
     clear_simulations()
     task = TargetRateTask(PARAMS, gpu_target)
-    start = time.perf_counter()
+    start, counted = time.perf_counter(), builds()
     sim = task.simulation(len(spike_rules()))
     seconds = time.perf_counter() - start
+    compiled = builds().compiled - counted.compiled
     print(f"\nCUDA build of the target-rate task: {seconds:.0f} s")
     directory = sim.directory
     del sim  # holding it would keep its Brian2 objects, and their names, alive
-    yield task, directory, seconds
+    yield task, directory, seconds, compiled
     clear_simulations()
 
 
@@ -89,8 +91,9 @@ def _outputs(directory) -> dict[str, int]:
 
 @pytest.mark.cuda
 def test_target_rate_compiles_for_cuda_without_a_gpu(cuda_build, gpu_target):
-    task, directory, seconds = cuda_build
+    task, directory, seconds, compiled = cuda_build
     assert (directory / "main").is_file()
+    assert compiled == 1  # this session's cache was empty: the build counter saw a compile
     assert len(list(directory.glob("code_objects/*.o"))) >= 10
     makefile = (directory / "makefile").read_text()
     nvcc_flags = next(line for line in makefile.splitlines() if line.startswith("NVCCFLAGS"))
@@ -105,13 +108,15 @@ def test_target_rate_compiles_for_cuda_without_a_gpu(cuda_build, gpu_target):
 @pytest.mark.cuda
 def test_a_second_construction_reuses_the_cuda_build(cuda_build):
     """In this process after forgetting the simulation, and in another process: nothing recompiles."""
-    task, directory, _ = cuda_build
+    task, directory, _, _ = cuda_build
     before = _outputs(directory)
     clear_simulations()
-    start = time.perf_counter()
+    start, counted = time.perf_counter(), builds()
     again = task.simulation(len(spike_rules()))
     rebuilt_s = time.perf_counter() - start
-    assert again.directory == directory and again.builds == 1
+    assert again.directory == directory
+    assert builds().networks - counted.networks == 1  # constructed again ...
+    assert builds().compiled == counted.compiled and not again.compiled  # ... and found compiled in the cache
     assert _outputs(directory) == before, "a second construction recompiled the CUDA project"
     script = (
         "from codesign.hardware import load_target\n"
@@ -166,7 +171,7 @@ def test_running_without_a_gpu_is_a_one_line_error(cuda_build):
 
     if gpu_status()[0]:
         pytest.skip("this machine has a GPU: the run is tested against cpp_standalone instead")
-    task, _, _ = cuda_build
+    task, _, _, _ = cuda_build
     with pytest.raises(CodesignError) as caught:
         task.evaluate(spike_rules(), SEED)
     line = caught.value.one_line()
@@ -186,7 +191,7 @@ def test_gpu_losses_match_cpp_standalone(cuda_build):
     are equal, and losses and weights agree to rounding accumulated over 4e4 steps (rtol 1e-9).
     """
     gpu_or_skip()
-    task, _, _ = cuda_build
+    task, _, _, _ = cuda_build
     rules = spike_rules()
     on_gpu = task.evaluate(rules, SEED)
     on_cpu = TargetRateTask(PARAMS, load_target(ROOT / "hw_targets/cpu-standalone.yaml")).evaluate(rules, SEED)

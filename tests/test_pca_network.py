@@ -7,7 +7,7 @@ import shutil
 import numpy as np
 import pytest
 
-from codesign.backends import clear_simulations
+from codesign.backends import builds, clear_simulations
 from codesign.errors import SpecError
 from codesign.hardware import load_target
 from codesign.rules import PolynomialRule
@@ -195,8 +195,9 @@ def test_standalone_compiles_once_and_matches_the_numpy_runtime(monkeypatch):
     try:
         standalone = PcaNetworkTask(SHORT, load_target(ROOT / "hw_targets/cpu-standalone.yaml"))
         runtime = PcaNetworkTask(SHORT, load_target(ROOT / "hw_targets/cpu.yaml"))
+        before = builds()
         first = final_weights(standalone, random_candidates(2), seed=5)  # builds and compiles
-        assert standalone.simulation(FF_TERMS, LAT_TERMS, 4).builds == 1
+        assert builds().networks - before.networks == 1
 
         def forbidden(*args, **kwargs):
             raise AssertionError("a later batch tried to generate or compile code")
@@ -241,3 +242,47 @@ def test_study_finds_oja_and_anti_hebbian(workdir):
     assert not held_out.diverged
     assert max(held_out.metrics["principal_angles_deg"]) < 10.0
     assert held_out.metrics["max_output_correlation"] < 0.1
+
+
+@pytest.mark.science
+def test_study_on_a_smaller_budget_finds_a_hebbian_and_an_anti_hebbian_rule(shortened_study):
+    """The PCA study's claim in make test: studies/pca-network.yaml (random rules for both slots,
+    9 searched terms, 6 input draws of 20 s, C++ standalone) with 1,200 trials (100 CMA-ES
+    generations) instead of 1,500.
+
+    The loss sees only directions and correlations, so it pins down what changes them: the
+    Hebbian feed-forward term and a normalising -y^2 W (without which W diverges), the two
+    feed-forward distractors that bias directions (020 and 200: here below 0.15), and an
+    anti-Hebbian lateral term that dominates the lateral rule. It hardly sees what only rescales
+    W's rows: theta_001 (growth or decay) and the size of theta_021. The full test also bounds
+    those (theta_021 < -0.5, every other term below |theta_021|), which 1,200 trials do not
+    settle: theta_021 was -0.48, -0.34 and -0.42 on study seeds 2, 3 and 7, and on seed 1
+    theta_001 was 0.76 against theta_021 -1.16 (0.93 against -0.75 at 840 trials). The lateral rule's other terms are below 1 (anti-Hebbian dominates), not
+    0.5: on seed 4 a lateral decay (-0.60) was still shrinking. Held out: angles below 10 degrees as
+    in the full test; the output correlation, which the weights' end-of-run fluctuations keep
+    above zero (without lateral plasticity it is above 0.95), below 0.1 on average over the 6
+    draws, and below 0.15 on the worst draw rather than 0.1 (a maximum over 6 draws of those
+    fluctuations: 0.116 on seed 7).
+
+    Measured over study seeds 1-8 at 1,200 trials: feed-forward theta_021 -0.34 to -1.16,
+    |theta_020|, |theta_200| <= 0.034, lateral others <= 0.60, held-out angles <= 4.2 degrees,
+    output correlation 0.024-0.074 on average over the draws, 0.039-0.116 on the worst.
+    """
+    from codesign.report import best_summary, evaluate_candidate
+    from codesign.spec import load_study
+    from codesign.study import candidate, run_study
+
+    spec = load_study(shortened_study("pca-network", n_trials=1200))
+    study = run_study(spec)
+    normalised = best_summary(spec, study)["normalised"]
+    ff = {t.split(".", 1)[1]: v for t, v in normalised.items() if t.startswith("feedforward.")}
+    lat = {t.split(".", 1)[1]: v for t, v in normalised.items() if t.startswith("lateral.")}
+    assert ff["theta_110"] == 1.0 and ff["theta_021"] < 0.0, ff
+    assert abs(ff["theta_020"]) < 0.15 and abs(ff["theta_200"]) < 0.15, ff
+    assert lat["theta_110"] == -1.0, lat
+    assert all(abs(v) < 1.0 for t, v in lat.items() if t != "theta_110"), lat
+    held_out, _ = evaluate_candidate(spec, candidate(spec, study.best_params))
+    assert not held_out.diverged
+    assert max(held_out.metrics["principal_angles_deg"]) < 10.0
+    assert held_out.metrics["mean_max_output_correlation"] < 0.1
+    assert held_out.metrics["max_output_correlation"] < 0.15

@@ -8,17 +8,41 @@ sizes, terms, time step, duration) and a function that builds it; they get back 
 from __future__ import annotations
 
 import time
+from typing import NamedTuple
 
 from codesign.backends.base import Construct, NetworkBuild, Simulation, network_clock, spike_input
 from codesign.backends.runtime import RuntimeSimulation, configure_runtime
 from codesign.hardware import Target
 
 __all__ = ["NetworkBuild", "Simulation", "simulation", "network_clock", "spike_input", "configure_runtime",
-           "clear_simulations", "check_runnable", "build_seconds"]
+           "clear_simulations", "check_runnable", "build_seconds", "Builds", "builds"]
 
 _simulations: dict[tuple[str, str], Simulation] = {}
 _build_s = 0.0
 _building_since: float | None = None
+
+
+class Builds(NamedTuple):
+    """What this process has built so far (see :func:`builds`)."""
+
+    #: Networks constructed: a task's Brian2 objects made and their code generated, on any backend.
+    networks: int
+    #: Of those, standalone projects (C++, CUDA) compiled here, their program written by ``make``;
+    #: a project found compiled in the cache (by an earlier process or construction) does not count.
+    compiled: int
+
+
+_builds = Builds(0, 0)
+
+
+def builds() -> Builds:
+    """How many networks this process has built, and compiled, since it started.
+
+    A simulation kept by :func:`simulation` and re-run for later batches counts once; forgetting it
+    (:func:`clear_simulations`, or building a standalone project of another shape) and asking for it
+    again builds it again. Tests and benchmarks compare two readings.
+    """
+    return _builds
 
 
 def build_seconds() -> float:
@@ -45,7 +69,7 @@ def simulation(target: Target, key: str, construct: Construct) -> Simulation:
         return sim
     if target.backend in ("cpp_standalone", "cuda_standalone"):
         _simulations.clear()
-    global _build_s, _building_since
+    global _build_s, _building_since, _builds
     _building_since = time.monotonic()
     try:
         if target.backend == "cpp_standalone":
@@ -61,6 +85,7 @@ def simulation(target: Target, key: str, construct: Construct) -> Simulation:
     finally:
         _build_s += time.monotonic() - _building_since
         _building_since = None
+    _builds = Builds(_builds.networks + 1, _builds.compiled + int(sim.compiled))
     _simulations[cache_key] = sim
     return sim
 

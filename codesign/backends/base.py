@@ -62,8 +62,9 @@ Construct = Callable[[], NetworkBuild]
 class Simulation(abc.ABC):
     """A built network that runs again and again; not thread safe, one per process."""
 
-    #: How many times the network's code was generated and compiled (for tests and benchmarks).
-    builds: int = 0
+    #: Whether constructing it compiled a program here (a standalone project not found compiled in
+    #: the cache); :func:`codesign.backends.builds` counts these.
+    compiled: bool = False
 
     @abc.abstractmethod
     def run(self, values: Mapping[str, Any], timed: Mapping[str, np.ndarray], *,

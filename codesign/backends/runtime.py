@@ -51,7 +51,6 @@ class RuntimeSimulation(Simulation):
         self.build = construct()
         self.network = brian2.Network(*self.build.objects)
         self.network.store("initial")
-        self.builds = 1
 
     def run(self, values: Mapping[str, Any], timed: Mapping[str, np.ndarray], *,
             spikes: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,

@@ -90,14 +90,23 @@ class CompiledSimulation(Simulation):
             network = brian2.Network(*self.build.objects, name="network")
             network.run(self.build.duration, namespace=dict(self.build.timed_arrays))
             with FileLock(str(self.directory) + ".lock"):  # one compiler per project at a time
+                before = self._program_stamp()
                 try:
                     brian2.device.build(directory=str(self.directory), compile=True, run=False, with_output=False)
                 except RuntimeError as exc:
                     raise self.build_error(exc) from exc
+                # make rewrites the program only when a source changed: else it was found in the cache.
+                self.compiled = self._program_stamp() != before
         self.brian_device = brian2.device
         self.results = f"results_{os.getpid()}"
-        self.builds = 1
         CompiledSimulation._current = self
+
+    def _program_stamp(self) -> int | None:
+        """The compiled program's modification time (ns), None if there is none yet."""
+        try:
+            return (self.directory / "main").stat().st_mtime_ns
+        except FileNotFoundError:
+            return None
 
     def retire(self) -> None:
         """Give up this project (another one was built): drop its Brian2 objects, refuse to run."""
