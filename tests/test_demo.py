@@ -90,8 +90,9 @@ def test_target_rate_study_on_a_smaller_budget_holds_the_rate_on_held_out_inputs
     of the target and every draw within 8 % (Vogels' rule, which the search should beat, is 5 %
     above the target on average over these draws, 9 % on the worst: it fails both). The full
     test's "every draw within 5 %" is a maximum over 12 draws that counting noise alone (about
-    1.5 % per draw over 10 s) brings near 5 % for a rule 2 % off. Measured over study seeds 1-6 at 240 trials: mean held-out rate within 1.9 % of the target,
-    every draw within 6 % (2-6 %; seeds 3 and 6 would fail the full test's 5 %).
+    1.5 % per draw over 10 s) brings near 5 % for a rule 2 % off. Measured over study seeds 1-6 at
+    240 trials: mean held-out rate within 1.9 % of the target, every draw within 6 % (2-6 %; seeds
+    3 and 6 would fail the full test's 5 %).
     """
     import dataclasses
 

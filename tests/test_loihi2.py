@@ -467,9 +467,10 @@ def test_port_vogels_on_a_shorter_run_keeps_the_rate_on_lava_fixed_point(science
     To converge in the shorter time the rule learns twice as fast (eta 0.02; Vogels' set point does
     not depend on eta): 1.5 s at eta 0.02 is 1.5 times the learning of the full port (2 s at 0.01).
     The weights then fluctuate about the set point twice as much, so the whole trajectory's relative
-    error against Brian2 is bounded by 0.2 instead of 0.1 (measured 0.10-0.13). The rates keep the full tests' bounds: 1 Hz on Lava (2.5 spikes in
-    2.5 s), 10 % on Brian2. Measured over input seeds 1-6: Brian2 10.0-10.8 Hz, Lava float and
-    fixed point 9.6-10.4 Hz, float weight correlation 0.971-0.990.
+    error against Brian2 is bounded by 0.2 instead of 0.1 (measured 0.10-0.13). The rates keep the
+    full tests' bounds: 1 Hz on Lava (2.5 spikes in 2.5 s), 10 % on Brian2. Measured over input
+    seeds 1-6: Brian2 10.0-10.8 Hz, Lava float and fixed point 9.6-10.4 Hz, float weight correlation
+    0.971-0.990.
     """
     from codesign.hardware.loihi2 import port
     from codesign.hardware.loihi2.network import port_params

@@ -250,19 +250,19 @@ def test_study_on_a_smaller_budget_finds_a_hebbian_and_an_anti_hebbian_rule(shor
     9 searched terms, 6 input draws of 20 s, C++ standalone) with 1,200 trials (100 CMA-ES
     generations) instead of 1,500.
 
-    The loss sees only directions and correlations, so it pins down what changes them: the
-    Hebbian feed-forward term and a normalising -y^2 W (without which W diverges), the two
-    feed-forward distractors that bias directions (020 and 200: here below 0.15), and an
-    anti-Hebbian lateral term that dominates the lateral rule. It hardly sees what only rescales
-    W's rows: theta_001 (growth or decay) and the size of theta_021. The full test also bounds
-    those (theta_021 < -0.5, every other term below |theta_021|), which 1,200 trials do not
-    settle: theta_021 was -0.48, -0.34 and -0.42 on study seeds 2, 3 and 7, and on seed 1
-    theta_001 was 0.76 against theta_021 -1.16 (0.93 against -0.75 at 840 trials). The lateral rule's other terms are below 1 (anti-Hebbian dominates), not
-    0.5: on seed 4 a lateral decay (-0.60) was still shrinking. Held out: angles below 10 degrees as
-    in the full test; the output correlation, which the weights' end-of-run fluctuations keep
-    above zero (without lateral plasticity it is above 0.95), below 0.1 on average over the 6
-    draws, and below 0.15 on the worst draw rather than 0.1 (a maximum over 6 draws of those
-    fluctuations: 0.116 on seed 7).
+    The loss sees only directions and correlations, so it pins down what changes them: the Hebbian
+    feed-forward term and a normalising -y^2 W (without which W diverges), the two feed-forward
+    distractors that bias directions (020 and 200: here below 0.15), and an anti-Hebbian lateral
+    term that dominates the lateral rule. It hardly sees what only rescales W's rows: theta_001
+    (growth or decay) and the size of theta_021. The full test also bounds those (theta_021 < -0.5,
+    every other term below |theta_021|), which 1,200 trials do not settle: theta_021 was -0.48,
+    -0.34 and -0.42 on study seeds 2, 3 and 7, and on seed 1 theta_001 was 0.76 against theta_021
+    -1.16 (0.93 against -0.75 at 840 trials). The lateral rule's other terms are below 1
+    (anti-Hebbian dominates), not 0.5: on seed 4 a lateral decay (-0.60) was still shrinking. Held
+    out: angles below 10 degrees as in the full test; the output correlation, which the weights'
+    end-of-run fluctuations keep above zero (without lateral plasticity it is above 0.95), below 0.1
+    on average over the 6 draws, and below 0.15 on the worst draw rather than 0.1 (a maximum over 6
+    draws of those fluctuations: 0.116 on seed 7).
 
     Measured over study seeds 1-8 at 1,200 trials: feed-forward theta_021 -0.34 to -1.16,
     |theta_020|, |theta_200| <= 0.034, lateral others <= 0.60, held-out angles <= 4.2 degrees,
