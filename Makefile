@@ -31,7 +31,7 @@ study: setup  ## run one study: make study STUDY=studies/oja.yaml
 workers: setup  ## run a study with N local worker processes on its storage: make workers N=4 STUDY=studies/oja.yaml
 	$(BIN)/codesign run $(STUDY) --workers $(N)
 
-test: setup  ## run the tests (not those marked slow; those marked cuda compile with nvcc where it is)
+test: setup  ## run the tests: science claims on small budgets included, not those marked slow; cuda ones compile with nvcc where it is
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 bench: setup  ## evaluations/s (naive, batched, standalone, reference, GPU where one is); trials/s with 1 and 2 workers per storage
