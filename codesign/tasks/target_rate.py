@@ -61,10 +61,15 @@ class TargetRateParams:
         return self.n_excitatory + self.n_inhibitory
 
     def validate(self, where: Where) -> None:
-        spikes = self.n_repeats * self.duration_s * (self.n_excitatory * self.rate_excitatory_hz
-                                                     + self.n_inhibitory * self.rate_inhibitory_hz)
-        check_size(where, self.duration_s, self.dt_ms, spikes, "input spikes (n_repeats x duration x inputs x rates)",
+        check_size(where, self.duration_s, self.dt_ms, self.expected_spikes,
+                   "input spikes (n_repeats x duration x inputs x rates)",
                    duration_key="learn_s", duration="learn_s + measure_s")
+
+    @property
+    def expected_spikes(self) -> float:
+        """The mean number of input spikes of all draws together (Poisson)."""
+        return self.n_repeats * self.duration_s * (self.n_excitatory * self.rate_excitatory_hz
+                                                   + self.n_inhibitory * self.rate_inhibitory_hz)
 
     @property
     def duration_s(self) -> float:
@@ -105,8 +110,7 @@ def spike_capacity(params: TargetRateParams) -> int:
     never beyond one spike per input and step).
     """
     steps = int(round(params.duration_s * 1000.0 / params.dt_ms))
-    lam = params.n_repeats * params.duration_s * (params.n_excitatory * params.rate_excitatory_hz
-                                                  + params.n_inhibitory * params.rate_inhibitory_hz)
+    lam = params.expected_spikes
     bound = math.ceil(lam + _SPIKE_MARGIN_SD * math.sqrt(lam) + 10)
     return max(1, min(bound, params.n_repeats * params.n_inputs * steps))
 
