@@ -1,0 +1,90 @@
+"""Plots of what a model's candidates learned (drawn for the losses that have them)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+__all__ = ["plot_pc1", "plot_rate_solutions"]
+
+
+def plot_pc1(weights: np.ndarray, pc1: np.ndarray, path: Path, title: str = "") -> None:
+    """Learned weights against PC1, one panel per draw."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(weights)
+    cols = min(n, 4)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.8 * cols, 2.4 * rows + 0.4), squeeze=False, sharey=True)
+    for ax in axes.flat[n:]:
+        ax.axis("off")
+    for r, ax in zip(range(n), axes.flat):
+        sign = 1.0 if np.dot(weights[r], pc1[r]) >= 0 else -1.0
+        index = np.arange(len(pc1[r]))
+        ax.bar(index - 0.2, sign * pc1[r], width=0.4, label="PC1")
+        ax.bar(index + 0.2, weights[r], width=0.4, label="learned w")
+        ax.set_xlabel("input")
+        ax.set_title(f"draw {r}: |cos| {abs(np.dot(weights[r], pc1[r])) / np.linalg.norm(weights[r]):.3f}",
+                     fontsize=9)
+    axes.flat[0].legend(fontsize=8)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_rate_solutions(params: Any, spec: Any, trials: Sequence[Any], path: Path) -> bool:
+    """Good rules in the plane (potentiation, depression offset), with Vogels' relation drawn in.
+
+    With the neuron at rate rho and inhibitory inputs at rate rho_in, the mean weight drift of a
+    rule vanishes when (pre spikes) rho_in (pre_1 + pre_y rho tau_y + pre_w w) + (post spikes)
+    rho (post_1 + post_x rho_in tau_x + post_w w) = 0, that is when the depression offset
+    ``alpha = -(pre_1 + pre_w w)`` equals ``rho * P`` with the potentiation
+    ``P = pre_y tau_y + post_x tau_x + (post_1 + post_w w) / rho_in``. For Vogels' rule
+    (pre_y = post_x = 1, tau_x = tau_y = tau, no other term) this is ``alpha = 2 rho0 tau``.
+    A rule that holds the rate at rho0 lies on the line ``alpha = rho0 P`` (w: its final mean
+    inhibitory weight): the solutions form a manifold, not a point.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from codesign.study import candidate
+
+    if params.input_rate is None or len(spec.rules) != 1 or next(iter(spec.rules.values())).family != "spike_trace":
+        return False
+    good = [t for t in trials if t.values and t.values[0] < params.good_loss]
+    if not good:
+        return False
+    rho_in = params.input_rate
+    potentiation, alpha = [], []
+    for trial in good:
+        (rule,) = candidate(spec, trial.params).values()
+        w = trial.user_attrs.get("metrics", {}).get("mean_weight", 0.0)
+        c = rule.coefficient
+        potentiation.append(c("pre_y") * rule.tau_y_ms * 1e-3 + c("post_x") * rule.tau_x_ms * 1e-3
+                            + (c("post_1") + c("post_w") * w) / rho_in)
+        alpha.append(-(c("pre_1") + c("pre_w") * w))
+    potentiation, alpha = np.array(potentiation), np.array(alpha)
+    fig, ax = plt.subplots(figsize=(5.8, 4.4))
+    points = ax.scatter(potentiation, alpha, c=[t.values[0] for t in good], cmap="viridis_r", s=14)
+    fig.colorbar(points, ax=ax, label="loss")
+    rho0 = params.target
+    x = np.linspace(min(0.0, potentiation.min()), max(potentiation.max(), 0.05), 50)
+    ax.plot(x, rho0 * x, color="C3", label=f"alpha = rho0 P (Vogels' relation), rho0 = {rho0:g} Hz")
+    ax.scatter([0.04], [rho0 * 0.04], marker="*", s=150, color="C3", label="Vogels et al. (tau = 20 ms)")
+    ax.set_xlabel("potentiation P = pre_y tau_y + post_x tau_x + (post_1 + post_w w) / rho_in  (s)")
+    ax.set_ylabel("depression offset alpha = -(pre_1 + pre_w w)")
+    ax.set_title(f"{len(good)} rules with loss < {params.good_loss:g}", fontsize=10)
+    ax.xaxis.label.set_size(8)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True

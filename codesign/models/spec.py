@@ -1,0 +1,310 @@
+"""Model files (``models/*.yaml``): one candidate network in Brian2's own syntax, as typed, checked objects.
+
+A model names its neuron groups, synapses, stimuli (input draws), protocol (phases), the rule slots
+its synapses take from a rule family, and its loss. Values may be numbers, Brian2 quantities
+(``-60*mV``) or expressions of the model's ``constants`` (``n_excitatory + n_inhibitory``); a study
+overrides constants (``constants:``) and may vary some over its input draws (``conditions:``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, Literal
+
+from codesign.models.expressions import ExpressionError, evaluate
+from codesign.schema import Where, build, read_yaml
+
+__all__ = ["GroupSpec", "SynapseSpec", "RuleRef", "StimulusSpec", "PhaseSpec", "LossSpec", "ModelSpec",
+           "load_model", "constant_names"]
+
+#: Names Brian2 gives its own meaning in equations: a constant may not take them.
+RESERVED = frozenset({"t", "dt", "i", "j", "N", "N_pre", "N_post", "N_incoming", "N_outgoing", "xi", "lastspike",
+                      "not_refractory", "t_in_timesteps", "lastupdate", "delay"})
+
+
+@dataclasses.dataclass(frozen=True)
+class GroupSpec:
+    """A neuron group of one candidate (``groups: {NAME: ...}``)."""
+
+    size: int | str
+    #: Brian2 equations; empty for a group of spike inputs (``kind: spikes``).
+    model: str = ""
+    #: ``candidate``: one copy per candidate and draw; ``draw``: one per draw, shared by every candidate
+    #: (inputs). A shared group may not depend on what a candidate searches.
+    per: Literal["candidate", "draw"] = "candidate"
+    #: ``neurons`` (a NeuronGroup) or ``spikes`` (spike trains a stimulus draws, given per run).
+    kind: Literal["neurons", "spikes"] = "neurons"
+    threshold: str | None = None
+    reset: str | None = None
+    refractory: str | None = None
+    method: str | None = None
+    #: Custom events, Brian2's ``events``: name -> condition (e.g. a burst).
+    events: dict[str, str] = dataclasses.field(default_factory=dict)
+    #: Initial values: variable -> value or expression of the constants.
+    initial: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class RuleRef:
+    """Where a rule slot's family writes its text (``rule:`` of a synapse)."""
+
+    slot: str
+    family: str
+    #: The family's symbols bound to this synapse's variables (polynomial: x, y, w; spike_trace: w,
+    #: x and y the names of the pre and post traces it adds, w_max the upper weight bound).
+    bind: dict[str, str] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class SynapseSpec:
+    """Synapses of one candidate (``synapses: {NAME: ...}``): Brian2's arguments, plus what the hardware
+    emulation and the event counts need."""
+
+    source: str
+    target: str
+    model: str = ""
+    on_pre: str | None = None
+    on_post: str | None = None
+    #: Brian2's ``on_event``: pathway -> event (e.g. ``{post: burst}``).
+    on_event: dict[str, str] = dataclasses.field(default_factory=dict)
+    method: str | None = None
+    delay: str | None = None
+    #: Which pairs connect, as Brian2's ``connect(condition, p)``: i, j, N_pre, N_post and the constants
+    #: mean what they mean for one candidate.
+    connect: str = "True"
+    p: float | str = 1.0
+    #: Weight variables and their range on the hardware (``[low, high]``, or null for unbounded).
+    weights: dict[str, Any] = dataclasses.field(default_factory=dict)
+    #: Trace variables (one spike adds one): on the hardware, registers of the target's trace bits.
+    traces: list[str] = dataclasses.field(default_factory=list)
+    rule: RuleRef | None = None
+    initial: dict[str, Any] = dataclasses.field(default_factory=dict)
+    #: Order of summed variables within Brian2's ``groups`` slot (``summed_updaters[NAME].order``).
+    summed_order: dict[str, int] = dataclasses.field(default_factory=dict)
+
+    @property
+    def plastic(self) -> bool:
+        return self.rule is not None
+
+
+@dataclasses.dataclass(frozen=True)
+class StimulusSpec:
+    """An input drawn from the seed per draw (``stimuli: {NAME: {kind: ..., ...}}``); the kind's own keys."""
+
+    kind: str
+    params: dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class PhaseSpec:
+    """One phase of the protocol: how long, and which plastic synapses learn in it (default: all)."""
+
+    name: str
+    duration: str
+    plastic: list[str] | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class LossSpec:
+    """The loss: a kind of the loss library with its keys, or ``kind: module:function``."""
+
+    kind: str
+    params: dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class _ModelFile:
+    groups: dict[str, Any]
+    loss: dict[str, Any]
+    protocol: list[PhaseSpec] = dataclasses.field(metadata={"help": "add protocol: [{name: run, duration: 1*second}]"})
+    name: str | None = None
+    constants: dict[str, Any] = dataclasses.field(default_factory=dict)
+    #: Input draws each candidate is scored on (per condition).
+    draws: int | str = 1
+    #: The time step (a quantity).
+    dt: str = "0.1*ms"
+    synapses: dict[str, Any] = dataclasses.field(default_factory=dict)
+    stimuli: dict[str, Any] = dataclasses.field(default_factory=dict)
+    #: Candidates the model knows by name: name -> {slot: a rule name of the slot's family, or a rule
+    #: (coefficients, and extras such as tau_x_ms) whose values may be expressions of the constants}.
+    named: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    """A model file with the constants resolved (a study's overrides applied)."""
+
+    name: str
+    file: str
+    constants: dict[str, Any]
+    draws: int
+    dt: Any
+    groups: dict[str, GroupSpec]
+    synapses: dict[str, SynapseSpec]
+    stimuli: dict[str, StimulusSpec]
+    protocol: tuple[PhaseSpec, ...]
+    loss: LossSpec
+    named: dict[str, dict[str, Any]]
+    #: Constants and ``draws`` as written (numbers or expressions), for a study's overrides.
+    raw_constants: dict[str, Any] = dataclasses.field(default_factory=dict)
+    raw_draws: Any = 1
+
+    @property
+    def where(self) -> Where:
+        return Where(self.file)
+
+    @property
+    def slots(self) -> dict[str, str]:
+        """Rule slot -> family, in the order of the synapses that take them."""
+        return {s.rule.slot: s.rule.family for s in self.synapses.values() if s.rule is not None}
+
+    def value(self, text: Any, key: Where, extra: dict[str, Any] | None = None) -> Any:
+        """A value of this model (a number, quantity or expression of its constants)."""
+        try:
+            return evaluate(text, {**self.constants, **(extra or {})})
+        except ExpressionError as exc:
+            raise key.error(str(exc), fix="use numbers, Brian2 units and the model's constants: "
+                            + (", ".join(self.constants) or "none")) from None
+
+    def integer(self, text: Any, key: Where, low: int = 1) -> int:
+        value = self.value(text, key)
+        if getattr(value, "dim", None) is not None and not value.is_dimensionless:
+            raise key.error(f"must be a number, got {value}", fix="give a count without units")
+        number = float(value)
+        if number != int(number) or number < low:
+            raise key.error(f"must be a whole number of at least {low}, got {number:g}",
+                            fix=f"use a whole number of at least {low}")
+        return int(number)
+
+    def seconds(self, text: Any, key: Where) -> float:
+        from brian2 import second
+
+        value = self.value(text, key)
+        try:
+            seconds = float(value / second)
+        except Exception:
+            raise key.error(f"must be a time, got {value}", fix="write a duration such as 10*second or 0.1*ms") from None
+        if not seconds > 0:
+            raise key.error(f"must be positive, got {value}", fix="give a positive duration")
+        return seconds
+
+    @property
+    def duration_s(self) -> float:
+        return sum(self.seconds(p.duration, self.where.child("protocol").child(i))
+                   for i, p in enumerate(self.protocol))
+
+    @property
+    def dt_s(self) -> float:
+        return self.seconds(self.dt, self.where.child("dt"))
+
+    def phase_window(self, name: str) -> tuple[float, float]:
+        """(start, end) in seconds of the phase ``name``."""
+        start = 0.0
+        for i, phase in enumerate(self.protocol):
+            length = self.seconds(phase.duration, self.where.child("protocol").child(i))
+            if phase.name == name:
+                return start, start + length
+            start += length
+        raise KeyError(name)
+
+    def with_constants(self, overrides: dict[str, Any], where: Where, draws: Any = None) -> ModelSpec:
+        """This model with ``overrides`` (a study's ``constants:``) in place of its own, and ``draws``."""
+        for key in overrides:
+            if key not in self.raw_constants:
+                raise where.child(key).error("not a constant of the model " + self.file,
+                                             fix=f"constants of this model: {', '.join(self.raw_constants) or 'none'}")
+        model = self if draws is None else dataclasses.replace(self, raw_draws=draws)
+        return _resolve(model, {**self.raw_constants, **overrides}, where)
+
+
+def _resolve(model: ModelSpec, raw: dict[str, Any], where: Where) -> ModelSpec:
+    """Evaluate the constants in order (each may use the ones before it)."""
+    constants: dict[str, Any] = {}
+    for name, text in raw.items():
+        here = where.child(name) if where.file != model.file else model.where.child("constants").child(name)
+        try:
+            constants[name] = evaluate(text, constants)
+        except ExpressionError as exc:
+            raise here.error(str(exc), fix="use numbers, Brian2 units and constants defined above this one") from None
+    resolved = dataclasses.replace(model, constants=constants, raw_constants=dict(raw))
+    return dataclasses.replace(resolved, draws=resolved.integer(model.raw_draws, model.where.child("draws")))
+
+
+def _identifier(name: str, key: Where) -> None:
+    if not name.isidentifier() or name.startswith("_"):
+        raise key.error(f"{name!r} is not a usable name", fix="use letters, digits and _, starting with a letter")
+
+
+def load_model(path: str | Path) -> ModelSpec:
+    """Read and check a model file (its Brian2 text is checked when the network is built: ``codesign check``)."""
+    path = Path(path)
+    where = Where(str(path))
+    raw = build(_ModelFile, read_yaml(path, "model file"), where)
+    if not raw.groups:
+        raise where.child("groups").error("a model needs at least one neuron group", fix="add groups: {NAME: {...}}")
+    groups = {}
+    for name, data in raw.groups.items():
+        _identifier(str(name), where.child("groups").child(str(name)))
+        groups[str(name)] = build(GroupSpec, data, where.child("groups").child(str(name)))
+    synapses = {}
+    for name, data in raw.synapses.items():
+        here = where.child("synapses").child(str(name))
+        _identifier(str(name), here)
+        synapse = build(SynapseSpec, data, here)
+        for end in ("source", "target"):
+            if getattr(synapse, end) not in groups:
+                raise here.child(end).error(f"unknown group {getattr(synapse, end)!r}",
+                                            fix=f"groups of this model: {', '.join(groups)}")
+        if synapse.target in groups and groups[synapse.target].kind == "spikes":
+            raise here.child("target").error("a group of spike inputs receives no synapses",
+                                             fix="connect it to a neuron group")
+        synapses[str(name)] = synapse
+    stimuli = {}
+    for name, data in raw.stimuli.items():
+        here = where.child("stimuli").child(str(name))
+        _identifier(str(name), here)
+        if not isinstance(data, dict) or not isinstance(data.get("kind"), str):
+            raise here.child("kind").error("missing required key", fix="add kind: gaussian (or poisson)")
+        stimuli[str(name)] = StimulusSpec(data["kind"], {k: v for k, v in data.items() if k != "kind"})
+    if not isinstance(raw.loss.get("kind"), str):
+        raise where.child("loss").child("kind").error("missing required key",
+                                                      fix="add kind: NAME of the loss library, or module:function")
+    loss = LossSpec(raw.loss["kind"], {k: v for k, v in raw.loss.items() if k != "kind"})
+    if not raw.protocol:
+        raise where.child("protocol").error("no phase", fix="add protocol: [{name: run, duration: 1*second}]")
+    names = [p.name for p in raw.protocol]
+    if len(set(names)) != len(names):
+        raise where.child("protocol").error(f"phase names repeat: {names}", fix="give each phase its own name")
+    slots = [s.rule.slot for s in synapses.values() if s.rule is not None]
+    if len(set(slots)) != len(slots):
+        raise where.child("synapses").error(f"rule slots repeat: {slots}", fix="give each plastic synapse its own slot")
+    model = ModelSpec(name=raw.name or path.stem, file=str(path), constants={}, draws=1, dt=raw.dt, groups=groups,
+                      synapses=synapses, stimuli=stimuli, protocol=tuple(raw.protocol), loss=loss, named=raw.named,
+                      raw_draws=raw.draws)
+    for name in raw.constants:
+        _identifier(str(name), where.child("constants").child(str(name)))
+        if name in RESERVED:
+            raise where.child("constants").child(str(name)).error(
+                "is a name Brian2 reserves", fix=f"rename it; reserved: {', '.join(sorted(RESERVED))}")
+    model = _resolve(model, dict(raw.constants), where)
+    _check_named(model, where.child("named"))
+    return model
+
+
+def _check_named(model: ModelSpec, where: Where) -> None:
+    slots = model.slots
+    for name, rules in model.named.items():
+        if set(rules) != set(slots):
+            raise where.child(name).error(f"names slots {sorted(rules)}, the model's are {sorted(slots)}",
+                                          fix="name one rule per slot")
+
+
+def constant_names(text: str | None) -> set[str]:
+    """Names used by a Brian2 text (equations or statements), for dependency checks."""
+    if not text:
+        return set()
+    from brian2.utils.stringtools import get_identifiers
+
+    return set(get_identifiers(text))
+

@@ -1,0 +1,221 @@
+"""The stimulus library: inputs a model draws from the seed, one draw per candidate's input draw.
+
+A stimulus kind turns the seed and the draws' constants into what a run needs: series for a
+``TimedArray`` (the stimulus's name, used in the model's equations as ``NAME(t, i)``), spike trains for
+a group of ``kind: spikes``, initial values of synapse variables, and facts its loss reads (the
+covariance and principal components of Gaussian inputs). Every draw of a seed is the same whatever
+the candidates (common random numbers), and held-out seeds need no new build: all of it goes in per run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Callable, ClassVar, Mapping, Sequence
+
+import numpy as np
+
+from codesign.errors import UnknownNameError
+from codesign.schema import Where
+
+__all__ = ["StimulusDraw", "Stimulus", "STIMULI", "stimulus_kind", "GaussianStimulus", "PoissonStimulus"]
+
+
+@dataclasses.dataclass
+class StimulusDraw:
+    """One seed's draws of one stimulus, draw-major (draw r first)."""
+
+    #: TimedArray values, shape (steps, draws x columns): column ``r * columns + c`` is column c of draw r.
+    series: np.ndarray | None = None
+    #: Spike trains (indices, times in s); input ``r * size + i`` is input i of draw r.
+    spikes: tuple[np.ndarray, np.ndarray] | None = None
+    #: Initial values of synapse variables ("synapse.variable"): shape (draws, n_post, n_pre).
+    initial: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    #: Facts for the loss, each with the draws as first axis.
+    facts: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+
+
+class Stimulus:
+    """A stimulus kind: ``Params`` (its keys in a model file) and :meth:`draw`."""
+
+    kind: ClassVar[str]
+    Params: ClassVar[type]
+
+    def __init__(self, name: str, params: Any, where: Where) -> None:
+        self.name, self.params, self.where = name, params, where
+
+    #: Whether it feeds a TimedArray (``NAME(t, i)`` in equations) or a group of spike inputs.
+    feeds: ClassVar[str] = "timed"
+
+    def columns(self, model: Any) -> int:
+        """Columns per draw of its TimedArray."""
+        raise NotImplementedError
+
+    def draw(self, rng: np.random.Generator, draws: Sequence[Mapping[str, Any]], model: Any,
+             shapes: Mapping[str, tuple[int, int]]) -> StimulusDraw:
+        """All draws of a seed; ``draws[r]`` holds draw r's constants, ``shapes`` the (n_post, n_pre)
+        of each synapse the stimulus initialises."""
+        raise NotImplementedError
+
+    def expected_spikes(self, draws: Sequence[Mapping[str, Any]], model: Any) -> float:
+        return 0.0
+
+
+@dataclasses.dataclass(frozen=True)
+class _Spectrum:
+    #: Range of the top eigenvalue, spread over the draws (log scale, stratified).
+    top: tuple[float, float] = dataclasses.field(default=(0.5, 2.0), metadata={"min": 1e-6})
+    #: Ratio of successive eigenvalues (the first ``gap_after`` when a gap is given).
+    decay: float = dataclasses.field(default=0.5, metadata={"min": 1e-3, "max": 1.0})
+    #: With ``gap_after: k``: eigenvalue k + 1 is ``gap`` times eigenvalue k, then ``rest_decay`` per step.
+    gap_after: int | None = dataclasses.field(default=None, metadata={"min": 1})
+    gap: float = dataclasses.field(default=0.25, metadata={"min": 1e-3, "max": 0.95})
+    rest_decay: float = dataclasses.field(default=0.7, metadata={"min": 1e-3, "max": 1.0})
+
+    def validate(self, where: Where) -> None:
+        if self.top[0] > self.top[1]:
+            raise where.child("top").error(f"range is reversed: {list(self.top)}", fix="write [low, high]")
+
+    def eigenvalues(self, top: float, d: int) -> np.ndarray:
+        if self.gap_after is None:
+            return top * self.decay ** np.arange(d)
+        k = self.gap_after
+        upper = top * self.decay ** np.arange(k)
+        return np.concatenate([upper, upper[-1] * self.gap * self.rest_decay ** np.arange(d - k)])
+
+
+@dataclasses.dataclass(frozen=True)
+class GaussianParams:
+    size: int = dataclasses.field(metadata={"min": 1, "max": 100000})
+    #: ``random`` (a covariance per draw) or an explicit symmetric positive-definite matrix.
+    covariance: str | list[list[float]] = "random"
+    spectrum: _Spectrum = _Spectrum()
+    #: Initial values of synapse variables drawn per draw after the series: "synapse.variable" ->
+    #: standard deviation of a zero-mean normal (matrix n_post x n_pre).
+    initial: dict[str, float] = dataclasses.field(default_factory=dict)
+    #: Principal components the loss needs unique (the top ``unique`` eigenvalues distinct).
+    unique: int = dataclasses.field(default=1, metadata={"min": 1})
+
+    def validate(self, where: Where) -> None:
+        from codesign.models.gaussian import check_covariance
+
+        check_covariance(self.covariance, self.size, self.unique, where)
+
+
+class GaussianStimulus(Stimulus):
+    """Zero-mean Gaussian input vectors, a fresh sample per time step, with a covariance per draw.
+
+    Facts: ``cov`` (draws, d, d), ``eigenvalues`` (draws, d) descending, ``eigenvectors`` (draws, d, d)
+    in the same order (column k is component k).
+    """
+
+    kind = "gaussian"
+    Params = GaussianParams
+
+    def columns(self, model: Any) -> int:
+        return self.params.size
+
+    def draw(self, rng, draws, model, shapes) -> StimulusDraw:
+        p = self.params
+        d, steps = p.size, int(round(model.duration_s / model.dt_s))
+        xs, covs, values_, vectors_ = [], [], [], []
+        initial: dict[str, list[np.ndarray]] = {name: [] for name in p.initial}
+        low, high = p.spectrum.top
+        for r in range(len(draws)):
+            if p.covariance == "random":
+                rotation, _ = np.linalg.qr(rng.standard_normal((d, d)))
+                # Stratified over the range (log scale), so that every draw set spans the input scales
+                # and no rule can fit one scale by chance.
+                top = low * (high / low) ** ((r + rng.uniform()) / len(draws))
+                cov = (rotation * p.spectrum.eigenvalues(top, d)) @ rotation.T
+            else:
+                cov = np.asarray(p.covariance, dtype=float)
+            values, vectors = np.linalg.eigh(cov)
+            order = np.argsort(values)[::-1]
+            values_.append(values[order])
+            vectors_.append(vectors[:, order])
+            covs.append(cov)
+            xs.append(rng.standard_normal((steps, d)) @ np.linalg.cholesky(cov).T)
+            for name, std in p.initial.items():
+                initial[name].append(rng.normal(0.0, std, shapes[name]))
+        series = np.stack(xs).transpose(1, 0, 2).reshape(steps, len(draws) * d)
+        return StimulusDraw(series=series, initial={k: np.stack(v) for k, v in initial.items()},
+                            facts={"cov": np.stack(covs), "eigenvalues": np.stack(values_),
+                                   "eigenvectors": np.stack(vectors_)})
+
+
+@dataclasses.dataclass(frozen=True)
+class PoissonParams:
+    #: The group of ``kind: spikes`` it feeds.
+    group: str
+    #: Rate of input i (an expression of the constants and ``i``, in Hz).
+    rate: str
+
+    def validate(self, where: Where) -> None:
+        pass
+
+
+#: Standard deviations above the mean number of input spikes a network makes room for.
+SPIKE_MARGIN_SD = 10
+
+
+class PoissonStimulus(Stimulus):
+    """Poisson spike trains, at most one spike per input and time step, on the time grid."""
+
+    kind = "poisson"
+    Params = PoissonParams
+    feeds = "spikes"
+
+    def rates(self, constants: Mapping[str, Any], model: Any) -> np.ndarray:
+        from brian2 import Hz
+
+        size = model.integer(model.groups[self.params.group].size, model.where.child("groups").child(self.params.group))
+        key = self.where.child("rate")
+        try:
+            from codesign.models.expressions import evaluate
+
+            rate = evaluate(self.params.rate, {**constants, "i": np.arange(size)})
+            hz = np.broadcast_to(np.asarray(rate / Hz, dtype=float), (size,))
+        except Exception as exc:
+            raise key.error(f"cannot evaluate {self.params.rate!r} as a rate in Hz per input: {exc}",
+                            fix="write an expression of i and the constants with units of Hz") from None
+        if not np.all(np.isfinite(hz)) or hz.min() < 0:
+            raise key.error("rates must be finite and at least 0 Hz", fix="check the rate expression")
+        return np.array(hz)
+
+    def expected_spikes(self, draws, model) -> float:
+        return float(sum(self.rates(c, model).sum() for c in draws) * model.duration_s)
+
+    def draw(self, rng, draws, model, shapes) -> StimulusDraw:
+        steps = int(round(model.duration_s / model.dt_s))
+        indices, times = [], []
+        offset = 0
+        for constants in draws:
+            rates = self.rates(constants, model)
+            counts = rng.poisson(rates * model.duration_s)
+            for i in np.flatnonzero(counts):
+                step = np.unique(rng.integers(0, steps, counts[i]))
+                indices.append(np.full(len(step), offset + i))
+                times.append(step * model.dt_s)
+            offset += len(rates)
+        if not indices:
+            return StimulusDraw(spikes=(np.zeros(0, dtype=int), np.zeros(0)))
+        return StimulusDraw(spikes=(np.concatenate(indices), np.concatenate(times)))
+
+    def capacity(self, draws, model) -> int:
+        """How many spikes the network holds for any seed: mean + 10 sd + 10 (exceeded with p < 1e-20)."""
+        lam = self.expected_spikes(draws, model)
+        return max(1, math.ceil(lam + SPIKE_MARGIN_SD * math.sqrt(lam) + 10))
+
+
+#: Every stimulus kind by the name used in model files (``stimuli: {NAME: {kind: ...}}``).
+STIMULI: dict[str, type[Stimulus]] = {cls.kind: cls for cls in (GaussianStimulus, PoissonStimulus)}
+
+
+def stimulus_kind(kind: str, **where: str | None) -> type[Stimulus]:
+    if kind not in STIMULI:
+        raise UnknownNameError("stimulus kind", kind, list(STIMULI), **where)
+    return STIMULI[kind]
+
+
+_ = Callable

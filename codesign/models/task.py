@@ -1,0 +1,373 @@
+"""A model evaluated on a target: batches of candidates in one network, input draws from a seed, the loss.
+
+:class:`ModelTask` is what a study, ``codesign eval`` and ``compare`` run. It builds the model's
+batched network once per shape (rule terms, batch size, draws) and re-runs it for every batch and
+every seed, and reports per candidate the loss, the loss's metrics and the events its network did.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from codesign.backends import Simulation, simulation
+from codesign.errors import CodesignError
+from codesign.hardware import EventCounts, Target
+from codesign.models.emulation import KNOBS, Emulation
+from codesign.models.evaluation import Evaluation
+from codesign.models.losses import Recordings, make_loss, resolve_values
+from codesign.models.network import BatchedNetwork, Layout
+from codesign.models.spec import ModelSpec
+from codesign.models.stimuli import Stimulus, StimulusDraw, stimulus_kind
+from codesign.rules import FAMILIES, Candidate, Rule, named_rule
+from codesign.schema import build
+
+__all__ = ["ModelTask", "MAX_STEPS", "MAX_INPUT_VALUES", "used_terms", "pad"]
+
+#: What one simulation may ask: past these a batch would run for hours, or its input draws would not
+#: fit in memory (the studies in studies/: at most 200,000 time steps and 1,440,000 input values or spikes).
+MAX_STEPS = 10_000_000
+MAX_INPUT_VALUES = 20_000_000
+
+
+def used_terms(rules: Sequence[Rule], terms: Sequence[str] | None, all_terms: Sequence[str]) -> tuple[str, ...]:
+    """The terms a network must hold: ``terms`` plus any nonzero term of the rules, in family order."""
+    wanted = set(terms or ()) | {t for rule in rules for t, v in rule.coefficients.items() if v != 0.0}
+    return tuple(t for t in all_terms if t in wanted) or (all_terms[0],)
+
+
+def pad(items: Sequence[Any], size: int) -> list[Any]:
+    """``items`` filled up to ``size`` with copies of the last: a batch network has a fixed size, and
+    its spare places run a real candidate again rather than something that might diverge."""
+    return list(items) + [items[-1]] * (size - len(items))
+
+
+_ASSIGNED = re.compile(r"^\s*([A-Za-z_]\w*)\s*(?:=|\+=|-=|\*=|/=)", re.MULTILINE)
+
+
+class ModelTask:
+    """``model`` on ``target``, trained on ``conditions`` (each a dict of constants; one empty by default)."""
+
+    counts_events = True
+
+    def __init__(self, model: ModelSpec, target: Target, *, searched_knobs: Sequence[str] = (),
+                 conditions: Sequence[Mapping[str, Any]] = ({},),
+                 held_out: Sequence[Mapping[str, Any]] = ()) -> None:
+        self.model, self.target = model, target
+        self.held_out = [dict(c) for c in held_out]
+        self.loss = make_loss(model)
+        self.records = self.loss.records()
+        self.conditions = [dict(c) for c in conditions] or [{}]
+        self.emulation = Emulation(model, target) if Emulation.needed(target, searched_knobs) else None
+        self.stimuli: dict[str, Stimulus] = {}
+        for name, stim in model.stimuli.items():
+            where = model.where.child("stimuli").child(name)
+            cls = stimulus_kind(stim.kind, file=model.file, key=where.key + ".kind")
+            self.stimuli[name] = cls(name, build(cls.Params, resolve_values(stim.params, model, where, cls.Params), where), where)
+        self._networks: dict[Any, BatchedNetwork] = {}
+        self._draws: tuple[Any, dict[str, StimulusDraw]] | None = None
+        self._check_size()
+
+    # -- what the model offers -------------------------------------------------------------------------
+
+    @property
+    def slots(self) -> dict[str, str]:
+        return self.model.slots
+
+    @property
+    def knobs(self) -> tuple[str, ...]:
+        """Hardware knobs the emulation can apply to this model (it has event-driven weights or traces)."""
+        emulated = any(s.weights or s.traces for s in self.model.synapses.values())
+        return KNOBS if emulated else ()
+
+    def candidates(self, items: Sequence[Rule | Candidate]) -> list[dict[str, Rule]]:
+        """Candidates as slot -> rule mappings; a bare rule is accepted for a one-slot model."""
+        (first, *_) = self.slots
+        return [dict(item) if isinstance(item, Mapping) else {first: item} for item in items]
+
+    def named_candidates(self, etas: Mapping[str, float]) -> dict[str, dict[str, Rule]]:
+        """The model's named candidates (``named:``), each slot's rule with the study's eta."""
+        out = {}
+        for name, rules in self.model.named.items():
+            candidate = {}
+            for slot, rule in rules.items():
+                family = FAMILIES[self.slots[slot]]
+                if isinstance(rule, str):
+                    candidate[slot] = named_rule(rule, eta=etas[slot])
+                else:
+                    where = self.model.where.child("named").child(name).child(slot)
+                    data = resolve_values(rule, self.model, where)
+                    extras = {k: float(data[k]) for k in family.extras if k in data}
+                    candidate[slot] = family.make({k: float(v) for k, v in data.get("coefficients", {}).items()},
+                                                  eta=etas[slot], name=name, **extras)
+            out[name] = candidate
+        return out
+
+    # -- draws -----------------------------------------------------------------------------------------
+
+    def draw_constants(self, conditions: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """The constants of every draw: ``model.draws`` draws per condition, condition-major."""
+        out = []
+        for i, condition in enumerate(conditions):
+            where = self.model.where.child("conditions").child(i)
+            constants = self.model.with_constants(dict(condition), where).constants if condition else self.model.constants
+            out += [constants] * self.model.draws
+        return out
+
+    def varying(self) -> list[str]:
+        """Constants that differ between the conditions and that the network's text uses."""
+        names = sorted({k for c in self.conditions for k in c})
+        return [n for n in names if n in self._text_words()]
+
+    def _text_words(self) -> set[str]:
+        from brian2.utils.stringtools import get_identifiers
+
+        texts = [g.model for g in self.model.groups.values()] + [g.threshold or "" for g in self.model.groups.values()]
+        texts += [g.reset or "" for g in self.model.groups.values()]
+        for s in self.model.synapses.values():
+            texts += [s.model, s.on_pre or "", s.on_post or ""]
+        return set().union(*(get_identifiers(t) for t in texts))
+
+    def _inputs(self, seed: int, conditions: Sequence[Mapping[str, Any]]) -> dict[str, StimulusDraw]:
+        key = (seed, repr(conditions))
+        if self._draws is None or self._draws[0] != key:
+            constants = self.draw_constants(conditions)
+            draws = {}
+            for index, (name, stim) in enumerate(self.stimuli.items()):
+                # The first stimulus draws from the seed itself, later ones from (seed, index).
+                rng = np.random.default_rng(seed if index == 0 else [seed, index])
+                shapes = {}
+                for target in (stim.params.initial if hasattr(stim.params, "initial") else {}):
+                    owner = target.partition(".")[0]
+                    if owner not in self.model.synapses:
+                        raise stim.where.child("initial").child(target).error(
+                            "names no synapse variable", fix="write SYNAPSE.VARIABLE")
+                    s = self.model.synapses[owner]
+                    shapes[target] = (self._size(s.target), self._size(s.source))
+                draws[name] = stim.draw(rng, constants, self.model, shapes)
+            self._draws = (key, draws)  # keep one: the study's, or eval's
+        return self._draws[1]
+
+    def _size(self, group: str) -> int:
+        return self.model.integer(self.model.groups[group].size, self.model.where.child("groups").child(group).child("size"))
+
+    def _spike_capacity(self) -> dict[str, int]:
+        """Room for input spikes per group of spike inputs, for every condition a study evaluates."""
+        out = {}
+        for stim in self.stimuli.values():
+            if stim.feeds == "spikes":
+                worst = max((self.draw_constants([c]) for c in self.all_conditions()),
+                            key=lambda d: stim.expected_spikes(d, self.model))
+                out[stim.params.group] = stim.capacity(worst * len(self.conditions), self.model)
+        return out
+
+    def all_conditions(self) -> list[dict[str, Any]]:
+        return self.conditions + self.held_out
+
+    def _check_size(self) -> None:
+        steps = self.model.duration_s / self.model.dt_s
+        where = self.model.where.child("protocol")
+        if steps > MAX_STEPS:
+            raise where.error(f"{self.model.duration_s:g} s in steps of {self.model.dt_s * 1e3:g} ms is {steps:,.0f} "
+                              f"time steps, more than {MAX_STEPS:,}", fix="shorten the protocol or lengthen dt")
+        draws = self.draw_constants(self.conditions)
+        values = 0.0
+        for stim in self.stimuli.values():
+            values += (steps * stim.columns(self.model) * len(draws) if stim.feeds == "timed"
+                       else stim.expected_spikes(draws, self.model))
+        if values > MAX_INPUT_VALUES:
+            raise self.model.where.child("stimuli").error(
+                f"the input draws would hold {values:,.0f} values or spikes, more than {MAX_INPUT_VALUES:,}",
+                fix="lower draws, the number of inputs, the rates or the duration")
+
+    # -- the network -----------------------------------------------------------------------------------
+
+    def network(self, terms: Mapping[str, tuple[str, ...]], size: int, n_conditions: int) -> BatchedNetwork:
+        key = (tuple(sorted(terms.items())), size, n_conditions)
+        if key not in self._networks:
+            layout = Layout(size, n_conditions * self.model.draws)
+            timed = {name: stim.columns(self.model) for name, stim in self.stimuli.items() if stim.feeds == "timed"}
+            self._networks = {key: BatchedNetwork(self.model, terms, layout, self.emulation, self.records,
+                                                  self.varying(), self._spike_capacity(), timed)}
+        return self._networks[key]
+
+    def simulation(self, network: BatchedNetwork) -> Simulation:
+        return simulation(self.target, network.key(), network.construct())
+
+    def held_terms(self, rules: Sequence[Candidate], terms: Sequence[str] | Mapping[str, Sequence[str]] | None
+                   ) -> dict[str, tuple[str, ...]]:
+        out = {}
+        for slot, family in self.slots.items():
+            given = terms.get(slot) if isinstance(terms, Mapping) else terms
+            out[slot] = used_terms([c[slot] for c in rules], given, FAMILIES[family].terms)
+        return out
+
+    # -- evaluation ------------------------------------------------------------------------------------
+
+    def evaluate(self, candidates: Sequence[Rule | Candidate], seed: int,
+                 terms: Sequence[str] | Mapping[str, Sequence[str]] | None = None,
+                 capacity: int | None = None, knobs: Sequence[Mapping[str, Any]] | None = None,
+                 conditions: Sequence[Mapping[str, Any]] | None = None, by_condition: bool = False
+                 ) -> list[Evaluation]:
+        """Loss, metrics and event counts of each candidate on the draws of ``seed``.
+
+        ``terms``: the family terms the network holds (per slot; a study passes its search space, so
+        that every batch reuses one network); ``capacity``: the candidates it holds (a smaller batch
+        is padded); ``knobs``: each candidate's hardware knobs. ``conditions`` (default: the training
+        ones) are evaluated in a network of as many conditions as training has (padded), so held-out
+        conditions reuse its build; ``by_condition`` adds metric ``conditions``, one entry per condition.
+        """
+        if not candidates:
+            return []
+        cands = self.candidates(candidates)
+        size = max(len(cands), capacity or 0)
+        asked = [dict(c) for c in (conditions if conditions is not None else self.conditions)]
+        evaluations: list[list[Evaluation]] = []
+        per_condition: list[list[Evaluation]] = [[] for _ in cands]
+        width = len(self.conditions)
+        for start in range(0, len(asked), width):
+            chunk = asked[start:start + width]
+            run = self._run(cands, seed, terms, size, knobs, pad(chunk, width))
+            evaluations.append(run(len(chunk)))
+            if by_condition:
+                for k in range(len(cands)):
+                    per_condition[k] += [run(len(chunk), only=c)[k] for c in range(len(chunk))]
+        if len(evaluations) == 1:
+            out = evaluations[0]
+        else:  # more conditions than a network holds: the mean loss, the first chunk's metrics
+            out = [dataclasses.replace(e[0], loss=float(np.mean([x.loss for x in e])),
+                                       diverged=any(x.diverged for x in e)) for e in zip(*evaluations)]
+        if by_condition:
+            for k, evaluation in enumerate(out):
+                evaluation.metrics["conditions"] = [
+                    {"values": {n: str(v) for n, v in asked[c].items()}, "loss": e.loss,
+                     **{m: v for m, v in e.metrics.items() if m != "conditions"}}
+                    for c, e in enumerate(per_condition[k])]
+        return out
+
+    def _run(self, cands: Sequence[Mapping[str, Rule]], seed: int, terms: Any, size: int,
+             knobs: Sequence[Mapping[str, Any]] | None, conditions: Sequence[Mapping[str, Any]]):
+        """Run one network of ``conditions``; returns a function giving each candidate's evaluation on
+        the first ``n`` conditions, or on condition ``only``."""
+        held = self.held_terms(cands, terms)
+        network = self.network(held, size, len(conditions))
+        layout = network.layout
+        padded = pad(list(cands), size)
+        draws = self._inputs(seed, conditions)
+        constants = self.draw_constants(conditions)
+        per_copy: dict[str, np.ndarray] = {}
+        for synapse in self.model.synapses.values():
+            if synapse.rule is not None:
+                slot, family = synapse.rule.slot, FAMILIES[synapse.rule.family]
+                values = [family.values(c[slot], slot, held[slot]) for c in padded]
+                for var in values[0]:
+                    per_copy[var] = np.repeat([v[var] for v in values], layout.draws)
+        if self.emulation is not None:
+            for var, values in self.emulation.values(pad(list(knobs or [{}] * len(cands)), size)).items():
+                per_copy[var] = np.repeat(values, layout.draws)
+        for var in network.per_copy:
+            if network.per_copy[var][1] == "draw":
+                per_draw = np.array([float(np.asarray(c[var])) for c in constants])  # base units
+                per_copy[var] = np.tile(per_draw, layout.candidates)
+        initial = {name: matrices for d in draws.values() for name, matrices in d.initial.items()}
+        timed = {name: d.series for name, d in draws.items() if d.series is not None}
+        spikes = {}
+        for name, d in draws.items():
+            if d.spikes is not None:
+                group = self.stimuli[name].params.group
+                room = network.spike_capacity[group]
+                if len(d.spikes[0]) > room:
+                    raise CodesignError(f"input seed {seed} draws {len(d.spikes[0])} spikes, more than the {room} the "
+                                        "network holds (mean + 10 standard deviations)", key="seed",
+                                        fix="use another seed")
+                spikes[group] = d.spikes
+        out = self.simulation(network).run(network.values(per_copy, initial), timed, spikes=spikes, seed=seed)
+        recordings = self._recordings(network, out, draws, constants)
+        counts = self._counts(network, out, spikes)
+
+        def evaluations(n: int, only: int | None = None) -> list[Evaluation]:
+            chosen = (np.arange(only * self.model.draws, (only + 1) * self.model.draws) if only is not None
+                      else np.arange(n * self.model.draws))
+            result = []
+            for k in range(len(cands)):
+                evaluation = self.loss(recordings[k].subset(chosen))
+                evaluation.counts = counts[k]
+                result.append(evaluation)
+            return result
+
+        return evaluations
+
+    def _recordings(self, network: BatchedNetwork, out: Mapping[str, np.ndarray], draws: Mapping[str, StimulusDraw],
+                    constants: list[dict[str, Any]]) -> list[Recordings]:
+        layout = network.layout
+        K, R = layout.candidates, layout.draws
+        values: dict[str, np.ndarray] = {}
+        counts: dict[str, np.ndarray] = {}
+        for name in self.records:
+            if "@" in name:
+                group = network.groups[name.partition("@")[0]]
+                counts[name] = out[name].reshape(K, R, group.n)
+            else:
+                owner = name.partition(".")[0]
+                if owner in network.synapses:
+                    values[name] = network.dense(owner, out[name]).reshape(K, R, *network.dense(owner, out[name]).shape[1:])
+                else:
+                    values[name] = out[name].reshape(K, R, network.groups[owner].n)
+        facts = {name: d.facts for name, d in draws.items()}
+        phases = {p.name: self.model.phase_window(p.name) for p in self.model.protocol}
+        present = {name: network.present(name) for name in network.synapses}
+        return [Recordings({n: v[k] for n, v in values.items()}, {n: v[k] for n, v in counts.items()}, facts,
+                           constants, self.model.duration_s, phases, present) for k in range(K)]
+
+    def _counts(self, network: BatchedNetwork, out: Mapping[str, np.ndarray],
+                spikes: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> list[EventCounts]:
+        """Events of each candidate's network, averaged over its draws."""
+        K, R = network.layout.candidates, network.layout.draws
+        steps = network.steps
+        fired: dict[str, np.ndarray] = {}  # group -> (K, R, n) spikes
+        for name, group in network.groups.items():
+            if name in spikes:
+                per_draw = np.bincount(spikes[name][0], minlength=R * group.n).reshape(R, group.n)
+                fired[name] = np.broadcast_to(per_draw, (K, R, group.n))
+            elif f"{name}@spikes" in out:
+                fired[name] = out[f"{name}@spikes"].reshape(-1, group.n)
+                fired[name] = (np.broadcast_to(fired[name], (K, R, group.n)) if group.shared
+                               else fired[name].reshape(K, R, group.n))
+        synaptic = np.zeros((K, R))
+        learning = np.zeros((K, R))
+        for name, s in network.synapses.items():
+            out_degree = np.bincount(s.pre, minlength=s.n_pre)
+            in_degree = np.bincount(s.post, minlength=s.n_post)
+            pre_events = (fired[s.spec.source] @ out_degree) if s.spec.source in fired else None
+            post_events = (fired[s.spec.target] @ in_degree) if s.spec.target in fired else None
+            weights = set(s.spec.weights) | ({s.spec.rule.bind.get("w", "w")} if s.spec.rule else set())
+            if s.on_pre and pre_events is not None:
+                synaptic += pre_events
+            elif not s.on_pre:  # a rate synapse: every synapse acts at every step
+                synaptic += len(s.pre) * steps
+            if s.spec.plastic:
+                if re.search(rf"\bd({'|'.join(weights)})/dt\b", s.model or ""):
+                    learning += len(s.pre) * steps
+                for text, events in ((s.on_pre, pre_events), (s.on_post, post_events)):
+                    if text and events is not None and weights & set(_ASSIGNED.findall(text)):
+                        learning += events
+        neurons = sum(g.n for g in network.groups.values() if not g.shared and g.spec.kind == "neurons")
+        n_syn = sum(len(s.pre) for s in network.synapses.values())
+        plastic = sum(len(s.pre) for s in network.synapses.values() if s.spec.plastic)
+        spiking = [fired[g].sum(axis=2) for g, group in network.groups.items() if g in fired and not group.shared]
+        spikes_k = sum(spiking) if spiking else np.zeros((K, R))
+        return [EventCounts(duration_s=self.model.duration_s, synaptic_events=float(synaptic[k].mean()),
+                            spikes=float(np.mean(spikes_k[k])), learning_updates=float(learning[k].mean()),
+                            neurons=neurons, synapses=n_syn, plastic_synapses=plastic) for k in range(K)]
+
+    # -- plots -----------------------------------------------------------------------------------------
+
+    def plot(self, evaluation: Evaluation, path: Path, title: str = "") -> bool:
+        return self.loss.plot(evaluation, path, title)
+
+    def plot_solutions(self, spec: Any, trials: Sequence[Any], path: Path) -> bool:
+        return self.loss.plot_solutions(spec, trials, path)
