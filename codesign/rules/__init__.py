@@ -16,6 +16,7 @@ from typing import Any, Callable, Mapping, Union
 import yaml
 
 from codesign.errors import RuleError, UnknownNameError
+from codesign.rules import polynomial, spike_trace
 from codesign.rules.polynomial import NAMED_RULES, TERMS, PolynomialRule, family_equation, term_monomial, term_powers
 from codesign.rules.spike_trace import SPIKE_TERMS, SpikeTraceRule, vogels
 from codesign.schema import Where, build, read_yaml
@@ -52,13 +53,20 @@ class Family:
     terms: tuple[str, ...]
     default_eta: float
     make: Callable[..., Rule]
+    #: Brian2 synapse text of the family for a batched network (slot, symbol bindings, held terms),
+    #: its per-candidate variables with their units, and one rule's values of them.
+    template: Callable[..., dict[str, str]] = None  # type: ignore[assignment]
+    variables: Callable[..., dict[str, str]] = None  # type: ignore[assignment]
+    values: Callable[..., dict[str, float]] = None  # type: ignore[assignment]
     #: Extra parameters a study may search besides the coefficients (name -> default value).
     extras: tuple[str, ...] = ()
 
 
 FAMILIES: dict[str, Family] = {
-    "polynomial": Family("polynomial", TERMS, 10.0, PolynomialRule),
-    "spike_trace": Family("spike_trace", tuple(SPIKE_TERMS), 0.01, SpikeTraceRule, ("tau_x_ms", "tau_y_ms")),
+    "polynomial": Family("polynomial", TERMS, 10.0, PolynomialRule, polynomial.template, polynomial.variables,
+                         polynomial.values),
+    "spike_trace": Family("spike_trace", tuple(SPIKE_TERMS), 0.01, SpikeTraceRule, spike_trace.template,
+                          spike_trace.variables, spike_trace.values, ("tau_x_ms", "tau_y_ms")),
 }
 
 

@@ -135,3 +135,22 @@ NAMED_RULES: dict[str, Mapping[str, float]] = {
     "anti_hebbian": {"theta_110": -1.0},
     "zero": {},
 }
+
+
+def template(slot: str, bind: Mapping[str, str], terms: tuple[str, ...]) -> dict[str, str]:
+    """The family as Brian2 synapse text for a batched network: ``d{w}/dt = eta_{slot} * (...)``, with
+    each held term's coefficient a per-candidate variable ``{slot}_{term}`` (see :func:`variables`)."""
+    body = " + ".join(f"{slot}_{t}" + ("" if term_monomial(t) == "1" else f"*{term_monomial(t)}") for t in terms)
+    pre, post, weight = bind.get("x", "x"), bind.get("y", "y"), bind.get("w", "w")
+    text = _substitute(f"({body}) : 1 (clock-driven)", pre, post, weight)
+    return {"model": f"d{weight}/dt = eta_{slot} * {text}"}
+
+
+def variables(slot: str, terms: tuple[str, ...]) -> dict[str, str]:
+    """The per-candidate variables of :func:`template` and their Brian2 units."""
+    return {f"eta_{slot}": "1/second", **{f"{slot}_{t}": "1" for t in terms}}
+
+
+def values(rule: PolynomialRule, slot: str, terms: tuple[str, ...]) -> dict[str, float]:
+    """One candidate's values of :func:`variables` (in Brian2's base units)."""
+    return {f"eta_{slot}": rule.eta, **{f"{slot}_{t}": rule.coefficient(t) for t in terms}}

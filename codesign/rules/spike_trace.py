@@ -93,3 +93,34 @@ def vogels(rho0_hz: float = 10.0, tau_ms: float = 20.0, eta: float = 0.01) -> Sp
     alpha = 2.0 * rho0_hz * tau_ms * 1e-3
     return SpikeTraceRule({"pre_1": -alpha, "pre_y": 1.0, "post_x": 1.0}, eta=eta, tau_x_ms=tau_ms,
                           tau_y_ms=tau_ms, name="vogels")
+
+
+def _update_text(slot: str, event: str, x: str, y: str, w: str) -> str:
+    symbols = {"x": x, "y": y, "w": w}
+    return " + ".join(f"{slot}_{term}" + ("" if factor == "1" else f"*{symbols[factor]}")
+                      for term, (on, factor) in SPIKE_TERMS.items() if on == event)
+
+
+def template(slot: str, bind: Mapping[str, str], terms: tuple[str, ...]) -> dict[str, str]:
+    """The family as Brian2 synapse text for a batched network: traces ``x`` (pre) and ``y`` (post)
+    with per-candidate time constants, and the weight updates on each spike, kept in ``[0, w_max]``.
+    Every term is written (a term the study does not search is 0): the text is the same for any
+    terms, so one build serves them all."""
+    x, y, w, w_max = bind.get("x", "x"), bind.get("y", "y"), bind.get("w", "w"), bind.get("w_max", "w_max")
+    return {
+        "model": f"d{x}/dt = -{x} / tau_x_{slot} : 1 (event-driven)\nd{y}/dt = -{y} / tau_y_{slot} : 1 (event-driven)",
+        "on_pre": f"{x} += 1\n{w} = clip({w} + eta_{slot} * ({_update_text(slot, 'on_pre', x, y, w)}), 0, {w_max})",
+        "on_post": f"{y} += 1\n{w} = clip({w} + eta_{slot} * ({_update_text(slot, 'on_post', x, y, w)}), 0, {w_max})",
+    }
+
+
+def variables(slot: str, terms: tuple[str, ...]) -> dict[str, str]:
+    """The per-candidate variables of :func:`template` and their Brian2 units."""
+    return {f"eta_{slot}": "1", f"tau_x_{slot}": "second", f"tau_y_{slot}": "second",
+            **{f"{slot}_{t}": "1" for t in SPIKE_TERMS}}
+
+
+def values(rule: SpikeTraceRule, slot: str, terms: tuple[str, ...]) -> dict[str, float]:
+    """One candidate's values of :func:`variables` (in Brian2's base units: seconds)."""
+    return {f"eta_{slot}": rule.eta, f"tau_x_{slot}": rule.tau_x_ms * 1e-3, f"tau_y_{slot}": rule.tau_y_ms * 1e-3,
+            **{f"{slot}_{t}": rule.coefficient(t) for t in SPIKE_TERMS}}
