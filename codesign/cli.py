@@ -108,7 +108,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     target = args.trials or spec.n_trials
     from codesign.study import distributions
 
-    console.print(f"study [bold]{spec.name}[/]: task {spec.task.kind}, {len(distributions(spec))} parameters, "
+    console.print(f"study [bold]{spec.name}[/]: model {spec.model.name}, {len(distributions(spec))} parameters, "
                   f"sampler {spec.sampler.name}, batches of {spec.batch_size}, target {spec.target.name}, "
                   f"{args.workers} worker(s), storage {mask(spec.storage_url(args.storage))}")
     with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -183,7 +183,7 @@ def cmd_best(args: argparse.Namespace) -> int:
 
 
 def _candidate_argument(spec, rule: str | None, storage: str | None):
-    """The candidate named by ``--rule``: a name the task knows, a rule file, or by default the study's
+    """The candidate named by ``--rule``: a name the model knows, a rule file, or by default the study's
     best; with the hardware knobs its trial searched (None: the target's own precision)."""
     from codesign.errors import UnknownNameError
     from codesign.report import best_trial
@@ -227,10 +227,17 @@ def cmd_eval(args: argparse.Namespace) -> int:
         console.print(f"rule {name}, {slot}: {rule.readable()}")
     if knobs:
         console.print("hardware: " + ", ".join(f"{k} {v}" for k, v in knobs.items()))
-    console.print(f"task {spec.task.kind} on held-out inputs (seed {seed}): loss [bold]{evaluation.loss:.4g}[/]"
+    console.print(f"model {spec.model.name} on held-out inputs (seed {seed}): loss [bold]{evaluation.loss:.4g}[/]"
                   + (" (diverged)" if evaluation.diverged else ""))
     for key, value in evaluation.metrics.items():
-        console.print(f"  {key}: {_fmt(value)}")
+        if key != "conditions":
+            console.print(f"  {key}: {_fmt(value)}")
+    for condition in evaluation.metrics.get("conditions", []):
+        values = ", ".join(f"{k} = {v}" for k, v in condition["values"].items())
+        console.print(f"held-out condition {values}: loss [bold]{condition['loss']:.4g}[/]")
+        for key, value in condition.items():
+            if key not in ("values", "loss"):
+                console.print(f"  {key}: {_fmt(value)}")
     if front:
         from rich.table import Table
 
@@ -261,7 +268,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
-        _print_comparison(rows, f"{name} on {spec.task.kind}, held-out inputs", chart)
+        _print_comparison(rows, f"{name} on {spec.model.name}, held-out inputs", chart)
     if len(failed) == len(rows):
         raise CodesignError(f"no target could be evaluated; the first: {failed[0]['error']}")
     return 0
@@ -301,23 +308,22 @@ def _print_comparison(rows: list[dict[str, Any]], title: str, chart: Path) -> No
 
 def cmd_port(args: argparse.Namespace) -> int:
     from codesign.errors import CodesignError
-    from codesign.hardware.loihi2.network import DEFAULT_TARGET, port
+    from codesign.hardware.loihi2.network import DEFAULT_TARGET, port, port_params
     from codesign.spec import load_study
 
     spec = load_study(args.study)
-    if spec.task.kind != "target_rate":
-        raise CodesignError(f"port runs spiking rules; task {spec.task.kind!r} has none", file=spec.file,
-                            key="task.kind", fix="port a study of the target_rate task")
+    params = port_params(spec.model)
     name, cand, _ = _candidate_argument(spec, args.rule, args.storage)
     target = args.target or DEFAULT_TARGET
-    result = port(cand["inhibitory"], spec.task.params, args.seed, target, allow_drop=args.allow_drop)
+    (rule,) = cand.values()
+    result = port(rule, params, args.seed, target, allow_drop=args.allow_drop)
     if args.json:
         print(json.dumps(result, indent=2, default=str))
         return 0
     from rich.table import Table
 
     console = _console()
-    table = Table(title=f"{name} ported to {target} (target {spec.task.params.target_rate_hz:g} Hz)")
+    table = Table(title=f"{name} ported to {target} (target {params.target_rate_hz:g} Hz)")
     for column in ("backend", "loss", "rates Hz", "weight corr. vs Brian2", "weight rel. error", "seconds"):
         table.add_column(column, justify="left" if column == "backend" else "right")
     for backend in ("brian2", "lava_float", "lava_fixed"):

@@ -18,7 +18,7 @@ from codesign.rules import Candidate, save_candidate
 from codesign.spec import StudySpec
 from codesign.study import (EVAL_SEED_OFFSET, candidate, count_trials, distributions, feasible, finished_trials,
                             knob_values, make_task)
-from codesign.tasks import Evaluation
+from codesign.models import Evaluation
 
 __all__ = ["best_trial", "best_summary", "distinct_best", "write_results", "evaluate_candidate", "evaluate_front",
            "precision_sweep", "rule_summary", "adapt_to_target", "compare_targets", "energy_groups",
@@ -71,7 +71,7 @@ def pareto_front(spec: StudySpec, study: optuna.Study) -> list[optuna.trial.Froz
 def rule_summary(spec: StudySpec, trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
     """One trial's candidate as a JSON-friendly dict.
 
-    ``coefficients`` maps the study's parameter names (``theta_abc`` for a one-slot task, else
+    ``coefficients`` maps the study's parameter names (``theta_abc`` for a one-slot model, else
     ``slot.term``) to values; ``rules`` gives each slot's rule with its equation; for polynomial
     rules ``normalised`` divides by ``|theta_110|`` of the same slot.
     """
@@ -143,7 +143,8 @@ def held_out_seed(spec: StudySpec, seed: int | None) -> int:
     return spec.seed + EVAL_SEED_OFFSET if seed is None else seed
 
 
-def _evaluate(spec: StudySpec, cands: list[Candidate], seed: int, knobs: list[dict] | None) -> list[Evaluation]:
+def _evaluate(spec: StudySpec, cands: list[Candidate], seed: int, knobs: list[dict] | None,
+              conditions: list[dict] | None = None) -> list[Evaluation]:
     if not cands:
         return []
     task = make_task(spec)
@@ -155,15 +156,23 @@ def _evaluate(spec: StudySpec, cands: list[Candidate], seed: int, knobs: list[di
     for start in range(0, len(cands), spec.batch_size):
         chunk = slice(start, start + spec.batch_size)
         evaluations += task.evaluate(cands[chunk], seed, terms=terms, capacity=spec.batch_size,
-                                     knobs=knobs[chunk] if knobs else None)
+                                     knobs=knobs[chunk] if knobs else None, conditions=conditions,
+                                     by_condition=conditions is not None)
     return evaluations
 
 
 def evaluate_candidate(spec: StudySpec, cand: Candidate, seed: int | None = None,
                        knobs: dict[str, Any] | None = None) -> tuple[Evaluation, int]:
-    """One candidate on the study's task (with these hardware knobs), with held-out input seeds by default."""
+    """One candidate on the study's model (with these hardware knobs), with held-out input seeds by default.
+
+    Its loss and metrics are on the training conditions; where the study holds conditions out, metric
+    ``conditions`` lists each held-out condition's values, loss and metrics (same seed)."""
     seed = held_out_seed(spec, seed)
-    return _evaluate(spec, [cand], seed, [knobs] if knobs else None)[0], seed
+    evaluation = _evaluate(spec, [cand], seed, [knobs] if knobs else None)[0]
+    if spec.conditions.held_out:
+        held = _evaluate(spec, [cand], seed, [knobs] if knobs else None, conditions=spec.conditions.held_out)[0]
+        evaluation.metrics["conditions"] = held.metrics["conditions"]
+    return evaluation, seed
 
 
 def evaluate_front(spec: StudySpec, study: optuna.Study, seed: int | None = None) -> list[dict[str, Any]]:
@@ -248,8 +257,8 @@ def _plot_pareto(spec: StudySpec, study: optuna.Study, path: Path, sweep: list[d
                             textcoords="offset points", xytext=(3, 3))
     ax.plot([t.values[1] for t in front], [t.values[0] for t in front], "o-", color="C3", label="Pareto front")
     energy = spec.objectives[1] == "energy"
-    ax.set_xlabel(spec.objectives[1] + (f" ({energy_objective_kind(spec.target)} J over the task)" if energy else ""))
-    ax.set_ylabel("task loss")
+    ax.set_xlabel(spec.objectives[1] + (f" ({energy_objective_kind(spec.target)} J over the run)" if energy else ""))
+    ax.set_ylabel("loss")
     ax.set_yscale("symlog", linthresh=1e-4)
     ax.set_title(f"{spec.name} on {spec.target.name}")
     ax.legend(fontsize=7)
@@ -259,7 +268,7 @@ def _plot_pareto(spec: StudySpec, study: optuna.Study, path: Path, sweep: list[d
 
 
 def write_results(spec: StudySpec, study: optuna.Study) -> dict[str, Path]:
-    """Write the best rule (YAML), the loss over trials, and the task's own plots."""
+    """Write the best rule (YAML), the loss over trials, and the loss's own plots."""
     out = spec.results_dir
     out.mkdir(parents=True, exist_ok=True)
     trial = best_trial(spec, study)
@@ -270,9 +279,9 @@ def write_results(spec: StudySpec, study: optuna.Study) -> dict[str, Path]:
     _plot_losses(study, paths["losses"])
     evaluation, _ = evaluate_candidate(spec, best, knobs=knob_values(spec, trial.params) or None)
     task = make_task(spec)
-    plot = out / f"{spec.task.kind}_best_rule.png"
+    plot = out / f"{spec.model.name}_best_rule.png"
     if task.plot(evaluation, plot, title="; ".join(r.readable() for r in best.values())):
-        paths["task"] = plot
+        paths["model"] = plot
     if len(spec.objectives) > 1:
         sweep = precision_sweep(spec, study)
         if sweep:
@@ -280,7 +289,7 @@ def write_results(spec: StudySpec, study: optuna.Study) -> dict[str, Path]:
             paths["sweep"].write_text(json.dumps(sweep, indent=1))
         paths["pareto"] = out / "pareto_front.png"
         _plot_pareto(spec, study, paths["pareto"], sweep)
-    manifold = out / f"{spec.task.kind}_solutions.png"
+    manifold = out / f"{spec.model.name}_solutions.png"
     if task.plot_solutions(spec, finished_trials(study), manifold):
         paths["solutions"] = manifold
     return paths
@@ -291,7 +300,7 @@ def adapt_to_target(cand: Candidate, target: Target,
     """The candidate as ``target`` can run it: (candidate, what changed, what was not emulated, why it cannot run).
 
     Terms the learning engine cannot run are dropped (set to zero). Of the target's number formats,
-    only the knobs in ``emulated`` (the task's ``knobs``) are applied by the task's simulation; the
+    only the knobs in ``emulated`` (the model's ``knobs``) are applied by its emulation; the
     others are listed as not emulated, so that a report never claims what the simulation ignored.
     """
     from codesign.rules import FAMILIES
@@ -315,7 +324,7 @@ def adapt_to_target(cand: Candidate, target: Target,
         adapted[slot] = rule
     applied, ignored = _precision_emulation(target, emulated)
     if target.time_step_ms is not None:
-        ignored.append(f"the {target.time_step_ms:g} ms time step (simulated at the task's own)")
+        ignored.append(f"the {target.time_step_ms:g} ms time step (simulated at the model's own)")
     return adapted, changes + applied, ignored, blockers
 
 
@@ -329,17 +338,17 @@ def _precision_emulation(target: Target, emulated: Collection[str]) -> tuple[lis
         if bits is not None:
             (applied if knob in emulated else ignored).append(what.format(bits) + rounding)
     if ignored:
-        ignored[-1] += " (the task emulates " + (", ".join(emulated) or "no number format") + ")"
+        ignored[-1] += " (the model's emulation applies " + (", ".join(emulated) or "no number format") + ")"
     return applied, ignored
 
 
 def compare_targets(spec: StudySpec, cand: Candidate, targets: Sequence[Target | str | Path],
                     seed: int | None = None) -> list[dict[str, Any]]:
-    """The same candidate and task on each target (a target object or file): one row per target.
+    """The same candidate and model on each target (a target object or file): one row per target.
 
     Each target is simulated on this machine (see ``LOCAL_BACKEND``); a target that cannot be
     loaded or evaluated gets a row with its ``error`` and the others are still compared. Rows hold
-    the loss, the energy of each kind over the task's simulated duration (``energy``, never a
+    the loss, the energy of each kind over the model's simulated duration (``energy``, never a
     total across kinds), cores, fit, what changed, what was not emulated and why it cannot run.
     """
     seed = held_out_seed(spec, seed)
@@ -347,7 +356,7 @@ def compare_targets(spec: StudySpec, cand: Candidate, targets: Sequence[Target |
 
 
 #: Backends that need hardware this machine may not have, and the local backend that computes the
-#: same network with the same float type (precision emulation is the task's, on any backend).
+#: same network with the same float type (precision emulation is the model's, on any backend).
 LOCAL_BACKEND = {"cuda_standalone": "cpp_standalone"}
 
 
@@ -371,21 +380,18 @@ def _compare_one(spec: StudySpec, cand: Candidate, target: Target | str | Path, 
 
 def _evaluate_on(spec: StudySpec, cand: Candidate, target: Target, seed: int, row: dict[str, Any]) -> None:
     from codesign.hardware import cost
-    from codesign.tasks import task_class
+    from codesign.models import ModelTask
 
-    cls = task_class(spec.task.kind)
-    adapted, changes, ignored, blockers = adapt_to_target(cand, target, cls.knobs)
+    adapted, changes, ignored, blockers = adapt_to_target(cand, target, ModelTask(spec.model, target).knobs)
     local = dataclasses.replace(target, backend=LOCAL_BACKEND.get(target.backend, target.backend))
     object.__setattr__(local, "file", target.file)
     row["emulated_on"] = f"{local.backend} ({local.float_dtype})"
     if local.backend != target.backend:
         ignored.append(f"{target.backend}: simulated on {row['emulated_on']} instead")
-    evaluation = cls(spec.task.params, local).evaluate([adapted], seed, capacity=spec.batch_size)[0]
+    task = ModelTask(spec.model, local, conditions=spec.conditions.train)
+    evaluation = task.evaluate([adapted], seed, capacity=spec.batch_size)[0]
     row.update(loss=evaluation.loss, fits=not blockers, changes=changes, not_emulated=ignored,
                reasons=list(blockers), metrics=evaluation.metrics)
-    if evaluation.counts is None:
-        row["unknown"].append(f"task {spec.task.kind} does not count events: no energy or core estimate")
-        return
     c = cost(target, evaluation.counts)
     row.update(duration_s=c.duration_s, energy=c.energy_j, cores=c.cores, fits=c.fits and not blockers,
                unknown=list(c.unknown))
@@ -416,7 +422,7 @@ def plot_comparison(rows: list[dict[str, Any]], path: Path, title: str = "") -> 
     evaluated = [r for r in rows if r["loss"] is not None]
     ax_loss.bar([r["target"] for r in evaluated], [r["loss"] for r in evaluated],
                 color=["C0" if r["fits"] else "C3" for r in evaluated])
-    ax_loss.set_ylabel("task loss (red: does not fit)")
+    ax_loss.set_ylabel("loss (red: does not fit)")
     ax_loss.set_yscale("symlog", linthresh=1e-4)
     for ax, (kind, members) in zip(ax_energy, groups.items()):
         known = [(i, r) for i, r in enumerate(members) if r["energy"][kind] is not None]
@@ -428,7 +434,7 @@ def plot_comparison(rows: list[dict[str, Any]], path: Path, title: str = "") -> 
                         transform=ax.get_xaxis_transform())
         ax.set_xticks(range(len(members)), [r["target"] for r in members])
         ax.set_xlim(-0.6, len(members) - 0.4)
-        ax.set_ylabel(f"J over the task's {members[0]['duration_s']:g} s")
+        ax.set_ylabel(f"J over the model's {members[0]['duration_s']:g} s")
         ax.set_title(f"{kind} energy", fontsize=9)
         if any(r["energy"][kind] for _, r in known):
             ax.set_yscale("log")

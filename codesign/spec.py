@@ -10,10 +10,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 from codesign.hardware import Target, energy_objective_kind, load_target
+from codesign.models.spec import ModelSpec
 from codesign.rules import FAMILIES
 from codesign.schema import Where, build, read_yaml
 
-__all__ = ["RuleSpec", "SamplerSpec", "StudySpec", "load_study"]
+__all__ = ["RuleSpec", "SamplerSpec", "StudySpec", "ConditionsSpec", "load_study"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,7 +71,7 @@ class RuleSpec:
 
 @dataclasses.dataclass(frozen=True)
 class HardwareSpec:
-    """Hardware knobs searched next to the rule (``hardware:``), applied by the task's emulation."""
+    """Hardware knobs searched next to the rule (``hardware:``), applied by the model's emulation."""
 
     #: Weight bits searched in this range (integers).
     weight_bits: tuple[int, int] | None = dataclasses.field(default=None, metadata={"min": 1, "max": 16})
@@ -101,19 +102,32 @@ class SamplerSpec:
 
 
 @dataclasses.dataclass(frozen=True)
-class TaskSpec:
-    """The task (``task:``): its kind and that kind's own parameters."""
+class ConditionsSpec:
+    """Model constants varied over a study's input draws (``conditions:``): each condition is a set of
+    constants; a candidate is scored on the model's draws under every ``train`` condition, and
+    ``codesign eval`` reports each ``held_out`` condition separately."""
 
-    kind: str
-    params: Any
+    train: list[dict[str, Any]] = dataclasses.field(default_factory=lambda: [{}])
+    held_out: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+
+    def validate(self, where: Where) -> None:
+        if not self.train:
+            raise where.child("train").error("no condition", fix="list at least one condition, e.g. [{}]")
+        names = {frozenset(c) for c in self.train + self.held_out}
+        if len(names) > 1:
+            raise where.error("conditions set different constants", fix="give every condition the same constants")
 
 
 @dataclasses.dataclass(frozen=True)
 class _StudyFile:
-    task: dict[str, Any]
+    model: str = dataclasses.field(metadata={"help": "name a model file, e.g. model: models/oja.yaml"})
     target: str = dataclasses.field(metadata={"help": "name a file in hw_targets/, e.g. hw_targets/cpu.yaml"})
     name: str | None = None
-    #: The rule of a one-slot task; a task with several slots takes ``rules: {slot: rule}``.
+    #: Constants of the model this study sets, and the number of input draws per condition.
+    constants: dict[str, Any] = dataclasses.field(default_factory=dict)
+    draws: int | str | None = None
+    conditions: ConditionsSpec = ConditionsSpec()
+    #: The rule of a one-slot model; a model with several slots takes ``rules: {slot: rule}``.
     rule: RuleSpec | None = None
     rules: dict[str, Any] | None = None
     sampler: SamplerSpec = SamplerSpec()
@@ -133,7 +147,7 @@ class _StudyFile:
     #: How many times a trial whose worker died is retried.
     retries: int = dataclasses.field(default=3, metadata={"min": 0, "max": 100})
     hardware: HardwareSpec = HardwareSpec()
-    #: What is minimised: the task loss, and optionally the energy on the target over the task's
+    #: What is minimised: the loss, and optionally the energy on the target over the model's
     #: simulated duration, of the one kind its per-event figures give (``energy``, see
     #: ``codesign.hardware.cost.energy_objective_kind``) or searched bits (``weight_bits``,
     #: ``trace_bits``), as a multi-objective study.
@@ -158,13 +172,13 @@ class _StudyFile:
 
 @dataclasses.dataclass(frozen=True)
 class StudySpec:
-    """A whole study: what to search, on which task and target, with which sampler and storage."""
+    """A whole study: what to search, on which model and target, with which sampler and storage."""
 
     name: str
     file: str
-    task: TaskSpec
+    model: ModelSpec
     target: Target
-    #: The searched rule of each slot of the task.
+    #: The searched rule of each slot of the model.
     rules: dict[str, RuleSpec]
     sampler: SamplerSpec
     n_trials: int
@@ -176,15 +190,16 @@ class StudySpec:
     trial_timeout_s: float | None = None
     heartbeat_s: int = 10
     retries: int = 3
+    conditions: ConditionsSpec = ConditionsSpec()
 
     @property
     def rule(self) -> RuleSpec:
-        """The searched rule of a one-slot task."""
+        """The searched rule of a one-slot model."""
         (only,) = self.rules.values()
         return only
 
     def param_name(self, slot: str, name: str) -> str:
-        """The Optuna parameter of a slot's term: the term itself for a one-slot task, else ``slot.term``."""
+        """The Optuna parameter of a slot's term: the term itself for a one-slot model, else ``slot.term``."""
         return name if len(self.rules) == 1 else f"{slot}.{name}"
 
     @property
@@ -208,22 +223,17 @@ class StudySpec:
 
 
 def _resolve_target(value: str, study_file: Path, where: Where) -> Path:
-    candidates = [Path(value), study_file.parent / value, study_file.parent.parent / value]
-    for path in candidates:
-        if path.is_file():
-            return path
-    raise where.error(f"target file {value!r} not found",
-                      fix="give a path to a file in hw_targets/ (relative to the current directory)")
+    return _resolve_file(value, study_file, where, "target", "hw_targets/")
 
 
 def _rule_slots(raw: _StudyFile, slots: dict[str, str], where: Where) -> dict[str, RuleSpec]:
-    """The searched rule of each slot: ``rule:`` for a one-slot task, ``rules: {slot: ...}`` in general."""
+    """The searched rule of each slot: ``rule:`` for a one-slot model, ``rules: {slot: ...}`` in general."""
     if raw.rule is not None and raw.rules is not None:
         raise where.child("rules").error("give rule or rules, not both", fix="keep one of them")
     if raw.rules is None:
         if len(slots) > 1:
             raise where.child("rules").error(
-                "missing required key: this task has several rule slots",
+                "missing required key: this model has several rule slots",
                 fix=f"add rules: with one entry per slot: {', '.join(slots)}")
         (slot,) = slots
         rules = {slot: raw.rule or build(RuleSpec, {"family": slots[slot]}, where.child("rule"))}
@@ -231,7 +241,7 @@ def _rule_slots(raw: _StudyFile, slots: dict[str, str], where: Where) -> dict[st
         for slot in raw.rules:
             if slot not in slots:
                 raise where.child("rules").child(slot).error(
-                    "unknown rule slot", fix=f"this task's slots: {', '.join(slots)}")
+                    "unknown rule slot", fix=f"this model's slots: {', '.join(slots)}")
         missing = [slot for slot in slots if slot not in raw.rules]
         if missing:
             raise where.child("rules").error(f"missing slot(s) {', '.join(missing)}",
@@ -240,38 +250,41 @@ def _rule_slots(raw: _StudyFile, slots: dict[str, str], where: Where) -> dict[st
     for slot, rule in rules.items():
         if rule.family != slots[slot]:
             key = where.child("rule") if raw.rules is None else where.child("rules").child(slot)
-            raise key.child("family").error(f"slot {slot!r} of this task takes {slots[slot]} rules, got {rule.family}",
+            raise key.child("family").error(f"slot {slot!r} of this model takes {slots[slot]} rules, got {rule.family}",
                                             fix=f"write family: {slots[slot]}")
     return rules
 
 
+def _resolve_file(value: str, study_file: Path, where: Where, what: str, example: str) -> Path:
+    """A file a study names: relative to the current directory, the study's folder or its parent."""
+    for path in (Path(value), study_file.parent / value, study_file.parent.parent / value):
+        if path.is_file():
+            return path
+    raise where.error(f"{what} file {value!r} not found", fix=f"give a path to a file in {example} (relative to the current directory)")
+
+
 def load_study(path: str | Path, target: str | None = None) -> StudySpec:
-    """Read and check a study file, its task parameters and its target file.
+    """Read and check a study file, its model file (with the study's constants) and its target file.
 
     ``target`` (``--target``) replaces the file's ``target:``, e.g. ``hw_targets/gpu.yaml`` to run
     the same study on a GPU node.
     """
-    from codesign.tasks import task_class
+    from codesign.models import load_model
+    from codesign.models.emulation import Emulation
 
     path = Path(path)
     where = Where(str(path))
     raw = build(_StudyFile, read_yaml(path, "study file"), where)
-    task_where = where.child("task")
-    task_data = dict(raw.task)
-    kind = task_data.pop("kind", None)
-    if not isinstance(kind, str):
-        raise task_where.child("kind").error("missing required key" if kind is None else f"expected a string, got {kind!r}",
-                                             fix="add kind: oja")
-    cls = task_class(kind, file=str(path), key="task.kind")
-    params = build(cls.Params, task_data, task_where)
-    rules = _rule_slots(raw, cls.slots, where)
-    if "energy" in raw.objectives and not cls.counts_events:
-        raise where.child("objectives").error(f"task {kind} does not count events, so it has no energy",
-                                              fix="remove energy from objectives")
+    model = load_model(_resolve_file(raw.model, path, where.child("model"), "model", "models/"))
+    model = model.with_constants(raw.constants, where.child("constants"), raw.draws)
+    for i, condition in enumerate(raw.conditions.train + raw.conditions.held_out):
+        model.with_constants(condition, where.child("conditions").child(i))  # each one checked now
+    rules = _rule_slots(raw, model.slots, where)
     for knob in raw.hardware.knobs:
-        if knob not in cls.knobs:
+        if knob not in Emulation.emulates(model):
             raise where.child("hardware").child(knob).error(
-                f"task {kind} has no {knob} knob", fix=f"knobs of this task: {', '.join(cls.knobs) or 'none'}")
+                f"model {model.name} has no event-driven weights or traces to emulate {knob} on",
+                fix="declare bounded weights: and traces: in the model's event-driven synapses, or remove the knob")
     if target is not None:
         target_path = _resolve_target(target, path, Where(None, "--target"))
     else:
@@ -288,7 +301,8 @@ def load_study(path: str | Path, target: str | None = None) -> StudySpec:
     if not name.replace("-", "").replace("_", "").isalnum():
         raise where.child("name").error(f"{name!r} is not usable as a folder name",
                                         fix="use letters, digits, - and _")
-    return StudySpec(name=name, file=str(path), task=TaskSpec(kind, params), target=target,
+    return StudySpec(name=name, file=str(path), model=model, target=target,
                      rules=rules, sampler=raw.sampler, n_trials=raw.n_trials, batch_size=raw.batch_size,
                      seed=raw.seed, storage=raw.storage, hardware=raw.hardware, objectives=tuple(raw.objectives),
-                     trial_timeout_s=raw.trial_timeout_s, heartbeat_s=raw.heartbeat_s, retries=raw.retries)
+                     trial_timeout_s=raw.trial_timeout_s, heartbeat_s=raw.heartbeat_s, retries=raw.retries,
+                     conditions=raw.conditions)

@@ -1,6 +1,6 @@
 """Optuna glue: samplers, the batched ask/evaluate/tell loop and local workers.
 
-One worker evaluates ``batch_size`` trials at a time in one network (``Task.evaluate``). Several
+One worker evaluates ``batch_size`` trials at a time in one network (``ModelTask.evaluate``). Several
 workers share one storage (:mod:`codesign.storage`), on one machine or many; each process builds
 its own network once and reuses it for every batch. Workers that die or hang lose nothing: see
 :mod:`codesign.liveness`.
@@ -27,7 +27,7 @@ from codesign.liveness import BatchGuard, TrialTimeout, claim
 from codesign.rules import FAMILIES, Rule
 from codesign.spec import StudySpec
 from codesign.storage import ENV_VAR, RetryCallback, open_storage
-from codesign.tasks import Evaluation, Task, task_class
+from codesign.models import Evaluation, ModelTask
 
 __all__ = [
     "open_study",
@@ -108,8 +108,10 @@ def open_study(spec: StudySpec, storage_url: str | None = None, worker_index: in
                                directions=["minimize"] * len(spec.objectives), load_if_exists=True)
 
 
-def make_task(spec: StudySpec) -> Task:
-    return task_class(spec.task.kind)(spec.task.params, spec.target)
+def make_task(spec: StudySpec) -> ModelTask:
+    """The study's model on its target, with its searched knobs and conditions."""
+    return ModelTask(spec.model, spec.target, searched_knobs=spec.hardware.knobs, conditions=spec.conditions.train,
+                     held_out=spec.conditions.held_out)
 
 
 def candidate(spec: StudySpec, params: dict[str, float], name: str | None = None) -> dict[str, Rule]:

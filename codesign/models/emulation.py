@@ -68,10 +68,24 @@ class Emulation:
         self.model, self.target = model, target
 
     @staticmethod
-    def needed(target: Target, searched: Sequence[str]) -> bool:
-        """Whether a study on ``target`` searching these knobs runs any number format other than floats."""
+    def emulates(model: Any) -> tuple[str, ...]:
+        """The knobs the emulation can apply to ``model``: weight bits where a synapse has a bounded weight
+        and event-driven pathways, trace bits where one has traces; rounding with either."""
+        event_driven = [s for s in model.synapses.values()
+                        if s.on_pre or s.on_post or (s.rule is not None and s.rule.family == "spike_trace")]
+        knobs = []
+        if any(b is not None for s in event_driven for b in s.weights.values()):
+            knobs.append("weight_bits")
+        if any(s.traces for s in event_driven):
+            knobs.append("trace_bits")
+        return tuple(knobs) + (("rounding",) if knobs else ())
+
+    @staticmethod
+    def needed(model: Any, target: Target, searched: Sequence[str]) -> bool:
+        """Whether ``model`` on ``target``, searching these knobs, runs any number format other than floats."""
         p = target.precision
-        return bool(searched) or p.weight_bits is not None or p.trace_bits is not None
+        asks = bool(searched) or p.weight_bits is not None or p.trace_bits is not None
+        return asks and bool(Emulation.emulates(model))
 
     def weight_variables(self) -> dict[str, tuple[str, str, Any, Any]]:
         """Per-candidate step variable -> (synapse, weight, low, high) for every bounded weight."""

@@ -17,7 +17,7 @@ import numpy as np
 from codesign.backends import Simulation, simulation
 from codesign.errors import CodesignError
 from codesign.hardware import EventCounts, Target
-from codesign.models.emulation import KNOBS, Emulation
+from codesign.models.emulation import Emulation
 from codesign.models.evaluation import Evaluation
 from codesign.models.losses import Recordings, make_loss, resolve_values
 from codesign.models.network import BatchedNetwork, Layout
@@ -62,7 +62,7 @@ class ModelTask:
         self.loss = make_loss(model)
         self.records = self.loss.records()
         self.conditions = [dict(c) for c in conditions] or [{}]
-        self.emulation = Emulation(model, target) if Emulation.needed(target, searched_knobs) else None
+        self.emulation = Emulation(model, target) if Emulation.needed(model, target, searched_knobs) else None
         self.stimuli: dict[str, Stimulus] = {}
         for name, stim in model.stimuli.items():
             where = model.where.child("stimuli").child(name)
@@ -80,9 +80,8 @@ class ModelTask:
 
     @property
     def knobs(self) -> tuple[str, ...]:
-        """Hardware knobs the emulation can apply to this model (it has event-driven weights or traces)."""
-        emulated = any(s.weights or s.traces for s in self.model.synapses.values())
-        return KNOBS if emulated else ()
+        """Hardware knobs the emulation can apply to this model (see :meth:`Emulation.emulates`)."""
+        return Emulation.emulates(self.model)
 
     def candidates(self, items: Sequence[Rule | Candidate]) -> list[dict[str, Rule]]:
         """Candidates as slot -> rule mappings; a bare rule is accepted for a one-slot model."""

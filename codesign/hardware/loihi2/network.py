@@ -10,7 +10,7 @@ while the task's Brian2 neuron is conductance-based. The port therefore runs its
 written twice with the same dynamics: in Brian2 (floats, run_regularly on a 1 ms clock, the
 plasticity as the rule's Brian2 text) and in Lava (RingBuffer spike sources, a Dense for the fixed
 excitatory synapses, a LearningDense for the plastic inhibitory ones with the compiled rule, LIF).
-Both see the same input spikes, drawn by :func:`codesign.tasks.target_rate.draw_spikes`.
+Both see the same input spikes, drawn as the model library's ``poisson`` stimulus draws them.
 
 Sizes (defaults of :class:`PortParams`): 200 excitatory inputs at 20 Hz and 400 inhibitory inputs
 at the study's inhibitory rate (10 Hz: a weight-dependent rule's set point depends on it), one
@@ -101,13 +101,28 @@ class PortParams:
         return self.n_excitatory + self.n_inhibitory
 
 
-def port_params(study: Any = None, **overrides: Any) -> PortParams:
-    """Port parameters from a study's ``TargetRateParams``: its target rate, inhibitory input
-    rate, initial weight and bound (sizes and durations stay the port's)."""
+#: The port network's parameters taken from a model's constants (port parameter -> constant, and the
+#: unit the constant is read in). Until the port runs a model's own network (its next release), it
+#: ports models that define these: the target-rate model and its variants.
+MODEL_CONSTANTS = {"target_rate_hz": ("target_rate", "Hz"), "rate_inhibitory_hz": ("rate_inhibitory", "Hz"),
+                   "w_inhibitory_init": ("w_inhibitory_init", "1"), "w_max": ("w_max", "1")}
+
+
+def port_params(model: Any = None, **overrides: Any) -> PortParams:
+    """Port parameters from a model's constants (:data:`MODEL_CONSTANTS`): its target rate, inhibitory
+    input rate, initial weight and bound (sizes and durations stay the port's)."""
+    from codesign.models.expressions import evaluate
+
     values: dict[str, Any] = {}
-    if study is not None:
-        for name in ("target_rate_hz", "rate_inhibitory_hz", "w_inhibitory_init", "w_max"):
-            values[name] = getattr(study, name)
+    if model is not None:
+        if len(model.slots) != 1 or next(iter(model.slots.values())) != "spike_trace":
+            raise CodesignError(f"port runs one spike_trace rule; model {model.name} has slots {model.slots}",
+                                file=model.file, key="synapses", fix="port a study of models/target-rate.yaml")
+        for name, (constant, unit) in MODEL_CONSTANTS.items():
+            if constant not in model.constants:
+                raise CodesignError(f"the port network needs constant {constant}", file=model.file, key="constants",
+                                    fix=f"port a model that defines {', '.join(c for c, _ in MODEL_CONSTANTS.values())}")
+            values[name] = float(model.constants[constant] / evaluate(unit, {}))
     values.update(overrides)
     return PortParams(**values)
 
@@ -225,17 +240,16 @@ def _underflow_refusal(compiled: CompiledRule, eta: float) -> RuleError:
 
 
 def input_spikes(params: PortParams, seed: int, dt_ms: float = 1.0) -> np.ndarray:
-    """Input spikes as a (n_inputs, steps) 0/1 array, drawn by the task's ``draw_spikes``."""
-    from codesign.tasks.target_rate import TargetRateParams, draw_spikes
-
-    study = TargetRateParams(target_rate_hz=params.target_rate_hz, n_excitatory=params.n_excitatory,
-                             n_inhibitory=params.n_inhibitory, rate_excitatory_hz=params.rate_excitatory_hz,
-                             rate_inhibitory_hz=params.rate_inhibitory_hz, n_repeats=1, learn_s=params.learn_s,
-                             measure_s=params.measure_s, dt_ms=dt_ms)
-    indices, times = draw_spikes(study, seed)
+    """Input spikes as a (n_inputs, steps) 0/1 array: Poisson, at most one per input and step, drawn as
+    the model library's ``poisson`` stimulus draws them."""
     steps = int(round((params.learn_s + params.measure_s) * 1000.0 / dt_ms))
+    rng = np.random.default_rng(seed)
+    rates = np.r_[np.full(params.n_excitatory, params.rate_excitatory_hz),
+                  np.full(params.n_inhibitory, params.rate_inhibitory_hz)]
     spikes = np.zeros((params.n_inputs, steps), dtype=np.int8)
-    spikes[indices, np.rint(times * 1000.0 / dt_ms).astype(int)] = 1
+    counts = rng.poisson(rates * (params.learn_s + params.measure_s))
+    for i in np.flatnonzero(counts):
+        spikes[i, np.unique(rng.integers(0, steps, counts[i]))] = 1
     return spikes
 
 
