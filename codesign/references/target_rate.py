@@ -1,7 +1,7 @@
-"""A hand-written, vectorised NumPy simulation of the ``target_rate`` network.
+"""A hand-written, vectorised NumPy simulation of the target-rate network (``models/target-rate.yaml``).
 
 It serves as the "how fast could a CPU do this" baseline and as an independent check of the Brian2
-network built in :mod:`codesign.tasks.target_rate`. It follows Brian2's semantics (default
+network codesign builds from the model file. It follows Brian2's semantics (default
 schedule, ``euler`` state update, event-driven traces with exact decay) step by step, and even the
 order of floating-point operations of Brian2's generated numpy code (Brian2 2.8), including the
 order in which simultaneous spikes are added into ``ge`` and ``gi``, so with the numpy runtime the two
@@ -29,10 +29,51 @@ from typing import Sequence
 
 import numpy as np
 
-from codesign.rules.spike_trace import SPIKE_TERMS, SpikeTraceRule
-from codesign.tasks.target_rate import CELL, TargetRateParams
+import dataclasses
+from typing import Any
 
-__all__ = ["reference_run"]
+from codesign.rules.spike_trace import SPIKE_TERMS, SpikeTraceRule
+
+__all__ = ["reference_run", "TargetRateNetwork"]
+
+
+@dataclasses.dataclass(frozen=True)
+class TargetRateNetwork:
+    """The constants of the target-rate model in the units this reference uses (mV, ms, s, Hz)."""
+
+    n_excitatory: int
+    n_inhibitory: int
+    n_repeats: int
+    w_excitatory: float
+    w_inhibitory_init: float
+    w_max: float
+    learn_s: float
+    measure_s: float
+    dt_ms: float
+    cell: dict[str, float]
+
+    @property
+    def n_inputs(self) -> int:
+        return self.n_excitatory + self.n_inhibitory
+
+    @property
+    def duration_s(self) -> float:
+        return self.learn_s + self.measure_s
+
+    @classmethod
+    def from_model(cls, model: Any) -> TargetRateNetwork:
+        """The constants of a model of the target-rate network (``models/target-rate.yaml``)."""
+        from brian2 import mV, ms, second
+
+        c = model.constants
+        cell = {name: float(c[name] / mV) for name in ("E_l", "E_e", "E_i", "v_th", "v_reset")}
+        cell.update({f"{name}_ms": float(c[name] / ms) for name in ("tau_m", "tau_e", "tau_i")})
+        refractory = model.value(model.groups["neuron"].refractory, model.where)
+        cell["refractory_ms"] = float(refractory / ms)
+        return cls(n_excitatory=int(c["n_excitatory"]), n_inhibitory=int(c["n_inhibitory"]), n_repeats=model.draws,
+                   w_excitatory=float(c["w_e"]), w_inhibitory_init=float(c["w_inhibitory_init"]),
+                   w_max=float(c["w_max"]), learn_s=float(c["learn"] / second), measure_s=float(c["measure"] / second),
+                   dt_ms=model.dt_s * 1e3, cell=cell)
 
 
 def _n_steps(duration: float, dt: float) -> int:
@@ -48,12 +89,12 @@ def _timestep(t: float, dt: float) -> int:
     return int((t + 1e-3 * dt) / dt)
 
 
-def reference_run(rules: Sequence[SpikeTraceRule], params: TargetRateParams,
+def reference_run(rules: Sequence[SpikeTraceRule], params: TargetRateNetwork,
                   spikes: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """Run the ``target_rate`` network of every rule on every input draw.
 
-    ``spikes`` is what :func:`~codesign.tasks.target_rate.draw_spikes` returns: indices into the
-    ``n_repeats * n_inputs`` inputs and times in seconds, on the dt grid.
+    ``spikes`` are the model's ``poisson`` stimulus draws: indices into the ``n_repeats * n_inputs``
+    inputs and times in seconds, on the dt grid.
 
     Returns ``(counts, weights)``: ``counts`` of shape ``(len(rules), n_repeats)`` is the number of
     output spikes with ``t >= learn_s`` (Brian2's ``count``), ``weights`` of shape
@@ -64,10 +105,10 @@ def reference_run(rules: Sequence[SpikeTraceRule], params: TargetRateParams,
     # Constants exactly as Brian2 has them (a value times its unit's scale: mV = ms = 1e-3).
     dt = params.dt_ms * 1e-3
     mv, ms = 1e-3, 1e-3
-    E_l, E_e, E_i = CELL["E_l"] * mv, CELL["E_e"] * mv, CELL["E_i"] * mv
-    v_th, v_reset = CELL["v_th"] * mv, CELL["v_reset"] * mv
-    tau_m, tau_e, tau_i = CELL["tau_m_ms"] * ms, CELL["tau_e_ms"] * ms, CELL["tau_i_ms"] * ms
-    refractory_steps = _timestep(CELL["refractory_ms"] * ms, dt)
+    E_l, E_e, E_i = params.cell["E_l"] * mv, params.cell["E_e"] * mv, params.cell["E_i"] * mv
+    v_th, v_reset = params.cell["v_th"] * mv, params.cell["v_reset"] * mv
+    tau_m, tau_e, tau_i = params.cell["tau_m_ms"] * ms, params.cell["tau_e_ms"] * ms, params.cell["tau_i_ms"] * ms
+    refractory_steps = _timestep(params.cell["refractory_ms"] * ms, dt)
     t_measure = params.learn_s * 1.0
     w_e, w_max = params.w_excitatory, params.w_max
     # Loop-invariant factors as Brian2's generated code computes them.
