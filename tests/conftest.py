@@ -12,10 +12,11 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.fixture
 def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A temporary working directory with hw_targets/ copied in, so results/ lands there."""
-    (tmp_path / "hw_targets").mkdir()
-    for target in (ROOT / "hw_targets").glob("*.yaml"):
-        (tmp_path / "hw_targets" / target.name).write_text(target.read_text())
+    """A temporary working directory with hw_targets/ and models/ copied in, so results/ lands there."""
+    for folder in ("hw_targets", "models"):
+        (tmp_path / folder).mkdir()
+        for file in (ROOT / folder).glob("*.yaml"):
+            (tmp_path / folder / file.name).write_text(file.read_text())
     (tmp_path / "studies").mkdir()
     monkeypatch.chdir(tmp_path)
     return tmp_path
@@ -25,7 +26,9 @@ def small_study(**overrides) -> dict:
     """A quick Oja study: short simulations, few trials."""
     study = {
         "name": "tiny",
-        "task": {"kind": "oja", "n_inputs": 4, "n_repeats": 2, "duration_s": 0.3},
+        "model": "models/oja.yaml",
+        "constants": {"n_inputs": 4, "duration": "0.3*second"},
+        "draws": 2,
         "rule": {"terms": ["theta_110", "theta_021", "theta_001"], "eta": 5.0},
         "target": "hw_targets/cpu.yaml",
         "sampler": {"name": "cmaes"},

@@ -126,6 +126,7 @@ class BatchedNetwork:
             self.per_copy.update({name: (unit, "candidate") for name, unit in emulation.variables().items()})
         for name in varying:
             self.per_copy[name] = (_unit_of(model.constants[name]), "draw")
+        self.gates = self._gates()
         self.synapses = {name: self._synapse(name, spec) for name, spec in model.synapses.items()}
         self.groups = {name: self._group(name, spec) for name, spec in model.groups.items()}
         self._check_records()
@@ -180,6 +181,27 @@ class BatchedNetwork:
         return _Group(name, spec, n, shared, size, texts_out[0] or "", texts_out[1], texts_out[2], refractory, events,
                       hosted, counters)
 
+    def _gates(self) -> dict[str, np.ndarray]:
+        """Per plastic synapse that some phase leaves out (``plastic: [...]``), 1 at the time steps where
+        it learns and 0 elsewhere: a TimedArray ``plastic_SYNAPSE`` multiplies its rule's eta."""
+        plastic = [n for n, s in self.model.synapses.items() if s.rule is not None]
+        gates: dict[str, np.ndarray] = {}
+        start = 0
+        for index, phase in enumerate(self.model.protocol):
+            length = self.model.seconds(phase.duration, self.model.where.child("protocol").child(index))
+            steps = slice(int(round(start / self.model.dt_s)), int(round((start + length) / self.model.dt_s)))
+            start += length
+            if phase.plastic is None:
+                continue
+            for i, name in enumerate(phase.plastic):
+                if name not in plastic:
+                    raise self.model.where.child("protocol").child(index).child("plastic").child(i).error(
+                        f"{name!r} is not a synapse with a rule", fix=f"plastic synapses: {', '.join(plastic) or 'none'}")
+            for name in plastic:
+                if name not in phase.plastic:
+                    gates.setdefault(name, np.ones(self.steps))[steps] = 0.0
+        return gates
+
     def _window(self, phase: str) -> str:
         start, end = self.model.phase_window(phase)
         last = abs(end - self.model.duration_s) < 1e-12
@@ -215,6 +237,9 @@ class BatchedNetwork:
         model, on_pre, on_post = spec.model or None, spec.on_pre, spec.on_post
         if spec.rule is not None:
             text = FAMILIES[spec.rule.family].template(spec.rule.slot, spec.rule.bind, self.terms[spec.rule.slot])
+            if name in self.gates:  # learning only in the phases that list this synapse
+                gated = {f"eta_{spec.rule.slot}": f"(eta_{spec.rule.slot} * plastic_{name}(t))"}
+                text = {k: _substitute(v, gated) for k, v in text.items()}
             model = _join(model, text.get("model"))
             on_pre, on_post = _join(on_pre, text.get("on_pre")), _join(on_post, text.get("on_post"))
         if self.emulation is not None:
@@ -278,6 +303,8 @@ class BatchedNetwork:
         digest.update(repr((sorted((k, repr(v)) for k, v in self.model.constants.items()), self.steps,
                             self.model.dt_s, sorted(self.timed_columns.items()), self.layout,
                             sorted(self.per_copy.items()), self.records)).encode())
+        for name, gate in sorted(self.gates.items()):
+            digest.update(name.encode() + gate.tobytes())
         return f"model|{self.model.name}|{digest.hexdigest()[:24]}"
 
     # -- construction ----------------------------------------------------------------------------------
@@ -295,7 +322,9 @@ class BatchedNetwork:
             clock = network_clock(dt)
             timed = {name: b2.TimedArray(np.zeros((self.steps, self.layout.draws * columns)), dt=dt, name=name)
                      for name, columns in self.timed_columns.items()}
-            namespace = {**self.namespace(), **timed}
+            gates = {f"plastic_{name}": b2.TimedArray(values, dt=dt, name=f"plastic_{name}")
+                     for name, values in self.gates.items()}
+            namespace = {**self.namespace(), **timed, **gates}
             objects: dict[str, Any] = {}
             spike_inputs = {}
             for group in self.groups.values():
