@@ -171,7 +171,7 @@ class BatchedNetwork:
             declared.append("spike_count : 1")
         local = {"i": f"(i % {n})", "N": str(n)}
         model_text = _join(spec.model, *declared) or ""
-        if spec.kind == "spikes":
+        if spec.kind != "neurons":
             model_text = ""
         texts_out = [self._stimulus_calls(_substitute(t, local), n, shared) for t in (model_text, threshold, reset)]
         events = {e: self._stimulus_calls(_substitute(c, local), n, shared) for e, c in spec.events.items()}
@@ -293,7 +293,7 @@ class BatchedNetwork:
         digest = hashlib.sha256()
         for group in self.groups.values():
             digest.update(repr((group.name, group.spec.kind, group.size, group.model, group.threshold, group.reset,
-                                repr(group.refractory), sorted(group.events.items()), group.spec.method,
+                                repr(group.refractory), sorted(group.events.items()), group.spec.method, group.spec.rates,
                                 sorted(group.spec.initial.items()), self.spike_capacity.get(group.name))).encode())
         for s in self.synapses.values():
             digest.update(repr((s.name, s.spec.source, s.spec.target, s.copies, s.model, s.on_pre, s.on_post,
@@ -333,6 +333,8 @@ class BatchedNetwork:
                     spike_inputs[group.name] = objects[group.name]
             for s in self.synapses.values():
                 objects[s.name] = self._make_synapses(b2, s, objects, clock, namespace)
+            monitors = {g.name: b2.SpikeMonitor(objects[g.name], record=False, name=f"{g.name}_spikes")
+                        for g in self.groups.values() if g.spec.kind == "poisson"}
             settable: dict[str, tuple[Any, str]] = {}
             for group in self.groups.values():
                 for var in group.hosted:
@@ -347,12 +349,13 @@ class BatchedNetwork:
             for group in self.groups.values():
                 if group.spec.threshold:
                     readable[f"{group.name}@spikes"] = (objects[group.name], "spike_count")
-            draws_random = self.emulation is not None and self.emulation.draws_random or any(
+            readable.update({f"{name}@spikes": (monitor, "count") for name, monitor in monitors.items()})
+            draws_random = bool(monitors) or self.emulation is not None and self.emulation.draws_random or any(
                 "rand" in _words(t) or "randn" in _words(t)
                 for t in [g.model for g in self.groups.values()] + [g.reset for g in self.groups.values()]
                 + [s.on_pre for s in self.synapses.values()] + [s.on_post for s in self.synapses.values()]
                 + [s.model for s in self.synapses.values()])
-            return NetworkBuild(objects=list(objects.values()), duration=self.steps * dt, settable=settable,
+            return NetworkBuild(objects=list(objects.values()) + list(monitors.values()), duration=self.steps * dt, settable=settable,
                                 readable=readable, timed_arrays=timed, spike_inputs=spike_inputs,
                                 draws_random=draws_random)
 
@@ -366,6 +369,14 @@ class BatchedNetwork:
                 raise where.child("kind").error("no stimulus feeds this group of spike inputs",
                                                 fix="add a stimulus of kind poisson with group: " + group.name)
             return spike_input(group.size, capacity, clock, group.name)
+        if group.spec.kind == "poisson":
+            rates = self._quantity_or_text(group.spec.rates, where.child("rates"))
+            if isinstance(rates, str):
+                rates = self._stimulus_calls(_substitute(rates, {"i": f"(i % {group.n})"}), group.n, group.shared)
+            try:
+                return b2.PoissonGroup(group.size, rates=rates, clock=clock, namespace=namespace, name=group.name)
+            except Exception as exc:
+                raise _brian_error(where, exc) from None
         kwargs: dict[str, Any] = {}
         if group.threshold:
             kwargs["threshold"] = group.threshold

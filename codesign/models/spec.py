@@ -33,8 +33,11 @@ class GroupSpec:
     #: ``candidate``: one copy per candidate and draw; ``draw``: one per draw, shared by every candidate
     #: (inputs). A shared group may not depend on what a candidate searches.
     per: Literal["candidate", "draw"] = "candidate"
-    #: ``neurons`` (a NeuronGroup) or ``spikes`` (spike trains a stimulus draws, given per run).
-    kind: Literal["neurons", "spikes"] = "neurons"
+    #: ``neurons`` (a NeuronGroup), ``spikes`` (spike trains a stimulus draws, given per run) or
+    #: ``poisson`` (Brian2's PoissonGroup at ``rates``, drawn in the network from the run's seed).
+    kind: Literal["neurons", "spikes", "poisson"] = "neurons"
+    #: The rates of a ``poisson`` group: a quantity, or Brian2 text of ``t``, ``i`` and the constants.
+    rates: str | None = None
     threshold: str | None = None
     reset: str | None = None
     refractory: str | None = None
@@ -246,7 +249,12 @@ def load_model(path: str | Path) -> ModelSpec:
     groups = {}
     for name, data in raw.groups.items():
         _identifier(str(name), where.child("groups").child(str(name)))
-        groups[str(name)] = build(GroupSpec, data, where.child("groups").child(str(name)))
+        group = build(GroupSpec, data, where.child("groups").child(str(name)))
+        if (group.kind == "poisson") != (group.rates is not None):
+            raise where.child("groups").child(str(name)).child("rates").error(
+                "a poisson group needs rates, and only a poisson group has them",
+                fix="write kind: poisson with rates: 10*Hz (or Brian2 text of t and i)")
+        groups[str(name)] = group
     synapses = {}
     for name, data in raw.synapses.items():
         here = where.child("synapses").child(str(name))
@@ -256,8 +264,8 @@ def load_model(path: str | Path) -> ModelSpec:
             if getattr(synapse, end) not in groups:
                 raise here.child(end).error(f"unknown group {getattr(synapse, end)!r}",
                                             fix=f"groups of this model: {', '.join(groups)}")
-        if synapse.target in groups and groups[synapse.target].kind == "spikes":
-            raise here.child("target").error("a group of spike inputs receives no synapses",
+        if synapse.target in groups and groups[synapse.target].kind != "neurons":
+            raise here.child("target").error(f"a group of {groups[synapse.target].kind} inputs receives no synapses",
                                              fix="connect it to a neuron group")
         synapses[str(name)] = synapse
     stimuli = {}
