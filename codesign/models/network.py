@@ -33,7 +33,7 @@ from codesign.models.emulation import Emulation
 from codesign.models.spec import GroupSpec, ModelSpec, SynapseSpec
 from codesign.rules import FAMILIES
 
-__all__ = ["BatchedNetwork", "Layout"]
+__all__ = ["BatchedNetwork", "Layout", "brian_error"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -475,6 +475,20 @@ class BatchedNetwork:
         mask = np.zeros((s.n_post, s.n_pre), dtype=bool)
         mask[s.post, s.pre] = True
         return mask
+
+
+def brian_error(model: ModelSpec, exc: Exception) -> CodesignError:
+    """Brian2's error about one of a model's objects as one line naming the model file, the group or
+    synapse, and Brian2's own message (what caused it, where Brian2 wraps the cause)."""
+    # Private API (BrianObjectException._brian_objname): the only place Brian2 keeps the object's name.
+    name = getattr(exc, "_brian_objname", "") or ""
+    owners = [(kind, owner) for kind in ("synapses", "groups") for owner in getattr(model, kind)]
+    matches = [(kind, owner) for kind, owner in owners if name == owner or name.startswith(owner + "_")]
+    kind, owner = max(matches, key=lambda m: len(m[1])) if matches else ("", "")
+    cause = exc.__cause__ or exc
+    message = " ".join(str(cause).split()) or type(cause).__name__
+    where = model.where.child(kind).child(owner) if owner else model.where
+    return where.error(f"Brian2: {message[:400]}", fix="correct the Brian2 text of this entry (codesign check MODEL)")
 
 
 def _unit_of(value: Any) -> str:

@@ -20,7 +20,7 @@ from codesign.hardware import EventCounts, Target
 from codesign.models.emulation import Emulation
 from codesign.models.evaluation import Evaluation
 from codesign.models.losses import Recordings, make_loss, resolve_values
-from codesign.models.network import BatchedNetwork, Layout
+from codesign.models.network import BatchedNetwork, Layout, brian_error
 from codesign.models.spec import ModelSpec
 from codesign.models.stimuli import Stimulus, StimulusDraw, stimulus_kind
 from codesign.rules import FAMILIES, Candidate, Rule, named_rule
@@ -284,7 +284,12 @@ class ModelTask:
                                         "network holds (mean + 10 standard deviations)", key="seed",
                                         fix="use another seed")
                 spikes[group] = d.spikes
-        out = self.simulation(network).run(network.values(per_copy, initial), timed, spikes=spikes, seed=seed)
+        from brian2.core.base import BrianObjectException
+
+        try:
+            out = self.simulation(network).run(network.values(per_copy, initial), timed, spikes=spikes, seed=seed)
+        except BrianObjectException as exc:  # the model's Brian2 text, checked when the network is prepared
+            raise brian_error(self.model, exc) from None
         recordings = self._recordings(network, out, draws, constants)
         counts = self._counts(network, out, spikes)
 
