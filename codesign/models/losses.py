@@ -41,12 +41,15 @@ class Recordings:
     phases: dict[str, tuple[float, float]]
     #: synapse -> (n_post, n_pre) mask of the pairs that have a synapse.
     present: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    #: Seconds spent in each phase over the whole protocol (all repetitions).
+    phase_seconds: dict[str, float] = dataclasses.field(default_factory=dict)
 
     def subset(self, draws: np.ndarray) -> Recordings:
         """The recordings of some draws only (one condition's)."""
         return Recordings({k: v[draws] for k, v in self.values.items()}, {k: v[draws] for k, v in self.counts.items()},
                           {s: {k: v[draws] for k, v in f.items()} for s, f in self.facts.items()},
-                          [self.constants[r] for r in draws], self.duration_s, self.phases, self.present)
+                          [self.constants[r] for r in draws], self.duration_s, self.phases, self.present,
+                          self.phase_seconds)
 
 
 class Loss:
@@ -210,8 +213,7 @@ class RateToTarget(Loss):
 
     def __call__(self, rec: Recordings) -> Evaluation:
         p = self.params
-        start, end = rec.phases[p.phase]
-        rates = rec.counts[f"{p.group}@{p.phase}"].mean(axis=1) / (end - start)
+        rates = rec.counts[f"{p.group}@{p.phase}"].mean(axis=1) / rec.phase_seconds[p.phase]
         error = (rates - p.target) / p.target
         metrics: dict[str, Any] = {"rates_hz": [float(x) for x in rates], "max_rate_error": float(np.max(np.abs(error)))}
         arrays = {}

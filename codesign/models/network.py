@@ -21,16 +21,18 @@ per run, so one build serves every batch and every seed.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
+import math
 import re
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
 from codesign.backends import NetworkBuild, network_clock, spike_input
 from codesign.errors import CodesignError
 from codesign.models.emulation import Emulation
-from codesign.models.spec import GroupSpec, ModelSpec, SynapseSpec
+from codesign.models.spec import GroupSpec, ModelSpec, PhaseSpec, SynapseSpec
 from codesign.rules import FAMILIES
 
 __all__ = ["BatchedNetwork", "Layout", "brian_error"]
@@ -127,6 +129,13 @@ class BatchedNetwork:
         for name in varying:
             self.per_copy[name] = (_unit_of(model.constants[name]), "draw")
         self.gates = self._gates()
+        self.phase_values = self._phase_values()
+        clash = set(self.phase_values) & {n for n, (_, varies) in self.per_copy.items() if varies == "draw"}
+        if clash:
+            raise model.where.child("protocol").error(f"{', '.join(sorted(clash))} vary both per phase and per condition",
+                                                      fix="vary a constant per phase or per condition, not both")
+        #: A constant set per phase is read from its TimedArray at the current time.
+        self.timed_constants = {name: f"{name}_phase(t)" for name in self.phase_values}
         self.synapses = {name: self._synapse(name, spec) for name, spec in model.synapses.items()}
         self.groups = {name: self._group(name, spec) for name, spec in model.groups.items()}
         self._check_records()
@@ -151,6 +160,8 @@ class BatchedNetwork:
             lines = [f"count_{phase} += {self._window(phase)}" for phase in counters]
             reset = _join(reset, *lines, "spike_count += 1")
         hosted = {}
+        threshold, reset = _substitute(threshold, self.timed_constants), _substitute(reset, self.timed_constants)
+        events_text = {e: _substitute(c, self.timed_constants) for e, c in spec.events.items()}
         texts = [spec.model, threshold, reset, *spec.events.values()]
         used = set().union(*(_words(t) for t in texts))
         for var, (unit, varies) in self.per_copy.items():
@@ -170,39 +181,74 @@ class BatchedNetwork:
         if threshold:
             declared.append("spike_count : 1")
         local = {"i": f"(i % {n})", "N": str(n)}
-        model_text = _join(spec.model, *declared) or ""
+        model_text = _join(_substitute(spec.model, self.timed_constants), *declared) or ""
         if spec.kind != "neurons":
             model_text = ""
         texts_out = [self._stimulus_calls(_substitute(t, local), n, shared) for t in (model_text, threshold, reset)]
-        events = {e: self._stimulus_calls(_substitute(c, local), n, shared) for e, c in spec.events.items()}
+        events = {e: self._stimulus_calls(_substitute(c, local), n, shared) for e, c in events_text.items()}
         refractory = None
         if spec.refractory is not None:
             refractory = self._quantity_or_text(spec.refractory, where.child("refractory"))
         return _Group(name, spec, n, shared, size, texts_out[0] or "", texts_out[1], texts_out[2], refractory, events,
                       hosted, counters)
 
-    def _gates(self) -> dict[str, np.ndarray]:
-        """Per plastic synapse that some phase leaves out (``plastic: [...]``), 1 at the time steps where
-        it learns and 0 elsewhere: a TimedArray ``plastic_SYNAPSE`` multiplies its rule's eta."""
-        plastic = [n for n, s in self.model.synapses.items() if s.rule is not None]
-        gates: dict[str, np.ndarray] = {}
-        start = 0
-        for index, phase in enumerate(self.model.protocol):
-            length = self.model.seconds(phase.duration, self.model.where.child("protocol").child(index))
-            steps = slice(int(round(start / self.model.dt_s)), int(round((start + length) / self.model.dt_s)))
+    def _blocks(self) -> tuple[int, list[tuple[PhaseSpec, int, int]]]:
+        """The protocol on a grid of blocks of ``g`` time steps (g: the largest step count dividing every
+        phase), and each phase's first and last block within one cycle: phase-wise values are
+        TimedArrays of one value per block, small however long the protocol."""
+        lengths = [int(round(self.model.seconds(p.duration, self.model.where.child("protocol").child(i))
+                             / self.model.dt_s)) for i, p in enumerate(self.model.protocol)]
+        block = functools.reduce(math.gcd, lengths)
+        spans, start = [], 0
+        for phase, length in zip(self.model.protocol, lengths):
+            spans.append((phase, start // block, (start + length) // block))
             start += length
-            if phase.plastic is None:
-                continue
-            for i, name in enumerate(phase.plastic):
+        return block, spans
+
+    def _per_phase(self, value: Callable[[PhaseSpec], float]) -> np.ndarray:
+        """One value per block over the whole protocol (its phases ``repeat`` times)."""
+        _, spans = self._blocks()
+        cycle = np.zeros(spans[-1][2])
+        for phase, first, last in spans:
+            cycle[first:last] = value(phase)
+        return np.tile(cycle, self.model.repeat)
+
+    def _gates(self) -> dict[str, np.ndarray]:
+        """Per plastic synapse that some phase leaves out (``plastic: [...]``), 1 in the blocks where it
+        learns and 0 elsewhere: a TimedArray ``plastic_SYNAPSE`` multiplies its rule's eta."""
+        plastic = [n for n, s in self.model.synapses.items() if s.rule is not None]
+        for index, phase in enumerate(self.model.protocol):
+            for i, name in enumerate(phase.plastic or ()):
                 if name not in plastic:
                     raise self.model.where.child("protocol").child(index).child("plastic").child(i).error(
                         f"{name!r} is not a synapse with a rule", fix=f"plastic synapses: {', '.join(plastic) or 'none'}")
-            for name in plastic:
-                if name not in phase.plastic:
-                    gates.setdefault(name, np.ones(self.steps))[steps] = 0.0
-        return gates
+        gated = [n for n in plastic if any(p.plastic is not None and n not in p.plastic for p in self.model.protocol)]
+        return {name: self._per_phase(lambda p, n=name: float(p.plastic is None or n in p.plastic)) for name in gated}
+
+    def _phase_values(self) -> dict[str, tuple[np.ndarray, str]]:
+        """Constants some phase sets (``values:``): one value per block, in base units, and the unit."""
+        out = {}
+        for name in sorted({k for p in self.model.protocol for k in p.values}):
+            base = self.model.constants[name]
+            unit = _unit_of(base)
+
+            def value(phase: PhaseSpec, name: str = name, base: Any = base) -> float:
+                where = self.model.where.child("protocol").child(self.model.protocol.index(phase)).child("values")
+                v = self.model.value(phase.values[name], where.child(name)) if name in phase.values else base
+                if _unit_of(v) != unit:
+                    raise where.child(name).error(f"has units {_unit_of(v)}, the constant {unit}",
+                                                  fix=f"give {name} in the units of its constant")
+                return float(np.asarray(v))
+            out[name] = (self._per_phase(value), unit)
+        return out
 
     def _window(self, phase: str) -> str:
+        """1 at the time steps of ``phase`` (every repetition of it), else 0."""
+        if self.model.repeat > 1:
+            block, spans = self._blocks()
+            first, last = next((f * block, l * block) for p, f, l in spans if p.name == phase)
+            cycle = spans[-1][2] * block
+            return f"int(t_in_timesteps % {cycle} >= {first} and t_in_timesteps % {cycle} < {last})"
         start, end = self.model.phase_window(phase)
         last = abs(end - self.model.duration_s) < 1e-12
         start_text = f"t >= {start!r}*second"
@@ -245,6 +291,7 @@ class BatchedNetwork:
         if self.emulation is not None:
             on_pre = self.emulation.pathway(on_pre, spec, name, where)
             on_post = self.emulation.pathway(on_post, spec, name, where)
+        model, on_pre, on_post = (_substitute(t, self.timed_constants) for t in (model, on_pre, on_post))
         rename = {var: f"{var}_post" for var in self.per_copy
                   if var in _words(model) | _words(on_pre) | _words(on_post)}
         if rename and target.per == "draw":
@@ -305,6 +352,9 @@ class BatchedNetwork:
                             sorted(self.per_copy.items()), self.records)).encode())
         for name, gate in sorted(self.gates.items()):
             digest.update(name.encode() + gate.tobytes())
+        for name, (values, unit) in sorted(self.phase_values.items()):
+            digest.update(name.encode() + unit.encode() + values.tobytes())
+        digest.update(repr((self.model.repeat, self._blocks()[0])).encode())
         return f"model|{self.model.name}|{digest.hexdigest()[:24]}"
 
     # -- construction ----------------------------------------------------------------------------------
@@ -322,8 +372,11 @@ class BatchedNetwork:
             clock = network_clock(dt)
             timed = {name: b2.TimedArray(np.zeros((self.steps, self.layout.draws * columns)), dt=dt, name=name)
                      for name, columns in self.timed_columns.items()}
-            gates = {f"plastic_{name}": b2.TimedArray(values, dt=dt, name=f"plastic_{name}")
+            block_dt = self._blocks()[0] * dt
+            gates = {f"plastic_{name}": b2.TimedArray(values, dt=block_dt, name=f"plastic_{name}")
                      for name, values in self.gates.items()}
+            gates.update({f"{name}_phase": b2.TimedArray(_with_unit(values, unit), dt=block_dt, name=f"{name}_phase")
+                          for name, (values, unit) in self.phase_values.items()})
             namespace = {**self.namespace(), **timed, **gates}
             objects: dict[str, Any] = {}
             spike_inputs = {}

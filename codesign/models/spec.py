@@ -101,11 +101,13 @@ class StimulusSpec:
 
 @dataclasses.dataclass(frozen=True)
 class PhaseSpec:
-    """One phase of the protocol: how long, and which plastic synapses learn in it (default: all)."""
+    """One phase of the protocol: how long, which plastic synapses learn in it (default: all), and the
+    constants that take other values during it (a stimulus per phase: ``values: {I_ext: 150*pA}``)."""
 
     name: str
     duration: str
     plastic: list[str] | None = None
+    values: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,6 +129,8 @@ class _ModelFile:
     draws: int | str = 1
     #: The time step (a quantity).
     dt: str = "0.1*ms"
+    #: The phases run this many times in a row (repeated trials).
+    repeat: int = dataclasses.field(default=1, metadata={"min": 1, "max": 1_000_000})
     synapses: dict[str, Any] = dataclasses.field(default_factory=dict)
     stimuli: dict[str, Any] = dataclasses.field(default_factory=dict)
     #: Candidates the model knows by name: name -> {slot: a rule name of the slot's family, or a rule
@@ -149,6 +153,7 @@ class ModelSpec:
     protocol: tuple[PhaseSpec, ...]
     loss: LossSpec
     named: dict[str, dict[str, Any]]
+    repeat: int = 1
     #: Constants and ``draws`` as written (numbers or expressions), for a study's overrides.
     raw_constants: dict[str, Any] = dataclasses.field(default_factory=dict)
     raw_draws: Any = 1
@@ -193,9 +198,14 @@ class ModelSpec:
         return seconds
 
     @property
-    def duration_s(self) -> float:
+    def cycle_s(self) -> float:
+        """One pass through the phases."""
         return sum(self.seconds(p.duration, self.where.child("protocol").child(i))
                    for i, p in enumerate(self.protocol))
+
+    @property
+    def duration_s(self) -> float:
+        return self.repeat * self.cycle_s
 
     @property
     def dt_s(self) -> float:
@@ -289,6 +299,7 @@ def load_model(path: str | Path) -> ModelSpec:
         raise where.child("synapses").error(f"rule slots repeat: {slots}", fix="give each plastic synapse its own slot")
     model = ModelSpec(name=raw.name or path.stem, file=str(path), constants={}, draws=1, dt=raw.dt, groups=groups,
                       synapses=synapses, stimuli=stimuli, protocol=tuple(raw.protocol), loss=loss, named=raw.named,
+                      repeat=raw.repeat,
                       raw_draws=raw.draws)
     for name in raw.constants:
         _identifier(str(name), where.child("constants").child(str(name)))
@@ -297,6 +308,11 @@ def load_model(path: str | Path) -> ModelSpec:
                 "is a name Brian2 reserves", fix=f"rename it; reserved: {', '.join(sorted(RESERVED))}")
     model = _resolve(model, dict(raw.constants), where)
     _check_named(model, where.child("named"))
+    for i, phase in enumerate(model.protocol):
+        for name in phase.values:
+            if name not in model.constants:
+                raise where.child("protocol").child(i).child("values").child(name).error(
+                    "not a constant of the model", fix=f"constants: {', '.join(model.constants) or 'none'}")
     return model
 
 

@@ -323,9 +323,10 @@ class ModelTask:
                     values[name] = out[name].reshape(K, R, network.groups[owner].n)
         facts = {name: d.facts for name, d in draws.items()}
         phases = {p.name: self.model.phase_window(p.name) for p in self.model.protocol}
+        seconds = {name: self.model.repeat * (end - start) for name, (start, end) in phases.items()}
         present = {name: network.present(name) for name in network.synapses}
         return [Recordings({n: v[k] for n, v in values.items()}, {n: v[k] for n, v in counts.items()}, facts,
-                           constants, self.model.duration_s, phases, present) for k in range(K)]
+                           constants, self.model.duration_s, phases, present, seconds) for k in range(K)]
 
     def _counts(self, network: BatchedNetwork, out: Mapping[str, np.ndarray],
                 spikes: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> list[EventCounts]:
