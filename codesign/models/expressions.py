@@ -35,9 +35,12 @@ _FUNCTIONS = {"exp": np.exp, "log": np.log, "sqrt": np.sqrt, "abs": np.abs, "sin
 @functools.lru_cache(maxsize=1)
 def units_namespace() -> dict[str, Any]:
     """Brian2's units by name (``mV``, ``ms``, ``Hz``, ``nS``...)."""
-    from brian2.units.allunits import all_units
+    from brian2.units import allunits
+    from brian2.units.fundamentalunits import Unit
 
-    namespace = {str(unit): unit for unit in all_units}
+    # By display name (Hz, mV) and by the module's names (hertz, metre, msecond): repr() gives the latter.
+    namespace = {str(unit): unit for unit in allunits.all_units}
+    namespace.update({name: unit for name, unit in vars(allunits).items() if isinstance(unit, Unit)})
     namespace.update({"second": namespace["s"], "pi": np.pi, "True": True, "False": False})
     return namespace
 

@@ -232,6 +232,77 @@ class RateToTarget(Loss):
         return plot_rate_solutions(self.params, spec, trials, path)
 
 
+# -- Rates per trial ---------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class _TrialRateParams:
+    #: The group whose mean rate is read in ``phase`` of every trial.
+    group: str
+    phase: str
+    #: The constant each trial sets to its target rate (``trials: [{target: 20*Hz, ...}, ...]``).
+    target: str
+    #: Errors are in units of this rate (Hz); default: the largest target.
+    scale: float | None = dataclasses.field(default=None, metadata={"min": 1e-9})
+    #: A trial counts as right when its rate is on the same side of this rate (Hz) as its target.
+    threshold: float | None = dataclasses.field(default=None, metadata={"min": 0.0})
+    #: Score only the last this many passes through the trials (what was learned); default: all.
+    last: int | None = dataclasses.field(default=None, metadata={"min": 1})
+
+
+class TrialRates(Loss):
+    """Each trial asks for its own rate of a group in a phase (e.g. XOR: high for patterns 01 and 10):
+    the mean squared error of the rates, in units of ``scale``, over the trials of the scored passes
+    and the draws; metrics ``trial_rates_hz`` (per trial of ``trials``, mean over passes and draws),
+    ``accuracy`` (with a ``threshold``)."""
+
+    kind = "trial_rates"
+    Params = _TrialRateParams
+
+    def records(self) -> list[str]:
+        from codesign.models.network import TRIALS
+
+        p = self.params
+        if not self.model.trials:
+            raise self.where.error("the model has no trials", fix="add trials: [{CONSTANT: value}, ...] to the model")
+        if p.group not in self.model.groups:
+            raise self.where.child("group").error(f"unknown group {p.group!r}", fix=f"groups: {', '.join(self.model.groups)}")
+        if p.phase not in {ph.name for ph in self.model.protocol}:
+            raise self.where.child("phase").error(f"unknown phase {p.phase!r}",
+                                                  fix=f"phases: {', '.join(ph.name for ph in self.model.protocol)}")
+        if any(p.target not in t for t in self.model.trials):
+            raise self.where.child("target").error(f"not every trial sets {p.target!r}",
+                                                   fix=f"give each trial a value of {p.target}")
+        return [f"{p.group}@{p.phase}{TRIALS}"]
+
+    def targets(self) -> np.ndarray:
+        """The target rate (Hz) of each pass."""
+        from brian2 import Hz
+
+        where = self.model.where.child("trials")
+        return np.array([float(self.model.value(self.model.trial_of(c)[self.params.target], where) / Hz)
+                         for c in range(self.model.cycles)])
+
+    def __call__(self, rec: Recordings) -> Evaluation:
+        from codesign.models.network import TRIALS
+
+        p = self.params
+        start, end = rec.phases[p.phase]
+        counts = rec.counts[f"{p.group}@{p.phase}{TRIALS}"]  # (draws, cycles, n)
+        rates = counts.mean(axis=2) / (end - start)
+        targets = self.targets()
+        scored = slice(-p.last * len(self.model.trials), None) if p.last else slice(None)
+        scale = p.scale or float(np.max(np.abs(targets))) or 1.0
+        error = (rates[:, scored] - targets[scored]) / scale
+        n_trials = len(self.model.trials)
+        per_trial = [float(np.mean(rates[:, scored][:, i::n_trials])) for i in range(n_trials)]
+        metrics: dict[str, Any] = {"trial_rates_hz": per_trial}
+        if p.threshold is not None:
+            right = (rates[:, scored] > p.threshold) == (targets[scored] > p.threshold)
+            metrics["accuracy"] = float(np.mean(right))
+        return Evaluation(Evaluation.capped(float(np.mean(error**2))), metrics, {"rates": rates})
+
+
 # -- A user's function --------------------------------------------------------------------------------
 
 
@@ -272,7 +343,7 @@ class UserLoss(Loss):
 
 
 #: Every loss kind of the library by the name used in model files (``loss: {kind: NAME}``).
-LOSSES: dict[str, type[Loss]] = {cls.kind: cls for cls in (Pc1Alignment, PcaSubspace, RateToTarget)}
+LOSSES: dict[str, type[Loss]] = {cls.kind: cls for cls in (Pc1Alignment, PcaSubspace, RateToTarget, TrialRates)}
 
 
 def make_loss(model: Any) -> Loss:

@@ -35,7 +35,10 @@ from codesign.models.emulation import Emulation
 from codesign.models.spec import GroupSpec, ModelSpec, PhaseSpec, SynapseSpec
 from codesign.rules import FAMILIES
 
-__all__ = ["BatchedNetwork", "Layout", "brian_error"]
+__all__ = ["BatchedNetwork", "Layout", "brian_error", "TRIALS"]
+
+#: The suffix of a record counting spikes per trial: ``group@phase/trial``.
+TRIALS = "/trial"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -150,7 +153,8 @@ class BatchedNetwork:
         n = self._size(name)
         shared = spec.per == "draw"
         size = n * (self.layout.draws if shared else self.layout.copies)
-        counters = sorted({r.partition("@")[2] for r in self.records if r.partition("@")[0] == name and "@" in r})
+        counters = sorted({r.partition("@")[2] for r in self.records
+                           if r.partition("@")[0] == name and "@" in r and not r.endswith(TRIALS)})
         threshold = spec.threshold
         reset = spec.reset
         if counters or threshold:
@@ -205,13 +209,14 @@ class BatchedNetwork:
             start += length
         return block, spans
 
-    def _per_phase(self, value: Callable[[PhaseSpec], float]) -> np.ndarray:
-        """One value per block over the whole protocol (its phases ``repeat`` times)."""
+    def _per_phase(self, value: Callable[..., float]) -> np.ndarray:
+        """One value per block over the whole protocol: ``value(phase, cycle)`` in each phase of each pass."""
         _, spans = self._blocks()
-        cycle = np.zeros(spans[-1][2])
-        for phase, first, last in spans:
-            cycle[first:last] = value(phase)
-        return np.tile(cycle, self.model.repeat)
+        out = np.zeros((self.model.cycles, spans[-1][2]))
+        for cycle in range(self.model.cycles):
+            for phase, first, last in spans:
+                out[cycle, first:last] = value(phase, cycle)
+        return out.ravel()
 
     def _gates(self) -> dict[str, np.ndarray]:
         """Per plastic synapse that some phase leaves out (``plastic: [...]``), 1 in the blocks where it
@@ -223,18 +228,26 @@ class BatchedNetwork:
                     raise self.model.where.child("protocol").child(index).child("plastic").child(i).error(
                         f"{name!r} is not a synapse with a rule", fix=f"plastic synapses: {', '.join(plastic) or 'none'}")
         gated = [n for n in plastic if any(p.plastic is not None and n not in p.plastic for p in self.model.protocol)]
-        return {name: self._per_phase(lambda p, n=name: float(p.plastic is None or n in p.plastic)) for name in gated}
+        return {name: self._per_phase(lambda p, c, n=name: float(p.plastic is None or n in p.plastic)) for name in gated}
 
     def _phase_values(self) -> dict[str, tuple[np.ndarray, str]]:
-        """Constants some phase sets (``values:``): one value per block, in base units, and the unit."""
+        """Constants a phase (``values:``) or a trial sets: one value per block, in base units, and the unit.
+        A phase's value wins over its trial's."""
         out = {}
-        for name in sorted({k for p in self.model.protocol for k in p.values}):
+        for name in sorted({k for p in self.model.protocol for k in p.values} | {k for t in self.model.trials for k in t}):
             base = self.model.constants[name]
             unit = _unit_of(base)
 
-            def value(phase: PhaseSpec, name: str = name, base: Any = base) -> float:
+            def value(phase: PhaseSpec, cycle: int, name: str = name, base: Any = base) -> float:
                 where = self.model.where.child("protocol").child(self.model.protocol.index(phase)).child("values")
-                v = self.model.value(phase.values[name], where.child(name)) if name in phase.values else base
+                trial = self.model.trial_of(cycle)
+                if name in phase.values:
+                    v = self.model.value(phase.values[name], where.child(name))
+                elif name in trial:
+                    where = self.model.where.child("trials").child(cycle % len(self.model.trials))
+                    v = self.model.value(trial[name], where.child(name))
+                else:
+                    v = base
                 if _unit_of(v) != unit:
                     raise where.child(name).error(f"has units {_unit_of(v)}, the constant {unit}",
                                                   fix=f"give {name} in the units of its constant")
@@ -244,7 +257,7 @@ class BatchedNetwork:
 
     def _window(self, phase: str) -> str:
         """1 at the time steps of ``phase`` (every repetition of it), else 0."""
-        if self.model.repeat > 1:
+        if self.model.cycles > 1:
             block, spans = self._blocks()
             first, last = next((f * block, l * block) for p, f, l in spans if p.name == phase)
             cycle = spans[-1][2] * block
@@ -326,6 +339,25 @@ class BatchedNetwork:
         posts, pres = np.nonzero(mask)
         return pres, posts
 
+    def trial_groups(self) -> list[str]:
+        """Groups whose spikes are counted per trial (records ``group@phase/trial``)."""
+        return sorted({r.partition("@")[0] for r in self.records if r.endswith(TRIALS)})
+
+    def trial_counts(self, group: str, phase: str, indices: np.ndarray, times: np.ndarray) -> np.ndarray:
+        """Spikes of ``group`` in ``phase`` of each pass: (copies, cycles, n) from a run's monitor."""
+        g = self.groups[group]
+        block, spans = self._blocks()
+        first, last = next((f * block, l * block) for p, f, l in spans if p.name == phase)
+        cycle_steps = spans[-1][2] * block
+        steps = np.rint(np.asarray(times, dtype=float) / self.model.dt_s).astype(np.int64)
+        cycle, within = np.divmod(steps, cycle_steps)
+        keep = (within >= first) & (within < last)
+        copies = g.size // g.n
+        out = np.zeros((copies, self.model.cycles, g.n))
+        index = np.asarray(indices, dtype=np.int64)[keep]
+        np.add.at(out, (index // g.n, cycle[keep], index % g.n), 1)
+        return out
+
     def _check_records(self) -> None:
         for name in self.records:
             owner, sep, var = name.partition("@") if "@" in name else name.partition(".")
@@ -354,7 +386,7 @@ class BatchedNetwork:
             digest.update(name.encode() + gate.tobytes())
         for name, (values, unit) in sorted(self.phase_values.items()):
             digest.update(name.encode() + unit.encode() + values.tobytes())
-        digest.update(repr((self.model.repeat, self._blocks()[0])).encode())
+        digest.update(repr((self.model.cycles, self._blocks()[0])).encode())
         return f"model|{self.model.name}|{digest.hexdigest()[:24]}"
 
     # -- construction ----------------------------------------------------------------------------------
@@ -388,6 +420,8 @@ class BatchedNetwork:
                 objects[s.name] = self._make_synapses(b2, s, objects, clock, namespace)
             monitors = {g.name: b2.SpikeMonitor(objects[g.name], record=False, name=f"{g.name}_spikes")
                         for g in self.groups.values() if g.spec.kind == "poisson"}
+            # Spike counts per trial: the spikes of the groups read per trial, binned after the run.
+            timed_spikes = {g: b2.SpikeMonitor(objects[g], name=f"{g}_trials") for g in self.trial_groups()}
             settable: dict[str, tuple[Any, str]] = {}
             for group in self.groups.values():
                 for var in group.hosted:
@@ -397,18 +431,23 @@ class BatchedNetwork:
                     settable[f"{s.name}.{var}"] = (objects[s.name], var)
             readable = {}
             for name in self.records:
+                if name.endswith(TRIALS):
+                    continue  # binned from the group's monitor
                 owner, _, var = name.partition("@") if "@" in name else name.partition(".")
                 readable[name] = (objects[owner], f"count_{var}" if "@" in name else var)
             for group in self.groups.values():
                 if group.spec.threshold:
                     readable[f"{group.name}@spikes"] = (objects[group.name], "spike_count")
             readable.update({f"{name}@spikes": (monitor, "count") for name, monitor in monitors.items()})
+            for name, monitor in timed_spikes.items():
+                readable[f"{name}@trial_i"], readable[f"{name}@trial_t"] = (monitor, "i"), (monitor, "t")
             draws_random = bool(monitors) or self.emulation is not None and self.emulation.draws_random or any(
                 "rand" in _words(t) or "randn" in _words(t)
                 for t in [g.model for g in self.groups.values()] + [g.reset for g in self.groups.values()]
                 + [s.on_pre for s in self.synapses.values()] + [s.on_post for s in self.synapses.values()]
                 + [s.model for s in self.synapses.values()])
-            return NetworkBuild(objects=list(objects.values()) + list(monitors.values()), duration=self.steps * dt, settable=settable,
+            return NetworkBuild(objects=list(objects.values()) + list(monitors.values()) + list(timed_spikes.values()),
+                                duration=self.steps * dt, settable=settable,
                                 readable=readable, timed_arrays=timed, spike_inputs=spike_inputs,
                                 draws_random=draws_random)
 

@@ -129,8 +129,10 @@ class _ModelFile:
     draws: int | str = 1
     #: The time step (a quantity).
     dt: str = "0.1*ms"
-    #: The phases run this many times in a row (repeated trials).
+    #: The phases run this many times in a row (repeated trials): ``repeat`` passes over ``trials``.
     repeat: int = dataclasses.field(default=1, metadata={"min": 1, "max": 1_000_000})
+    #: Trials in turn: the constants each sets for one pass through the phases (e.g. the XOR patterns).
+    trials: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     synapses: dict[str, Any] = dataclasses.field(default_factory=dict)
     stimuli: dict[str, Any] = dataclasses.field(default_factory=dict)
     #: Candidates the model knows by name: name -> {slot: a rule name of the slot's family, or a rule
@@ -154,6 +156,7 @@ class ModelSpec:
     loss: LossSpec
     named: dict[str, dict[str, Any]]
     repeat: int = 1
+    trials: tuple[dict[str, Any], ...] = ()
     #: Constants and ``draws`` as written (numbers or expressions), for a study's overrides.
     raw_constants: dict[str, Any] = dataclasses.field(default_factory=dict)
     raw_draws: Any = 1
@@ -204,8 +207,17 @@ class ModelSpec:
                    for i, p in enumerate(self.protocol))
 
     @property
+    def cycles(self) -> int:
+        """Passes through the phases: ``repeat`` times each trial (or ``repeat`` without trials)."""
+        return self.repeat * max(1, len(self.trials))
+
+    def trial_of(self, cycle: int) -> dict[str, Any]:
+        """The constants the trial of pass ``cycle`` sets (as written)."""
+        return dict(self.trials[cycle % len(self.trials)]) if self.trials else {}
+
+    @property
     def duration_s(self) -> float:
-        return self.repeat * self.cycle_s
+        return self.cycles * self.cycle_s
 
     @property
     def dt_s(self) -> float:
@@ -299,7 +311,7 @@ def load_model(path: str | Path) -> ModelSpec:
         raise where.child("synapses").error(f"rule slots repeat: {slots}", fix="give each plastic synapse its own slot")
     model = ModelSpec(name=raw.name or path.stem, file=str(path), constants={}, draws=1, dt=raw.dt, groups=groups,
                       synapses=synapses, stimuli=stimuli, protocol=tuple(raw.protocol), loss=loss, named=raw.named,
-                      repeat=raw.repeat,
+                      repeat=raw.repeat, trials=tuple(raw.trials),
                       raw_draws=raw.draws)
     for name in raw.constants:
         _identifier(str(name), where.child("constants").child(str(name)))
@@ -308,6 +320,11 @@ def load_model(path: str | Path) -> ModelSpec:
                 "is a name Brian2 reserves", fix=f"rename it; reserved: {', '.join(sorted(RESERVED))}")
     model = _resolve(model, dict(raw.constants), where)
     _check_named(model, where.child("named"))
+    for i, trial in enumerate(model.trials):
+        for name in trial:
+            if name not in model.constants:
+                raise where.child("trials").child(i).child(str(name)).error(
+                    "not a constant of the model", fix=f"constants: {', '.join(model.constants) or 'none'}")
     for i, phase in enumerate(model.protocol):
         for name in phase.values:
             if name not in model.constants:

@@ -20,7 +20,7 @@ from codesign.hardware import EventCounts, Target
 from codesign.models.emulation import Emulation
 from codesign.models.evaluation import Evaluation
 from codesign.models.losses import Recordings, make_loss, resolve_values
-from codesign.models.network import BatchedNetwork, Layout, brian_error
+from codesign.models.network import TRIALS, BatchedNetwork, Layout, brian_error
 from codesign.models.spec import ModelSpec
 from codesign.models.stimuli import Stimulus, StimulusDraw, stimulus_kind
 from codesign.rules import FAMILIES, Candidate, Rule, named_rule
@@ -312,7 +312,12 @@ class ModelTask:
         values: dict[str, np.ndarray] = {}
         counts: dict[str, np.ndarray] = {}
         for name in self.records:
-            if "@" in name:
+            if name.endswith(TRIALS):  # (K, R, cycles, n)
+                group, _, phase = name[: -len(TRIALS)].partition("@")
+                binned = network.trial_counts(group, phase, out[f"{group}@trial_i"], out[f"{group}@trial_t"])
+                counts[name] = (np.broadcast_to(binned, (K,) + binned.shape) if network.groups[group].shared
+                                else binned.reshape(K, R, *binned.shape[1:]))
+            elif "@" in name:
                 group = network.groups[name.partition("@")[0]]
                 counts[name] = out[name].reshape(K, R, group.n)
             else:
