@@ -139,3 +139,24 @@ def test_bad_protocols_are_one_line_errors(tmp_path, changes, key):
         evaluate(model_file(tmp_path, **changes), RULES)
     assert error.value.key == key
     assert "\n" not in error.value.one_line()
+
+
+def test_classification_by_output_rates(tmp_path):
+    """Two outputs, class c is neuron c; trials drive neuron 0 or neuron 1 (drive is 2 for the class's
+    neuron, through 1 - |i - label|)."""
+    groups = {**BASE["groups"], "cell": {**BASE["groups"]["cell"],
+                                         "model": "dv/dt = (I_ext * drive * (1 - abs(i - label)) - v) / tau : 1"}}
+    constants = {**BASE["constants"], "drive": 2, "label": 0}
+    loss = {"kind": "classification", "group": "cell", "phase": "test", "label": "label"}
+    right = evaluate(model_file(tmp_path, groups=groups, constants=constants, repeat=2,
+                                trials=[{"label": 0}, {"label": 1}], loss=loss), RULES[:1])[0]
+    assert right.metrics["accuracy"] == 1.0
+    assert right.metrics["confusion"] == [[4, 0], [0, 4]]  # 2 draws x 2 passes per class
+    # The loss is the cross-entropy: near 0 when the right neuron fires at ~150 Hz and the other not.
+    assert right.loss < 1e-3
+    wrong_groups = {**groups, "cell": {**groups["cell"],
+                                       "model": "dv/dt = (I_ext * drive * abs(i - label) - v) / tau : 1"}}
+    wrong = evaluate(model_file(tmp_path, groups=wrong_groups, constants=constants, repeat=2,
+                                trials=[{"label": 0}, {"label": 1}], loss=loss), RULES[:1])[0]
+    assert wrong.metrics["accuracy"] == 0.0
+    assert wrong.loss > 5

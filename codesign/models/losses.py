@@ -303,6 +303,64 @@ class TrialRates(Loss):
         return Evaluation(Evaluation.capped(float(np.mean(error**2))), metrics, {"rates": rates})
 
 
+@dataclasses.dataclass(frozen=True)
+class _ClassificationParams:
+    #: The output group: neuron c stands for class c; its rate in ``phase`` of each trial is read.
+    group: str
+    phase: str
+    #: The constant each trial sets to its class (a neuron index of ``group``).
+    label: str
+    #: Rates are divided by this (Hz) before the softmax: a rate difference of ``scale`` is one nat.
+    scale: float = dataclasses.field(default=10.0, metadata={"min": 1e-9})
+    last: int | None = dataclasses.field(default=None, metadata={"min": 1})
+
+
+class Classification(TrialRates):
+    """Classification by output rates: per trial, the cross-entropy of the softmax of the output
+    neurons' rates (divided by ``scale``) against the trial's class; metric ``accuracy`` (the most
+    active neuron is the class) and ``confusion`` (true class x chosen class, counts)."""
+
+    kind = "classification"
+    Params = _ClassificationParams
+
+    def records(self) -> list[str]:
+        from codesign.models.network import TRIALS
+
+        p = self.params
+        if not self.model.trials or any(p.label not in t for t in self.model.trials):
+            raise self.where.child("label").error(f"not every trial sets {p.label!r}",
+                                                  fix=f"add trials: [{{{p.label}: 0, ...}}, ...] to the model")
+        if p.group not in self.model.groups:
+            raise self.where.child("group").error(f"unknown group {p.group!r}", fix=f"groups: {', '.join(self.model.groups)}")
+        return [f"{p.group}@{p.phase}{TRIALS}"]
+
+    def __call__(self, rec: Recordings) -> Evaluation:
+        from codesign.models.network import TRIALS
+
+        p = self.params
+        start, end = rec.phases[p.phase]
+        rates = rec.counts[f"{p.group}@{p.phase}{TRIALS}"] / (end - start)  # (draws, cycles, classes)
+        classes = rates.shape[2]
+        where = self.model.where.child("trials")
+        labels = np.array([int(float(self.model.value(self.model.trial_of(c)[p.label], where)))
+                           for c in range(self.model.cycles)])
+        if labels.min() < 0 or labels.max() >= classes:
+            return Evaluation(Evaluation.capped(math.inf), {"diverged_reason": f"labels outside 0..{classes - 1}"},
+                              diverged=True)
+        scored = slice(-p.last * len(self.model.trials), None) if p.last else slice(None)
+        logits = rates[:, scored] / p.scale
+        logits = logits - logits.max(axis=2, keepdims=True)
+        log_p = logits - np.log(np.exp(logits).sum(axis=2, keepdims=True))
+        truth = labels[scored]
+        loss = -float(np.mean(np.take_along_axis(log_p, np.broadcast_to(truth[None, :, None], log_p.shape[:2] + (1,)),
+                                                 axis=2)))
+        chosen = rates[:, scored].argmax(axis=2)
+        confusion = np.zeros((classes, classes), dtype=int)
+        np.add.at(confusion, (np.broadcast_to(truth, chosen.shape), chosen), 1)
+        metrics = {"accuracy": float(np.mean(chosen == truth)), "confusion": confusion.tolist()}
+        return Evaluation(Evaluation.capped(loss), metrics, {"rates": rates})
+
+
 # -- A user's function --------------------------------------------------------------------------------
 
 
@@ -343,7 +401,8 @@ class UserLoss(Loss):
 
 
 #: Every loss kind of the library by the name used in model files (``loss: {kind: NAME}``).
-LOSSES: dict[str, type[Loss]] = {cls.kind: cls for cls in (Pc1Alignment, PcaSubspace, RateToTarget, TrialRates)}
+LOSSES: dict[str, type[Loss]] = {cls.kind: cls for cls in (Pc1Alignment, PcaSubspace, RateToTarget, TrialRates,
+                                                                   Classification)}
 
 
 def make_loss(model: Any) -> Loss:
