@@ -177,9 +177,12 @@ class BatchedNetwork:
                                                    fix="make the group per: candidate")
         for synapse in self.synapses.values():
             if synapse.spec.target == name:
-                for var in _words(synapse.on_pre) | _words(synapse.on_post) | _words(synapse.model):
-                    if var.endswith("_post") and var[:-5] in self.per_copy:
-                        hosted[var[:-5]] = self.per_copy[var[:-5]][0]
+                words = _words(synapse.on_pre) | _words(synapse.on_post) | _words(synapse.model)
+                # In per_copy's order, not the set's: the declarations are part of the code and of
+                # key(), which must not change with the process's hash seed.
+                for var, (unit, _) in self.per_copy.items():
+                    if f"{var}_post" in words:
+                        hosted[var] = unit
         declared = [f"{var} : {unit} (constant)" for var, unit in hosted.items()]
         declared += [f"count_{phase} : 1" for phase in counters]
         if threshold:
