@@ -94,17 +94,25 @@ class ModelTask:
         for name, rules in self.model.named.items():
             candidate = {}
             for slot, rule in rules.items():
-                family = FAMILIES[self.slots[slot]]
-                if isinstance(rule, str):
-                    candidate[slot] = named_rule(rule, eta=etas[slot])
-                else:
-                    where = self.model.where.child("named").child(name).child(slot)
-                    data = resolve_values(rule, self.model, where)
-                    extras = {k: float(data[k]) for k in family.extras if k in data}
-                    candidate[slot] = family.make({k: float(v) for k, v in data.get("coefficients", {}).items()},
-                                                  eta=etas[slot], name=name, **extras)
+                where = self.model.where.child("named").child(name).child(slot)
+                try:
+                    candidate[slot] = self._named_rule(name, slot, rule, etas[slot], where)
+                except (TypeError, ValueError, AttributeError) as exc:
+                    raise where.error(f"not a rule: {exc}", fix="give coefficients: {TERM: number}, "
+                                      "or the name of a classic rule") from None
+                except CodesignError as exc:  # an unknown rule name or term: this key, not --rule
+                    raise where.error(exc.message, fix=exc.fix) from None
             out[name] = candidate
         return out
+
+    def _named_rule(self, name: str, slot: str, rule: Any, eta: float, where: Any) -> Rule:
+        family = FAMILIES[self.slots[slot]]
+        if isinstance(rule, str):
+            return named_rule(rule, eta=eta)
+        data = resolve_values(rule, self.model, where)
+        extras = {k: float(data[k]) for k in family.extras if k in data}
+        return family.make({k: float(v) for k, v in data.get("coefficients", {}).items()}, eta=eta, name=name,
+                           **extras)
 
     # -- draws -----------------------------------------------------------------------------------------
 
