@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from codesign.errors import CodesignError
-from codesign.models.network import BatchedNetwork
+from codesign.models.network import BatchedNetwork, brian_error, owner_key
 from codesign.models.task import ModelTask
 from codesign.schema import Where, read_yaml
 
@@ -85,7 +85,7 @@ def prepare(network: BatchedNetwork, target: Any) -> tuple[Any, list[str]]:
         # resolved and every unit checked, and no time step is simulated.
         net.run(0 * brian2.second, namespace=dict(build.timed_arrays))
     except brian2.core.base.BrianObjectException as exc:
-        raise network.object_error(exc) from None
+        raise brian_error(network.model, exc) from None
     _check_variables(network, build)
     return build, [obj.name for obj in net.sorted_objects]
 
@@ -94,7 +94,7 @@ def _check_variables(network: BatchedNetwork, build: Any) -> None:
     """Every variable a run sets or reads exists (a loss recording ``neuron.vv`` would fail after the run)."""
     for name, (obj, variable) in {**build.settable, **build.readable}.items():
         if variable not in obj.variables:
-            where = network.model.where.child("loss") if name in build.readable else network.owner(obj.name)
+            where = network.model.where.child("loss") if name in build.readable else owner_key(network.model, obj.name)
             raise where.error(f"{name!r}: {obj.name} has no variable {variable!r}",
                               fix=f"variables of {obj.name}: {', '.join(sorted(v for v in obj.variables if not v.startswith('_')))}")
 
@@ -118,8 +118,10 @@ def describe(task: ModelTask, network: BatchedNetwork, build: Any, prepared: lis
                      "copies": layout.copies}
     out["time"] = {"dt_s": model.dt_s, "duration_s": model.duration_s, "steps": network.steps,
                    "protocol": [{"name": p.name, "duration_s": end - start,
-                                 "plastic": p.plastic if p.plastic is not None else "all"}
-                                for p in model.protocol for start, end in [model.phase_window(p.name)]]}
+                                 "plastic": p.plastic if p.plastic is not None else "all",
+                                 "values": {k: str(v) for k, v in p.values.items()}}
+                                for p in model.protocol for start, end in [model.phase_window(p.name)]],
+                   "repeat": model.repeat, "trials": [{k: str(v) for k, v in t.items()} for t in model.trials]}
     out["groups"] = [_group(network, g) for g in network.groups.values()]
     out["synapses"] = [_synapse(network, s) for s in network.synapses.values()]
     hosts: dict[str, list[str]] = {}
@@ -142,7 +144,10 @@ def describe(task: ModelTask, network: BatchedNetwork, build: Any, prepared: lis
                             f"dt {model.dt_s * 1e3:g} ms, {network.steps:,} steps",
                             "constants the text uses: " + (", ".join(f"{k} = {v}" for k, v in _used_constants(network).items())
                                                            or "none"),
-                            "initial values: " + (", ".join(_initial_values(network)) or "none")]
+                            "initial values: " + (", ".join(_initial_values(network)) or "none"),
+                            "per phase (TimedArrays): " + (", ".join([f"learning of {n}" for n in network.gates]
+                                                                     + [f"constant {n}" for n in network.phase_values])
+                                                           or "nothing")]
     out["per_run"] = {"values": sorted(build.settable), "series": sorted(build.timed_arrays),
                       "spikes": {name: network.spike_capacity.get(name) for name in build.spike_inputs},
                       "seed": "rand() seeded per run" if build.draws_random else "no random numbers in the code"}
@@ -169,7 +174,8 @@ def _group(network: BatchedNetwork, group: Any) -> dict[str, Any]:
     return {"name": group.name, "kind": group.spec.kind, "per": "draw (shared)" if group.shared else "candidate",
             "size": group.n, "batched": group.size, "equations": group.model, "threshold": group.threshold,
             "reset": group.reset, "refractory": None if group.refractory is None else str(group.refractory),
-            "method": group.spec.method, "events": dict(group.events), "per_copy": list(group.hosted),
+            "method": group.spec.method, "rates": group.spec.rates, "events": dict(group.events),
+            "per_copy": list(group.hosted),
             "spike_capacity": network.spike_capacity.get(group.name)}
 
 
@@ -198,15 +204,15 @@ def render(report: dict[str, Any]) -> list[str]:
     lines = [f"{title} on target {target['name']} ({target['backend']}, {target['codegen']}, {target['float_dtype']})",
              f"batch: {_count(layout['candidates'], 'candidate')} x {_count(layout['draws'], 'draw')} x "
              f"{_count(layout['conditions'], 'condition')} = {_count(layout['copies'], 'copy', 'copies')}; "
-             f"dt {time['dt_s'] * 1e3:g} ms, {time['duration_s']:g} s = {time['steps']:,} steps ("
-             + ", ".join(f"{p['name']} {p['duration_s']:g} s" + ("" if p["plastic"] == "all" else
-                                                                  f", plastic: {', '.join(p['plastic']) or 'none'}")
-                         for p in time["protocol"]) + ")", "", "groups:"]
+             f"dt {time['dt_s'] * 1e3:g} ms, {time['duration_s']:g} s = {time['steps']:,} steps",
+             "protocol: " + "; ".join(_phase(p) for p in time["protocol"])
+             + (f"; {len(time['trials'])} trials in turn" if time["trials"] else "")
+             + (f"; {time['repeat']} times" if time["repeat"] > 1 else ""), "", "groups:"]
     for g in report["groups"]:
         facts = [f"{g['kind']}", f"{g['size']:,} per copy, {g['batched']:,} batched",
                  "a copy per draw, shared by every candidate" if g["per"].startswith("draw")
                  else "a copy per candidate and draw"]
-        facts += [f"{key} {g[key]}" for key in ("threshold", "refractory", "method") if g[key]]
+        facts += [f"{key} {g[key]}" for key in ("rates", "threshold", "refractory", "method") if g[key]]
         facts += [f"event {name}: {condition}" for name, condition in g["events"].items()]
         if g["spike_capacity"]:
             facts.append(f"room for {g['spike_capacity']:,} input spikes per run")
@@ -215,7 +221,7 @@ def render(report: dict[str, Any]) -> list[str]:
     lines += ["", "synapses:"]
     for s in report["synapses"]:
         facts = [f"{s['source']} -> {s['target']}", f"{s['size']:,} per copy, {s['batched']:,} batched",
-                 "pathways " + (", ".join(s["pathways"]) or "none")]
+                 "pathways " + (", ".join(s["pathways"]) or "none (clock-driven)")]
         if s["method"]:
             facts.append(f"method {s['method']}")
         if s["plastic"]:
@@ -251,6 +257,13 @@ def render(report: dict[str, Any]) -> list[str]:
               f"Brian2 prepared {len(report['brian2']['prepared'])} objects ({report['brian2']['device']}): "
               "identifiers and units check"]
     return lines
+
+
+def _phase(phase: dict[str, Any]) -> str:
+    text = f"{phase['name']} {phase['duration_s']:g} s"
+    if phase["plastic"] != "all":
+        text += f", plastic: {', '.join(phase['plastic']) or 'none'}"
+    return text + "".join(f", {k} = {v}" for k, v in phase["values"].items())
 
 
 def _count(n: int, one: str, many: str | None = None) -> str:

@@ -611,7 +611,8 @@ def _with_unit(values: np.ndarray, unit: str) -> Any:
 
 def _brian_error(where: Any, exc: BaseException) -> CodesignError:
     """One line for an error Brian2 raised about the text of the entry at ``where``."""
-    return where.error(f"Brian2: {brian_message(exc)}", fix="correct the Brian2 text of this entry (codesign check MODEL)")
+    return where.error(f"Brian2: {brian_message(exc)}",
+                       fix="correct the Brian2 text of this entry (codesign check MODEL)")
 
 
 def brian_message(exc: BaseException, limit: int = 300) -> str:
