@@ -185,22 +185,14 @@ def cmd_best(args: argparse.Namespace) -> int:
 def _candidate_argument(spec, rule: str | None, storage: str | None):
     """The candidate named by ``--rule``: a name the model knows, a rule file, or by default the study's
     best; with the hardware knobs its trial searched (None: the target's own precision)."""
-    from codesign.errors import UnknownNameError
     from codesign.report import best_trial
-    from codesign.rules import load_candidate
     from codesign.study import candidate, knob_values, make_task
 
-    task = make_task(spec)
     if rule is None:
         trial = best_trial(spec, _load_existing_study(spec, storage))
         return (f"{spec.name} best (trial {trial.number})", candidate(spec, trial.params),
                 knob_values(spec, trial.params) or None)
-    named = task.named_candidates(spec.etas)
-    if rule in named:
-        return rule, named[rule], None
-    if "/" in rule or rule.endswith((".yaml", ".yml")):
-        return rule, load_candidate(rule, task.slots), None
-    raise UnknownNameError("rule", rule, list(named), key="--rule")
+    return rule, make_task(spec).candidate(rule, spec.etas, key="--rule"), None
 
 
 def cmd_eval(args: argparse.Namespace) -> int:

@@ -19,7 +19,7 @@ from codesign.models.network import BatchedNetwork, brian_error, owner_key
 from codesign.models.task import ModelTask
 from codesign.schema import Where, read_yaml
 
-__all__ = ["check_file", "prepare", "describe", "render"]
+__all__ = ["check_file", "check_model", "check_study", "prepare", "describe", "render"]
 
 
 def check_file(path: str | Path, target: str | Path | None = None) -> dict[str, Any]:
@@ -29,42 +29,43 @@ def check_file(path: str | Path, target: str | Path | None = None) -> dict[str, 
     """
     data = read_yaml(path, "model or study file")
     if isinstance(data, dict) and "groups" in data:
-        task, terms, size, study = _model_alone(path, target)
-    elif isinstance(data, dict) and "model" in data:
-        task, terms, size, study = _study(path, target)
-    else:
-        raise Where(str(path)).error("is neither a model file (it has no groups:) nor a study file (no model:)",
-                                     fix="give a file of models/ or studies/")
-    task.named_candidates(_etas(task, study))  # each a rule its slot's family can make
+        from codesign.hardware import load_target
+        from codesign.hardware.target import bundled_target
+        from codesign.models.spec import load_model
+
+        return check_model(ModelTask(load_model(path), load_target(target or bundled_target("cpu"))))
+    if isinstance(data, dict) and "model" in data:
+        from codesign.spec import load_study
+
+        return check_study(load_study(path, None if target is None else str(target)))
+    raise Where(str(path)).error("is neither a model file (it has no groups:) nor a study file (no model:)",
+                                 fix="give a file of models/ or studies/")
+
+
+def check_model(task: ModelTask) -> dict[str, Any]:
+    """The network of one candidate of ``task``'s model holding every term of each slot's family (the
+    largest text a study can ask for), checked."""
+    from codesign.rules import FAMILIES
+
+    etas = {slot: FAMILIES[family].default_eta for slot, family in task.slots.items()}
+    terms = {slot: FAMILIES[family].terms for slot, family in task.slots.items()}
+    return _check(task, etas, terms, 1, None)
+
+
+def check_study(spec: Any) -> dict[str, Any]:
+    """The network a worker of the study builds (its searched terms, batch size, draws and conditions), checked."""
+    from codesign.study import make_task, searched_terms
+
+    task = make_task(spec)
+    return _check(task, spec.etas, task.held_terms([], searched_terms(spec)), spec.batch_size, spec)
+
+
+def _check(task: ModelTask, etas: dict[str, float], terms: dict[str, tuple[str, ...]], size: int,
+           study: Any) -> dict[str, Any]:
+    task.named_candidates(etas)  # each a rule its slot's family can make
     network = task.network(terms, size, len(task.conditions))
     build, prepared = prepare(network, task.target)
     return describe(task, network, build, prepared, study)
-
-
-def _etas(task: ModelTask, study: Any) -> dict[str, float]:
-    from codesign.rules import FAMILIES
-
-    return study.etas if study is not None else {slot: FAMILIES[f].default_eta for slot, f in task.slots.items()}
-
-
-def _model_alone(path: str | Path, target: str | Path | None) -> tuple[ModelTask, dict, int, None]:
-    from codesign.hardware import load_target
-    from codesign.hardware.target import bundled_target
-    from codesign.models.spec import load_model
-    from codesign.rules import FAMILIES
-
-    task = ModelTask(load_model(path), load_target(target or bundled_target("cpu")))
-    # Without a study, every term of each slot's family: the largest text a study can ask for.
-    return task, {slot: FAMILIES[family].terms for slot, family in task.slots.items()}, 1, None
-
-
-def _study(path: str | Path, target: str | Path | None) -> tuple[ModelTask, dict, int, Any]:
-    from codesign.spec import load_study
-    from codesign.study import make_task, searched_terms
-
-    spec = load_study(path, None if target is None else str(target))
-    task = make_task(spec)
-    return task, task.held_terms([], searched_terms(spec)), spec.batch_size, spec
 
 
 def prepare(network: BatchedNetwork, target: Any) -> tuple[Any, list[str]]:

@@ -15,7 +15,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from codesign.backends import Simulation, simulation
-from codesign.errors import CodesignError
+from codesign.errors import CodesignError, UnknownNameError
 from codesign.hardware import EventCounts, Target
 from codesign.models.emulation import Emulation
 from codesign.models.evaluation import Evaluation
@@ -23,7 +23,7 @@ from codesign.models.losses import Recordings, make_loss, resolve_values
 from codesign.models.network import TRIALS, BatchedNetwork, Layout, brian_error
 from codesign.models.spec import ModelSpec
 from codesign.models.stimuli import Stimulus, StimulusDraw, stimulus_kind
-from codesign.rules import FAMILIES, Candidate, Rule, named_rule
+from codesign.rules import FAMILIES, Candidate, Rule, load_candidate, named_rule
 from codesign.schema import build
 
 __all__ = ["ModelTask", "MAX_STEPS", "MAX_INPUT_VALUES", "used_terms", "pad"]
@@ -87,6 +87,19 @@ class ModelTask:
         """Candidates as slot -> rule mappings; a bare rule is accepted for a one-slot model."""
         (first, *_) = self.slots
         return [dict(item) if isinstance(item, Mapping) else {first: item} for item in items]
+
+    def candidate(self, item: str | Path | Rule | Candidate, etas: Mapping[str, float],
+                  key: str | None = None) -> dict[str, Rule]:
+        """One candidate: a name the model knows (``named:``, with ``etas``), a rule file, a rule (of a
+        one-slot model) or a slot -> rule mapping. ``key``: where an unknown name came from (``--rule``)."""
+        if not isinstance(item, (str, Path)):
+            return self.candidates([item])[0]
+        named = self.named_candidates(etas)
+        if str(item) in named:
+            return named[str(item)]
+        if isinstance(item, Path) or "/" in item or item.endswith((".yaml", ".yml")):
+            return load_candidate(item, self.slots)
+        raise UnknownNameError("rule", str(item), list(named), key=key)
 
     def named_candidates(self, etas: Mapping[str, float]) -> dict[str, dict[str, Rule]]:
         """The model's named candidates (``named:``), each slot's rule with the study's eta."""
