@@ -104,6 +104,20 @@ def test_a_wrong_model_file_is_one_line_naming_file_and_key(workdir, capsys, bas
     assert err[0].endswith(")")  # the fix
 
 
+def test_the_codesign_process_prints_one_line_and_nothing_at_exit(workdir):
+    """Brian2 warns, when the process ends, about each object made before the mistake stopped the
+    construction (and notes which integration method it chose): none of that reaches stderr."""
+    model = small_target_rate()
+    model["groups"]["neuron"].pop("method")
+    model["synapses"]["inhibitory"]["on_post"] = "w += 1*mV"  # after the groups and the other synapses
+    Path("models/wrong.yaml").write_text(yaml.safe_dump(model, sort_keys=False))
+    done = subprocess.run([sys.executable, "-m", "codesign", "check", "models/wrong.yaml"], capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.startswith("codesign: error: models/wrong.yaml: synapses.inhibitory: Brian2: ")
+    assert len(done.stderr.splitlines()) == 1, done.stderr
+
+
 def test_malformed_yaml_is_one_line(workdir, capsys):
     Path("models/wrong.yaml").write_text("name: x\ngroups: {a: [\n")
     code, out, err = _check("models/wrong.yaml", capsys)
