@@ -40,7 +40,7 @@ def _neuron_model(model: dict, old: str, new: str) -> None:
     model["groups"]["neuron"]["model"] = text.replace(old, new)
 
 
-# (id, base model, the mistake, the key named, a piece of the message)
+# (id, base model, the mistake, the key named (None: the file as a whole), a piece of the message)
 MISTAKES = [
     ("unknown_top_level_key", "oja", lambda m: m.update(bogus=1), "bogus", "unknown key"),
     ("unknown_group_in_synapse", "oja", lambda m: m["synapses"]["plastic"].update(target="outptu"),
@@ -59,6 +59,9 @@ MISTAKES = [
      "synapses.excitatory", 'The identifier "w_ee" could not be resolved'),
     ("synapse_statement_syntax", "target-rate", lambda m: m["synapses"]["excitatory"].update(on_pre="ge_post += (w_e"),
      "synapses.excitatory", "'(' was never closed"),
+    ("two_summed_variables_into_one", "oja", lambda m: m["synapses"].update(
+        second={"source": "inputs", "target": "output", "model": "y_post = 2 * x_pre : 1 (summed)"}),
+     None, "Brian2: Multiple 'summed variables' target the variable 'y' in group 'output'"),
     ("connect_does_not_evaluate", "target-rate", lambda m: m["synapses"]["excitatory"].update(connect="i < n_exc"),
      "synapses.excitatory.connect", "cannot evaluate: unknown name 'n_exc'"),
     ("constant_does_not_evaluate", "target-rate", lambda m: m["constants"].update(w_e="0.05 * nonsense"),
@@ -99,7 +102,7 @@ def test_a_wrong_model_file_is_one_line_naming_file_and_key(workdir, capsys, bas
     code, out, err = _check("models/wrong.yaml", capsys)
     assert code == 2 and out == ""
     assert len(err) == 1, err
-    assert err[0].startswith(f"codesign: error: models/wrong.yaml: {key}: "), err[0]
+    assert err[0].startswith("codesign: error: models/wrong.yaml: " + (f"{key}: " if key else "Brian2: ")), err[0]
     assert message in err[0]
     assert err[0].endswith(")")  # the fix
 
@@ -131,13 +134,13 @@ def test_a_file_that_is_neither_model_nor_study_is_one_line(workdir, capsys):
     assert "hw_targets/cpu.yaml: is neither a model file" in err[0]
 
 
-@pytest.mark.parametrize("mistake", ["equation_unknown_identifier", "synapse_unit_mismatch"])
+@pytest.mark.parametrize("mistake", ["equation_unknown_identifier", "synapse_unit_mismatch",
+                                     "two_summed_variables_into_one"])
 def test_run_reports_brian2_errors_of_the_model_in_one_line(workdir, capsys, mistake):
     """Brian2 finds these when it prepares the network for the first batch: ``codesign run`` says what
     ``codesign check`` says, not a traceback."""
-    _, _, change, key, message = next(m for m in MISTAKES if m[0] == mistake)
-    model = small_target_rate()
-    model["constants"].update(learn="20*ms", measure="20*ms")
+    _, base, change, key, message = next(m for m in MISTAKES if m[0] == mistake)
+    model = small_target_rate() if base == "target-rate" else shipped(base)
     change(model)
     Path("models/wrong.yaml").write_text(yaml.safe_dump(model, sort_keys=False))
     Path("studies/wrong.yaml").write_text(yaml.safe_dump({
@@ -146,7 +149,7 @@ def test_run_reports_brian2_errors_of_the_model_in_one_line(workdir, capsys, mis
     code = main(["run", "studies/wrong.yaml", "--quiet"])
     err = capsys.readouterr().err.splitlines()
     assert code == 2 and len(err) == 1, err
-    assert err[0].startswith(f"codesign: error: models/wrong.yaml: {key}: Brian2: ") and message in err[0]
+    assert err[0].startswith("codesign: error: models/wrong.yaml: " + (f"{key}: " if key else "")) and message in err[0]
 
 
 # -- the shipped models and studies -------------------------------------------------------------------------

@@ -14,7 +14,6 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from codesign.errors import CodesignError
 from codesign.models.network import BatchedNetwork, brian_error, owner_key
 from codesign.models.task import ModelTask
 from codesign.schema import Where, read_yaml
@@ -85,7 +84,9 @@ def prepare(network: BatchedNetwork, target: Any) -> tuple[Any, list[str]]:
         # needs state that run() sets first): every object's code is generated, every identifier
         # resolved and every unit checked, and no time step is simulated.
         net.run(0 * brian2.second, namespace=dict(build.timed_arrays))
-    except brian2.core.base.BrianObjectException as exc:
+    except (brian2.core.base.BrianObjectException, NotImplementedError, ValueError) as exc:
+        # An object's text, or the network's as a whole: two summed variables writing one variable
+        # (NotImplementedError), two objects of one name (ValueError).
         raise brian_error(network.model, exc) from None
     _check_variables(network, build)
     return build, [obj.name for obj in net.sorted_objects]
@@ -96,8 +97,9 @@ def _check_variables(network: BatchedNetwork, build: Any) -> None:
     for name, (obj, variable) in {**build.settable, **build.readable}.items():
         if variable not in obj.variables:
             where = network.model.where.child("loss") if name in build.readable else owner_key(network.model, obj.name)
+            known = sorted(v for v in obj.variables if not v.startswith("_"))
             raise where.error(f"{name!r}: {obj.name} has no variable {variable!r}",
-                              fix=f"variables of {obj.name}: {', '.join(sorted(v for v in obj.variables if not v.startswith('_')))}")
+                              fix=f"variables of {obj.name}: {', '.join(known)}")
 
 
 # -- what it builds ---------------------------------------------------------------------------------------

@@ -309,7 +309,9 @@ class ModelTask:
 
         try:
             out = self.simulation(network).run(network.values(per_copy, initial), timed, spikes=spikes, seed=seed)
-        except BrianObjectException as exc:  # the model's Brian2 text, checked when the network is prepared
+        except (BrianObjectException, NotImplementedError) as exc:
+            # The model's Brian2 text, checked when the network is prepared: an object's, or the
+            # network's as a whole (two summed variables writing one variable).
             raise brian_error(self.model, exc) from None
         recordings = self._recordings(network, out, draws, constants)
         counts = self._counts(network, out, spikes)
