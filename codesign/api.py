@@ -94,7 +94,7 @@ class Study:
         from codesign.report import evaluate_candidates
 
         cands = [self.candidate(item) for item in candidates]
-        return evaluate_candidates(self.spec, cands, seed, None if knobs is None else [dict(k or {}) for k in knobs])[0]
+        return evaluate_candidates(self.spec, cands, seed, None if knobs is None else list(knobs))[0]
 
     def run(self, n_trials: int | None = None, workers: int = 1) -> Study:
         """Run (or resume) the study until it has ``n_trials`` finished trials (default: its ``n_trials``),
@@ -128,12 +128,10 @@ class Study:
     def trials(self) -> list[dict[str, Any]]:
         """Every trial: number, state, loss (None unless finished), objective values, parameters, metrics
         and why it diverged (pruned trials)."""
-        out = []
-        for t in self.optuna.get_trials(deepcopy=False):
-            out.append({"number": t.number, "state": t.state.name, "loss": t.values[0] if t.values else None,
-                        "values": list(t.values or []), "params": dict(t.params),
-                        "metrics": t.user_attrs.get("metrics", {}), "diverged_reason": t.user_attrs.get("diverged_reason")})
-        return out
+        return [{"number": t.number, "state": t.state.name, "loss": t.values[0] if t.values else None,
+                 "values": list(t.values or []), "params": dict(t.params), "metrics": t.user_attrs.get("metrics", {}),
+                 "diverged_reason": t.user_attrs.get("diverged_reason")}
+                for t in self.optuna.get_trials(deepcopy=False)]
 
     def check(self) -> dict[str, Any]:
         """What ``codesign check STUDY.yaml --json`` prints: the batched network, validated without running."""

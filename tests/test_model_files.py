@@ -190,9 +190,9 @@ def test_check_of_each_shipped_study_builds_its_batch(capsys, study):
 
 
 def test_check_json_of_the_target_rate_model(capsys):
-    code, out, _ = _check(str(ROOT / "models" / "target-rate.yaml"), capsys, "--json")
+    code, out, err = _check(str(ROOT / "models" / "target-rate.yaml"), capsys, "--json")
+    assert code == 0, err
     report = json.loads(out)
-    assert code == 0
     groups = {g["name"]: g for g in report["groups"]}
     synapses = {s["name"]: s for s in report["synapses"]}
     # One candidate, 4 draws; 800 excitatory and 200 inhibitory inputs (connect: i < / >= n_excitatory).
@@ -272,3 +272,35 @@ def test_a_model_with_constants_of_its_own_is_checked_as_given(tmp_path, capsys)
     _, out, _ = _check(str(path), capsys, "--json")
     inputs = next(g for g in json.loads(out)["groups"] if g["name"] == "inputs")
     assert (inputs["size"], inputs["batched"]) == (3, 3 * model["draws"])
+
+
+def test_check_of_a_protocol_with_phases_trials_and_poisson_inputs(tmp_path, capsys):
+    model = {
+        "constants": {"tau": "10*ms", "I_ext": 0, "drive": 1, "w_max": 1},
+        "draws": 2,
+        "repeat": 3,
+        "trials": [{"drive": 1}, {"drive": 2}],
+        "groups": {"src": {"kind": "poisson", "size": 5, "rates": "50*Hz", "per": "draw"},
+                   "cell": {"size": 2, "model": "dv/dt = (I_ext * drive - v) / tau : 1", "threshold": "v > 1",
+                            "reset": "v = 0"}},
+        "synapses": {"syn": {"source": "src", "target": "cell", "model": "w : 1", "on_pre": "v_post += w",
+                             "rule": {"slot": "s", "family": "spike_trace"}}},
+        "protocol": [{"name": "rest", "duration": "100*ms"},
+                     {"name": "test", "duration": "50*ms", "values": {"I_ext": 1}, "plastic": []}],
+        "loss": {"kind": "rate_to_target", "group": "cell", "phase": "test", "target": 5, "weights": "syn.w"},
+    }
+    path = tmp_path / "protocol.yaml"
+    path.write_text(yaml.safe_dump(model))
+    code, out, err = _check(str(path), capsys, "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    # 3 passes through 2 trials of 150 ms; the test phase sets I_ext, and learning stops in it.
+    assert report["time"]["duration_s"] == pytest.approx(0.9) and report["time"]["steps"] == 9000
+    assert report["time"]["protocol"][1]["values"] == {"I_ext": "1"} and report["time"]["protocol"][1]["plastic"] == []
+    assert "per phase (TimedArrays): learning of syn, constant I_ext, constant drive" in report["compiled_once"]
+    cell = next(g for g in report["groups"] if g["name"] == "cell")
+    assert "I_ext_phase(t) * drive_phase(t)" in cell["equations"]
+    src = next(g for g in report["groups"] if g["name"] == "src")
+    assert (src["kind"], src["rates"], src["batched"]) == ("poisson", "50*Hz", 10)
+    assert report["per_run"]["seed"] == "rand() seeded per run"  # the Poisson group draws in the network
+    assert "src_spikes" in report["brian2"]["prepared"]

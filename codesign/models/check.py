@@ -140,22 +140,26 @@ def describe(task: ModelTask, network: BatchedNetwork, build: Any, prepared: lis
                       for name, stim in task.stimuli.items()]
     out["loss"] = {"kind": model.loss.kind, "records": list(network.records)}
     out["key"] = network.key()
-    out["compiled_once"] = ["equations, thresholds, resets and pathways as batched above",
-                            f"sizes and connections of {layout.candidates} candidate(s) x {layout.draws} draw(s)",
-                            "rule terms held: " + "; ".join(f"{slot}: {', '.join(terms)}"
-                                                            for slot, terms in network.terms.items()),
-                            f"dt {model.dt_s * 1e3:g} ms, {network.steps:,} steps",
-                            "constants the text uses: " + (", ".join(f"{k} = {v}" for k, v in _used_constants(network).items())
-                                                           or "none"),
-                            "initial values: " + (", ".join(_initial_values(network)) or "none"),
-                            "per phase (TimedArrays): " + (", ".join([f"learning of {n}" for n in network.gates]
-                                                                     + [f"constant {n}" for n in network.phase_values])
-                                                           or "nothing")]
+    out["compiled_once"] = _compiled_once(network)
     out["per_run"] = {"values": sorted(build.settable), "series": sorted(build.timed_arrays),
                       "spikes": {name: network.spike_capacity.get(name) for name in build.spike_inputs},
                       "seed": "rand() seeded per run" if build.draws_random else "no random numbers in the code"}
     out["brian2"] = {"prepared": prepared, "device": "runtime, numpy code generation, zero time steps"}
     return out
+
+
+def _compiled_once(network: BatchedNetwork) -> list[str]:
+    """What shapes the generated code, in words (the key hashes it)."""
+    layout, model = network.layout, network.model
+    constants = ", ".join(f"{k} = {v}" for k, v in _used_constants(network).items())
+    per_phase = [f"learning of {n}" for n in network.gates] + [f"constant {n}" for n in network.phase_values]
+    return ["equations, thresholds, resets and pathways as batched above",
+            f"sizes and connections of {layout.candidates} candidate(s) x {layout.draws} draw(s)",
+            "rule terms held: " + "; ".join(f"{slot}: {', '.join(terms)}" for slot, terms in network.terms.items()),
+            f"dt {model.dt_s * 1e3:g} ms, {network.steps:,} steps",
+            f"constants the text uses: {constants or 'none'}",
+            "initial values: " + (", ".join(_initial_values(network)) or "none"),
+            "per phase (TimedArrays): " + (", ".join(per_phase) or "nothing")]
 
 
 def _used_constants(network: BatchedNetwork) -> dict[str, Any]:
@@ -184,7 +188,8 @@ def _group(network: BatchedNetwork, group: Any) -> dict[str, Any]:
 
 def _synapse(network: BatchedNetwork, s: Any) -> dict[str, Any]:
     rule = s.spec.rule
-    pathways = [p for p in ("pre", "post") if getattr(s, f"on_{p}")] + [f"{p} on {e}" for p, e in s.spec.on_event.items()]
+    pathways = [p for p in ("pre", "post") if getattr(s, f"on_{p}")]
+    pathways += [f"{p} on {e}" for p, e in s.spec.on_event.items()]
     return {"name": s.name, "source": s.spec.source, "target": s.spec.target, "size": len(s.pre),
             "batched": len(s.pre) * s.copies, "copies": s.copies, "pathways": pathways, "method": s.spec.method,
             "plastic": None if rule is None else {"slot": rule.slot, "family": rule.family,
