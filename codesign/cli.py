@@ -185,22 +185,14 @@ def cmd_best(args: argparse.Namespace) -> int:
 def _candidate_argument(spec, rule: str | None, storage: str | None):
     """The candidate named by ``--rule``: a name the model knows, a rule file, or by default the study's
     best; with the hardware knobs its trial searched (None: the target's own precision)."""
-    from codesign.errors import UnknownNameError
     from codesign.report import best_trial
-    from codesign.rules import load_candidate
     from codesign.study import candidate, knob_values, make_task
 
-    task = make_task(spec)
     if rule is None:
         trial = best_trial(spec, _load_existing_study(spec, storage))
         return (f"{spec.name} best (trial {trial.number})", candidate(spec, trial.params),
                 knob_values(spec, trial.params) or None)
-    named = task.named_candidates(spec.etas)
-    if rule in named:
-        return rule, named[rule], None
-    if "/" in rule or rule.endswith((".yaml", ".yml")):
-        return rule, load_candidate(rule, task.slots), None
-    raise UnknownNameError("rule", rule, list(named), key="--rule")
+    return rule, make_task(spec).candidate(rule, spec.etas, key="--rule"), None
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -339,6 +331,17 @@ def cmd_port(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check(args: argparse.Namespace) -> int:
+    from codesign.models.check import check_file, render
+
+    report = check_file(args.file, args.target)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print("\n".join(render(report)))
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from codesign.bench import print_gpu_table, print_table, run_benchmarks, run_gpu_benchmarks
     from codesign.bench_workers import print_workers_table, run_workers_bench
@@ -425,6 +428,17 @@ def _parser() -> argparse.ArgumentParser:
                                                              "(listed among the changes) instead of refusing the rule")
     p.add_argument("--json", action="store_true", help="print a JSON object: brian2, lava_float, lava_fixed, "
                                                        "rule, changes, network")
+
+    p = sub.add_parser("check", help="validate a model or study file without running it and print the batched "
+                                     "network it builds",
+                       description="validate a model or study file without running it: its Brian2 objects are "
+                                   "built and prepared on the numpy runtime (identifiers, units), nothing is "
+                                   "simulated or compiled; prints the batched network (groups, synapses, "
+                                   "per-candidate variables, what is compiled once and what each run sets)")
+    p.add_argument("file", metavar="MODEL.yaml|STUDY.yaml", help="a model file (models/) or a study file (studies/)")
+    target_option(p)
+    p.add_argument("--json", action="store_true", help="print a JSON object")
+    p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("bench", help="candidate evaluations per second, each way of running a task; trials per "
                                      "second with 1 and 2 workers on each storage",

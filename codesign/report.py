@@ -20,8 +20,8 @@ from codesign.study import (EVAL_SEED_OFFSET, candidate, count_trials, distribut
                             knob_values, make_task)
 from codesign.models import Evaluation
 
-__all__ = ["best_trial", "best_summary", "distinct_best", "write_results", "evaluate_candidate", "evaluate_front",
-           "precision_sweep", "rule_summary", "adapt_to_target", "compare_targets", "energy_groups",
+__all__ = ["best_trial", "best_summary", "distinct_best", "write_results", "evaluate_candidate", "evaluate_candidates",
+           "evaluate_front", "precision_sweep", "rule_summary", "adapt_to_target", "compare_targets", "energy_groups",
            "plot_comparison", "LOCAL_BACKEND"]
 
 
@@ -161,18 +161,28 @@ def _evaluate(spec: StudySpec, cands: list[Candidate], seed: int, knobs: list[di
     return evaluations
 
 
+def evaluate_candidates(spec: StudySpec, cands: Sequence[Candidate], seed: int | None = None,
+                        knobs: Sequence[dict[str, Any] | None] | None = None) -> tuple[list[Evaluation], int]:
+    """Candidates on the study's model, a batch at a time, each with its hardware knobs (None: the
+    target's precision), with held-out input seeds by default.
+
+    Their losses and metrics are on the training conditions; where the study holds conditions out,
+    metric ``conditions`` lists each held-out condition's values, loss and metrics (same seed)."""
+    seed = held_out_seed(spec, seed)
+    knobs = [k or {} for k in knobs] if knobs and any(knobs) else None
+    evaluations = _evaluate(spec, list(cands), seed, knobs)
+    if spec.conditions.held_out:
+        held = _evaluate(spec, list(cands), seed, knobs, conditions=spec.conditions.held_out)
+        for evaluation, on_held_out in zip(evaluations, held):
+            evaluation.metrics["conditions"] = on_held_out.metrics["conditions"]
+    return evaluations, seed
+
+
 def evaluate_candidate(spec: StudySpec, cand: Candidate, seed: int | None = None,
                        knobs: dict[str, Any] | None = None) -> tuple[Evaluation, int]:
-    """One candidate on the study's model (with these hardware knobs), with held-out input seeds by default.
-
-    Its loss and metrics are on the training conditions; where the study holds conditions out, metric
-    ``conditions`` lists each held-out condition's values, loss and metrics (same seed)."""
-    seed = held_out_seed(spec, seed)
-    evaluation = _evaluate(spec, [cand], seed, [knobs] if knobs else None)[0]
-    if spec.conditions.held_out:
-        held = _evaluate(spec, [cand], seed, [knobs] if knobs else None, conditions=spec.conditions.held_out)[0]
-        evaluation.metrics["conditions"] = held.metrics["conditions"]
-    return evaluation, seed
+    """One candidate: see :func:`evaluate_candidates`."""
+    evaluations, seed = evaluate_candidates(spec, [cand], seed, [knobs])
+    return evaluations[0], seed
 
 
 def evaluate_front(spec: StudySpec, study: optuna.Study, seed: int | None = None) -> list[dict[str, Any]]:

@@ -29,6 +29,12 @@ def quiet_brian() -> None:
     # ours updates each synapse's own variables only, so the order does not matter (it only says
     # which random number each synapse draws). A hierarchy: suppress_name matches a last component.
     brian2.BrianLogger.suppress_hierarchy("brian2.codegen.generators.base")
+    # A network whose construction failed (bad Brian2 text, reported in one line) leaves objects
+    # that never joined a network; Brian2's warning about each, with a stack, would bury that line.
+    brian2.BrianLogger.suppress_name("unused_brian_object")
+    # Brian2's notes (the integration method it chose for a group) would come between codesign's
+    # lines, and before a one-line error; its warnings still show.
+    brian2.BrianLogger.log_level_warn()
     brian2.prefs.logging.file_log = False
 
 

@@ -35,7 +35,7 @@ from codesign.models.emulation import Emulation
 from codesign.models.spec import GroupSpec, ModelSpec, PhaseSpec, SynapseSpec
 from codesign.rules import FAMILIES
 
-__all__ = ["BatchedNetwork", "Layout", "brian_error", "TRIALS"]
+__all__ = ["BatchedNetwork", "Layout", "brian_error", "owner_key", "brian_message", "TRIALS"]
 
 #: The suffix of a record counting spikes per trial: ``group@phase/trial``.
 TRIALS = "/trial"
@@ -177,9 +177,12 @@ class BatchedNetwork:
                                                    fix="make the group per: candidate")
         for synapse in self.synapses.values():
             if synapse.spec.target == name:
-                for var in _words(synapse.on_pre) | _words(synapse.on_post) | _words(synapse.model):
-                    if var.endswith("_post") and var[:-5] in self.per_copy:
-                        hosted[var[:-5]] = self.per_copy[var[:-5]][0]
+                words = _words(synapse.on_pre) | _words(synapse.on_post) | _words(synapse.model)
+                # In per_copy's order, not the set's: the declarations are part of the code and of
+                # key(), which must not change with the process's hash seed.
+                for var, (unit, _) in self.per_copy.items():
+                    if f"{var}_post" in words:
+                        hosted[var] = unit
         declared = [f"{var} : {unit} (constant)" for var, unit in hosted.items()]
         declared += [f"count_{phase} : 1" for phase in counters]
         if threshold:
@@ -570,17 +573,23 @@ class BatchedNetwork:
 
 
 def brian_error(model: ModelSpec, exc: Exception) -> CodesignError:
-    """Brian2's error about one of a model's objects as one line naming the model file, the group or
-    synapse, and Brian2's own message (what caused it, where Brian2 wraps the cause)."""
+    """Brian2's error about one of a model's objects (a ``BrianObjectException``) as one line naming the
+    model file, the group or synapse, and Brian2's own message (what caused it, where Brian2 wraps the cause)."""
     # Private API (BrianObjectException._brian_objname): the only place Brian2 keeps the object's name.
-    name = getattr(exc, "_brian_objname", "") or ""
+    where = owner_key(model, getattr(exc, "_brian_objname", "") or "")
+    return _brian_error(where, exc.__cause__ or exc)
+
+
+def owner_key(model: ModelSpec, object_name: str) -> Any:
+    """``groups.NAME`` or ``synapses.NAME`` of the entry that made the Brian2 object ``object_name``: the
+    entry's own name, or the longest entry name that, with ``_``, begins it (``inhibitory_pre``,
+    ``neuron_stateupdater``); the model file itself if none does."""
     owners = [(kind, owner) for kind in ("synapses", "groups") for owner in getattr(model, kind)]
-    matches = [(kind, owner) for kind, owner in owners if name == owner or name.startswith(owner + "_")]
-    kind, owner = max(matches, key=lambda m: len(m[1])) if matches else ("", "")
-    cause = exc.__cause__ or exc
-    message = " ".join(str(cause).split()) or type(cause).__name__
-    where = model.where.child(kind).child(owner) if owner else model.where
-    return where.error(f"Brian2: {message[:400]}", fix="correct the Brian2 text of this entry (codesign check MODEL)")
+    matches = [(kind, owner) for kind, owner in owners if object_name == owner or object_name.startswith(owner + "_")]
+    if not matches:
+        return model.where
+    kind, owner = max(matches, key=lambda m: len(m[1]))
+    return model.where.child(kind).child(owner)
 
 
 def _unit_of(value: Any) -> str:
@@ -600,6 +609,28 @@ def _with_unit(values: np.ndarray, unit: str) -> Any:
     return values * evaluate(unit, {})
 
 
-def _brian_error(where: Any, exc: Exception) -> CodesignError:
-    message = " ".join(str(exc).split())
-    return where.error(f"Brian2: {message[:400]}", fix="correct the Brian2 text of this entry")
+def _brian_error(where: Any, exc: BaseException) -> CodesignError:
+    """One line for an error Brian2 raised about the text of the entry at ``where``."""
+    return where.error(f"Brian2: {brian_message(exc)}",
+                       fix="correct the Brian2 text of this entry (codesign check MODEL)")
+
+
+def brian_message(exc: BaseException, limit: int = 300) -> str:
+    """Brian2's message on one line, trimmed to ``limit`` characters: each line of it (a unit error's
+    first line only names the variable), then the messages of the errors it was raised from that add
+    to it (a code generation error's cause says what is wrong with the statement it quotes)."""
+    parts: list[str] = []
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, SyntaxError):
+            text = cause.msg + (f" in {cause.text.strip()!r}" if cause.text and cause.text.strip() else "")
+        elif isinstance(cause, KeyError) and cause.args:
+            text = str(cause.args[0])  # str() of a KeyError quotes its message
+        else:
+            text = str(cause)
+        text = " ".join(line.strip() for line in text.splitlines() if line.strip())
+        if text and not any(text in part for part in parts):
+            parts.append(text)
+        cause = cause.__cause__
+    message = ": ".join(parts) or type(exc).__name__
+    return message if len(message) <= limit else message[: limit - 3] + "..."

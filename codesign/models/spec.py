@@ -286,6 +286,10 @@ def load_model(path: str | Path) -> ModelSpec:
             if getattr(synapse, end) not in groups:
                 raise here.child(end).error(f"unknown group {getattr(synapse, end)!r}",
                                             fix=f"groups of this model: {', '.join(groups)}")
+        if synapse.rule is not None:
+            from codesign.rules import family
+
+            family(synapse.rule.family, file=here.file, key=here.child("rule").child("family").key)
         if synapse.target in groups and groups[synapse.target].kind != "neurons":
             raise here.child("target").error(f"a group of {groups[synapse.target].kind} inputs receives no synapses",
                                              fix="connect it to a neuron group")

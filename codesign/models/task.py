@@ -15,7 +15,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from codesign.backends import Simulation, simulation
-from codesign.errors import CodesignError
+from codesign.errors import CodesignError, UnknownNameError
 from codesign.hardware import EventCounts, Target
 from codesign.models.emulation import Emulation
 from codesign.models.evaluation import Evaluation
@@ -23,7 +23,7 @@ from codesign.models.losses import Recordings, make_loss, resolve_values
 from codesign.models.network import TRIALS, BatchedNetwork, Layout, brian_error
 from codesign.models.spec import ModelSpec
 from codesign.models.stimuli import Stimulus, StimulusDraw, stimulus_kind
-from codesign.rules import FAMILIES, Candidate, Rule, named_rule
+from codesign.rules import FAMILIES, Candidate, Rule, load_candidate, named_rule
 from codesign.schema import build
 
 __all__ = ["ModelTask", "MAX_STEPS", "MAX_INPUT_VALUES", "used_terms", "pad"]
@@ -88,23 +88,44 @@ class ModelTask:
         (first, *_) = self.slots
         return [dict(item) if isinstance(item, Mapping) else {first: item} for item in items]
 
+    def candidate(self, item: str | Path | Rule | Candidate, etas: Mapping[str, float],
+                  key: str | None = None) -> dict[str, Rule]:
+        """One candidate: a name the model knows (``named:``, with ``etas``), a rule file, a rule (of a
+        one-slot model) or a slot -> rule mapping. ``key``: where an unknown name came from (``--rule``)."""
+        if not isinstance(item, (str, Path)):
+            return self.candidates([item])[0]
+        named = self.named_candidates(etas)
+        if str(item) in named:
+            return named[str(item)]
+        if isinstance(item, Path) or "/" in item or item.endswith((".yaml", ".yml")):
+            return load_candidate(item, self.slots)
+        raise UnknownNameError("rule", str(item), list(named), key=key)
+
     def named_candidates(self, etas: Mapping[str, float]) -> dict[str, dict[str, Rule]]:
         """The model's named candidates (``named:``), each slot's rule with the study's eta."""
         out = {}
         for name, rules in self.model.named.items():
             candidate = {}
             for slot, rule in rules.items():
-                family = FAMILIES[self.slots[slot]]
-                if isinstance(rule, str):
-                    candidate[slot] = named_rule(rule, eta=etas[slot])
-                else:
-                    where = self.model.where.child("named").child(name).child(slot)
-                    data = resolve_values(rule, self.model, where)
-                    extras = {k: float(data[k]) for k in family.extras if k in data}
-                    candidate[slot] = family.make({k: float(v) for k, v in data.get("coefficients", {}).items()},
-                                                  eta=etas[slot], name=name, **extras)
+                where = self.model.where.child("named").child(name).child(slot)
+                try:
+                    candidate[slot] = self._named_rule(name, slot, rule, etas[slot], where)
+                except (TypeError, ValueError, AttributeError) as exc:
+                    raise where.error(f"not a rule: {exc}", fix="give coefficients: {TERM: number}, "
+                                      "or the name of a classic rule") from None
+                except CodesignError as exc:  # an unknown rule name or term: this key, not --rule
+                    raise where.error(exc.message, fix=exc.fix) from None
             out[name] = candidate
         return out
+
+    def _named_rule(self, name: str, slot: str, rule: Any, eta: float, where: Any) -> Rule:
+        family = FAMILIES[self.slots[slot]]
+        if isinstance(rule, str):
+            return named_rule(rule, eta=eta)
+        data = resolve_values(rule, self.model, where)
+        extras = {k: float(data[k]) for k in family.extras if k in data}
+        return family.make({k: float(v) for k, v in data.get("coefficients", {}).items()}, eta=eta, name=name,
+                           **extras)
 
     # -- draws -----------------------------------------------------------------------------------------
 
@@ -288,7 +309,9 @@ class ModelTask:
 
         try:
             out = self.simulation(network).run(network.values(per_copy, initial), timed, spikes=spikes, seed=seed)
-        except BrianObjectException as exc:  # the model's Brian2 text, checked when the network is prepared
+        except (BrianObjectException, NotImplementedError) as exc:
+            # The model's Brian2 text, checked when the network is prepared: an object's, or the
+            # network's as a whole (two summed variables writing one variable).
             raise brian_error(self.model, exc) from None
         recordings = self._recordings(network, out, draws, constants)
         counts = self._counts(network, out, spikes)

@@ -1,0 +1,95 @@
+"""The Python API (codesign.load_study, codesign.load_model) and examples/api.py.
+
+The API is a thin layer over what the commands run: its answers must be the commands' answers.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import codesign
+from codesign.cli import main
+from codesign.errors import CodesignError
+from codesign.rules import save_candidate
+from codesign.study import EVAL_SEED_OFFSET
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _json(argv: list[str], capsys: pytest.CaptureFixture) -> dict:
+    assert main(argv) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_a_study_from_python_gives_what_the_commands_give(workdir, write_study, capsys):
+    path = write_study()
+    study = codesign.load_study(path)
+    oja, zero, given = study.evaluate(["oja", "zero", {"theta_110": 1.0, "theta_021": -1.0}])
+    assert oja.loss == _json(["eval", path, "--rule", "oja", "--json"], capsys)["loss"]
+    assert given.loss == oja.loss  # Oja's rule given as the study's parameters
+    # By default on the draws `codesign eval` uses, which the study never trains on.
+    assert oja.loss == study.evaluate(["oja"], seed=study.spec.seed + EVAL_SEED_OFFSET)[0].loss
+    assert oja.loss != study.evaluate(["oja"], seed=study.spec.seed)[0].loss
+    assert oja.loss < zero.loss
+
+    assert study.run() is study
+    trials = study.trials()
+    assert len(trials) == study.spec.n_trials
+    best = study.best()
+    assert best == _json(["best", path, "--json"], capsys)
+    finished = [t for t in trials if t["state"] == "COMPLETE"]
+    assert best["loss"] == min(t["loss"] for t in finished)
+    assert best["coefficients"] == next(t["params"] for t in finished if t["number"] == best["trial"])
+
+    # The best candidate, as rules and as the rule file the study would write: the same evaluation.
+    save_candidate(study.best_candidate(), "best.yaml")
+    as_rules, as_file = study.evaluate([study.best_candidate(), "best.yaml"])
+    assert as_rules.loss == as_file.loss == _json(["eval", path, "--json"], capsys)["loss"]
+
+
+def test_a_study_refuses_what_it_cannot_evaluate(workdir, write_study):
+    study = codesign.load_study(write_study())
+    with pytest.raises(CodesignError, match=r"theta_200: not parameters of study tiny .*theta_110, theta_021"):
+        study.evaluate([{"theta_200": 1.0}])
+    with pytest.raises(CodesignError, match=r"unknown rule 'ojaa' \(fix: use one of: anti_hebbian, anti_oja, hebb"):
+        study.evaluate(["ojaa"])
+    with pytest.raises(CodesignError, match="studies/none.yaml: study file not found"):
+        codesign.load_study("studies/none.yaml")
+
+
+def test_a_model_from_python_with_its_constants(workdir):
+    model = codesign.load_model("models/oja.yaml", draws=3, n_inputs=4, duration="1*second")
+    oja, zero = model.evaluate(["oja", "zero"], seed=1)
+    assert oja.arrays["weights"].shape == (3, 4)  # the draws and the inputs asked for
+    assert oja.loss < 0.2 < zero.loss
+    report = model.check()
+    assert report["layout"]["draws"] == 3
+    assert next(g for g in report["groups"] if g["name"] == "inputs")["size"] == 4
+    with pytest.raises(CodesignError, match="load_model.n_input: not a constant of the model"):
+        codesign.load_model("models/oja.yaml", n_input=4)
+
+
+def test_the_example_script_runs_and_finds_a_rule(tmp_path):
+    done = subprocess.run([sys.executable, str(ROOT / "examples" / "api.py")], capture_output=True, text=True,
+                          cwd=tmp_path, timeout=600)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    model = {name: float(value) for name, value in re.findall(r"model oja, rule (\w+): loss ([0-9.]+)", out)}
+    loss = {name: float(value) for name, value in re.findall(r"study tiny, rule (.+?): held-out loss ([0-9.]+)", out)}
+    # Oja's rule aligns w with PC1, doing nothing does not; Hebb's rule runs away (the loss's ceiling).
+    assert set(model) == {"oja", "hebb", "anti_hebbian", "anti_oja", "zero"}
+    assert model["oja"] < 0.2 < 0.9 < model["zero"] < model["hebb"] == 10.0
+    assert loss["oja"] < 0.2 < 0.9 < loss["zero"]
+    assert loss["x y - y^2 w"] == loss["oja"]  # Oja's rule given by its coefficients
+    trials, best = re.search(r"(\d+) trials, \d+ complete; best: trial \d+, loss ([0-9.]+)", out).groups()
+    assert int(trials) == 60
+    assert re.search(r"best rule: dw/dt = eta \(.*x y", out)
+    held_out = float(re.search(r"best rule on held-out draws: loss ([0-9.]+)", out).group(1))
+    assert held_out < loss["zero"] and float(best) < loss["zero"]
+    assert not any(tmp_path.iterdir())  # the study ran in a temporary folder
