@@ -83,6 +83,17 @@ def test_values_that_cannot_run_are_refused_with_the_key(workdir, capsys, change
     assert err.startswith(f"codesign: error: {path}: {expected}"), err
 
 
+
+def test_a_model_that_cannot_run_by_itself_is_named_not_the_study(workdir, capsys):
+    model = (workdir / "models/oja.yaml").read_text()
+    assert "  n_inputs: 5\n" in model
+    write(workdir / "models/odd.yaml", model.replace("  n_inputs: 5\n", "  n_inputs: 2.5\n"))
+    data = small_study(model="models/odd.yaml")
+    data["constants"] = {"duration": "0.3*second"}
+    err = one_line_error(capsys, "run", write(workdir / "studies/s.yaml", data))
+    assert err == ("codesign: error: models/odd.yaml: stimuli.stimulus.size: expected an integer, got 2.5 "
+                   "(fix: write an integer here)")
+
 #: Twelve lines that expand to 10**11 values: one name repeated ten times in each line.
 ALIAS_BOMB = "name: [&a0 [x, x, x, x, x, x, x, x, x, x], " + ", ".join(
     f"&a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 12)) + "]\n"
