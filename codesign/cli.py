@@ -304,7 +304,10 @@ def cmd_port(args: argparse.Namespace) -> int:
     from codesign.spec import load_study
 
     spec = load_study(args.study)
-    params = port_params(spec.model)
+    try:
+        params = port_params(spec.model)
+    except CodesignError as exc:  # the study chose a model the port cannot run: its model: key is to change
+        raise CodesignError(exc.message, file=spec.file, key="model", fix=exc.fix) from None
     name, cand, _ = _candidate_argument(spec, args.rule, args.storage)
     target = args.target or DEFAULT_TARGET
     (rule,) = cand.values()

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Sequence
 
 from codesign.hardware import Target, energy_objective_kind, load_target
 from codesign.models.spec import ModelSpec
@@ -275,10 +275,13 @@ def load_study(path: str | Path, target: str | None = None) -> StudySpec:
     path = Path(path)
     where = Where(str(path))
     raw = build(_StudyFile, read_yaml(path, "study file"), where)
-    model = load_model(_resolve_file(raw.model, path, where.child("model"), "model", "models/"))
-    model = model.with_constants(raw.constants, where.child("constants"), raw.draws)
-    for i, condition in enumerate(raw.conditions.train + raw.conditions.held_out):
-        model.with_constants(condition, where.child("conditions").child(i))  # each one checked now
+    own = load_model(_resolve_file(raw.model, path, where.child("model"), "model", "models/"))
+    model = own.with_constants(raw.constants, where.child("constants"))
+    if raw.draws is not None:  # resolved here, so that a bad value names the study rather than the model file
+        model = dataclasses.replace(model, raw_draws=raw.draws, draws=model.integer(raw.draws, where.child("draws")))
+    for group in ("train", "held_out"):
+        for i, condition in enumerate(getattr(raw.conditions, group)):
+            model.with_constants(condition, where.child("conditions").child(group).child(i))  # each one checked now
     rules = _rule_slots(raw, model.slots, where)
     for knob in raw.hardware.knobs:
         if knob not in Emulation.emulates(model):
@@ -301,8 +304,36 @@ def load_study(path: str | Path, target: str | None = None) -> StudySpec:
     if not name.replace("-", "").replace("_", "").isalnum():
         raise where.child("name").error(f"{name!r} is not usable as a folder name",
                                         fix="use letters, digits, - and _")
-    return StudySpec(name=name, file=str(path), model=model, target=target,
+    spec = StudySpec(name=name, file=str(path), model=model, target=target,
                      rules=rules, sampler=raw.sampler, n_trials=raw.n_trials, batch_size=raw.batch_size,
                      seed=raw.seed, storage=raw.storage, hardware=raw.hardware, objectives=tuple(raw.objectives),
                      trial_timeout_s=raw.trial_timeout_s, heartbeat_s=raw.heartbeat_s, retries=raw.retries,
                      conditions=raw.conditions)
+    _refuse_what_the_model_cannot_run(spec, own, raw, where)
+    return spec
+
+
+def _refuse_what_the_model_cannot_run(spec: StudySpec, own: ModelSpec, raw: _StudyFile, where: Where) -> None:
+    """Set the study's model up once (no network is built: milliseconds), so that a size or value it cannot
+    run is refused before any trial. The model's checks name the model file; when the model runs with its
+    own constants, the study's ``constants:``, ``draws:`` or ``conditions:`` (the first that breaks it) are
+    to blame, and the error names that key of the study."""
+    from codesign.errors import CodesignError
+    from codesign.models import ModelTask
+
+    def refusal(model: ModelSpec, conditions: Sequence = ({},), held_out: Sequence = ()) -> CodesignError | None:
+        try:
+            ModelTask(model, spec.target, searched_knobs=spec.hardware.knobs, conditions=conditions, held_out=held_out)
+        except CodesignError as exc:
+            return exc
+        return None
+
+    error = refusal(spec.model, spec.conditions.train, spec.conditions.held_out)
+    if error is None:
+        return
+    if error.file != own.file or refusal(own) is not None:
+        raise error
+    key = ("constants" if refusal(own.with_constants(raw.constants, where.child("constants"))) else
+           "draws" if refusal(spec.model) else "conditions")
+    raise where.child(key).error(f"{own.file} cannot run with this: {error.key}: {error.message}",
+                                 fix=f"change {key} (the model file says: {error.fix})")

@@ -48,23 +48,34 @@ def write(path: Path, data) -> str:
     ({"rule": {"eta": float("nan")}}, "rule.eta: expected a finite number, got nan"),
     ({"rule": {"eta": 0}}, "rule.eta: must be positive, got 0"),
     ({"trial_timeout_s": float("inf")}, "trial_timeout_s: expected a finite number, got inf"),
-    ({"task": {"covariance": [[float("nan"), 0, 0, 0]] * 4}}, "task.covariance[0][0]: expected a finite number"),
+    ({"constants": {"n_inputs": float("nan")}}, "constants: models/oja.yaml cannot run with this: "
+                                                 "stimuli.stimulus.size: expected an integer, got nan"),
     ({"seed": 2**32}, "seed: must be between 0 and 2147483647"),
-    ({"task": {"duration_s": 1e9}}, "task.duration_s: duration_s = 1e+09 s in steps of dt_ms = 1 is 1,000,000,000,000 time steps, more than 10,000,000"),
-    ({"task": {"n_inputs": 1000, "n_repeats": 1000}}, "task: the input draws would hold 300,000,000 values (n_repeats x time steps x n_inputs), more than 20,000,000"),
-    ({"task": {"kind": "pca_network", "duration_s": 1e9},
-      "rule": None, "rules": {"feedforward": {}, "lateral": {}}}, "task.duration_s: duration_s = 1e+09 s"),
-    ({"task": {"kind": "target_rate", "learn_s": 1e9}, "rule": {"family": "spike_trace", "terms": "all"}},
-     "task.learn_s: learn_s + measure_s = 1e+09 s in steps of dt_ms = 0.1"),
-    ({"task": {"kind": "target_rate", "rate_excitatory_hz": 1e9}, "rule": {"family": "spike_trace", "terms": "all"}},
-     "task.rate_excitatory_hz: must be between 0.0 and 1000.0"),
-    ({"task": {"kind": "target_rate", "n_excitatory": 100000, "learn_s": 100}, "rule": {"family": "spike_trace", "terms": "all"}},
-     "task: the input draws would hold 105,420,000 input spikes"),
+    ({"constants": {"duration": "1e9*second"}}, "constants: models/oja.yaml cannot run with this: protocol: 1e+09 s "
+                                                "in steps of 1 ms is 1,000,000,000,000 time steps, more than 10,000,000"),
+    # 1,000 inputs fit 8 draws (the model's); 1,000 draws of them do not.
+    ({"constants": {"n_inputs": 1000}, "draws": 1000}, "draws: models/oja.yaml cannot run with this: stimuli: the "
+                                                       "input draws would hold 300,000,000 values or spikes, more "
+                                                       "than 20,000,000"),
+    ({"model": "models/pca-network.yaml", "constants": {"duration": "1e9*second"},
+      "rule": None, "rules": {"feedforward": {}, "lateral": {}}},
+     "constants: models/pca-network.yaml cannot run with this: protocol: 1e+09 s in steps of 1 ms"),
+    ({"model": "models/target-rate.yaml", "constants": {"learn": "1e9*second"},
+      "rule": {"family": "spike_trace", "terms": "all"}},
+     "constants: models/target-rate.yaml cannot run with this: protocol: 1e+09 s in steps of 0.1 ms"),
+    ({"model": "models/target-rate.yaml", "constants": {"rate_excitatory": "-5*Hz"},
+      "rule": {"family": "spike_trace", "terms": "all"}},
+     "constants: models/target-rate.yaml cannot run with this: stimuli.poisson.rate: rates must be finite and at "
+     "least 0 Hz"),
+    ({"model": "models/target-rate.yaml", "constants": {"n_excitatory": 100000, "learn": "100*second"},
+      "rule": {"family": "spike_trace", "terms": "all"}},
+     "constants: models/target-rate.yaml cannot run with this: stimuli: the input draws would hold 55,220,000 "
+     "values or spikes"),
 ])
 def test_values_that_cannot_run_are_refused_with_the_key(workdir, capsys, change, expected):
     data = small_study(**change)
-    if "kind" in change.get("task", {}):  # another task: its own keys only
-        data["task"] = change["task"]
+    if "model" in change:  # another model: its own constants and draws only
+        data["constants"], data["draws"] = change["constants"], 1
     path = write(workdir / "studies/bad.yaml", data)
     started = time.perf_counter()
     err = one_line_error(capsys, "run", path)
@@ -72,15 +83,26 @@ def test_values_that_cannot_run_are_refused_with_the_key(workdir, capsys, change
     assert err.startswith(f"codesign: error: {path}: {expected}"), err
 
 
+
+def test_a_model_that_cannot_run_by_itself_is_named_not_the_study(workdir, capsys):
+    model = (workdir / "models/oja.yaml").read_text()
+    assert "  n_inputs: 5\n" in model
+    write(workdir / "models/odd.yaml", model.replace("  n_inputs: 5\n", "  n_inputs: 2.5\n"))
+    data = small_study(model="models/odd.yaml")
+    data["constants"] = {"duration": "0.3*second"}
+    err = one_line_error(capsys, "run", write(workdir / "studies/s.yaml", data))
+    assert err == ("codesign: error: models/odd.yaml: stimuli.stimulus.size: expected an integer, got 2.5 "
+                   "(fix: write an integer here)")
+
 #: Twelve lines that expand to 10**11 values: one name repeated ten times in each line.
 ALIAS_BOMB = "name: [&a0 [x, x, x, x, x, x, x, x, x, x], " + ", ".join(
     f"&a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 12)) + "]\n"
 #: What each kind of file needs before its ``name``, so that the name is what gets read.
-BEFORE_NAME = {"study file": "task: {kind: oja}\ntarget: hw_targets/cpu.yaml\n", "target file": "",
+BEFORE_NAME = {"study file": "model: models/oja.yaml\ntarget: hw_targets/cpu.yaml\n", "target file": "",
                "rule file": "coefficients: {theta_110: 1.0}\n"}
 
 BAD_FILES = {
-    "not UTF-8": (b"name: caf\xe9\ntask: {kind: oja}\n", "not UTF-8 text: byte 0xe9 at line 1"),
+    "not UTF-8": (b"name: caf\xe9\nmodel: models/oja.yaml\n", "not UTF-8 text: byte 0xe9 at line 1"),
     "a NUL byte": (b"name: a\x00b\n", "character U+0000 at line 1 is not allowed in YAML"),
     "5,000 levels deep": ("a: " + "[" * 5000 + "]" * 5000 + "\n", "nested deeper than 100 levels at line "),
     "an alias bomb": (ALIAS_BOMB, "its aliases (*name) expand to more than 1,000,000 values"),
@@ -160,7 +182,7 @@ def test_a_worker_that_crashes_is_one_line_naming_its_error_and_log(workdir, cap
 def test_a_worker_that_stops_on_bad_input_passes_its_line_on(workdir):
     path = write(workdir / "studies/s.yaml", small_study())
     spec = load_study(path)
-    write(workdir / "studies/s.yaml", "task: [\n")  # the workers read the file after this process did
+    write(workdir / "studies/s.yaml", "model: [\n")  # the workers read the file after this process did
     with pytest.raises(CodesignError) as caught:
         run_study(spec, workers=2)
     assert caught.value.one_line() == (

@@ -322,6 +322,45 @@ def test_port_drops_terms_only_when_allowed_and_lists_them():
     assert "y" not in [f for t in compiled.terms if t.dependency == "x0" for f in t.factors]
 
 
+def test_port_params_come_from_the_studys_model_constants():
+    """The port network takes the target rate, inhibitory input rate and weights of the study's model,
+    with the study's own constants (the Loihi 2 study narrows w_max to 0.5); sizes and times stay the port's."""
+    from codesign.hardware.loihi2.network import port_params
+    from codesign.spec import load_study
+
+    params = port_params(load_study(ROOT / "studies/target-rate-loihi2.yaml").model, learn_s=1.5)
+    assert (params.target_rate_hz, params.rate_inhibitory_hz, params.w_inhibitory_init, params.w_max) == \
+        (10.0, 10.0, 0.05, 0.5)
+    assert (params.learn_s, params.measure_s, params.n_inhibitory) == (1.5, 4.0, 400)
+    with pytest.raises(CodesignError, match=r"models/oja.yaml: synapses: port runs one spike_trace rule; model oja"):
+        port_params(load_study(ROOT / "studies/oja.yaml").model)
+
+
+def test_port_inputs_are_the_model_librarys_poisson_draw():
+    """input_spikes draws what the target-rate model's ``poisson`` stimulus draws for the same seed,
+    sizes, rates and time grid (the port network's inputs are the model's, until issue 16 runs the model)."""
+    import dataclasses
+
+    from codesign.hardware import load_target
+    from codesign.hardware.loihi2.network import PortParams, input_spikes
+    from codesign.models import ModelTask, load_model
+    from codesign.schema import Where
+
+    params = PortParams(learn_s=0.5, measure_s=0.7)
+    model = load_model(ROOT / "models/target-rate.yaml").with_constants(
+        {"n_excitatory": params.n_excitatory, "n_inhibitory": params.n_inhibitory, "rate_excitatory": "20*Hz",
+         "rate_inhibitory": "10*Hz", "learn": "0.5*second", "measure": "0.7*second"}, Where("test"))
+    model = dataclasses.replace(model, dt="1*ms")
+    stimulus = ModelTask(model, load_target(ROOT / "hw_targets/cpu.yaml")).stimuli["poisson"]
+    indices, times = stimulus.draw(np.random.default_rng(5), [model.constants], model, {}).spikes
+    spikes = input_spikes(params, seed=5)
+    assert spikes.shape == (600, 1200) and spikes.sum() > 9000  # 1.2 s x (200 x 20 Hz + 400 x 10 Hz)
+    drawn = np.zeros_like(spikes)
+    drawn[indices, np.rint(times * 1000).astype(int)] = 1
+    assert len(indices) == spikes.sum()
+    np.testing.assert_array_equal(drawn, spikes)
+
+
 def test_vogels_port_lists_what_changed():
     from codesign.hardware.loihi2.network import PortParams, compile_spike_trace, port_changes
 
@@ -476,8 +515,8 @@ def test_port_vogels_on_a_shorter_run_keeps_the_rate_on_lava_fixed_point(science
     from codesign.hardware.loihi2.network import port_params
     from codesign.spec import load_study
 
-    study = load_study(ROOT / "studies/target-rate.yaml").task.params
-    result = port(vogels(eta=0.02), port_params(study, learn_s=1.5, measure_s=2.5), seed=science_seed(1))
+    model = load_study(ROOT / "studies/target-rate.yaml").model
+    result = port(vogels(eta=0.02), port_params(model, learn_s=1.5, measure_s=2.5), seed=science_seed(1))
     assert result["network"]["eta"] == pytest.approx(0.02)
     assert result["rule"]["dropped"] == []  # Vogels' rule as it is, no term lost to quantisation
     (brian2,) = result["brian2"]["rates_hz"]

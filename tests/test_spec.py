@@ -31,7 +31,8 @@ def write(path: Path, data) -> str:
 def test_a_good_study_loads_with_its_types(workdir):
     spec = load_study(write(workdir / "studies/s.yaml", small_study()))
     assert spec.name == "tiny"
-    assert spec.task.params.n_inputs == 4
+    assert spec.model.name == "oja" and spec.model.constants["n_inputs"] == 4 and spec.model.draws == 2
+    assert spec.model.duration_s == pytest.approx(0.3)
     assert spec.rule.searched == ("theta_110", "theta_021", "theta_001")
     assert spec.target.codegen == "numpy"
     assert spec.storage_url() == "journal:results/tiny/journal.log"
@@ -41,17 +42,29 @@ def test_a_good_study_loads_with_its_types(workdir):
 @pytest.mark.parametrize(
     "change, expected",
     [
-        ({"n_trails": 5}, "n_trails: unknown key (fix: spelling error? known keys here: task, target, name"),
-        ({"task": {"n_inputs": "five"}}, "task.n_inputs: expected an integer, got 'five'"),
-        ({"task": {"n_inputs": 1}}, "task.n_inputs: must be between 2 and 1000, got 1"),
-        ({"task": {"kind": "ojja"}}, "task.kind: unknown task 'ojja' (fix: use one of: oja, "),
-        ({"task": {"covariance": [[1, 0], [0, 1]]}}, "task.covariance: must be 4x4 (n_inputs)"),
-        ({"task": {"covariance": [[2, 0, 0, 0], [0, 2, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]]}},
-         "task.covariance: eigenvalues 1 and 2 are equal: the top-1 principal subspace is not unique"),
+        ({"n_trails": 5}, "n_trails: unknown key (fix: spelling error? known keys here: model, target, name"),
+        ({"model": "models/ojja.yaml"}, "model: model file 'models/ojja.yaml' not found (fix: give a path to a file "
+                                        "in models/"),
+        ({"constants": {"n_input": 4}}, "constants.n_input: not a constant of the model models/oja.yaml (fix: "
+                                        "constants of this model: n_inputs, duration)"),
+        ({"constants": {"n_inputs": "five"}}, "constants.n_inputs: unknown name 'five' (fix: use numbers, Brian2 "
+                                              "units and constants defined above this one)"),
+        ({"constants": {"n_inputs": 2.5}}, "constants: models/oja.yaml cannot run with this: stimuli.stimulus.size: "
+                                           "expected an integer, got 2.5"),
+        ({"draws": 0}, "draws: must be a whole number of at least 1, got 0"),
+        ({"draws": "n_inputs / 3"}, "draws: must be a whole number of at least 1, got 1.33333"),
+        ({"conditions": {"train": [{"n_inputs": 4}], "held_out": [{"n_input": 5}]}},
+         "conditions: conditions set different constants"),
+        ({"conditions": {"train": [{"n_input": 4}]}}, "conditions.train[0].n_input: not a constant of the model "
+                                                      "models/oja.yaml"),
+        ({"conditions": {"train": [{"n_inputs": 4}], "held_out": [{"n_inputs": "five"}]}},
+         "conditions.held_out[0].n_inputs: unknown name 'five'"),
+        ({"hardware": {"weight_bits": [1, 8]}}, "hardware.weight_bits: model oja has no event-driven weights or "
+                                                "traces to emulate weight_bits on"),
         ({"rule": {"terms": ["theta_110", "theta_310"]}}, "rule.terms[1]: unknown term 'theta_310'"),
-        ({"rule": {"family": "spike_trace", "terms": "all"}}, "rule.family: slot 'w' of this task takes polynomial rules"),
+        ({"rule": {"family": "spike_trace", "terms": "all"}}, "rule.family: slot 'w' of this model takes polynomial rules"),
         ({"rule": {"tau_ms": [5, 50]}}, "rule.tau_ms: only spike_trace rules have trace time constants"),
-        ({"rule": None, "rules": {"lateral": {}}}, "rules.lateral: unknown rule slot (fix: this task's slots: w)"),
+        ({"rule": None, "rules": {"lateral": {}}}, "rules.lateral: unknown rule slot (fix: this model's slots: w)"),
         ({"rule": {"bounds": [1, -1]}}, "rule.bounds: low must be below high"),
         ({"sampler": {"name": "gridd"}}, "sampler.name: expected 'cmaes' or 'tpe' or 'nsga2' or 'random', got 'gridd'"),
         ({"batch_size": 0}, "batch_size: must be between 1 and 100000, got 0"),
@@ -85,7 +98,7 @@ def test_missing_file(workdir, capsys):
 
 
 def test_malformed_yaml_gives_line_and_column(workdir, capsys):
-    path = write(workdir / "studies/s.yaml", "task:\n  kind: oja\n n_trials: [1, 2\n")
+    path = write(workdir / "studies/s.yaml", "model: models/oja.yaml\n n_trials: [1, 2\n")
     code, err = run_cli(capsys, "run", path)
     assert code == 2
     assert f"{path}: malformed YAML at line" in err
@@ -123,10 +136,10 @@ def test_best_before_any_run_says_what_to_do(workdir, capsys):
 
 
 def test_the_installed_command_prints_no_traceback(workdir):
-    path = write(workdir / "studies/s.yaml", small_study(task={"n_repeats": -3}))
+    path = write(workdir / "studies/s.yaml", small_study(draws=-3))
     proc = subprocess.run([sys.executable, "-m", "codesign", "run", path], capture_output=True, text=True)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines() == [
-        f"codesign: error: {path}: task.n_repeats: must be between 1 and 1000, got -3 "
-        "(fix: use a value between 1 and 1000)"]
+        f"codesign: error: {path}: draws: must be a whole number of at least 1, got -3 "
+        "(fix: use a whole number of at least 1)"]

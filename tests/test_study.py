@@ -126,17 +126,28 @@ def test_diverging_candidates_are_pruned_with_their_reason(write_study):
     assert count_trials(study) == (24, 0)
 
 
+#: The target-rate model made small: 100 inputs at high rates, one draw, 1 s.
+RATE_MODEL = ("model: models/target-rate.yaml\n"
+              "constants: {n_excitatory: 80, n_inhibitory: 20, rate_excitatory: 50*Hz, rate_inhibitory: 100*Hz,\n"
+              "            learn: 0.5*second, measure: 0.5*second}\n"
+              "draws: 1\n")
+
+
 def test_target_rate_study_end_to_end(workdir, capsys):
+    # Every rule counts as good for the plot of solutions (8 trials find none below the model's 0.01).
+    model = (workdir / "models/target-rate.yaml").read_text()
+    assert "  kind: rate_to_target\n" in model
+    (workdir / "models/rate.yaml").write_text(model.replace("  kind: rate_to_target\n",
+                                                            "  kind: rate_to_target\n  good_loss: 10.0\n"))
     study_file = workdir / "studies/rate.yaml"
     study_file.write_text(
-        "task: {kind: target_rate, n_excitatory: 80, n_inhibitory: 20, rate_excitatory_hz: 50,\n"
-        "       rate_inhibitory_hz: 100, n_repeats: 1, learn_s: 0.5, measure_s: 0.5, good_loss: 10.0}\n"
+        RATE_MODEL.replace("models/target-rate.yaml", "models/rate.yaml") +
         "rule: {family: spike_trace, terms: [pre_1, pre_y, post_x], tau_ms: [5, 50]}\n"
         "target: hw_targets/cpu.yaml\nn_trials: 8\nbatch_size: 4\n")
     assert main(["run", str(study_file), "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "tau_x_ms" in out and "best distinct rules" in out
-    assert (workdir / "results/rate/target_rate_solutions.png").stat().st_size > 0
+    assert (workdir / "results/rate/target-rate_solutions.png").stat().st_size > 0
     assert main(["eval", str(study_file), "--rule", "vogels", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert len(result["rates_hz"]) == 1 and result["rule"] == "vogels"
@@ -146,9 +157,7 @@ def test_target_rate_study_end_to_end(workdir, capsys):
     assert 5 <= best["coefficients"]["tau_x_ms"] <= 50
 
 
-RATE_STUDY = ("task: {kind: target_rate, n_excitatory: 80, n_inhibitory: 20, rate_excitatory_hz: 50,\n"
-              "       rate_inhibitory_hz: 100, n_repeats: 1, learn_s: 0.5, measure_s: 0.5}\n"
-              "rule: {family: spike_trace}\ntarget: hw_targets/cpu.yaml\nbatch_size: 4\n")
+RATE_STUDY = RATE_MODEL + "rule: {family: spike_trace}\ntarget: hw_targets/cpu.yaml\nbatch_size: 4\n"
 
 
 def test_compare_runs_one_rule_on_every_target_without_a_gpu(workdir, capsys):
@@ -201,8 +210,9 @@ def test_a_target_that_cannot_be_evaluated_gets_a_row_with_its_reason(workdir, c
         capsys.readouterr().err
 
 
-def test_compare_says_which_number_formats_the_task_did_not_emulate(write_study, workdir, capsys):
-    """The Oja task ignores a target's precision: its row must say so, not claim a weight grid."""
+def test_compare_says_which_number_formats_the_model_did_not_emulate(write_study, workdir, capsys):
+    """The Oja model has no bounded weights or traces, so its emulation ignores a target's precision:
+    its row must say so, not claim a weight grid."""
     (workdir / "hw_targets/coarse.yaml").write_text(
         "name: coarse\nbackend: runtime\nprecision: {weight_bits: 4, trace_bits: 5, rounding: nearest}\n")
     study_file = write_study()
@@ -210,15 +220,15 @@ def test_compare_says_which_number_formats_the_task_did_not_emulate(write_study,
     (row,) = json.loads(capsys.readouterr().out)
     assert row["changes"] == []
     assert row["not_emulated"] == ["weights quantised to 4 bits, nearest rounding",
-                                   "traces in 5-bit registers, nearest rounding (the task emulates no number format)"]
-    assert row["unknown"] == ["task oja does not count events: no energy or core estimate"]
+                                   "traces in 5-bit registers, nearest rounding (the model's emulation applies no "
+                                   "number format)"]
+    assert row["unknown"] == ["no energy model for this target"]
 
 
 def test_joint_rule_and_hardware_study_gives_a_pareto_front(workdir, capsys):
     study_file = workdir / "studies/joint.yaml"
     study_file.write_text(
-        "task: {kind: target_rate, n_excitatory: 80, n_inhibitory: 20, rate_excitatory_hz: 50,\n"
-        "       rate_inhibitory_hz: 100, n_repeats: 1, learn_s: 0.5, measure_s: 0.5}\n"
+        RATE_MODEL +
         "rule: {family: spike_trace, terms: [pre_1, pre_y, post_x]}\n"
         "hardware: {weight_bits: [1, 8], trace_bits: [3, 7], rounding: [nearest, stochastic]}\n"
         "objectives: [loss, weight_bits]\n"
@@ -246,7 +256,7 @@ def test_joint_rule_and_hardware_study_gives_a_pareto_front(workdir, capsys):
 
 def test_energy_objective_needs_a_target_with_an_energy_model(workdir, capsys):
     study_file = workdir / "studies/bad.yaml"
-    study_file.write_text("task: {kind: target_rate}\nrule: {family: spike_trace}\nobjectives: [loss, energy]\n"
+    study_file.write_text("model: models/target-rate.yaml\nrule: {family: spike_trace}\nobjectives: [loss, energy]\n"
                           "target: hw_targets/spinnaker2.yaml\nsampler: {name: nsga2}\n")
     assert main(["run", str(study_file)]) == 2
     assert ("objectives: energy needs per-event figures of one kind, all published: target spinnaker2 does not "
@@ -260,10 +270,10 @@ def test_energy_objective_needs_a_target_with_an_energy_model(workdir, capsys):
 def test_the_energy_objective_is_the_per_operation_energy_without_the_static_share(workdir):
     from codesign.hardware import EventCounts
     from codesign.study import _objectives
-    from codesign.tasks import Evaluation
+    from codesign.models import Evaluation
 
     study_file = workdir / "studies/joint.yaml"
-    study_file.write_text("task: {kind: target_rate}\nrule: {family: spike_trace}\nobjectives: [loss, energy]\n"
+    study_file.write_text("model: models/target-rate.yaml\nrule: {family: spike_trace}\nobjectives: [loss, energy]\n"
                           "target: hw_targets/loihi.yaml\nsampler: {name: nsga2}\n")
     counts = EventCounts(duration_s=2.0, synaptic_events=1000, spikes=50, learning_updates=200, neurons=1,
                          synapses=1000, plastic_synapses=200)
@@ -275,7 +285,9 @@ def test_the_energy_objective_is_the_per_operation_energy_without_the_static_sha
 
 def test_port_refuses_a_rate_based_study(write_study, capsys):
     assert main(["port", write_study()]) == 2
-    assert "task.kind: port runs spiking rules; task 'oja' has none" in capsys.readouterr().err
+    assert capsys.readouterr().err == (
+        "codesign: error: studies/tiny.yaml: model: port runs one spike_trace rule; model oja has slots "
+        "{'w': 'polynomial'} (fix: port a study of models/target-rate.yaml)\n")
 
 
 def _study_best_rule_file(folder) -> str:
@@ -372,8 +384,7 @@ def test_candidates_that_do_not_fit_the_target_are_infeasible(workdir, capsys):
             "  synapses_per_core: {value: 50, kind: count, source: test}\n")
         study_file = workdir / f"studies/chip{cores}.yaml"
         study_file.write_text(
-            "task: {kind: target_rate, n_excitatory: 80, n_inhibitory: 20, rate_excitatory_hz: 50,\n"
-            "       rate_inhibitory_hz: 100, n_repeats: 1, learn_s: 0.3, measure_s: 0.3}\n"
+            RATE_MODEL.replace("0.5*second", "0.3*second") +
             "rule: {family: spike_trace, terms: [pre_1, pre_y, post_x]}\nhardware: {weight_bits: [1, 8]}\n"
             f"objectives: [loss, weight_bits]\ntarget: hw_targets/chip{cores}.yaml\n"
             "sampler: {name: nsga2}\nn_trials: 6\nbatch_size: 6\n")

@@ -57,7 +57,7 @@ def test_a_worker_killed_mid_batch_loses_nothing(write_study, workdir, storage, 
     --workers 3``, whose own worker processes are the ones killed and carrying on.
     """
     n_trials = 18
-    path = write_study(n_trials=n_trials, batch_size=6, heartbeat_s=1, task={"duration_s": 4.0})
+    path = write_study(n_trials=n_trials, batch_size=6, heartbeat_s=1, constants={"duration": "4*second"})
     spec = load_study(path)
     if launch == "worker":
         procs = [_worker(path, i, batch=2) for i in range(3)]

@@ -400,7 +400,7 @@ def port(rule: SpikeTraceRule, params: PortParams | Any = None, seed: int = 0,
          target: Target | str | Path | None = None, *, allow_drop: bool = False) -> dict[str, Any]:
     """Run ``rule`` on the port network in Brian2, Lava floating point and Lava fixed point.
 
-    ``params`` is a :class:`PortParams`, a study's ``TargetRateParams`` (see :func:`port_params`) or
+    ``params`` is a :class:`PortParams`, a study's model (a ``ModelSpec``, see :func:`port_params`) or
     None. Returns, per backend key (``brian2``, ``lava_float``, ``lava_fixed``): ``loss`` (squared
     relative rate error against the target), ``rates_hz``, ``mean_weight`` (final, rule units),
     ``seconds``; the Lava ones add ``weight_correlation`` (Pearson, mean inhibitory weight sampled
