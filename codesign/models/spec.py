@@ -191,11 +191,12 @@ class ModelSpec:
     def seconds(self, text: Any, key: Where) -> float:
         from brian2 import second
 
+        from brian2.units.fundamentalunits import have_same_dimensions
+
         value = self.value(text, key)
-        try:
-            seconds = float(value / second)
-        except Exception:
-            raise key.error(f"must be a time, got {value}", fix="write a duration such as 10*second or 0.1*ms") from None
+        if not have_same_dimensions(value, second):
+            raise key.error(f"must be a time, got {value}", fix="write a duration such as 10*second or 0.1*ms")
+        seconds = float(value / second)
         if not seconds > 0:
             raise key.error(f"must be positive, got {value}", fix="give a positive duration")
         return seconds

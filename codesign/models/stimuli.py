@@ -181,6 +181,9 @@ class PoissonStimulus(Stimulus):
                             fix="write an expression of i and the constants with units of Hz") from None
         if not np.all(np.isfinite(hz)) or hz.min() < 0:
             raise key.error("rates must be finite and at least 0 Hz", fix="check the rate expression")
+        if hz.max() * model.dt_s > 1.0:
+            raise key.error(f"a rate of {hz.max():g} Hz is more than one spike per time step of {model.dt_s * 1e3:g} ms",
+                            fix=f"keep rates below {1.0 / model.dt_s:g} Hz, or shorten dt")
         return np.array(hz)
 
     def expected_spikes(self, draws, model) -> float:
