@@ -17,6 +17,7 @@ from codesign.backends import clear_simulations
 from codesign.cli import main
 from codesign.hardware import load_target
 from codesign.models import LOSS_CAP, ModelTask, load_model
+from codesign.report import evaluate_candidate, held_out_seed
 from codesign.rules import TextRule, load_candidate, save_candidate
 from codesign.spec import load_study
 from codesign.study import candidate, distributions, make_task, run_study, run_worker, searched_terms
@@ -145,14 +146,14 @@ def test_a_params_unit_reaches_the_network_in_base_units(workdir):
     """tau_a in ms (bounds, values, quantities) runs exactly as tau_a in seconds."""
     def in_ms(model):
         rule(model)["params"]["tau_a"] = {"bounds": [20, 5000], "unit": "ms", "log": True}
-        model["named"]["scaling"]["scaling"]["params"]["tau_a"] = 500  # a number: in the param's unit
+        model["named"]["scaling"]["scaling"]["params"]["tau_a"] = 300  # a number: in the param's unit
 
     seconds = load_study(write_study(workdir))
     ms = load_study(write_study(workdir, model=write_model(workdir, "in-ms", in_ms)))
     tasks = [make_task(seconds), make_task(ms)]
     named = [t.named_candidates({"scaling": None})["scaling"] for t in tasks]
-    assert named[0]["scaling"].values == {"eta": 1.0, "tau_a": 0.5, "rho": 10.0}  # 1*Hz, 0.5*second, target_rate
-    assert named[1]["scaling"].values == {"eta": 1.0, "tau_a": 500.0, "rho": 10.0}
+    assert named[0]["scaling"].values == {"eta": 0.1, "tau_a": 0.3, "rho": 9.5}  # 0.1*Hz, 300*ms, 9.5*Hz
+    assert named[1]["scaling"].values == {"eta": 0.1, "tau_a": 300.0, "rho": 9.5}
     first, second = (t.evaluate([c], seed=3)[0] for t, c in zip(tasks, named))
     assert first.metrics["rates_hz"] == second.metrics["rates_hz"]
     assert first.metrics["mean_weight"] == second.metrics["mean_weight"]
@@ -276,13 +277,44 @@ def test_a_text_rule_file_round_trips(workdir, capsys):
     assert err.startswith("codesign: error: rules/bad.yaml: coefficients: a text rule has no coefficients"), err
 
 
+def _condition_means(evaluations: list, draws: int) -> dict[str, float]:
+    """Mean rate of each condition's draws over ``evaluations`` (one per input seed): the training
+    conditions (condition-major), then the held-out ones."""
+    rates: dict[str, list[float]] = {}
+    for evaluation in evaluations:
+        for i, row in enumerate(np.array(evaluation.metrics["rates_hz"]).reshape(-1, draws)):
+            rates.setdefault(f"train {i}", []).extend(row)
+        for condition in evaluation.metrics["conditions"]:
+            rates.setdefault(f"held out {condition['values']}", []).extend(condition["rates_hz"])
+    return {condition: float(np.mean(values)) for condition, values in rates.items()}
+
+
 @pytest.mark.science
 def test_synaptic_scaling_study_on_a_smaller_budget_holds_the_rate(shortened_study):
     """studies/synaptic-scaling.yaml (random start; eta, tau_a and rho searched; input rates 5, 10 and
-    20 Hz, 3 draws each; C++ standalone) with TRIALS trials instead of 240, its best rule run on input
-    draws it never saw, at the trained input rates and at the held-out 7 and 14 Hz.
+    20 Hz, 3 draws each; 10 s of learning, then 10 s of counting with the weights frozen; C++
+    standalone) with 120 trials (10 CMA-ES generations) instead of 240, its best rule run on two
+    seeds of input draws it never saw, at the three trained input rates and at the held-out 7 and
+    14 Hz (6 draws per condition).
 
-    Criteria: the mean rate of each condition's held-out draws within MEAN of 10 Hz, and of all of them
-    within ALL. MEASURED.
+    Criteria: the mean rate over those 30 draws within 12 % of 10 Hz, and each condition's mean
+    within 15 %; the model's ``too_slow`` rule (eta 0.01 Hz) fails both (36 Hz overall, 14 to 59 Hz). Counting 10 s at 10 Hz and
+    the weights' last fluctuations spread single draws by about 10 %, and the best of 120 noisy
+    losses flatters its rule (a rule 5-10 % off can win on the training draws), hence criteria on
+    means with that margin. Measured over study seeds 1-5 at 120 trials: eta 0.05-0.11 Hz, tau_a
+    0.3-0.6 s, rho 9.4-10.2 Hz; overall mean 9.4-10.9 Hz, condition means 8.9-11.1 Hz.
     """
-    raise NotImplementedError
+    spec = load_study(shortened_study("synaptic-scaling", n_trials=120))
+    study = run_study(spec)
+    found = candidate(spec, study.best_params)
+    seed = held_out_seed(spec, None)
+    means = _condition_means([evaluate_candidate(spec, found, seed=s)[0] for s in (seed, seed + 1)],
+                             spec.model.draws)
+    assert len(means) == 5
+    assert np.mean(list(means.values())) == pytest.approx(10.0, rel=0.12), means
+    for condition, mean in means.items():
+        assert mean == pytest.approx(10.0, rel=0.15), (condition, means)
+    too_slow = make_task(spec).named_candidates(spec.etas)["too_slow"]
+    baseline = _condition_means([evaluate_candidate(spec, too_slow, seed=seed)[0]], spec.model.draws)
+    assert np.mean(list(baseline.values())) != pytest.approx(10.0, rel=0.12), baseline
+    assert not all(mean == pytest.approx(10.0, rel=0.15) for mean in baseline.values()), baseline
