@@ -414,7 +414,7 @@ def load_model(path: str | Path) -> ModelSpec:
 
 def _check_rules(model: ModelSpec, where: Where) -> None:
     """Each rule slot against its family: a text rule has its text, and params that the model's text uses."""
-    from codesign.rules import family
+    from codesign.rules import FAMILIES
     from codesign.rules.text import TEXT_KEYS
 
     used = model.text_names()
@@ -424,7 +424,7 @@ def _check_rules(model: ModelSpec, where: Where) -> None:
         if ref is None:
             continue
         here = where.child("synapses").child(name).child("rule")
-        fam = family(ref.family, file=model.file, key=here.child("family").key)
+        fam = FAMILIES[ref.family]  # a known family: load_model checked
         own = [key for key in (*TEXT_KEYS, "params", "learning_rate") if getattr(ref, key)]
         if not fam.free_text:
             if own:
