@@ -60,7 +60,8 @@ class RuleSpec:
             for key in ("bounds", "eta"):
                 if getattr(self, key) is not None:
                     raise where.child(key).error(f"a text rule has no {key}: its params have their own bounds, "
-                                                 "and its rates are params", fix=f"remove {key}; see params: in the model")
+                                                 "and its rates are params",
+                                                 fix=f"remove {key}; see params: in the model")
         else:
             for i, term in enumerate(self.searched):
                 if term not in known:
@@ -92,8 +93,8 @@ class RuleSpec:
                 raise where.child("terms").child(i).error(
                     f"unknown param {term!r}", fix=f"params of rule slot {ref.slot} in the model: {', '.join(params)}")
         if not searched:
-            raise where.child("terms").error("no param to search",
-                                             fix=f"declare params: in rule slot {ref.slot} of the model, and search them")
+            raise where.child("terms").error(
+                "no param to search", fix=f"declare params: in rule slot {ref.slot} of the model, and search them")
         for param, spec in ref.params.items():
             if param not in searched and spec.default is None:
                 raise where.child("terms").error(f"leaves out param {param!r}, which has no default",

@@ -439,7 +439,8 @@ def _check_rules(model: ModelSpec, where: Where) -> None:
         for param in ref.params:
             key = here.child("params").child(param)
             _identifier(param, key)
-            clashes = {"a name Brian2 reserves": param in RESERVED, "also a constant of the model": param in model.constants,
+            clashes = {"a name Brian2 reserves": param in RESERVED,
+                       "also a constant of the model": param in model.constants,
                        f"also a param of rule slot {owner.get(param)}": param in owner}
             for clash in (clash for clash, found in clashes.items() if found):
                 raise key.error(f"is {clash}", fix="give the param a name of its own")
@@ -469,7 +470,7 @@ def _check_named(model: ModelSpec, where: Where) -> None:
             here = where.child(name).child(slot)
             if not isinstance(rule, dict) or set(rule) != {"params"} or not isinstance(rule["params"], dict):
                 raise here.error("a text rule is named by the values of its params",
-                                 fix=f"write {slot}: {{params: {{NAME: value}}}} with NAME one of: {', '.join(ref.params)}")
+                                 fix=f"write {slot}: {{params: {{NAME: value}}}}, NAME one of: {', '.join(ref.params)}")
             for param in rule["params"]:
                 if param not in ref.params:
                     raise here.child("params").child(str(param)).error(
