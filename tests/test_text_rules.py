@@ -301,8 +301,9 @@ def test_synaptic_scaling_study_on_a_smaller_budget_holds_the_rate(shortened_stu
     within 15 %; the model's ``too_slow`` rule (eta 0.01 Hz) fails both (36 Hz overall, 14 to 59 Hz).
     Counting 10 s at 10 Hz and the weights' last fluctuations spread single draws by about 10 %, and
     the best of 120 noisy losses flatters its rule (a rule 5-10 % off can win on the training
-    draws), hence criteria on means with that margin. Measured over study seeds 1-5 at 120 trials: eta 0.05-0.11 Hz, tau_a
-    0.3-0.6 s, rho 9.4-10.2 Hz; overall mean 9.4-10.9 Hz, condition means 8.9-11.1 Hz.
+    draws), hence criteria on means with that margin. Measured over study seeds 1-5 at 120 trials:
+    eta 0.05-0.11 Hz, tau_a 0.3-0.6 s, rho 9.4-10.2 Hz; overall mean 9.4-10.9 Hz, condition means
+    8.9-11.1 Hz.
     """
     spec = load_study(shortened_study("synaptic-scaling", n_trials=120))
     study = run_study(spec)
