@@ -48,11 +48,12 @@ def _print_rule_table(console, summary: dict[str, Any]) -> None:
     table = Table(title=f"best rule of {summary['study']} (trial {summary['trial']}, loss {summary['loss']:.4g})")
     table.add_column("parameter")
     table.add_column("value", justify="right")
-    table.add_column("/ |theta_110|", justify="right")
     normalised = summary.get("normalised", {})
+    if normalised:  # polynomial rules only
+        table.add_column("/ |theta_110|", justify="right")
     for name, value in summary["coefficients"].items():
         shown = f"{value:+.4f}" if isinstance(value, float) else str(value)
-        table.add_row(name, shown, f"{normalised[name]:+.3f}" if name in normalised else "-")
+        table.add_row(name, shown, *([f"{normalised[name]:+.3f}" if name in normalised else "-"] if normalised else []))
     console.print(table)
     for slot, rule in summary["rules"].items():
         console.print(f"{slot}: {rule['readable']}")

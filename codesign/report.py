@@ -320,6 +320,11 @@ def adapt_to_target(cand: Candidate, target: Target,
     adapted = {}
     for slot, rule in cand.items():
         family = rule.to_dict()["family"]
+        if FAMILIES[family].free_text:  # its params are values of its text, not terms an engine could drop
+            if learning.engine != "any":
+                blockers.append(f"{slot}: a free-text rule is not a program of a fixed learning engine")
+            adapted[slot] = rule
+            continue
         allowed = FAMILIES[family].terms if learning.terms == "all" else tuple(learning.terms)
         if learning.engine == "none":
             allowed = ()

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Literal, Sequence
 
 from codesign.hardware import Target, energy_objective_kind, load_target
-from codesign.models.spec import ModelSpec
+from codesign.models.spec import ModelSpec, RuleRef
 from codesign.rules import FAMILIES
 from codesign.schema import Where, build, read_yaml
 
@@ -21,12 +21,14 @@ __all__ = ["RuleSpec", "SamplerSpec", "StudySpec", "ConditionsSpec", "load_study
 class RuleSpec:
     """The rule family searched in one slot (``rule:``, or ``rules: {slot: ...}``)."""
 
-    family: Literal["polynomial", "spike_trace"] = "polynomial"
-    #: The searched terms of the family (``theta_abc``, or ``pre_1``...); ``all`` for every term.
+    family: Literal["polynomial", "spike_trace", "text"] = "polynomial"
+    #: The searched terms of the family (``theta_abc``, ``pre_1``..., a text rule's params); ``all``
+    #: for every term.
     terms: str | list[str] = "all"
     #: Every coefficient is multiplied by eta, so a wider range than this only rescales eta (and
-    #: the range's width must be a finite number for the samplers).
-    bounds: tuple[float, float] = dataclasses.field(default=(-1.0, 1.0), metadata={
+    #: the range's width must be a finite number for the samplers). Default [-1, 1]; a text rule's
+    #: params have their own, in the model.
+    bounds: tuple[float, float] | None = dataclasses.field(default=None, metadata={
         "min": -1e6, "max": 1e6, "help": "coefficients are multiplied by eta: scale eta rather than the bounds"})
     #: Learning rate; default: the family's (10 /s for polynomial, 0.01 for spike_trace).
     eta: float | None = dataclasses.field(default=None, metadata={"min": 0.0})
@@ -38,26 +40,39 @@ class RuleSpec:
         return FAMILIES[self.family].terms if self.terms == "all" else tuple(self.terms)
 
     @property
-    def learning_rate(self) -> float:
+    def coefficient_bounds(self) -> tuple[float, float]:
+        return self.bounds or (-1.0, 1.0)
+
+    @property
+    def learning_rate(self) -> float | None:
         return FAMILIES[self.family].default_eta if self.eta is None else self.eta
 
     def validate(self, where: Where) -> None:
-        known = FAMILIES[self.family].terms
+        family = FAMILIES[self.family]
+        known = family.terms
         if isinstance(self.terms, str) and self.terms != "all":
             raise where.child("terms").error(f"expected 'all' or a list of terms, got {self.terms!r}",
-                                             fix=f"write terms: all, or a list such as [{known[0]}]")
-        for i, term in enumerate(self.searched):
-            if term not in known:
-                raise where.child("terms").child(i).error(
-                    f"unknown term {term!r}", fix=f"terms of the {self.family} family: {', '.join(known)}")
+                                             fix="write terms: all, or a list such as [" + (
+                                                 known[0] if known else "NAME of a param") + "]")
         if len(set(self.searched)) != len(self.searched):
             raise where.child("terms").error("a term is listed twice", fix="list each term once")
-        if not self.searched:
-            raise where.child("terms").error("no term to search", fix="list at least one term")
+        if family.free_text:  # its terms are the model's params (checked by for_text_rule)
+            for key in ("bounds", "eta"):
+                if getattr(self, key) is not None:
+                    raise where.child(key).error(f"a text rule has no {key}: its params have their own bounds, "
+                                                 "and its rates are params",
+                                                 fix=f"remove {key}; see params: in the model")
+        else:
+            for i, term in enumerate(self.searched):
+                if term not in known:
+                    raise where.child("terms").child(i).error(
+                        f"unknown term {term!r}", fix=f"terms of the {self.family} family: {', '.join(known)}")
+            if not self.searched:
+                raise where.child("terms").error("no term to search", fix="list at least one term")
         if self.eta == 0.0:
             raise where.child("eta").error("must be positive, got 0", fix="remove eta to use the family's default "
-                                           f"({FAMILIES[self.family].default_eta:g})")
-        if self.bounds[0] >= self.bounds[1]:
+                                           f"({family.default_eta:g})")
+        if self.bounds is not None and self.bounds[0] >= self.bounds[1]:
             raise where.child("bounds").error(f"low must be below high, got {list(self.bounds)}",
                                               fix="write bounds: [low, high]")
         if self.tau_ms is not None:
@@ -67,6 +82,24 @@ class RuleSpec:
             if self.tau_ms[0] >= self.tau_ms[1]:
                 raise where.child("tau_ms").error(f"low must be below high, got {list(self.tau_ms)}",
                                                   fix="write tau_ms: [low, high]")
+
+    def for_text_rule(self, ref: RuleRef, where: Where) -> RuleSpec:
+        """This search of a text rule's slot: its terms checked against the params of the model's ``rule:``
+        (``ref``), ``all`` spelled out, and every param it leaves out given a default in the model."""
+        params = tuple(ref.params)
+        searched = params if self.terms == "all" else tuple(self.terms)
+        for i, term in enumerate(searched):
+            if term not in params:
+                raise where.child("terms").child(i).error(
+                    f"unknown param {term!r}", fix=f"params of rule slot {ref.slot} in the model: {', '.join(params)}")
+        if not searched:
+            raise where.child("terms").error(
+                "no param to search", fix=f"declare params: in rule slot {ref.slot} of the model, and search them")
+        for param, spec in ref.params.items():
+            if param not in searched and spec.default is None:
+                raise where.child("terms").error(f"leaves out param {param!r}, which has no default",
+                                                 fix=f"search {param}, or give it a default: in the model")
+        return dataclasses.replace(self, terms=list(searched))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -226,8 +259,9 @@ def _resolve_target(value: str, study_file: Path, where: Where) -> Path:
     return _resolve_file(value, study_file, where, "target", "hw_targets/")
 
 
-def _rule_slots(raw: _StudyFile, slots: dict[str, str], where: Where) -> dict[str, RuleSpec]:
+def _rule_slots(raw: _StudyFile, model: ModelSpec, where: Where) -> dict[str, RuleSpec]:
     """The searched rule of each slot: ``rule:`` for a one-slot model, ``rules: {slot: ...}`` in general."""
+    slots = model.slots
     if raw.rule is not None and raw.rules is not None:
         raise where.child("rules").error("give rule or rules, not both", fix="keep one of them")
     if raw.rules is None:
@@ -252,6 +286,9 @@ def _rule_slots(raw: _StudyFile, slots: dict[str, str], where: Where) -> dict[st
             key = where.child("rule") if raw.rules is None else where.child("rules").child(slot)
             raise key.child("family").error(f"slot {slot!r} of this model takes {slots[slot]} rules, got {rule.family}",
                                             fix=f"write family: {slots[slot]}")
+        if FAMILIES[rule.family].free_text:
+            key = where.child("rule") if raw.rules is None else where.child("rules").child(slot)
+            rules[slot] = rule.for_text_rule(model.rules[slot], key)
     return rules
 
 
@@ -282,7 +319,7 @@ def load_study(path: str | Path, target: str | None = None) -> StudySpec:
     for group in ("train", "held_out"):
         for i, condition in enumerate(getattr(raw.conditions, group)):
             model.with_constants(condition, where.child("conditions").child(group).child(i))  # each one checked now
-    rules = _rule_slots(raw, model.slots, where)
+    rules = _rule_slots(raw, model, where)
     for knob in raw.hardware.knobs:
         if knob not in Emulation.emulates(model):
             raise where.child("hardware").child(knob).error(

@@ -28,6 +28,7 @@ from codesign.rules import FAMILIES, Rule
 from codesign.spec import StudySpec
 from codesign.storage import ENV_VAR, RetryCallback, open_storage
 from codesign.models import Evaluation, ModelTask
+from codesign.models.spec import ParamSpec
 
 __all__ = [
     "open_study",
@@ -57,11 +58,14 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
 def distributions(spec: StudySpec) -> dict[str, optuna.distributions.BaseDistribution]:
-    """The search space: each slot's searched coefficients, and its trace time constants if searched."""
+    """The search space: each slot's searched coefficients (a text rule's params with their own range,
+    scale and type), and its trace time constants if searched."""
     space = {}
     for slot, rule in spec.rules.items():
+        params = spec.model.rules[slot].params
         for term in rule.searched:
-            space[spec.param_name(slot, term)] = FloatDistribution(*rule.bounds)
+            space[spec.param_name(slot, term)] = (_param_distribution(params[term]) if term in params
+                                                  else FloatDistribution(*rule.coefficient_bounds))
         if rule.tau_ms is not None:
             for extra in FAMILIES[rule.family].extras:
                 space[spec.param_name(slot, extra)] = FloatDistribution(*rule.tau_ms, log=True)
@@ -71,6 +75,13 @@ def distributions(spec: StudySpec) -> dict[str, optuna.distributions.BaseDistrib
     if spec.hardware.rounding is not None:
         space["hw.rounding"] = CategoricalDistribution(spec.hardware.rounding)
     return space
+
+
+def _param_distribution(param: ParamSpec) -> optuna.distributions.BaseDistribution:
+    low, high = param.bounds
+    if param.integer:
+        return IntDistribution(int(low), int(high), log=param.log)
+    return FloatDistribution(low, high, log=param.log)
 
 
 def knob_values(spec: StudySpec, params: dict[str, float]) -> dict[str, float]:
@@ -122,7 +133,7 @@ def candidate(spec: StudySpec, params: dict[str, float], name: str | None = None
         coefficients = {t: params[spec.param_name(slot, t)] for t in rule.searched
                         if spec.param_name(slot, t) in params}
         extras = {e: params[spec.param_name(slot, e)] for e in fam.extras if spec.param_name(slot, e) in params}
-        out[slot] = fam.make(coefficients, eta=rule.learning_rate, name=name, **extras)
+        out[slot] = fam.rule(spec.model.rules[slot], coefficients, eta=rule.learning_rate, name=name, **extras)
     return out
 
 

@@ -47,7 +47,7 @@ def check_model(task: ModelTask) -> dict[str, Any]:
     from codesign.rules import FAMILIES
 
     etas = {slot: FAMILIES[family].default_eta for slot, family in task.slots.items()}
-    terms = {slot: FAMILIES[family].terms for slot, family in task.slots.items()}
+    terms = {slot: task.model.slot_terms(slot) for slot in task.slots}
     return _check(task, etas, terms, 1, None)
 
 

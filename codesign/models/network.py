@@ -125,7 +125,7 @@ class BatchedNetwork:
         for synapse in model.synapses.values():
             if synapse.rule is not None:
                 family = FAMILIES[synapse.rule.family]
-                for name, unit in family.variables(synapse.rule.slot, self.terms[synapse.rule.slot]).items():
+                for name, unit in family.variables(synapse.rule, self.terms[synapse.rule.slot]).items():
                     self.per_copy[name] = (unit, "candidate")
         if emulation is not None:
             self.per_copy.update({name: (unit, "candidate") for name, unit in emulation.variables().items()})
@@ -298,10 +298,15 @@ class BatchedNetwork:
         pre, post = self._pattern(name, spec, n_pre, n_post)
         model, on_pre, on_post = spec.model or None, spec.on_pre, spec.on_post
         if spec.rule is not None:
-            text = FAMILIES[spec.rule.family].template(spec.rule.slot, spec.rule.bind, self.terms[spec.rule.slot])
+            family = FAMILIES[spec.rule.family]
+            text = family.template(spec.rule, self.terms[spec.rule.slot])
             if name in self.gates:  # learning only in the phases that list this synapse
-                gated = {f"eta_{spec.rule.slot}": f"(eta_{spec.rule.slot} * plastic_{name}(t))"}
-                text = {k: _substitute(v, gated) for k, v in text.items()}
+                rate = family.gate_variable(spec.rule)
+                if rate is None:
+                    raise where.child("rule").child("learning_rate").error(
+                        "a phase leaves this synapse out of plastic:, but its text rule names no learning rate",
+                        fix="add learning_rate: NAME, the param or constant that multiplies every change of the rule")
+                text = {k: _substitute(v, {rate: f"({rate} * plastic_{name}(t))"}) for k, v in text.items()}
             model = _join(model, text.get("model"))
             on_pre, on_post = _join(on_pre, text.get("on_pre")), _join(on_post, text.get("on_post"))
         if self.emulation is not None:

@@ -15,7 +15,7 @@ from typing import Any, Literal
 from codesign.models.expressions import ExpressionError, evaluate
 from codesign.schema import Where, build, read_yaml
 
-__all__ = ["GroupSpec", "SynapseSpec", "RuleRef", "StimulusSpec", "PhaseSpec", "LossSpec", "ModelSpec",
+__all__ = ["GroupSpec", "SynapseSpec", "RuleRef", "ParamSpec", "StimulusSpec", "PhaseSpec", "LossSpec", "ModelSpec",
            "load_model", "constant_names"]
 
 #: Names Brian2 gives its own meaning in equations: a constant may not take them.
@@ -49,14 +49,64 @@ class GroupSpec:
 
 
 @dataclasses.dataclass(frozen=True)
+class ParamSpec:
+    """A searched constant of a text rule (``params: {NAME: ...}``): its range, in ``unit``."""
+
+    bounds: tuple[float, float] = dataclasses.field(metadata={"help": "add bounds: [low, high], in the param's unit"})
+    #: A Brian2 unit (``Hz``, ``ms``, ``mV``), or 1: bounds, values and rule files are numbers in it.
+    unit: str = "1"
+    #: Searched on a log scale (bounds above 0).
+    log: bool = False
+    #: Whole numbers only.
+    integer: bool = False
+    #: The value where a study does not search it (its ``terms`` leave it out).
+    default: float | None = None
+
+    def validate(self, where: Where) -> None:
+        from codesign.errors import RuleError
+        from codesign.rules.text import unit_scale
+
+        low, high = self.bounds
+        if low >= high:
+            raise where.child("bounds").error(f"low must be below high, got {list(self.bounds)}",
+                                              fix="write bounds: [low, high]")
+        if self.log and low <= 0:
+            raise where.child("bounds").error(f"a log-scale range must be above 0, got {list(self.bounds)}",
+                                              fix="raise the low bound above 0, or remove log: true")
+        if self.integer and (low != int(low) or high != int(high)):
+            raise where.child("bounds").error(f"an integer param needs whole bounds, got {list(self.bounds)}",
+                                              fix="write whole numbers")
+        if self.integer and self.default is not None and self.default != int(self.default):
+            raise where.child("default").error(f"an integer param needs a whole default, got {self.default:g}",
+                                               fix="write a whole number")
+        try:
+            unit_scale(self.unit)
+        except RuleError as exc:
+            raise where.child("unit").error(exc.message, fix=exc.fix) from None
+
+
+@dataclasses.dataclass(frozen=True)
 class RuleRef:
-    """Where a rule slot's family writes its text (``rule:`` of a synapse)."""
+    """Where a rule slot's family writes its text (``rule:`` of a synapse).
+
+    A family with terms (polynomial, spike_trace) writes its own text, placed by ``bind``. A text rule
+    (``family: text``) is the Brian2 text given here, added to the synapse's, with searched ``params``.
+    """
 
     slot: str
     family: str
     #: The family's symbols bound to this synapse's variables (polynomial: x, y, w; spike_trace: w,
     #: x and y the names of the pre and post traces it adds, w_max the upper weight bound).
     bind: dict[str, str] = dataclasses.field(default_factory=dict)
+    #: Text rules: Brian2 synapse text, as the synapse's own keys (equations, pre and post statements).
+    model: str = ""
+    on_pre: str | None = None
+    on_post: str | None = None
+    #: Text rules: constants of the text searched per candidate (their names, as the text uses them).
+    params: dict[str, ParamSpec] = dataclasses.field(default_factory=dict)
+    #: Text rules: a param or constant that scales every change the rule makes, so that a phase whose
+    #: ``plastic:`` leaves the synapse out can stop it (it is multiplied by 0 there).
+    learning_rate: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -169,6 +219,29 @@ class ModelSpec:
     def slots(self) -> dict[str, str]:
         """Rule slot -> family, in the order of the synapses that take them."""
         return {s.rule.slot: s.rule.family for s in self.synapses.values() if s.rule is not None}
+
+    @property
+    def rules(self) -> dict[str, RuleRef]:
+        """Rule slot -> its ``rule:`` (family, bindings, a text rule's text and params)."""
+        return {s.rule.slot: s.rule for s in self.synapses.values() if s.rule is not None}
+
+    def text_names(self) -> set[str]:
+        """Every name the model's Brian2 text uses: its groups', its synapses' and their rules'."""
+        texts = []
+        for group in self.groups.values():
+            texts += [group.model, group.threshold, group.reset, *group.events.values()]
+        for synapse in self.synapses.values():
+            texts += [synapse.model, synapse.on_pre, synapse.on_post]
+            if synapse.rule is not None:
+                texts += [synapse.rule.model, synapse.rule.on_pre, synapse.rule.on_post]
+        return set().union(*(constant_names(t) for t in texts))
+
+    def slot_terms(self, slot: str) -> tuple[str, ...]:
+        """The terms of a slot: its family's, or a text rule's params."""
+        from codesign.rules import FAMILIES
+
+        ref = self.rules[slot]
+        return FAMILIES[ref.family].terms_of(ref)
 
     def value(self, text: Any, key: Where, extra: dict[str, Any] | None = None) -> Any:
         """A value of this model (a number, quantity or expression of its constants)."""
@@ -324,6 +397,7 @@ def load_model(path: str | Path) -> ModelSpec:
             raise where.child("constants").child(str(name)).error(
                 "is a name Brian2 reserves", fix=f"rename it; reserved: {', '.join(sorted(RESERVED))}")
     model = _resolve(model, dict(raw.constants), where)
+    _check_rules(model, where)
     _check_named(model, where.child("named"))
     for i, trial in enumerate(model.trials):
         for name in trial:
@@ -338,12 +412,69 @@ def load_model(path: str | Path) -> ModelSpec:
     return model
 
 
+def _check_rules(model: ModelSpec, where: Where) -> None:
+    """Each rule slot against its family: a text rule has its text, and params that the model's text uses."""
+    from codesign.rules import FAMILIES
+    from codesign.rules.text import TEXT_KEYS
+
+    used = model.text_names()
+    owner: dict[str, str] = {}  # param -> slot
+    for name, synapse in model.synapses.items():
+        ref = synapse.rule
+        if ref is None:
+            continue
+        here = where.child("synapses").child(name).child("rule")
+        fam = FAMILIES[ref.family]  # a known family: load_model checked
+        own = [key for key in (*TEXT_KEYS, "params", "learning_rate") if getattr(ref, key)]
+        if not fam.free_text:
+            if own:
+                raise here.child(own[0]).error(f"belongs to text rules: the {ref.family} family writes its own text",
+                                               fix=f"remove {own[0]}, or write family: text")
+            continue
+        if ref.bind:
+            raise here.child("bind").error("a text rule binds no symbols: its text names the synapse's variables",
+                                           fix="remove bind")
+        if not any(getattr(ref, key) for key in TEXT_KEYS):
+            raise here.error("a text rule has no text", fix="add the rule's Brian2 text: model:, on_pre: or on_post:")
+        for param in ref.params:
+            key = here.child("params").child(param)
+            _identifier(param, key)
+            clashes = {"a name Brian2 reserves": param in RESERVED,
+                       "also a constant of the model": param in model.constants,
+                       f"also a param of rule slot {owner.get(param)}": param in owner}
+            for clash in (clash for clash, found in clashes.items() if found):
+                raise key.error(f"is {clash}", fix="give the param a name of its own")
+            if param not in used:
+                raise key.error("is not used in the model's text", fix="use it in the rule's text, or remove it")
+            owner[param] = ref.slot
+        rate = ref.learning_rate
+        if rate is not None and (rate not in ref.params and rate not in model.constants
+                                 or rate not in constant_names("\n".join(getattr(ref, k) or "" for k in TEXT_KEYS))):
+            raise here.child("learning_rate").error(
+                f"{rate!r} is not a param or constant that the rule's text uses",
+                fix="name the param (or constant) that multiplies every change the rule makes")
+
+
 def _check_named(model: ModelSpec, where: Where) -> None:
+    from codesign.rules import FAMILIES
+
     slots = model.slots
     for name, rules in model.named.items():
         if set(rules) != set(slots):
             raise where.child(name).error(f"names slots {sorted(rules)}, the model's are {sorted(slots)}",
                                           fix="name one rule per slot")
+        for slot, rule in rules.items():
+            ref = model.rules[slot]
+            if not FAMILIES[ref.family].free_text:
+                continue
+            here = where.child(name).child(slot)
+            if not isinstance(rule, dict) or set(rule) != {"params"} or not isinstance(rule["params"], dict):
+                raise here.error("a text rule is named by the values of its params",
+                                 fix=f"write {slot}: {{params: {{NAME: value}}}}, NAME one of: {', '.join(ref.params)}")
+            for param in rule["params"]:
+                if param not in ref.params:
+                    raise here.child("params").child(str(param)).error(
+                        "unknown param", fix=f"params of rule slot {slot}: {', '.join(ref.params)}")
 
 
 def constant_names(text: str | None) -> set[str]:

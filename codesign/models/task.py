@@ -98,7 +98,7 @@ class ModelTask:
         if str(item) in named:
             return named[str(item)]
         if isinstance(item, Path) or "/" in item or item.endswith((".yaml", ".yml")):
-            return load_candidate(item, self.slots)
+            return load_candidate(item, self.model.rules)
         raise UnknownNameError("rule", str(item), list(named), key=key)
 
     def named_candidates(self, etas: Mapping[str, float]) -> dict[str, dict[str, Rule]]:
@@ -119,12 +119,16 @@ class ModelTask:
         return out
 
     def _named_rule(self, name: str, slot: str, rule: Any, eta: float, where: Any) -> Rule:
-        family = FAMILIES[self.slots[slot]]
+        ref = self.model.rules[slot]
+        family = FAMILIES[ref.family]
         if isinstance(rule, str):
             return named_rule(rule, eta=eta)
+        if family.free_text:  # values in the params' units, or quantities (load_model checked the names)
+            return family.rule(ref, {k: self.model.value(v, where.child("params").child(k))
+                                     for k, v in rule["params"].items()}, name=name)
         data = resolve_values(rule, self.model, where)
         extras = {k: float(data[k]) for k in family.extras if k in data}
-        return family.make({k: float(v) for k, v in data.get("coefficients", {}).items()}, eta=eta, name=name,
+        return family.rule(ref, {k: float(v) for k, v in data.get("coefficients", {}).items()}, eta=eta, name=name,
                            **extras)
 
     # -- draws -----------------------------------------------------------------------------------------
@@ -141,16 +145,7 @@ class ModelTask:
     def varying(self) -> list[str]:
         """Constants that differ between the conditions and that the network's text uses."""
         names = sorted({k for c in self.conditions for k in c})
-        return [n for n in names if n in self._text_words()]
-
-    def _text_words(self) -> set[str]:
-        from brian2.utils.stringtools import get_identifiers
-
-        texts = [g.model for g in self.model.groups.values()] + [g.threshold or "" for g in self.model.groups.values()]
-        texts += [g.reset or "" for g in self.model.groups.values()]
-        for s in self.model.synapses.values():
-            texts += [s.model, s.on_pre or "", s.on_post or ""]
-        return set().union(*(get_identifiers(t) for t in texts))
+        return [n for n in names if n in self.model.text_names()]
 
     def _inputs(self, seed: int, conditions: Sequence[Mapping[str, Any]]) -> dict[str, StimulusDraw]:
         key = (seed, repr(conditions))
@@ -221,9 +216,9 @@ class ModelTask:
     def held_terms(self, rules: Sequence[Candidate], terms: Sequence[str] | Mapping[str, Sequence[str]] | None
                    ) -> dict[str, tuple[str, ...]]:
         out = {}
-        for slot, family in self.slots.items():
+        for slot in self.slots:
             given = terms.get(slot) if isinstance(terms, Mapping) else terms
-            out[slot] = used_terms([c[slot] for c in rules], given, FAMILIES[family].terms)
+            out[slot] = used_terms([c[slot] for c in rules], given, self.model.slot_terms(slot))
         return out
 
     # -- evaluation ------------------------------------------------------------------------------------
@@ -283,7 +278,7 @@ class ModelTask:
         for synapse in self.model.synapses.values():
             if synapse.rule is not None:
                 slot, family = synapse.rule.slot, FAMILIES[synapse.rule.family]
-                values = [family.values(c[slot], slot, held[slot]) for c in padded]
+                values = [family.values(c[slot], synapse.rule, held[slot]) for c in padded]
                 for var in values[0]:
                     per_copy[var] = np.repeat([v[var] for v in values], layout.draws)
         if self.emulation is not None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
-from typing import Mapping
+from typing import Any, Mapping
 
 from brian2.utils.stringtools import word_substitute
 
@@ -137,20 +137,28 @@ NAMED_RULES: dict[str, Mapping[str, float]] = {
 }
 
 
-def template(slot: str, bind: Mapping[str, str], terms: tuple[str, ...]) -> dict[str, str]:
+def make(coefficients: Mapping[str, float], *, eta: float, name: str | None = None, ref: Any = None) -> PolynomialRule:
+    """A rule of the family (``ref``, the model's ``rule:``, is not needed: the family writes its own text)."""
+    return PolynomialRule(coefficients, eta=eta, name=name)
+
+
+def template(ref: Any, terms: tuple[str, ...]) -> dict[str, str]:
     """The family as Brian2 synapse text for a batched network: ``d{w}/dt = eta_{slot} * (...)``, with
     each held term's coefficient a per-candidate variable ``{slot}_{term}`` (see :func:`variables`)."""
+    slot, bind = ref.slot, ref.bind
     body = " + ".join(f"{slot}_{t}" + ("" if term_monomial(t) == "1" else f"*{term_monomial(t)}") for t in terms)
     pre, post, weight = bind.get("x", "x"), bind.get("y", "y"), bind.get("w", "w")
     text = _substitute(f"({body}) : 1 (clock-driven)", pre, post, weight)
     return {"model": f"d{weight}/dt = eta_{slot} * {text}"}
 
 
-def variables(slot: str, terms: tuple[str, ...]) -> dict[str, str]:
+def variables(ref: Any, terms: tuple[str, ...]) -> dict[str, str]:
     """The per-candidate variables of :func:`template` and their Brian2 units."""
+    slot = ref.slot
     return {f"eta_{slot}": "1/second", **{f"{slot}_{t}": "1" for t in terms}}
 
 
-def values(rule: PolynomialRule, slot: str, terms: tuple[str, ...]) -> dict[str, float]:
+def values(rule: PolynomialRule, ref: Any, terms: tuple[str, ...]) -> dict[str, float]:
     """One candidate's values of :func:`variables` (in Brian2's base units)."""
+    slot = ref.slot
     return {f"eta_{slot}": rule.eta, **{f"{slot}_{t}": rule.coefficient(t) for t in terms}}

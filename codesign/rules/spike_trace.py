@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Mapping
+from typing import Any, Mapping
 
 from codesign.errors import RuleError
 
@@ -101,11 +101,19 @@ def _update_text(slot: str, event: str, x: str, y: str, w: str) -> str:
                       for term, (on, factor) in SPIKE_TERMS.items() if on == event)
 
 
-def template(slot: str, bind: Mapping[str, str], terms: tuple[str, ...]) -> dict[str, str]:
+def make(coefficients: Mapping[str, float], *, eta: float, name: str | None = None, ref: Any = None,
+         **extras: float) -> SpikeTraceRule:
+    """A rule of the family (``ref``, the model's ``rule:``, is not needed: the family writes its own text);
+    ``extras``: the trace time constants ``tau_x_ms``, ``tau_y_ms``."""
+    return SpikeTraceRule(coefficients, eta=eta, name=name, **extras)
+
+
+def template(ref: Any, terms: tuple[str, ...]) -> dict[str, str]:
     """The family as Brian2 synapse text for a batched network: traces ``x`` (pre) and ``y`` (post)
     with per-candidate time constants, and the weight updates on each spike, kept in ``[0, w_max]``.
     Every term is written (a term the study does not search is 0): the text is the same for any
     terms, so one build serves them all."""
+    slot, bind = ref.slot, ref.bind
     x, y, w, w_max = bind.get("x", "x"), bind.get("y", "y"), bind.get("w", "w"), bind.get("w_max", "w_max")
     return {
         "model": f"d{x}/dt = -{x} / tau_x_{slot} : 1 (event-driven)\nd{y}/dt = -{y} / tau_y_{slot} : 1 (event-driven)",
@@ -114,13 +122,15 @@ def template(slot: str, bind: Mapping[str, str], terms: tuple[str, ...]) -> dict
     }
 
 
-def variables(slot: str, terms: tuple[str, ...]) -> dict[str, str]:
+def variables(ref: Any, terms: tuple[str, ...]) -> dict[str, str]:
     """The per-candidate variables of :func:`template` and their Brian2 units."""
+    slot = ref.slot
     return {f"eta_{slot}": "1", f"tau_x_{slot}": "second", f"tau_y_{slot}": "second",
             **{f"{slot}_{t}": "1" for t in SPIKE_TERMS}}
 
 
-def values(rule: SpikeTraceRule, slot: str, terms: tuple[str, ...]) -> dict[str, float]:
+def values(rule: SpikeTraceRule, ref: Any, terms: tuple[str, ...]) -> dict[str, float]:
     """One candidate's values of :func:`variables` (in Brian2's base units: seconds)."""
+    slot = ref.slot
     return {f"eta_{slot}": rule.eta, f"tau_x_{slot}": rule.tau_x_ms * 1e-3, f"tau_y_{slot}": rule.tau_y_ms * 1e-3,
             **{f"{slot}_{t}": rule.coefficient(t) for t in SPIKE_TERMS}}
