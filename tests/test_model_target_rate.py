@@ -197,7 +197,8 @@ def test_event_counts_for_the_cost_model():
 
 
 #: A synapse with the spike-trace rule from one input that fires at given steps (dt 0.1 ms) to
-#: N_POST neurons; the loss hands over the final trace x (tau_x 10 ms) of each synapse.
+#: n_post neurons (which fire at given steps too); the loss hands over the final traces x and y
+#: (tau 10 ms) of each synapse.
 TRACE_MODEL = """
 name: traces
 constants:
@@ -213,7 +214,7 @@ groups:
   post:
     size: {n_post}
     model: "v : 1"
-    threshold: "False"
+    threshold: "{post_threshold}"
 synapses:
   syn:
     source: pre
@@ -226,27 +227,31 @@ protocol:
   - {{name: run, duration: {duration_ms}*ms}}
 loss:
   kind: trace_probe:final_x
-  record: [syn.x]
+  record: [syn.x, syn.y]
 """
 
 
 @pytest.fixture
 def trace_after(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """The trace register x of ``n_synapses`` synapses after input spikes at ``spike_ms``, as the
-    emulation stores it (tau_x = 10 ms), for ``trace_bits`` (None: floats) and ``rounding``."""
-    (tmp_path / "trace_probe.py").write_text("def final_x(recordings):\n    return 0.0, {'x': recordings['syn.x']}\n")
+    """The trace register ``read`` (x, or y) of ``n_synapses`` synapses after input spikes at
+    ``spike_ms`` and output spikes at ``post_ms``, as the emulation stores it (tau_x = tau_y = 10 ms),
+    for ``trace_bits`` (None: floats) and ``rounding``."""
+    (tmp_path / "trace_probe.py").write_text("def final_x(recordings):\n"
+                                             "    return 0.0, {'x': recordings['syn.x'], 'y': recordings['syn.y']}\n")
     monkeypatch.syspath_prepend(str(tmp_path))
 
-    def run(spike_ms, trace_bits, rounding, n_synapses=1):
-        steps = [int(round(t * 10)) for t in spike_ms]
-        threshold = " or ".join(f"t_in_timesteps == {s}" for s in steps)
+    def at(spike_ms) -> str:
+        return " or ".join(f"t_in_timesteps == {int(round(t * 10))}" for t in spike_ms) or "False"
+
+    def run(spike_ms, trace_bits, rounding, n_synapses=1, post_ms=(), read="x"):
         path = tmp_path / "traces.yaml"
-        path.write_text(TRACE_MODEL.format(threshold=threshold, n_post=n_synapses, duration_ms=max(spike_ms) + 1))
+        path.write_text(TRACE_MODEL.format(threshold=at(spike_ms), post_threshold=at(post_ms), n_post=n_synapses,
+                                           duration_ms=max(spike_ms) + 1))
         task = ModelTask(load_model(path), load_target(ROOT / "hw_targets/cpu.yaml"), searched_knobs=KNOBS)
-        rule = SpikeTraceRule({}, tau_x_ms=10.0)
+        rule = SpikeTraceRule({}, tau_x_ms=10.0, tau_y_ms=10.0)
         knobs = [{"weight_bits": None, "trace_bits": trace_bits, "rounding": rounding}]
         (evaluation,) = task.evaluate([rule], seed=11, knobs=knobs)
-        return evaluation.metrics["x"].ravel()
+        return evaluation.metrics[read].ravel()
 
     return run
 
@@ -261,10 +266,15 @@ def test_trace_registers_are_quantised_as_computed_by_hand(trace_after):
     np.testing.assert_allclose(trace_after([0, 5, 6], None, "nearest"), [exact], rtol=1e-12)
     # 4 bits, to nearest: 1 -> 1.6065 -> 1.5 -> 1.5 e^-0.1 + 1 = 2.357 -> 2.5.
     assert trace_after([0, 5, 6], 4, "nearest").tolist() == [2.5]
+    # ... and up: 1 e^-0.25 + 1 = 1.779 (3.56 steps of 0.5) -> 2.0.
+    assert trace_after([0, 2.5], 4, "nearest").tolist() == [2.0]
     # 3 bits (whole spikes): 1 -> 1.6065 -> 2 -> 2 e^-0.1 + 1 = 2.81 -> 3.
     assert trace_after([0, 5, 6], 3, "nearest").tolist() == [3.0]
     # Saturation: 30 spikes 0.1 ms apart would reach about 29 as floats; the register stops at 7.5.
     assert trace_after(list(np.arange(30) * 0.1), 4, "nearest").tolist() == [7.5]
+    # A trace a spike reads but does not write is rounded too: y = e^-0.5 = 0.61 at the pre spike -> 0.5.
+    np.testing.assert_allclose(trace_after([5], None, "nearest", post_ms=[0], read="y"), [np.exp(-0.5)], rtol=1e-12)
+    assert trace_after([5], 4, "nearest", post_ms=[0], read="y").tolist() == [0.5]
 
 
 def test_stochastic_trace_rounding_keeps_the_expected_value(trace_after):

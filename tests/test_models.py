@@ -105,9 +105,9 @@ def test_same_losses_as_the_task_classes(study, seed, workdir):
 # -- batching: K candidates x R draws as isolated copies of the one-candidate text ----------------------
 
 #: One candidate: inputs `inp` (3, shared per draw) feed `a` (3) one to one; `a` feeds `b` (4) on the
-#: pairs j == (i + 1) % N_post, under a polynomial rule; `b` connects to itself where i != j.
-#: Integrators reveal what i, j and N are in each text: after T seconds, acc = (i + 1) T, n = N T,
-#: sk = (i + 10 j + 1) T.
+#: pairs j == (i + 2) % N_post, under a polynomial rule; `b` feeds itself where i != j (z, which
+#: depends on the candidate's rule). Integrators reveal what i, j and N are in each text: after T
+#: seconds, acc = (i + 1) T, n = N T, sk = (i + 10 j + 1) T.
 BATCH_MODEL = """
 name: batching
 constants:
@@ -127,7 +127,9 @@ groups:
       dn/dt = N / second : 1
   b:
     size: 4
-    model: "y : 1"
+    model: |
+      y : 1
+      z : 1
 synapses:
   feed:
     source: inp
@@ -137,7 +139,7 @@ synapses:
   ab:
     source: a
     target: b
-    connect: j == (i + 1) % N_post
+    connect: j == (i + 2) % N_post
     model: "y_post = w * u_pre : 1 (summed)"
     method: euler
     weights: {w: null}
@@ -146,7 +148,9 @@ synapses:
     source: b
     target: b
     connect: i != j
-    model: "dsk/dt = (i + 10 * j + 1) / second : 1 (clock-driven)"
+    model: |
+      z_post = y_pre : 1 (summed)
+      dsk/dt = (i + 10 * j + 1) / second : 1 (clock-driven)
     method: euler
 stimuli:
   stimulus:
@@ -157,7 +161,7 @@ protocol:
   - {name: run, duration: duration}
 loss:
   kind: batching_probe:probe
-  record: [a.acc, a.n, b.y, ab.w, bb.sk]
+  record: [a.acc, a.n, b.y, b.z, ab.w, bb.sk]
 """
 
 PROBE = """
@@ -203,7 +207,7 @@ def test_each_copy_connects_exactly_the_one_candidate_pattern(batching_task):
     objects = {obj.name: obj for obj in simulation.build.objects}
     sizes = {"inp": 3, "a": 3, "b": 4}
     for name, (source, target, condition) in {"feed": ("inp", "a", "i == j"),
-                                              "ab": ("a", "b", "j == (i + 1) % N_post"),
+                                              "ab": ("a", "b", "j == (i + 2) % N_post"),
                                               "bb": ("b", "b", "i != j")}.items():
         i, j = objects[name].i[:], objects[name].j[:]
         n_pre, n_post = sizes[source], sizes[target]
@@ -230,9 +234,9 @@ def test_i_j_and_n_in_the_text_are_those_of_one_candidate(batching_task):
         post, pre = np.meshgrid(np.arange(4), np.arange(4), indexing="ij")
         expected = np.where(pre != post, (pre + 10 * post + 1) * T, 0.0)
         np.testing.assert_allclose(m["bb.sk"], np.broadcast_to(expected, (R, 4, 4)), rtol=1e-9)
-        # ab: only j == (i + 1) % 4 has a weight.
+        # ab: only j == (i + 2) % 4 has a weight: 0 -> 2, 1 -> 3, 2 -> 0.
         present = np.zeros((4, 3), dtype=bool)
-        present[(np.arange(3) + 1) % 4, np.arange(3)] = True
+        present[[2, 3, 0], [0, 1, 2]] = True
         assert np.all(m["ab.w"][:, ~present] == 0.0) and np.all(m["ab.w"][:, present] != 0.0)
     # The draws differ (their own inputs and initial weights), the candidates too.
     w = np.array([e.metrics["ab.w"] for e in evaluations])
@@ -249,7 +253,7 @@ def test_a_candidates_result_does_not_depend_on_the_others_in_its_batch(batching
     last = batching_task.evaluate([d, e, a], seed=5)[2]
     assert not np.array_equal(first.metrics["ab.w"], batching_task.evaluate([a, b, c], seed=5)[1].metrics["ab.w"])
     for other in (first, last):
-        for name in ("ab.w", "b.y"):
+        for name in ("ab.w", "b.y", "b.z"):
             np.testing.assert_array_equal(other.metrics[name], alone.metrics[name])
         assert other.loss == alone.loss
 
