@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import subprocess
 import sys
 
@@ -95,7 +96,8 @@ def test_another_process_reuses_the_compiled_project(standalone):
     binary = CompiledSimulation._current.directory / "main"
     before = binary.stat().st_mtime_ns
     script = (
-        "import numpy as np\n"
+        "from codesign.backends import builds\n"
+        "from codesign.backends.standalone import CompiledSimulation\n"
         "from codesign.hardware import load_target\n"
         "from codesign.models import ModelTask, load_model\n"
         "from codesign.rules import PolynomialRule\n"
@@ -103,11 +105,16 @@ def test_another_process_reuses_the_compiled_project(standalone):
         f"model = load_model({str(ROOT / 'models/oja.yaml')!r}).with_constants({CONSTANTS!r}, Where('test'), {DRAWS})\n"
         f"task = ModelTask(model, load_target({str(ROOT / 'hw_targets/cpu-standalone.yaml')!r}))\n"
         "rules = [PolynomialRule({'theta_110': 1.0, 'theta_021': -1.0}, eta=5.0)] * 6\n"
-        f"print(task.evaluate(rules, 1, terms={TERMS!r})[0].loss)\n"
+        f"loss = task.evaluate(rules, 1, terms={TERMS!r})[0].loss\n"
+        "print(CompiledSimulation._current.directory, builds().compiled, loss)\n"
     )
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    # Another string hashing than this process's: nothing in the build may depend on it.
+    env = {**os.environ, "PYTHONHASHSEED": "2" if os.environ.get("PYTHONHASHSEED") == "1" else "1"}
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stderr
-    assert float(proc.stdout.strip().splitlines()[-1]) < 0.5
+    directory, compiled, loss = proc.stdout.strip().splitlines()[-1].split()
+    assert directory == str(binary.parent), "the second process built another project"
+    assert compiled == "0" and float(loss) < 0.5
     assert binary.stat().st_mtime_ns == before, "the second process recompiled the project"
 
 
