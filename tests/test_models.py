@@ -350,3 +350,30 @@ def test_a_study_compiles_once_and_held_out_seeds_reuse_the_build(write_study, m
     assert builds().networks - before.networks == 1 and built == [1]
     assert seed != spec.seed and held_out.loss != other.loss
     clear_simulations()
+
+
+_KEYS = """
+from codesign.hardware import load_target
+from codesign.models import ModelTask, load_model
+for name in ("oja", "pca-network", "target-rate"):
+    task = ModelTask(load_model({root!r} + "/models/" + name + ".yaml"), load_target({root!r} + "/hw_targets/cpu.yaml"))
+    named = task.candidates(list(task.named_candidates({{s: 1.0 for s in task.slots}}).values()))
+    print(task.network(task.held_terms(named, None), 4, 1).key())
+"""
+
+
+def test_the_build_key_is_the_same_in_every_process():
+    """A compiled project is found again by its key: another process (a worker, codesign eval) must
+    compute the same one, whatever its string hashing (PYTHONHASHSEED)."""
+    import os
+    import subprocess
+    import sys
+
+    keys = []
+    for hash_seed in ("1", "2", "3"):
+        proc = subprocess.run([sys.executable, "-c", _KEYS.format(root=str(ROOT))], capture_output=True, text=True,
+                              env={**os.environ, "PYTHONHASHSEED": hash_seed})
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        keys.append(proc.stdout.split())
+    assert len(keys[0]) == 3 and len(set(keys[0])) == 3
+    assert keys[0] == keys[1] == keys[2]
