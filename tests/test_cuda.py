@@ -45,6 +45,12 @@ network = task.network({terms!r}, {n}, 1)
 """
 
 
+def task_script() -> str:
+    """Python that makes :data:`_TASK` on the GPU target, for another process."""
+    return _TASK.format(model=str(MODEL), constants=CONSTANTS, draws=DRAWS, target=str(ROOT / "hw_targets/gpu.yaml"),
+                        terms=TERMS, n=len(spike_rules()))
+
+
 def rate_task(target: Target) -> ModelTask:
     return ModelTask(load_model(MODEL).with_constants(CONSTANTS, Where("test"), DRAWS), target)
 
@@ -137,8 +143,7 @@ def test_a_second_construction_reuses_the_cuda_build(cuda_build):
     assert builds().networks - counted.networks == 1  # constructed again ...
     assert builds().compiled == counted.compiled and not again.compiled  # ... and found compiled in the cache
     assert _outputs(directory) == before, "a second construction recompiled the CUDA project"
-    script = _TASK.format(model=str(MODEL), constants=CONSTANTS, draws=DRAWS, target=str(ROOT / "hw_targets/gpu.yaml"),
-                          terms=TERMS, n=len(spike_rules())) + "print(task.simulation(network).directory)\n"
+    script = task_script() + "print(task.simulation(network).directory)\n"
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip().splitlines()[-1] == str(directory)
@@ -151,8 +156,6 @@ import sys
 from brian2cuda.device import CUDAStandaloneDevice
 CUDAStandaloneDevice.compile_source = lambda *args, **kwargs: None  # generate only
 junk = [object() for _ in range(int(sys.argv[1]))]  # another memory layout in each process
-""" + _TASK + """
-print(task.simulation(network).directory)
 """
 
 
@@ -163,8 +166,7 @@ def test_every_process_generates_the_same_cuda_code(tmp_path):
     import filecmp
 
     toolkit_or_skip()
-    script = _GENERATE.format(model=str(MODEL), constants=CONSTANTS, draws=DRAWS, target=str(ROOT / "hw_targets/gpu.yaml"),
-                              terms=TERMS, n=len(spike_rules()))
+    script = _GENERATE + task_script() + "print(task.simulation(network).directory)\n"
     folders = []
     for k, junk in enumerate((10, 200_000)):
         env = {**os.environ, "CODESIGN_CACHE": str(tmp_path / f"cache{k}")}
