@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import subprocess
 import sys
 
@@ -11,13 +12,27 @@ import pytest
 
 from codesign.backends import builds, clear_simulations
 from codesign.hardware import Target, load_target
+from codesign.models import ModelTask, load_model
+from codesign.references.oja import reference_weights
 from codesign.rules import PolynomialRule
-from codesign.tasks.oja import OjaParams, OjaTask, reference_weights
+from codesign.schema import Where
 
 from conftest import ROOT
 
-PARAMS = OjaParams(n_inputs=4, n_repeats=3, duration_s=1.0)
+#: models/oja.yaml, small: 4 inputs, 3 draws of 1 s.
+CONSTANTS, DRAWS = {"n_inputs": 4, "duration": "1*second"}, 3
 TERMS = ("theta_001", "theta_021", "theta_110", "theta_200")
+
+
+def oja_task(target: Target) -> ModelTask:
+    return ModelTask(load_model(ROOT / "models/oja.yaml").with_constants(CONSTANTS, Where("test"), DRAWS), target)
+
+
+def reference(task: ModelTask, rules, seed: int) -> np.ndarray:
+    """The NumPy reference's final weights on the task's draws of ``seed``."""
+    draw = task.inputs(seed)["stimulus"]
+    x = draw.series.reshape(draw.series.shape[0], DRAWS, -1).transpose(1, 0, 2)
+    return reference_weights(rules, x, draw.initial["plastic.w"][:, 0, :], task.model.dt_s * 1e3)
 
 
 def batch(seed: int, size: int = 6) -> list[PolynomialRule]:
@@ -25,7 +40,7 @@ def batch(seed: int, size: int = 6) -> list[PolynomialRule]:
     return [PolynomialRule(dict(zip(TERMS, rng.uniform(-1, 1, len(TERMS)))), eta=5.0) for _ in range(size)]
 
 
-def weights(task: OjaTask, rules, seed: int) -> np.ndarray:
+def weights(task: ModelTask, rules, seed: int) -> np.ndarray:
     return np.array([e.arrays["weights"] for e in task.evaluate(rules, seed, terms=TERMS)])
 
 
@@ -38,19 +53,20 @@ def standalone() -> Target:
 
 def test_standalone_matches_numpy_runtime_and_reference(standalone):
     rules = batch(0)
-    compiled = weights(OjaTask(PARAMS, standalone), rules, seed=1)
-    runtime = weights(OjaTask(PARAMS, load_target(ROOT / "hw_targets/cpu.yaml")), rules, seed=1)
-    reference = reference_weights(rules, OjaTask(PARAMS, standalone).inputs(1), PARAMS.dt_ms)
-    finite = np.isfinite(reference)
+    compiled = weights(oja_task(standalone), rules, seed=1)
+    runtime = weights(oja_task(load_target(ROOT / "hw_targets/cpu.yaml")), rules, seed=1)
+    expected = reference(oja_task(standalone), rules, 1)
+    finite = np.isfinite(expected)
+    assert finite.mean() > 0.3
     np.testing.assert_array_equal(np.isfinite(compiled), finite)
     np.testing.assert_allclose(compiled[finite], runtime[finite], rtol=1e-9, atol=1e-12)
-    np.testing.assert_allclose(compiled[finite], reference[finite], rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(compiled[finite], expected[finite], rtol=1e-9, atol=1e-12)
 
 
 def test_later_standalone_batches_generate_and_compile_nothing(standalone, monkeypatch):
     from brian2.devices.cpp_standalone.device import CPPStandaloneDevice
 
-    task = OjaTask(PARAMS, standalone)
+    task = oja_task(standalone)
     weights(task, batch(0), seed=1)  # builds
 
     def forbidden(*args, **kwargs):
@@ -60,11 +76,11 @@ def test_later_standalone_batches_generate_and_compile_nothing(standalone, monke
         monkeypatch.setattr(CPPStandaloneDevice, method, forbidden)
     later = [weights(task, batch(s), seed=1) for s in (1, 2)]
     other_seed = weights(task, batch(1), seed=7)  # new inputs go in as run_args too
-    expected = [reference_weights(batch(s), task.inputs(1), PARAMS.dt_ms) for s in (1, 2)]
+    expected = [reference(task, batch(s), 1) for s in (1, 2)]
     for got, want in zip(later, expected):
         finite = np.isfinite(want)
         np.testing.assert_allclose(got[finite], want[finite], rtol=1e-9, atol=1e-12)
-    want = reference_weights(batch(1), task.inputs(7), PARAMS.dt_ms)
+    want = reference(task, batch(1), 7)
     finite = np.isfinite(want)
     np.testing.assert_allclose(other_seed[finite], want[finite], rtol=1e-9, atol=1e-12)
 
@@ -72,25 +88,33 @@ def test_later_standalone_batches_generate_and_compile_nothing(standalone, monke
 def test_another_process_reuses_the_compiled_project(standalone):
     # A runtime simulation of the same network lives in this process first: Brian2 would name this
     # build's code objects "..._1" after its live ones, unless building forgets and collects them.
-    weights(OjaTask(PARAMS, load_target(ROOT / "hw_targets/cpu.yaml")), batch(0), seed=1)
-    weights(OjaTask(PARAMS, standalone), batch(0), seed=1)
+    weights(oja_task(load_target(ROOT / "hw_targets/cpu.yaml")), batch(0), seed=1)
+    weights(oja_task(standalone), batch(0), seed=1)
     from codesign.backends.standalone import CompiledSimulation
 
     # This network's project (the session's cache holds other tests' projects too).
     binary = CompiledSimulation._current.directory / "main"
     before = binary.stat().st_mtime_ns
     script = (
-        "import numpy as np\n"
+        "from codesign.backends import builds\n"
+        "from codesign.backends.standalone import CompiledSimulation\n"
         "from codesign.hardware import load_target\n"
-        "from codesign.tasks.oja import OjaTask, OjaParams\n"
+        "from codesign.models import ModelTask, load_model\n"
         "from codesign.rules import PolynomialRule\n"
-        f"task = OjaTask({PARAMS!r}, load_target({str(ROOT / 'hw_targets/cpu-standalone.yaml')!r}))\n"
+        "from codesign.schema import Where\n"
+        f"model = load_model({str(ROOT / 'models/oja.yaml')!r}).with_constants({CONSTANTS!r}, Where('test'), {DRAWS})\n"
+        f"task = ModelTask(model, load_target({str(ROOT / 'hw_targets/cpu-standalone.yaml')!r}))\n"
         "rules = [PolynomialRule({'theta_110': 1.0, 'theta_021': -1.0}, eta=5.0)] * 6\n"
-        f"print(task.evaluate(rules, 1, terms={TERMS!r})[0].loss)\n"
+        f"loss = task.evaluate(rules, 1, terms={TERMS!r})[0].loss\n"
+        "print(CompiledSimulation._current.directory, builds().compiled, loss)\n"
     )
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    # Another string hashing than this process's: nothing in the build may depend on it.
+    env = {**os.environ, "PYTHONHASHSEED": "2" if os.environ.get("PYTHONHASHSEED") == "1" else "1"}
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stderr
-    assert float(proc.stdout.strip().splitlines()[-1]) < 0.5
+    directory, compiled, loss = proc.stdout.strip().splitlines()[-1].split()
+    assert directory == str(binary.parent), "the second process built another project"
+    assert compiled == "0" and float(loss) < 0.5
     assert binary.stat().st_mtime_ns == before, "the second process recompiled the project"
 
 
@@ -99,7 +123,7 @@ def test_later_cython_batches_compile_nothing(monkeypatch):
 
     clear_simulations()
     cython = dataclasses.replace(load_target(ROOT / "hw_targets/cpu.yaml"), codegen="cython")
-    task = OjaTask(PARAMS, cython)
+    task = oja_task(cython)
     first = weights(task, batch(0), seed=1)
     compiled = []
     original = CythonExtensionManager._load_module
@@ -107,7 +131,7 @@ def test_later_cython_batches_compile_nothing(monkeypatch):
                         lambda self, *a, **k: compiled.append(a) or original(self, *a, **k))
     second = weights(task, batch(1), seed=1)
     assert compiled == []
-    runtime = weights(OjaTask(PARAMS, load_target(ROOT / "hw_targets/cpu.yaml")), batch(1), seed=1)
+    runtime = weights(oja_task(load_target(ROOT / "hw_targets/cpu.yaml")), batch(1), seed=1)
     finite = np.isfinite(runtime)
     np.testing.assert_allclose(second[finite], runtime[finite], rtol=1e-9, atol=1e-12)
     assert not np.allclose(first[np.isfinite(first)][:5], second[np.isfinite(second)][:5])
@@ -147,7 +171,7 @@ def test_a_spike_input_is_padded_in_delivery_order():
 def test_forgetting_or_reshaping_a_network_builds_it_again_and_the_cache_saves_the_compile(standalone):
     """The build counter counts real builds: a network forgotten, or one of another shape, is
     built again; a standalone project found compiled in the cache is built but not compiled."""
-    task = OjaTask(PARAMS, standalone)
+    task = oja_task(standalone)
     before = builds()
     weights(task, batch(0), seed=1)
     weights(task, batch(1), seed=2)  # same network, new rules and inputs: no build

@@ -1,7 +1,7 @@
 """The cuda_standalone backend (brian2cuda): compiled wherever nvcc is, run where a GPU is.
 
 Compiling needs nvcc and cuRAND, not a GPU, so CI (CUDA 13 nvcc, no driver) compiles the
-target-rate task's CUDA code and checks that the build is reused. Running needs a GPU: where there
+target-rate model's CUDA code and checks that the build is reused. Running needs a GPU: where there
 is none, the tests that run are skipped (their reason says so) and a run attempt must fail with
 one line. Where there is one, the same build runs and must give the C++ standalone build's numbers.
 """
@@ -21,18 +21,43 @@ import pytest
 from codesign.backends import builds, clear_simulations
 from codesign.errors import CodesignError, SpecError
 from codesign.hardware import Target, load_target
+from codesign.models import ModelTask, load_model
 from codesign.rules import PolynomialRule
-from codesign.rules.spike_trace import SpikeTraceRule, vogels
-from codesign.tasks.oja import OjaParams, OjaTask
-from codesign.tasks.pca_network import PcaNetworkParams, PcaNetworkTask
-from codesign.tasks.target_rate import TargetRateParams, TargetRateTask
+from codesign.rules.spike_trace import SPIKE_TERMS, SpikeTraceRule, vogels
+from codesign.schema import Where
 
 from conftest import ROOT
 
-#: The full-size neuron (800 + 200 inputs), long enough to fire and learn: on a GPU the comparison
-#: means something. Sizes do not change the compile time (the code is the same).
-PARAMS = TargetRateParams(n_repeats=2, learn_s=2.0, measure_s=2.0)
+#: models/target-rate.yaml at full size (800 + 200 inputs), long enough to fire and learn: on a GPU
+#: the comparison means something. Sizes do not change the compile time (the code is the same).
+MODEL, CONSTANTS, DRAWS = ROOT / "models/target-rate.yaml", {"learn": "2*second", "measure": "2*second"}, 2
+TERMS = {"inhibitory": tuple(SPIKE_TERMS)}
 SEED = 3
+
+#: The target-rate task and its network for ``n`` candidates (also run in other processes).
+_TASK = """
+from codesign.hardware import load_target
+from codesign.models import ModelTask, load_model
+from codesign.schema import Where
+model = load_model({model!r}).with_constants({constants!r}, Where("test"), {draws})
+task = ModelTask(model, load_target({target!r}))
+network = task.network({terms!r}, {n}, 1)
+"""
+
+
+def task_script() -> str:
+    """Python that makes :data:`_TASK` on the GPU target, for another process."""
+    return _TASK.format(model=str(MODEL), constants=CONSTANTS, draws=DRAWS, target=str(ROOT / "hw_targets/gpu.yaml"),
+                        terms=TERMS, n=len(spike_rules()))
+
+
+def rate_task(target: Target) -> ModelTask:
+    return ModelTask(load_model(MODEL).with_constants(CONSTANTS, Where("test"), DRAWS), target)
+
+
+def rate_simulation(task: ModelTask, n: int):
+    """The task's simulation of ``n`` candidates: built (compiled) on first use."""
+    return task.simulation(task.network(TERMS, n, 1))
 
 
 def spike_rules() -> list[SpikeTraceRule]:
@@ -67,16 +92,16 @@ def gpu_target() -> Target:
 
 @pytest.fixture(scope="module")
 def cuda_build(gpu_target):
-    """The target-rate task compiled for CUDA once for this module: (task, its project folder, seconds,
+    """The target-rate model compiled for CUDA once for this module: (task, its project folder, seconds,
     how many programs the construction compiled)."""
     toolkit_or_skip()
     clear_simulations()
-    task = TargetRateTask(PARAMS, gpu_target)
+    task = rate_task(gpu_target)
     start, counted = time.perf_counter(), builds()
-    sim = task.simulation(len(spike_rules()))
+    sim = rate_simulation(task, len(spike_rules()))
     seconds = time.perf_counter() - start
     compiled = builds().compiled - counted.compiled
-    print(f"\nCUDA build of the target-rate task: {seconds:.0f} s")
+    print(f"\nCUDA build of the target-rate model: {seconds:.0f} s")
     directory = sim.directory
     del sim  # holding it would keep its Brian2 objects, and their names, alive
     yield task, directory, seconds, compiled
@@ -112,19 +137,13 @@ def test_a_second_construction_reuses_the_cuda_build(cuda_build):
     before = _outputs(directory)
     clear_simulations()
     start, counted = time.perf_counter(), builds()
-    again = task.simulation(len(spike_rules()))
+    again = rate_simulation(task, len(spike_rules()))
     rebuilt_s = time.perf_counter() - start
     assert again.directory == directory
     assert builds().networks - counted.networks == 1  # constructed again ...
     assert builds().compiled == counted.compiled and not again.compiled  # ... and found compiled in the cache
     assert _outputs(directory) == before, "a second construction recompiled the CUDA project"
-    script = (
-        "from codesign.hardware import load_target\n"
-        "from codesign.tasks.target_rate import TargetRateParams, TargetRateTask\n"
-        f"params = {PARAMS!r}\n"
-        f"task = TargetRateTask(params, load_target({str(ROOT / 'hw_targets/gpu.yaml')!r}))\n"
-        f"print(task.simulation({len(spike_rules())}).directory)\n"
-    )
+    script = task_script() + "print(task.simulation(network).directory)\n"
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip().splitlines()[-1] == str(directory)
@@ -136,12 +155,7 @@ _GENERATE = """
 import sys
 from brian2cuda.device import CUDAStandaloneDevice
 CUDAStandaloneDevice.compile_source = lambda *args, **kwargs: None  # generate only
-from codesign.hardware import load_target
-from codesign.tasks.target_rate import TargetRateParams, TargetRateTask
-params = {params!r}
 junk = [object() for _ in range(int(sys.argv[1]))]  # another memory layout in each process
-sim = TargetRateTask(params, load_target({target!r})).simulation({n})
-print(sim.directory)
 """
 
 
@@ -152,7 +166,7 @@ def test_every_process_generates_the_same_cuda_code(tmp_path):
     import filecmp
 
     toolkit_or_skip()
-    script = _GENERATE.format(params=PARAMS, target=str(ROOT / "hw_targets/gpu.yaml"), n=len(spike_rules()))
+    script = _GENERATE + task_script() + "print(task.simulation(network).directory)\n"
     folders = []
     for k, junk in enumerate((10, 200_000)):
         env = {**os.environ, "CODESIGN_CACHE": str(tmp_path / f"cache{k}")}
@@ -194,7 +208,7 @@ def test_gpu_losses_match_cpp_standalone(cuda_build):
     task, _, _, _ = cuda_build
     rules = spike_rules()
     on_gpu = task.evaluate(rules, SEED)
-    on_cpu = TargetRateTask(PARAMS, load_target(ROOT / "hw_targets/cpu-standalone.yaml")).evaluate(rules, SEED)
+    on_cpu = rate_task(load_target(ROOT / "hw_targets/cpu-standalone.yaml")).evaluate(rules, SEED)
     np.testing.assert_array_equal([e.metrics["rates_hz"] for e in on_gpu], [e.metrics["rates_hz"] for e in on_cpu])
     np.testing.assert_allclose([e.loss for e in on_gpu], [e.loss for e in on_cpu], rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(np.array([e.arrays["weights"] for e in on_gpu]),
@@ -206,33 +220,44 @@ OJA_TERMS = ("theta_110", "theta_021", "theta_001")
 PCA_TERMS = {"feedforward": ("theta_110", "theta_021", "theta_001"), "lateral": ("theta_110", "theta_020")}
 
 
+def _oja_candidates(rng: np.random.Generator) -> list[dict[str, PolynomialRule]]:
+    return [{"w": PolynomialRule(dict(zip(OJA_TERMS, rng.uniform(-1, 1, 3))), eta=5.0)} for _ in range(6)]
+
+
+def _pca_candidates(rng: np.random.Generator) -> list[dict[str, PolynomialRule]]:
+    """Oja + anti-Hebbian, perturbed: varied and bounded over a second (as in test_model_pca)."""
+    return [{"feedforward": PolynomialRule({"theta_110": 1.0 + rng.uniform(-0.5, 0.5), "theta_021": -1.0,
+                                            "theta_001": rng.uniform(-0.2, 0.2)}, eta=2.0),
+             "lateral": PolynomialRule({"theta_110": -1.0 + rng.uniform(-0.5, 0.5),
+                                        "theta_020": rng.uniform(-0.2, 0.2)}, eta=2.0)} for _ in range(4)]
+
+
+#: Small rate models: (model file, constants, draws, terms per slot, candidates).
+RATE_MODELS = {
+    "oja": ("oja.yaml", {"n_inputs": 4, "duration": "1*second"}, 3, {"w": OJA_TERMS}, _oja_candidates),
+    "pca_network": ("pca-network.yaml", {"n_inputs": 6, "n_outputs": 3, "duration": "1*second"}, 2, PCA_TERMS,
+                    _pca_candidates),
+}
+
+
 def _rate_task(name: str, target: Target) -> tuple:
-    """A small rate task with a batch of varied rules: (task, candidates, terms)."""
-    rng = np.random.default_rng(1)
-    if name == "oja":
-        rules = [PolynomialRule(dict(zip(OJA_TERMS, rng.uniform(-1, 1, 3))), eta=5.0) for _ in range(6)]
-        return OjaTask(OjaParams(n_inputs=4, n_repeats=3, duration_s=1.0), target), rules, OJA_TERMS
-    # Oja + anti-Hebbian, perturbed: varied and bounded over a second (as in test_pca_network).
-    candidates = [{"feedforward": PolynomialRule({"theta_110": 1.0 + rng.uniform(-0.5, 0.5), "theta_021": -1.0,
-                                                  "theta_001": rng.uniform(-0.2, 0.2)}, eta=2.0),
-                   "lateral": PolynomialRule({"theta_110": -1.0 + rng.uniform(-0.5, 0.5),
-                                              "theta_020": rng.uniform(-0.2, 0.2)}, eta=2.0)} for _ in range(4)]
-    params = PcaNetworkParams(n_inputs=6, n_outputs=3, n_repeats=2, duration_s=1.0)
-    return PcaNetworkTask(params, target), candidates, PCA_TERMS
+    """A small rate model with a batch of varied rules: (task, candidates, terms)."""
+    file, constants, draws, terms, candidates = RATE_MODELS[name]
+    model = load_model(ROOT / "models" / file).with_constants(constants, Where("test"), draws)
+    return ModelTask(model, target), candidates(np.random.default_rng(1)), terms
 
 
 @pytest.mark.cuda
 @pytest.mark.parametrize("name", ["oja", "pca_network"])
 def test_rate_tasks_generate_cuda_code(name, gpu_target, monkeypatch):
-    """Every task's network becomes CUDA code (generated only: compiling is the target-rate test's)."""
+    """Every model's network becomes CUDA code (generated only: compiling is the target-rate test's)."""
     from brian2cuda.device import CUDAStandaloneDevice
 
     toolkit_or_skip()
     clear_simulations()
     monkeypatch.setattr(CUDAStandaloneDevice, "compile_source", lambda self, *args, **kwargs: None)
-    task, _, _ = _rate_task(name, gpu_target)
-    sim = (task.simulation(OJA_TERMS, 6) if name == "oja"
-           else task.simulation(PCA_TERMS["feedforward"], PCA_TERMS["lateral"], 4))
+    task, candidates, terms = _rate_task(name, gpu_target)
+    sim = task.simulation(task.network(task.held_terms(candidates, terms), len(candidates), 1))
     clear_simulations()
     assert (sim.directory / "main.cu").is_file() and (sim.directory / "makefile").is_file()
     assert (sim.directory / "code_objects").is_dir()
@@ -241,7 +266,7 @@ def test_rate_tasks_generate_cuda_code(name, gpu_target, monkeypatch):
 @pytest.mark.cuda
 @pytest.mark.parametrize("name", ["oja", "pca_network"])
 def test_rate_tasks_on_gpu_match_cpp_standalone(name, gpu_target):
-    """No thresholds in these tasks: only rounding differs, as between C++ standalone and numpy
+    """No thresholds in these models: only rounding differs, as between C++ standalone and numpy
     (test_backends: rtol 1e-9)."""
     toolkit_or_skip()
     gpu_or_skip()
@@ -280,7 +305,7 @@ def test_a_missing_toolkit_is_a_one_line_error(gpu_target, tmp_path):
     target = dataclasses.replace(gpu_target, gpu=dataclasses.replace(gpu_target.gpu, cuda_path=str(tmp_path)))
     object.__setattr__(target, "file", gpu_target.file)
     with pytest.raises(CodesignError) as caught:
-        TargetRateTask(PARAMS, target).evaluate([vogels()], SEED)
+        rate_task(target).evaluate([vogels()], SEED)
     assert caught.value.key == "gpu.cuda_path" and "no CUDA toolkit" in caught.value.one_line()
     find_cuda.cache_clear()
 

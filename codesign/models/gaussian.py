@@ -28,6 +28,6 @@ def check_covariance(covariance: str | list[list[float]], n_inputs: int, n_top: 
     if eigenvalues[-1] <= 0:
         raise here.error(f"must be positive definite (smallest eigenvalue {eigenvalues[-1]:.3g})",
                          fix="use a valid covariance matrix")
-    if eigenvalues[n_top - 1] - eigenvalues[n_top] < 1e-9:
+    if n_top < n_inputs and eigenvalues[n_top - 1] - eigenvalues[n_top] < 1e-9:
         raise here.error(f"eigenvalues {n_top} and {n_top + 1} are equal: the top-{n_top} principal subspace "
                          "is not unique", fix=f"make the top {n_top} eigenvalue(s) strictly larger than the others")

@@ -170,6 +170,12 @@ class PcaSubspace(Loss):
         return summarise(rec.values[p.feedforward], rec.values[p.lateral], rec.values[p.stable], facts, p,
                          rec.duration_s)
 
+    def plot(self, evaluation: Evaluation, path: Path, title: str = "") -> bool:
+        from codesign.models.plots import plot_pca
+
+        plot_pca(evaluation.arrays, path, title)
+        return True
+
 
 # -- Target rate -------------------------------------------------------------------------------------
 

@@ -7,7 +7,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-__all__ = ["plot_pc1", "plot_rate_solutions"]
+__all__ = ["plot_pc1", "plot_pca", "plot_rate_solutions"]
 
 
 def plot_pc1(weights: np.ndarray, pc1: np.ndarray, path: Path, title: str = "") -> None:
@@ -35,6 +35,42 @@ def plot_pc1(weights: np.ndarray, pc1: np.ndarray, path: Path, title: str = "") 
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_pca(arrays: dict[str, np.ndarray], path: Path, title: str = "") -> None:
+    """Per draw: |cos| between each learned feed-forward row and each eigenvector of C (largest first)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    w, vectors = arrays["w"], arrays["eigenvectors"]
+    angles, corrs = arrays["angles_deg"], arrays["correlations"]
+    repeats, k, d = w.shape
+    cols = min(repeats, 4)
+    rows = -(-repeats // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.0 * cols + 1.0, 1.0 + (0.4 * k + 1.5) * rows),
+                             squeeze=False, layout="constrained")
+    for ax in axes.flat[repeats:]:
+        ax.axis("off")
+    image = None
+    for r, ax in zip(range(repeats), axes.flat):
+        with np.errstate(all="ignore"):
+            rows_unit = w[r] / np.linalg.norm(w[r], axis=1, keepdims=True)
+            overlap = np.abs(rows_unit @ vectors[r])
+        image = ax.imshow(np.nan_to_num(overlap), vmin=0, vmax=1, cmap="viridis", aspect="auto")
+        ax.axvline(k - 0.5, color="w", lw=1.5)
+        ax.set_xticks(range(d))
+        ax.set_xticklabels([f"PC{i + 1}" for i in range(d)], fontsize=6, rotation=90)
+        ax.set_yticks(range(k))
+        ax.set_yticklabels([f"y{i + 1}" for i in range(k)], fontsize=7)
+        off = np.abs(corrs[r] - np.eye(k)).max()
+        ax.set_title(f"draw {r}: max angle {angles[r].max():.1f} deg\nmax |corr| {off:.3f}", fontsize=8)
+    if image is not None:
+        fig.colorbar(image, ax=axes, shrink=0.8, label="|cos(W row, PC)|")
+    fig.suptitle(title, fontsize=8)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
 
 

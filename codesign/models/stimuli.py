@@ -99,6 +99,14 @@ class GaussianParams:
     def validate(self, where: Where) -> None:
         from codesign.models.gaussian import check_covariance
 
+        if self.unique > self.size:
+            raise where.child("unique").error(f"{self.unique} unique components of {self.size} inputs",
+                                              fix="ask for at most size components")
+        gap_after = self.spectrum.gap_after
+        if gap_after is not None and gap_after >= self.size:
+            raise where.child("spectrum").child("gap_after").error(
+                f"a gap after eigenvalue {gap_after} of {self.size} inputs leaves no eigenvalue below it",
+                fix="make gap_after smaller than size")
         check_covariance(self.covariance, self.size, self.unique, where)
 
 

@@ -46,7 +46,8 @@ def reference_run(candidates: Sequence[Mapping[str, PolynomialRule]], x: np.ndar
     ff, ff_rate = coefficients(ff_rules)
     lat, lat_rate = coefficients(lat_rules)
     w = np.broadcast_to(w0, (n,) + w0.shape).copy()  # (n, R, k, D)
-    m = np.broadcast_to(m0, (n,) + m0.shape).copy()  # (n, R, k, k): m[i, j] from j to i
+    # (n, R, k, k): m[i, j] from j to i; the network has no self-connections, whatever m0's diagonal
+    m = np.broadcast_to(m0 * off, (n,) + m0.shape).copy()
     stable = np.zeros(w.shape[:3])
     with np.errstate(all="ignore"):
         for x in x_all.transpose(1, 0, 2):  # one step: x has shape (R, D)
