@@ -147,7 +147,9 @@ class ModelTask:
         names = sorted({k for c in self.conditions for k in c})
         return [n for n in names if n in self.model.text_names()]
 
-    def _inputs(self, seed: int, conditions: Sequence[Mapping[str, Any]]) -> dict[str, StimulusDraw]:
+    def inputs(self, seed: int, conditions: Sequence[Mapping[str, Any]] | None = None) -> dict[str, StimulusDraw]:
+        """Each stimulus's draws for ``seed`` on ``conditions`` (default: the training ones), as a run gets them."""
+        conditions = self.conditions if conditions is None else conditions
         key = (seed, repr(conditions))
         if self._draws is None or self._draws[0] != key:
             constants = self.draw_constants(conditions)
@@ -272,7 +274,7 @@ class ModelTask:
         network = self.network(held, size, len(conditions))
         layout = network.layout
         padded = pad(list(cands), size)
-        draws = self._inputs(seed, conditions)
+        draws = self.inputs(seed, conditions)
         constants = self.draw_constants(conditions)
         per_copy: dict[str, np.ndarray] = {}
         for synapse in self.model.synapses.values():
