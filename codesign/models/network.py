@@ -275,9 +275,10 @@ class BatchedNetwork:
         if not text:
             return text
         draw = f"({index} // {n})" if shared else f"(({index} // {n}) % {self.layout.draws})"
-        # Column i of one draw for neuron i (``NAME(t, i)`` with a column per neuron, the usual case) is
-        # column i of the copies' neurons themselves, modulo the draws' columns: one index in the inner
-        # loop instead of two integer divisions and a modulo (Oja: 1.6 x less C++ time per step).
+        # ``NAME(t, i)`` with a column per neuron (the usual case): the copy's column is the neuron's own
+        # index, modulo the draws' columns where the group is per candidate. One index in the inner loop
+        # instead of two integer divisions and a modulo: the Oja bench's C++ went from 0.24 s of CPU per
+        # batch of 256 to 0.15 s, as fast as the hand-written network it replaces.
         own = index if shared else f"({index} % {n * self.layout.draws})"
         for stimulus, columns in self.timed_columns.items():
             def column(match: re.Match, columns: int = columns, stimulus: str = stimulus) -> str:
