@@ -18,15 +18,20 @@ of synapses), as evaluations per second and as the ratio between the two (``code
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import numpy as np
 
 from codesign.backends import clear_simulations
 from codesign.errors import CodesignError
 from codesign.hardware import Gpu, Target
+
+if TYPE_CHECKING:
+    from codesign.models import ModelTask
+    from codesign.spec import StudySpec
 
 __all__ = ["run_benchmarks", "run_gpu_benchmarks", "gpu_available", "Row", "ModelBench", "BENCHES"]
 
@@ -40,7 +45,6 @@ class Row:
     way: str
     evals_per_s: float
     build_s: float | None = None
-    note: str = ""
 
 
 def _best_time(fn: Callable[[], Any], repeats: int) -> float:
@@ -114,12 +118,12 @@ class ModelBench:
     #: Candidates per batch in the GPU table: enough to fill a GPU.
     gpu_batch: int
 
-    def spec(self):
+    def spec(self) -> StudySpec:
         from codesign.spec import load_study
 
         return load_study(ROOT / self.study)
 
-    def task(self, target: Target, spec=None):
+    def task(self, target: Target, spec: StudySpec | None = None) -> ModelTask:
         from codesign.models import ModelTask
         from codesign.schema import Where
 
@@ -127,7 +131,7 @@ class ModelBench:
         model = spec.model.with_constants(dict(self.constants), Where(f"codesign bench ({self.study})"), self.draws)
         return ModelTask(model, target)
 
-    def candidates(self, spec, task, batch: int) -> list:
+    def candidates(self, spec: StudySpec, task: ModelTask, batch: int) -> list:
         from codesign.rules import FAMILIES
 
         ((slot, rule),) = spec.rules.items()
@@ -143,7 +147,7 @@ class ModelBench:
         return out
 
 
-def _oja_reference(task, candidates: list, seed: int) -> Callable[[], Any]:
+def _oja_reference(task: ModelTask, candidates: list, seed: int) -> Callable[[], Any]:
     from codesign.references.oja import reference_weights
 
     draw = task.inputs(seed)["stimulus"]
@@ -153,7 +157,7 @@ def _oja_reference(task, candidates: list, seed: int) -> Callable[[], Any]:
     return lambda: reference_weights(rules, x, draw.initial["plastic.w"][:, 0, :], task.model.dt_s * 1e3)
 
 
-def _target_rate_reference(task, candidates: list, seed: int) -> Callable[[], Any]:
+def _target_rate_reference(task: ModelTask, candidates: list, seed: int) -> Callable[[], Any]:
     from codesign.references.target_rate import TargetRateNetwork, reference_run
 
     network = TargetRateNetwork.from_model(task.model)
@@ -186,7 +190,7 @@ QUICK = {"batch": 4, "naive": 1, "repeats": 1}
 def bench_model(bench: ModelBench) -> list[Row]:
     """Every way of evaluating one batch of ``bench``'s candidates, and its NumPy reference."""
     spec = bench.spec()
-    make_task = lambda target: bench.task(target, spec)  # noqa: E731
+    make_task = functools.partial(bench.task, spec=spec)
     candidates = bench.candidates(spec, make_task(_targets()["numpy"]), bench.batch)
     rows = [_naive_row(make_task, candidates[:bench.naive], seed=0)]
     rows += _batched_rows(make_task, candidates, seed=0, repeats=bench.repeats)
@@ -241,7 +245,7 @@ def run_gpu_benchmarks(quick: bool = False, batch: dict[str, int] | None = None)
         size = 16 if quick else (batch or {}).get(name, bench.gpu_batch)
         spec = bench.spec()
         candidates = bench.candidates(spec, bench.task(_targets()["numpy"], spec), size)
-        rows = _gpu_rows(lambda target: bench.task(target, spec), candidates, 0, 1 if quick else 2)
+        rows = _gpu_rows(functools.partial(bench.task, spec=spec), candidates, 0, 1 if quick else 2)
         standalone, gpu = rows[0].evals_per_s, rows[1].evals_per_s
         out[name] = {"rows": rows, "batch": size, "standalone": standalone, "gpu": gpu,
                      "gpu_over_standalone": gpu / standalone}
