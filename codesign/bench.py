@@ -1,4 +1,9 @@
-"""``codesign bench``: candidate evaluations per second, each way of running a task, in one run.
+"""``codesign bench``: candidate evaluations per second, each way of running a model, in one run.
+
+Each table (:data:`BENCHES`) is a study's model file at a bench size, evaluated by the generic path
+(:class:`codesign.models.ModelTask`) one network per candidate, batched on Brian2's runtime, and
+batched on one C++ standalone build, beside a hand-written NumPy simulation of the same network
+(``codesign/references/``), the yardstick for what a CPU can do.
 
 Throughput is measured in steady state (the best of a few timed batches after one untimed batch
 that builds the network); build times are reported beside it. Ratios compare ways measured in the
@@ -13,9 +18,10 @@ of synapses), as evaluations per second and as the ratio between the two (``code
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import numpy as np
 
@@ -23,7 +29,11 @@ from codesign.backends import clear_simulations
 from codesign.errors import CodesignError
 from codesign.hardware import Gpu, Target
 
-__all__ = ["run_benchmarks", "run_gpu_benchmarks", "gpu_available", "Row"]
+if TYPE_CHECKING:
+    from codesign.models import ModelTask
+    from codesign.spec import StudySpec
+
+__all__ = ["run_benchmarks", "run_gpu_benchmarks", "gpu_available", "Row", "ModelBench", "BENCHES"]
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -35,7 +45,6 @@ class Row:
     way: str
     evals_per_s: float
     build_s: float | None = None
-    note: str = ""
 
 
 def _best_time(fn: Callable[[], Any], repeats: int) -> float:
@@ -87,41 +96,107 @@ def _naive_row(make_task: Callable[[Target], Any], rules: list, seed: int) -> Ro
     return Row("naive: one network per candidate (numpy)", len(rules) / _timed(one_by_one))
 
 
-def bench_oja(batch: int = 256, naive: int = 3, repeats: int = 3) -> list[Row]:
-    from codesign.tasks.oja import OjaTask, reference_weights
+@dataclasses.dataclass(frozen=True)
+class ModelBench:
+    """One table: a study's model at a bench size, a batch of its candidates and its NumPy reference.
 
-    params, rules = _oja_rules(batch)
-    make_task = lambda target: OjaTask(params, target)  # noqa: E731
-    rows = [_naive_row(make_task, rules[:naive], seed=0)]
-    rows += _batched_rows(make_task, rules, seed=0, repeats=repeats)
-    inputs = OjaTask(params, _targets()["numpy"]).inputs(0)
-    steady = _best_time(lambda: reference_weights(rules, inputs, params.dt_ms), repeats)
-    rows.append(Row("NumPy reference (hand-written)", batch / steady))
+    The batch opens with the model's ``named`` candidates; the rest draw each of ``ranges`` (the
+    rule's coefficients and extras such as ``tau_x_ms``) uniformly between its two values, from seed 0.
+    """
+
+    study: str
+    #: The model's constants for the bench (over the study's), and its input draws per candidate.
+    constants: Mapping[str, str]
+    draws: int
+    named: tuple[str, ...]
+    ranges: Mapping[str, tuple[float, float]]
+    #: The time to beat: a function of (task, candidates, seed) that returns the timed NumPy run.
+    reference: Callable[[Any, list, int], Callable[[], Any]]
+    batch: int
+    naive: int
+    repeats: int
+    #: Candidates per batch in the GPU table: enough to fill a GPU.
+    gpu_batch: int
+
+    def spec(self) -> StudySpec:
+        from codesign.spec import load_study
+
+        return load_study(ROOT / self.study)
+
+    def task(self, target: Target, spec: StudySpec | None = None) -> ModelTask:
+        from codesign.models import ModelTask
+        from codesign.schema import Where
+
+        spec = spec or self.spec()
+        model = spec.model.with_constants(dict(self.constants), Where(f"codesign bench ({self.study})"), self.draws)
+        return ModelTask(model, target)
+
+    def candidates(self, spec: StudySpec, task: ModelTask, batch: int) -> list:
+        from codesign.rules import FAMILIES
+
+        ((slot, rule),) = spec.rules.items()
+        family = FAMILIES[rule.family]
+        named = task.named_candidates(spec.etas)
+        out = [named[name] for name in self.named][:batch]
+        rng = np.random.default_rng(0)
+        while len(out) < batch:
+            # low + (high - low) u, as Generator.uniform draws it, and for a range given high to low too.
+            values = {k: low + (high - low) * rng.random() for k, (low, high) in self.ranges.items()}
+            extras = {k: values.pop(k) for k in family.extras if k in values}
+            out.append({slot: family.make(values, eta=rule.learning_rate, **extras)})
+        return out
+
+
+def _oja_reference(task: ModelTask, candidates: list, seed: int) -> Callable[[], Any]:
+    from codesign.references.oja import reference_weights
+
+    draw = task.inputs(seed)["stimulus"]
+    steps, draws = draw.series.shape[0], task.model.draws
+    x = draw.series.reshape(steps, draws, -1).transpose(1, 0, 2)
+    rules = [c["w"] for c in candidates]
+    return lambda: reference_weights(rules, x, draw.initial["plastic.w"][:, 0, :], task.model.dt_s * 1e3)
+
+
+def _target_rate_reference(task: ModelTask, candidates: list, seed: int) -> Callable[[], Any]:
+    from codesign.references.target_rate import TargetRateNetwork, reference_run
+
+    network = TargetRateNetwork.from_model(task.model)
+    spikes = task.inputs(seed)["poisson"].spikes
+    rules = [c["inhibitory"] for c in candidates]
+    return lambda: reference_run(rules, network, spikes)
+
+
+#: The tables of ``codesign bench``, by the name in its output. Oja: the demo study's network (5 inputs,
+#: 8 draws of 4 s); spiking: the target-rate network (800 excitatory and 200 inhibitory Poisson inputs,
+#: one draw of 1.5 s). GPU: 16,384 Oja candidates x 8 draws x 5 inputs = 655,360 synapses; 8,192 spiking
+#: candidates x 1,000 synapses = 8.2 million synapses.
+BENCHES: dict[str, ModelBench] = {
+    "oja": ModelBench(
+        study="studies/oja.yaml", constants={}, draws=8, named=(),
+        ranges={t: (-0.5, 0.5) for t in ("theta_000", "theta_001", "theta_020", "theta_021", "theta_110",
+                                         "theta_111", "theta_200")},
+        reference=_oja_reference, batch=256, naive=3, repeats=3, gpu_batch=16384),
+    "spiking": ModelBench(
+        study="studies/target-rate.yaml", constants={"learn": "1*second", "measure": "0.5*second"}, draws=1,
+        named=("vogels",), ranges={"pre_1": (0.0, -0.8), "pre_y": (0.0, 1.0), "post_x": (0.0, 1.0),
+                                   "tau_x_ms": (5.0, 40.0), "tau_y_ms": (5.0, 40.0)},
+        reference=_target_rate_reference, batch=32, naive=2, repeats=2, gpu_batch=8192),
+}
+
+#: Sizes of ``--quick``: checks that every way runs, not for numbers.
+QUICK = {"batch": 4, "naive": 1, "repeats": 1}
+
+
+def bench_model(bench: ModelBench) -> list[Row]:
+    """Every way of evaluating one batch of ``bench``'s candidates, and its NumPy reference."""
+    spec = bench.spec()
+    make_task = functools.partial(bench.task, spec=spec)
+    candidates = bench.candidates(spec, make_task(_targets()["numpy"]), bench.batch)
+    rows = [_naive_row(make_task, candidates[:bench.naive], seed=0)]
+    rows += _batched_rows(make_task, candidates, seed=0, repeats=bench.repeats)
+    timed = bench.reference(make_task(_targets()["numpy"]), candidates, 0)
+    rows.append(Row("NumPy reference (hand-written)", bench.batch / _best_time(timed, bench.repeats)))
     return rows
-
-
-def bench_spiking(batch: int = 32, naive: int = 2, repeats: int = 2) -> list[Row]:
-    from codesign.tasks.target_rate import TargetRateParams, TargetRateTask, draw_spikes
-
-    params = TargetRateParams(n_repeats=1, learn_s=1.0, measure_s=0.5)
-    rules = _spiking_rules(batch)
-    make_task = lambda target: TargetRateTask(params, target)  # noqa: E731
-    rows = [_naive_row(make_task, rules[:naive], seed=0)]
-    rows += _batched_rows(make_task, rules, seed=0, repeats=repeats)
-    try:
-        from codesign.tasks.target_rate_reference import reference_run
-    except ImportError:
-        rows.append(Row("NumPy reference (hand-written)", float("nan"), note="not available"))
-        return rows
-    spikes = draw_spikes(params, 0)
-    steady = _best_time(lambda: reference_run(rules, params, spikes), repeats)
-    rows.append(Row("NumPy reference (hand-written)", batch / steady))
-    return rows
-
-
-#: Candidates per batch in the GPU table: enough to fill a GPU. Spiking: 8,192 candidates x 1,000
-#: synapses = 8.2 million synapses; Oja: 16,384 candidates x 8 draws x 5 inputs = 655,360 synapses.
-GPU_BATCH = {"spiking": 8192, "oja": 16384}
 
 
 def gpu_available() -> tuple[bool, str]:
@@ -138,7 +213,7 @@ def gpu_available() -> tuple[bool, str]:
     return True, what
 
 
-def _gpu_rows(make_task: Callable[[Target], Any], rules: list, seed: int, repeats: int) -> list[Row]:
+def _gpu_rows(make_task: Callable[[Target], Any], candidates: list, seed: int, repeats: int) -> list[Row]:
     """cpp_standalone and cuda_standalone on the same batch; the GPU's architecture read from the GPU."""
     targets = {"cpp_standalone": Target(name="bench-standalone", backend="cpp_standalone"),
                "cuda_standalone": Target(name="bench-gpu", backend="cuda_standalone", gpu=Gpu(compute_capability=None))}
@@ -146,59 +221,33 @@ def _gpu_rows(make_task: Callable[[Target], Any], rules: list, seed: int, repeat
     for way, target in targets.items():
         clear_simulations()
         task = make_task(target)
-        build = _timed(lambda: task.evaluate(rules, seed))
-        steady = _best_time(lambda: task.evaluate(rules, seed), repeats)
-        label = f"batched {way}, {len(rules)} per batch" + (" (GPU)" if way == "cuda_standalone" else "")
-        rows.append(Row(label, len(rules) / steady, max(0.0, build - steady)))
+        build = _timed(lambda: task.evaluate(candidates, seed))
+        steady = _best_time(lambda: task.evaluate(candidates, seed), repeats)
+        label = f"batched {way}, {len(candidates)} per batch" + (" (GPU)" if way == "cuda_standalone" else "")
+        rows.append(Row(label, len(candidates) / steady, max(0.0, build - steady)))
     clear_simulations()
     return rows
 
 
-def _spiking_rules(batch: int) -> list:
-    from codesign.rules.spike_trace import SpikeTraceRule, vogels
-
-    rng = np.random.default_rng(0)
-    return [vogels()] + [SpikeTraceRule({"pre_1": -rng.uniform(0, 0.8), "pre_y": rng.uniform(0, 1),
-                                         "post_x": rng.uniform(0, 1)}, tau_x_ms=rng.uniform(5, 40),
-                                        tau_y_ms=rng.uniform(5, 40)) for _ in range(batch - 1)]
-
-
-def _oja_rules(batch: int) -> tuple[Any, list]:
-    from codesign.rules import PolynomialRule
-    from codesign.spec import load_study
-
-    spec = load_study(ROOT / "studies/oja.yaml")
-    rng = np.random.default_rng(0)
-    terms = spec.rule.searched
-    return spec.task.params, [PolynomialRule(dict(zip(terms, rng.uniform(-0.5, 0.5, len(terms)))),
-                                             eta=spec.rule.learning_rate) for _ in range(batch)]
-
-
 def run_gpu_benchmarks(quick: bool = False, batch: dict[str, int] | None = None) -> dict[str, dict[str, Any]]:
-    """The GPU table: cuda_standalone against cpp_standalone, per task, on batches that fill a GPU.
+    """The GPU table: cuda_standalone against cpp_standalone, per model, on batches that fill a GPU
+    (``batch``: other sizes, by table name).
 
     Raises a CodesignError where there is no GPU or no nvcc. ``quick``: small batches (checks the
     code runs, not for numbers).
     """
-    from codesign.tasks.oja import OjaTask
-    from codesign.tasks.target_rate import TargetRateParams, TargetRateTask
-
     ready, why = gpu_available()
     if not ready:
         raise CodesignError(f"the GPU benchmark needs an NVIDIA GPU and nvcc: {why}", key="bench --gpu",
                             fix="run it on a GPU node (make bench-gpu), or use make bench for the CPU tables")
-    sizes = {"spiking": 16, "oja": 16} if quick else {**GPU_BATCH, **(batch or {})}
-    repeats = 1 if quick else 2
-    spiking_params = TargetRateParams(n_repeats=1, learn_s=1.0, measure_s=0.5)
-    oja_params, oja_rules = _oja_rules(sizes["oja"])
-    results = {
-        "spiking": _gpu_rows(lambda t: TargetRateTask(spiking_params, t), _spiking_rules(sizes["spiking"]), 0, repeats),
-        "oja": _gpu_rows(lambda t: OjaTask(oja_params, t), oja_rules, 0, repeats),
-    }
     out = {}
-    for task, rows in results.items():
+    for name, bench in BENCHES.items():
+        size = 16 if quick else (batch or {}).get(name, bench.gpu_batch)
+        spec = bench.spec()
+        candidates = bench.candidates(spec, bench.task(_targets()["numpy"], spec), size)
+        rows = _gpu_rows(functools.partial(bench.task, spec=spec), candidates, 0, 1 if quick else 2)
         standalone, gpu = rows[0].evals_per_s, rows[1].evals_per_s
-        out[task] = {"rows": rows, "batch": sizes[task], "standalone": standalone, "gpu": gpu,
+        out[name] = {"rows": rows, "batch": size, "standalone": standalone, "gpu": gpu,
                      "gpu_over_standalone": gpu / standalone}
     return out
 
@@ -217,27 +266,27 @@ def print_gpu_table(results: dict[str, dict[str, Any]], console) -> None:
 
 
 def summary(rows: list[Row]) -> dict[str, float]:
-    """The JSON keys: naive, batched (fastest runtime), standalone, reference (evaluations per second)."""
+    """The JSON keys: naive, batched (fastest runtime), standalone, reference (evaluations per second),
+    and standalone_over_reference, the generic path's speed in units of the reference's."""
     by_way = {row.way: row.evals_per_s for row in rows}
     runtime = [v for k, v in by_way.items() if k.startswith("batched runtime")]
+    standalone, reference = by_way["batched cpp_standalone, one build reused"], by_way["NumPy reference (hand-written)"]
     return {
         "naive": by_way["naive: one network per candidate (numpy)"],
         "batched": max(runtime),
-        "standalone": by_way["batched cpp_standalone, one build reused"],
-        "reference": by_way["NumPy reference (hand-written)"],
+        "standalone": standalone,
+        "reference": reference,
+        "standalone_over_reference": standalone / reference,
     }
 
 
 def run_benchmarks(quick: bool = False, gpu: bool | None = None) -> dict[str, dict[str, Any]]:
-    """Run both benchmarks, and the GPU table (key ``gpu``) where ``gpu`` is true, or by default
-    where a GPU and nvcc are present; ``quick`` uses small batches (for tests, not for numbers)."""
-    if quick:
-        oja = bench_oja(batch=8, naive=1, repeats=1)
-        spiking = bench_spiking(batch=2, naive=1, repeats=1)
-    else:
-        oja, spiking = bench_oja(), bench_spiking()
-    results: dict[str, dict[str, Any]] = {"oja": {"rows": oja, **summary(oja)},
-                                          "spiking": {"rows": spiking, **summary(spiking)}}
+    """Run every table of :data:`BENCHES`, and the GPU table (key ``gpu``) where ``gpu`` is true, or by
+    default where a GPU and nvcc are present; ``quick`` uses small batches (for tests, not for numbers)."""
+    results: dict[str, dict[str, Any]] = {}
+    for name, bench in BENCHES.items():
+        rows = bench_model(dataclasses.replace(bench, **QUICK) if quick else bench)
+        results[name] = {"rows": rows, **summary(rows)}
     if gpu if gpu is not None else gpu_available()[0]:
         results["gpu"] = run_gpu_benchmarks(quick=quick)
     return results

@@ -67,14 +67,12 @@ def throughput(trials: list) -> float:
     return len(after) / (after[-1].datetime_complete - start).total_seconds()
 
 
-def _study_file(folder: Path, name: str, sampler: str, n_trials: int, batch: int, quick: bool,
-                task: dict[str, Any]) -> Path:
+def _study_file(folder: Path, name: str, sampler: str, n_trials: int, batch: int, quick: bool, draws: int) -> Path:
     data = yaml.safe_load((ROOT / "studies/target-rate.yaml").read_text())
-    data.update(name=name, sampler={"name": sampler}, n_trials=n_trials, batch_size=batch,
-                target=str(ROOT / "hw_targets/cpu-standalone.yaml"))
-    data["task"].update(task)
+    data.update(name=name, sampler={"name": sampler}, n_trials=n_trials, batch_size=batch, draws=draws,
+                model=str(ROOT / data["model"]), target=str(ROOT / "hw_targets/cpu-standalone.yaml"))
     if quick:
-        data["task"].update(learn_s=0.2, measure_s=0.2)
+        data["constants"].update(learn="0.2*second", measure="0.2*second")
     path = folder / f"{name}.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
@@ -121,8 +119,8 @@ def fsync_ms(folder: Path, n: int = 50) -> float:
         return 1e3 * (time.perf_counter() - start) / n
 
 
-#: The studies measured: the spiking study as it is, and with 4 times the work per trial.
-CASES = {"4 draws": {"n_repeats": 4}, "16 draws": {"n_repeats": 16}}
+#: The studies measured: the spiking study as it is, and with 4 times the work per trial (input draws per candidate).
+CASES = {"4 draws": 4, "16 draws": 16}
 
 
 def run_workers_bench(quick: bool = False, repeats: int = 2) -> dict[str, Any]:
@@ -147,11 +145,11 @@ def run_workers_bench(quick: bool = False, repeats: int = 2) -> dict[str, Any]:
                 server = ThrowawayPostgres().start()
             except PostgresUnavailable as exc:
                 result["postgres_skipped"] = str(exc)
-            for case, (label, task) in enumerate(CASES.items()):
-                n_trials = 16 if quick else (96 if task["n_repeats"] <= 4 else 48)
-                task = dict(task, **({"n_repeats": 1} if quick else {}))
-                specs = {k: load_study(_study_file(folder, f"bench-{case}-{k}", "random", n_trials, batch, quick, task))
-                         for k in (1, 2)}
+            for case, (label, draws) in enumerate(CASES.items()):
+                n_trials = 16 if quick else (96 if draws <= 4 else 48)
+                draws = 1 if quick else draws
+                specs = {k: load_study(_study_file(folder, f"bench-{case}-{k}", "random", n_trials, batch, quick,
+                                                   draws)) for k in (1, 2)}
                 _prebuild(specs[1], batch)
                 rows: dict[str, Any] = {}
                 for storage in ("journal", "postgres"):
@@ -174,7 +172,7 @@ def run_workers_bench(quick: bool = False, repeats: int = 2) -> dict[str, Any]:
             if server is not None:
                 server.stop()
         cma = load_study(_study_file(folder, "bench-cmaes", "cmaes", 16 if quick else 96, batch, quick,
-                                     {"n_repeats": 1} if quick else {}))
+                                     1 if quick else CASES["4 draws"]))
         _prebuild(cma, -(-batch // 2))
         result["cmaes_2_workers"] = _measure(cma, f"journal:{folder}/journal-cmaes.log", 2, folder)
         result["cpu_reference"].append(cpu_reference(spin))

@@ -444,13 +444,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print a JSON object")
     p.set_defaults(func=cmd_check)
 
-    p = sub.add_parser("bench", help="candidate evaluations per second, each way of running a task; trials per "
+    p = sub.add_parser("bench", help="candidate evaluations per second, each way of running a model; trials per "
                                      "second with 1 and 2 workers on each storage",
                        description="candidate evaluations per second: naive, batched runtime (numpy, cython), "
-                                   "batched cpp_standalone and a NumPy reference, on the Oja and a spiking task; "
-                                   "where a GPU is, cuda_standalone against cpp_standalone on large batches; "
-                                   "then trials per second of the spiking study with 1 and 2 local workers on the "
-                                   "journal file and on a throwaway PostgreSQL server, and where a trial's time goes")
+                                   "batched cpp_standalone and a NumPy reference, on the Oja and the spiking "
+                                   "target-rate models; where a GPU is, cuda_standalone against cpp_standalone on "
+                                   "large batches; then trials per second of the spiking study with 1 and 2 local "
+                                   "workers on the journal file and on a throwaway PostgreSQL server, and where a "
+                                   "trial's time goes")
     p.add_argument("--json", action="store_true", help="print a JSON object (evaluations and trials per second)")
     p.add_argument("--quick", action="store_true", help="tiny batches: checks the benchmark runs, not for numbers")
     p.add_argument("--only", choices=["evaluations", "workers"], help="run one of the two parts")

@@ -198,16 +198,17 @@ class PoissonStimulus(Stimulus):
         return float(sum(self.rates(c, model).sum() for c in draws) * model.duration_s)
 
     def draw(self, rng, draws, model, shapes) -> StimulusDraw:
-        steps = int(round(model.duration_s / model.dt_s))
+        dt, duration = model.dt_s, model.duration_s
+        steps = int(round(duration / dt))
         indices, times = [], []
         offset = 0
         for constants in draws:
             rates = self.rates(constants, model)
-            counts = rng.poisson(rates * model.duration_s)
+            counts = rng.poisson(rates * duration)
             for i in np.flatnonzero(counts):
                 step = np.unique(rng.integers(0, steps, counts[i]))
                 indices.append(np.full(len(step), offset + i))
-                times.append(step * model.dt_s)
+                times.append(step * dt)
             offset += len(rates)
         if not indices:
             return StimulusDraw(spikes=(np.zeros(0, dtype=int), np.zeros(0)))

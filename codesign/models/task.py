@@ -350,8 +350,9 @@ class ModelTask:
         phases = {p.name: self.model.phase_window(p.name) for p in self.model.protocol}
         seconds = {name: self.model.repeat * (end - start) for name, (start, end) in phases.items()}
         present = {name: network.present(name) for name in network.synapses}
+        duration = self.model.duration_s  # once: it evaluates the protocol's expressions
         return [Recordings({n: v[k] for n, v in values.items()}, {n: v[k] for n, v in counts.items()}, facts,
-                           constants, self.model.duration_s, phases, present, seconds) for k in range(K)]
+                           constants, duration, phases, present, seconds) for k in range(K)]
 
     def _counts(self, network: BatchedNetwork, out: Mapping[str, np.ndarray],
                 spikes: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> list[EventCounts]:
@@ -390,7 +391,8 @@ class ModelTask:
         plastic = sum(len(s.pre) for s in network.synapses.values() if s.spec.plastic)
         spiking = [fired[g].sum(axis=2) for g, group in network.groups.items() if g in fired and not group.shared]
         spikes_k = sum(spiking) if spiking else np.zeros((K, R))
-        return [EventCounts(duration_s=self.model.duration_s, synaptic_events=float(synaptic[k].mean()),
+        duration = self.model.duration_s
+        return [EventCounts(duration_s=duration, synaptic_events=float(synaptic[k].mean()),
                             spikes=float(np.mean(spikes_k[k])), learning_updates=float(learning[k].mean()),
                             neurons=neurons, synapses=n_syn, plastic_synapses=plastic) for k in range(K)]
 

@@ -1,0 +1,78 @@
+"""``codesign bench``'s evaluation tables: each times its model and its NumPy reference on the same work."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+from codesign.backends import clear_simulations
+from codesign.bench import BENCHES, ModelBench
+from codesign.cli import main
+from codesign.hardware import Target
+
+NUMPY = Target(name="test-numpy", backend="runtime", codegen="numpy")
+
+#: Each table on a short run (the spiking network with 10x fewer inputs at 10x the rate, as it still fires).
+SMALL = {
+    "oja": {"constants": {"duration": "0.3*second"}, "draws": 2},
+    "spiking": {"constants": {"learn": "0.3*second", "measure": "0.2*second", "n_excitatory": "80",
+                              "n_inhibitory": "20", "rate_excitatory": "50*Hz", "rate_inhibitory": "100*Hz"},
+                "draws": 2},
+}
+
+
+def small(name: str) -> ModelBench:
+    bench = BENCHES[name]
+    return dataclasses.replace(bench, constants={**bench.constants, **SMALL[name]["constants"]},
+                               draws=SMALL[name]["draws"])
+
+
+def test_candidates_open_with_the_named_ones_and_draw_the_rest_in_their_ranges():
+    bench = BENCHES["spiking"]
+    spec = bench.spec()
+    task = bench.task(NUMPY, spec)
+    candidates = bench.candidates(spec, task, 6)
+    assert candidates[0] == task.named_candidates(spec.etas)["vogels"]
+    rules = [c["inhibitory"] for c in candidates[1:]]
+    assert len({r.tau_x_ms for r in rules}) == 5
+    for rule in rules:
+        assert -0.8 <= rule.coefficient("pre_1") <= 0 and 0 <= rule.coefficient("post_x") <= 1
+        assert 5 <= rule.tau_y_ms <= 40 and rule.eta == spec.rule.learning_rate
+    assert bench.candidates(spec, task, 6) == candidates  # the same batch in every run
+
+
+@pytest.mark.parametrize("name", list(BENCHES))
+def test_the_reference_simulates_the_candidates_the_model_evaluates(name):
+    """The reference row times the same networks on the same input draws: its results are the model's."""
+    bench = small(name)
+    spec = bench.spec()
+    clear_simulations()
+    task = bench.task(NUMPY, spec)
+    candidates = bench.candidates(spec, task, 3)
+    evaluations = task.evaluate(candidates, seed=5)
+    clear_simulations()
+    result = bench.reference(task, candidates, 5)()
+    counts, weights = result if isinstance(result, tuple) else (None, result)  # target rate: (counts, weights)
+    assert weights.shape[:2] == (3, bench.draws)
+    for k, evaluation in enumerate(evaluations):
+        np.testing.assert_allclose(evaluation.arrays["weights"], weights[k], rtol=1e-9, atol=1e-12)
+        if counts is not None:
+            assert counts[k].sum() > 0
+            np.testing.assert_array_equal(evaluation.metrics["rates_hz"], counts[k] / 0.2)
+
+
+@pytest.mark.slow
+def test_bench_quick_prints_every_way_for_every_table(capsys):
+    """``codesign bench --only evaluations --quick --json``: tiny batches, not for the numbers (minutes: it
+    builds every table's network with Cython and C++)."""
+    assert main(["bench", "--only", "evaluations", "--quick", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert set(result) >= set(BENCHES)
+    for name in BENCHES:
+        row = result[name]
+        for key in ("naive", "batched", "standalone", "reference"):
+            assert row[key] > 0, (name, key)
+        assert row["standalone_over_reference"] == pytest.approx(row["standalone"] / row["reference"])
