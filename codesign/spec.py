@@ -113,9 +113,6 @@ class ConditionsSpec:
     def validate(self, where: Where) -> None:
         if not self.train:
             raise where.child("train").error("no condition", fix="list at least one condition, e.g. [{}]")
-        names = {frozenset(c) for c in self.train + self.held_out}
-        if len(names) > 1:
-            raise where.error("conditions set different constants", fix="give every condition the same constants")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -270,6 +267,7 @@ def load_study(path: str | Path, target: str | None = None) -> StudySpec:
     the same study on a GPU node.
     """
     from codesign.models import load_model
+    from codesign.models.conditions import check_conditions
     from codesign.models.emulation import Emulation
 
     path = Path(path)
@@ -277,8 +275,7 @@ def load_study(path: str | Path, target: str | None = None) -> StudySpec:
     raw = build(_StudyFile, read_yaml(path, "study file"), where)
     model = load_model(_resolve_file(raw.model, path, where.child("model"), "model", "models/"))
     model = model.with_constants(raw.constants, where.child("constants"), raw.draws)
-    for i, condition in enumerate(raw.conditions.train + raw.conditions.held_out):
-        model.with_constants(condition, where.child("conditions").child(i))  # each one checked now
+    check_conditions(model, raw.conditions.train, raw.conditions.held_out, where.child("conditions"))
     rules = _rule_slots(raw, model.slots, where)
     for knob in raw.hardware.knobs:
         if knob not in Emulation.emulates(model):
