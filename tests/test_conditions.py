@@ -55,6 +55,22 @@ def test_eval_reports_each_held_out_condition_from_one_build(workdir, capsys):
     assert min(low["rates_hz"]) > trained.max() and trained.min() > max(high["rates_hz"])
 
 
+def test_constants_of_the_equations_vary_per_draw_in_the_same_build(workdir, capsys):
+    """E_i (in the neuron's equations) and w_e (in the excitatory synapses' on_pre) become per-draw
+    variables of the network: at 400 Hz of inhibitory input the neuron is nearly silent, and fires
+    again when the inhibitory reversal potential is the resting one or the excitatory weight doubles."""
+    path = write(workdir, constants={**SMALL["constants"], "rate_inhibitory": "400*Hz"},
+                 conditions={"train": [{"E_i": "-80*mV", "w_e": 0.05}],
+                             "held_out": [{"E_i": "-60*mV", "w_e": 0.05}, {"E_i": "-80*mV", "w_e": 0.1}]})
+    before = builds().networks
+    assert main(["eval", path, "--rule", "zero", "--json"]) == 0
+    assert builds().networks == before + 1
+    result = json.loads(capsys.readouterr().out)
+    silenced = max(result["rates_hz"])
+    for condition in result["conditions"]:
+        assert min(condition["rates_hz"]) > 10 * silenced, condition
+
+
 @pytest.mark.parametrize("train, held_out, message", [
     ({"rate_inhibitory": "10*Hz"}, {"rate_inhibitry": "7*Hz"},
      "conditions.held_out[0].rate_inhibitry: not a constant of the model models/target-rate.yaml "
