@@ -71,6 +71,17 @@ def test_constants_of_the_equations_vary_per_draw_in_the_same_build(workdir, cap
         assert min(condition["rates_hz"]) > 10 * silenced, condition
 
 
+def test_a_constant_computed_from_a_varied_one_varies_per_draw_too(workdir):
+    """tau_i = 2 tau_e (the study's constants): a condition that sets tau_e changes tau_i as well, and
+    both are per-draw variables of the network (else tau_i would keep the model's value)."""
+    from codesign.spec import load_study
+    from codesign.study import make_task
+
+    path = write(workdir, constants={**SMALL["constants"], "tau_i": "2 * tau_e"},
+                 conditions={"train": [{"tau_e": "5*ms"}], "held_out": [{"tau_e": "3*ms"}]})
+    assert make_task(load_study(path)).varying() == ["tau_e", "tau_i"]
+
+
 @pytest.mark.parametrize("train, held_out, message", [
     ({"rate_inhibitory": "10*Hz"}, {"rate_inhibitry": "7*Hz"},
      "conditions.held_out[0].rate_inhibitry: not a constant of the model models/target-rate.yaml "
