@@ -1,7 +1,7 @@
 """Conditions: model constants a study varies over its input draws (``conditions:``).
 
-The batched network is built once for every condition, so a condition may only change what the
-network reads per draw: a constant of its equations (it becomes a per-draw variable of the network)
+One batched network is built for all of a study's conditions, so a condition may only change what
+the network reads per draw: a constant of its equations (it becomes a per-draw variable of the network)
 or of a stimulus's per-draw expressions (a Poisson rate). Everything else is read once, with the
 model's own constants, when the network is built or the loss is made: sizes, connections, initial
 values, delays, weight ranges, durations, dt, the loss's and the stimuli's parameters. A condition
@@ -62,7 +62,7 @@ def _read_once(model: ModelSpec) -> Iterator[tuple[str, Any]]:
 
 def _names(value: Any) -> set[str]:
     if isinstance(value, (list, tuple)):
-        return set().union(set(), *(_names(v) for v in value))
+        return set().union(*(_names(v) for v in value))
     return constant_names(value) if isinstance(value, str) else set()
 
 
