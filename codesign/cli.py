@@ -220,14 +220,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
         console.print(f"rule {name}, {slot}: {rule.readable()}")
     if knobs:
         console.print("hardware: " + ", ".join(f"{k} {v}" for k, v in knobs.items()))
-    console.print(f"model {spec.model.name} on held-out inputs (seed {seed}): loss [bold]{evaluation.loss:.4g}[/]"
-                  + (" (diverged)" if evaluation.diverged else ""))
+    trained = "; ".join(_condition_text(c) for c in spec.conditions.train if c)
+    console.print(f"model {spec.model.name} on held-out inputs (seed {seed}"
+                  + (f", training conditions {trained}, their draws in this order" if trained else "")
+                  + f"): loss [bold]{evaluation.loss:.4g}[/]" + (" (diverged)" if evaluation.diverged else ""))
     for key, value in evaluation.metrics.items():
         if key != "conditions":
             console.print(f"  {key}: {_fmt(value)}")
     for condition in evaluation.metrics.get("conditions", []):
-        values = ", ".join(f"{k} = {v}" for k, v in condition["values"].items())
-        console.print(f"held-out condition {values}: loss [bold]{condition['loss']:.4g}[/]")
+        console.print(f"held-out condition {_condition_text(condition['values'])}: loss [bold]{condition['loss']:.4g}[/]")
         for key, value in condition.items():
             if key not in ("values", "loss"):
                 console.print(f"  {key}: {_fmt(value)}")
@@ -243,6 +244,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
                           _fmt(entry["loss"]), _fmt(entry["held_out_loss"]))
         console.print(table)
     return 0
+
+
+def _condition_text(condition: dict[str, Any]) -> str:
+    return ", ".join(f"{k} = {v}" for k, v in condition.items())
 
 
 def cmd_compare(args: argparse.Namespace) -> int:

@@ -403,7 +403,7 @@ def _evaluate_on(spec: StudySpec, cand: Candidate, target: Target, seed: int, ro
     row["emulated_on"] = f"{local.backend} ({local.float_dtype})"
     if local.backend != target.backend:
         ignored.append(f"{target.backend}: simulated on {row['emulated_on']} instead")
-    task = ModelTask(spec.model, local, conditions=spec.conditions.train)
+    task = ModelTask(spec.model, local, conditions=spec.conditions.train, held_out=spec.conditions.held_out)
     evaluation = task.evaluate([adapted], seed, capacity=spec.batch_size)[0]
     row.update(loss=evaluation.loss, fits=not blockers, changes=changes, not_emulated=ignored,
                reasons=list(blockers), metrics=evaluation.metrics)

@@ -146,9 +146,6 @@ class ConditionsSpec:
     def validate(self, where: Where) -> None:
         if not self.train:
             raise where.child("train").error("no condition", fix="list at least one condition, e.g. [{}]")
-        names = {frozenset(c) for c in self.train + self.held_out}
-        if len(names) > 1:
-            raise where.error("conditions set different constants", fix="give every condition the same constants")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -307,6 +304,7 @@ def load_study(path: str | Path, target: str | None = None) -> StudySpec:
     the same study on a GPU node.
     """
     from codesign.models import load_model
+    from codesign.models.conditions import check_conditions
     from codesign.models.emulation import Emulation
 
     path = Path(path)
@@ -316,9 +314,7 @@ def load_study(path: str | Path, target: str | None = None) -> StudySpec:
     model = own.with_constants(raw.constants, where.child("constants"))
     if raw.draws is not None:  # resolved here, so that a bad value names the study rather than the model file
         model = dataclasses.replace(model, raw_draws=raw.draws, draws=model.integer(raw.draws, where.child("draws")))
-    for group in ("train", "held_out"):
-        for i, condition in enumerate(getattr(raw.conditions, group)):
-            model.with_constants(condition, where.child("conditions").child(group).child(i))  # each one checked now
+    check_conditions(model, raw.conditions.train, raw.conditions.held_out, where.child("conditions"))
     rules = _rule_slots(raw, model, where)
     for knob in raw.hardware.knobs:
         if knob not in Emulation.emulates(model):

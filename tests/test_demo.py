@@ -1,12 +1,14 @@
-"""The demo's claim: from a random start, the Oja study finds Oja's rule."""
+"""The demos' claims: from a random start, the Oja study finds Oja's rule, and the target-rate study a rule
+that holds the target rate at inhibitory input rates it was not trained at."""
 
 from __future__ import annotations
 
 import shutil
 
+import numpy as np
 import pytest
 
-from codesign.report import best_summary, evaluate_candidate
+from codesign.report import best_summary, evaluate_candidate, held_out_seed
 from codesign.rules import PolynomialRule, named_rule
 from codesign.spec import load_study
 from codesign.study import candidate, run_study
@@ -69,47 +71,58 @@ def test_oja_study_on_a_smaller_budget_rediscovers_oja(shortened_study):
     assert held_out.metrics["abs_cos_pc1"] > 0.99
 
 
+def rates_by_condition(spec, cand, seeds) -> dict[str, np.ndarray]:
+    """The candidate's measured rates on the draws of ``seeds``, pooled per condition (training and
+    held out), keyed by the inhibitory input rate."""
+    pooled: dict[str, list[float]] = {}
+    for seed in seeds:
+        evaluation, _ = evaluate_candidate(spec, cand, seed=seed)
+        trained = np.reshape(evaluation.metrics["rates_hz"], (len(spec.conditions.train), -1))
+        for condition, rates in zip(spec.conditions.train, trained):
+            pooled.setdefault(condition["rate_inhibitory"], []).extend(rates)
+        for condition in evaluation.metrics["conditions"]:
+            pooled.setdefault(condition["values"]["rate_inhibitory"], []).extend(condition["rates_hz"])
+    return {rate: np.array(rates) for rate, rates in pooled.items()}
+
+
 @pytest.mark.slow
-def test_target_rate_study_holds_the_rate_on_held_out_inputs(workdir):
+def test_target_rate_study_holds_the_rate_on_held_out_inputs_and_input_rates(workdir):
+    """studies/target-rate.yaml trains at inhibitory input rates of 5, 10 and 20 Hz; its best rule
+    holds the target within 5 % on 12 held-out draws of each of them and of the held-out 7 and 14 Hz.
+
+    Measured over study seeds 1-5: within 3.5 % (7 Hz), 1 % (14 Hz) and 3.9 % (the training rates);
+    the 4 draws of one held-out seed are noisier (up to 6.2 % off at 7 Hz, 7 % at 5 Hz).
+    """
     shutil.copy(ROOT / "studies/target-rate.yaml", workdir / "studies/target-rate.yaml")
     spec = load_study("studies/target-rate.yaml")
     study = run_study(spec)
     best = candidate(spec, study.best_params)
-    for seed in (101, 102, 103):
-        held_out, _ = evaluate_candidate(spec, best, seed=seed)
-        for rate in held_out.metrics["rates_hz"]:
-            assert rate == pytest.approx(spec.task.params.target_rate_hz, rel=0.05)
+    target = float(spec.model.constants["target_rate"])
+    rates = rates_by_condition(spec, best, (None, 101, 102))
+    assert set(rates) == {"5*Hz", "10*Hz", "20*Hz", "7*Hz", "14*Hz"}
+    for rate, measured in rates.items():
+        assert len(measured) == 12
+        assert measured.mean() == pytest.approx(target, rel=0.05), rate
 
 
 @pytest.mark.science
-def test_target_rate_study_on_a_smaller_budget_holds_the_rate_on_held_out_inputs(shortened_study):
-    """The target-rate study's claim in make test: studies/target-rate.yaml (random start, 6 terms
-    and 2 time constants, 4 input draws of 10 s learning and 10 s counting, C++ standalone) with 240
-    trials (20 CMA-ES generations) instead of 480, its best rule run on 12 input draws it never saw.
+def test_target_rate_study_on_a_smaller_budget_holds_the_rate_at_held_out_input_rates(shortened_study):
+    """The target-rate study's claim in make test: studies/target-rate.yaml (random start, 6 terms and
+    2 time constants, inhibitory input rates 5, 10 and 20 Hz, draws of 10 s learning and 10 s
+    counting, C++ standalone) with 2 draws per rate instead of 4 and 480 trials instead of 720, its
+    best rule run on 4 held-out draws at each training rate and at the held-out 7 and 14 Hz.
 
-    Criteria, as the full test's but split into bias and spread: the mean held-out rate within 3 %
-    of the target and every draw within 8 % (Vogels' rule, which the search should beat, is 5 %
-    above the target on average over these draws, 9 % on the worst: it fails both). The full
-    test's "every draw within 5 %" is a maximum over 12 draws that counting noise alone (about
-    1.5 % per draw over 10 s) brings near 5 % for a rule 2 % off. Measured over study seeds 1-6 at
-    240 trials: mean held-out rate within 1.9 % of the target, every draw within 6 % (2-6 %; seeds
-    3 and 6 would fail the full test's 5 %).
+    Criterion: the mean rate at each within 12 % of the target. Rules trained at 10 Hz alone (the
+    study before it had conditions; study seeds 1-3) are 27-28 % below it at 7 Hz and 35-38 % above
+    at 14 Hz. The full test's 5 % is not reached on every seed by this budget: measured over study
+    seeds 1-8, the worst condition of each is 3.2-9.3 % off (9.3 % at 7 Hz on seed 1, whose search
+    stalls at a loss of 0.005 where the others reach 0.0001-0.0009).
     """
-    import dataclasses
-
-    import numpy as np
-
-    from codesign.report import held_out_seed
-    from codesign.tasks.target_rate import TargetRateTask
-
-    spec = load_study(shortened_study("target-rate", n_trials=240))
+    spec = load_study(shortened_study("target-rate", draws=2, n_trials=480))
     study = run_study(spec)
     best = candidate(spec, study.best_params)
-    # One network of 12 draws: one build for the held-out check, not one per seed of 4 draws.
-    held_out = TargetRateTask(dataclasses.replace(spec.task.params, n_repeats=12), spec.target)
-    (evaluation,) = held_out.evaluate([best], held_out_seed(spec, None))
-    target = spec.task.params.target_rate_hz
-    rates = np.array(evaluation.metrics["rates_hz"])
-    assert len(rates) == 12
-    assert rates.mean() == pytest.approx(target, rel=0.03)
-    assert np.all(np.abs(rates / target - 1) < 0.08), rates
+    target = float(spec.model.constants["target_rate"])
+    seed = held_out_seed(spec, None)
+    for rate, measured in rates_by_condition(spec, best, (seed, seed + 1)).items():
+        assert len(measured) == 4
+        assert measured.mean() == pytest.approx(target, rel=0.12), (rate, measured)

@@ -193,8 +193,9 @@ class _RateParams:
     weights: str | None = None
     #: Rules with a loss below this count as solutions in the solution-manifold plot.
     good_loss: float = dataclasses.field(default=0.01, metadata={"min": 0.0})
-    #: The Poisson rate of the plastic inputs (Hz), for the solution-manifold plot.
-    input_rate: float | None = None
+    #: The Poisson rate of the plastic inputs, for the solution-manifold plot: an expression of the
+    #: constants, kept as text because a study's conditions may vary it (the plot evaluates it per condition).
+    input_rate: str | None = None
 
 
 class RateToTarget(Loss):
@@ -203,6 +204,21 @@ class RateToTarget(Loss):
 
     kind = "rate_to_target"
     Params = _RateParams
+
+    def __init__(self, params: Any, model: Any, where: Where) -> None:
+        super().__init__(params, model, where)
+        if params.input_rate is not None:
+            self.input_rate_hz(model)  # a bad expression is an error now, not when a study's plot is drawn
+
+    def input_rate_hz(self, model: Any) -> float:
+        """``input_rate`` with ``model``'s constants, in Hz."""
+        from brian2 import Hz
+
+        where = self.where.child("input_rate")
+        value = model.value(self.params.input_rate, where)
+        if getattr(value, "dim", None) != Hz.dim:
+            raise where.error(f"must be a rate, got {value}", fix="write an expression in Hz, e.g. rate_inhibitory")
+        return float(value / Hz)
 
     def records(self) -> list[str]:
         if self.params.group not in self.model.groups:
@@ -235,7 +251,11 @@ class RateToTarget(Loss):
     def plot_solutions(self, spec: Any, trials: Sequence[Any], path: Path) -> bool:
         from codesign.models.plots import plot_rate_solutions
 
-        return plot_rate_solutions(self.params, spec, trials, path)
+        if self.params.input_rate is None:
+            return False
+        where = Where(spec.file, "conditions")
+        models = [spec.model.with_constants(dict(c), where) if c else spec.model for c in spec.conditions.train]
+        return plot_rate_solutions(self.params, [self.input_rate_hz(m) for m in models], spec, trials, path)
 
 
 # -- Rates per trial ---------------------------------------------------------------------------------

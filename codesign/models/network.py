@@ -617,11 +617,22 @@ def _unit_of(value: Any) -> str:
 
 
 def _with_unit(values: np.ndarray, unit: str) -> Any:
+    """``values`` (base units) as a quantity of ``unit``, a unit as :func:`_unit_of` writes it."""
     if unit == "1":
         return values
+    from brian2 import Quantity
+
     from codesign.models.expressions import evaluate
 
-    return values * evaluate(unit, {})
+    return Quantity(values, dim=evaluate(unit, _unit_names()).dim)
+
+
+@functools.lru_cache(maxsize=1)
+def _unit_names() -> dict[str, Any]:
+    """Brian2's units by the names ``repr`` gives them (``volt``, ``hertz``), as :func:`_unit_of` writes them."""
+    from brian2.units.allunits import all_units
+
+    return {repr(unit): unit for unit in all_units}
 
 
 def _brian_error(where: Any, exc: BaseException) -> CodesignError:

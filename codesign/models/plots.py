@@ -74,7 +74,8 @@ def plot_pca(arrays: dict[str, np.ndarray], path: Path, title: str = "") -> None
     plt.close(fig)
 
 
-def plot_rate_solutions(params: Any, spec: Any, trials: Sequence[Any], path: Path) -> bool:
+def plot_rate_solutions(params: Any, input_rates: Sequence[float], spec: Any, trials: Sequence[Any],
+                        path: Path) -> bool:
     """Good rules in the plane (potentiation, depression offset), with Vogels' relation drawn in.
 
     With the neuron at rate rho and inhibitory inputs at rate rho_in, the mean weight drift of a
@@ -84,7 +85,9 @@ def plot_rate_solutions(params: Any, spec: Any, trials: Sequence[Any], path: Pat
     ``P = pre_y tau_y + post_x tau_x + (post_1 + post_w w) / rho_in``. For Vogels' rule
     (pre_y = post_x = 1, tau_x = tau_y = tau, no other term) this is ``alpha = 2 rho0 tau``.
     A rule that holds the rate at rho0 lies on the line ``alpha = rho0 P`` (w: its final mean
-    inhibitory weight): the solutions form a manifold, not a point.
+    inhibitory weight): the solutions form a manifold, not a point. ``input_rates``: rho_in of each
+    training condition; with several, 1 / rho_in is their mean, as a rule's loss and mean weight are means
+    over the conditions' draws.
     """
     import matplotlib
 
@@ -93,19 +96,19 @@ def plot_rate_solutions(params: Any, spec: Any, trials: Sequence[Any], path: Pat
 
     from codesign.study import candidate
 
-    if params.input_rate is None or len(spec.rules) != 1 or next(iter(spec.rules.values())).family != "spike_trace":
+    if len(spec.rules) != 1 or next(iter(spec.rules.values())).family != "spike_trace":
         return False
     good = [t for t in trials if t.values and t.values[0] < params.good_loss]
     if not good:
         return False
-    rho_in = params.input_rate
+    inverse_rate = float(np.mean(1.0 / np.asarray(input_rates)))
     potentiation, alpha = [], []
     for trial in good:
         (rule,) = candidate(spec, trial.params).values()
         w = trial.user_attrs.get("metrics", {}).get("mean_weight", 0.0)
         c = rule.coefficient
         potentiation.append(c("pre_y") * rule.tau_y_ms * 1e-3 + c("post_x") * rule.tau_x_ms * 1e-3
-                            + (c("post_1") + c("post_w") * w) / rho_in)
+                            + (c("post_1") + c("post_w") * w) * inverse_rate)
         alpha.append(-(c("pre_1") + c("pre_w") * w))
     potentiation, alpha = np.array(potentiation), np.array(alpha)
     fig, ax = plt.subplots(figsize=(5.8, 4.4))

@@ -17,6 +17,7 @@ import numpy as np
 from codesign.backends import Simulation, simulation
 from codesign.errors import CodesignError, UnknownNameError
 from codesign.hardware import EventCounts, Target
+from codesign.models.conditions import changed_constants, check_conditions, equation_names
 from codesign.models.emulation import Emulation
 from codesign.models.evaluation import Evaluation
 from codesign.models.losses import Recordings, make_loss, resolve_values
@@ -24,7 +25,7 @@ from codesign.models.network import TRIALS, BatchedNetwork, Layout, brian_error
 from codesign.models.spec import ModelSpec
 from codesign.models.stimuli import Stimulus, StimulusDraw, stimulus_kind
 from codesign.rules import FAMILIES, Candidate, Rule, load_candidate, named_rule
-from codesign.schema import build
+from codesign.schema import Where, build
 
 __all__ = ["ModelTask", "MAX_STEPS", "MAX_INPUT_VALUES", "used_terms", "pad"]
 
@@ -62,6 +63,7 @@ class ModelTask:
         self.loss = make_loss(model)
         self.records = self.loss.records()
         self.conditions = [dict(c) for c in conditions] or [{}]
+        check_conditions(model, self.conditions, self.held_out, Where(None, "conditions"))
         self.emulation = Emulation(model, target) if Emulation.needed(model, target, searched_knobs) else None
         self.stimuli: dict[str, Stimulus] = {}
         for name, stim in model.stimuli.items():
@@ -143,9 +145,11 @@ class ModelTask:
         return out
 
     def varying(self) -> list[str]:
-        """Constants that differ between the conditions and that the network's text uses."""
-        names = sorted({k for c in self.conditions for k in c})
-        return [n for n in names if n in self.model.text_names()]
+        """Constants of the network's text that some condition, training or held out, changes: per-draw
+        variables of the one network every condition runs in."""
+        where = Where(None, "conditions")
+        changed = set().union(*(changed_constants(self.model, c, where) for c in self.all_conditions()))
+        return sorted(changed & (equation_names(self.model) | self.model.text_names()))
 
     def inputs(self, seed: int, conditions: Sequence[Mapping[str, Any]] | None = None) -> dict[str, StimulusDraw]:
         """Each stimulus's draws for ``seed`` on ``conditions`` (default: the training ones), as a run gets them."""
@@ -174,13 +178,15 @@ class ModelTask:
 
     def _spike_capacity(self) -> dict[str, int]:
         """Room for input spikes per group of spike inputs, for every condition a study evaluates."""
-        out = {}
-        for stim in self.stimuli.values():
-            if stim.feeds == "spikes":
-                worst = max((self.draw_constants([c]) for c in self.all_conditions()),
-                            key=lambda d: stim.expected_spikes(d, self.model))
-                out[stim.params.group] = stim.capacity(worst * len(self.conditions), self.model)
-        return out
+        return {stim.params.group: stim.capacity(self._busiest(stim), self.model)
+                for stim in self.stimuli.values() if stim.feeds == "spikes"}
+
+    def _busiest(self, stim: Stimulus) -> list[dict[str, Any]]:
+        """The draws' constants of a network that runs ``stim``'s busiest condition, training or held
+        out, in each of its places: no run of the network draws more on average."""
+        worst = max((self.draw_constants([c]) for c in self.all_conditions()),
+                    key=lambda d: stim.expected_spikes(d, self.model))
+        return worst * len(self.conditions)
 
     def all_conditions(self) -> list[dict[str, Any]]:
         return self.conditions + self.held_out
@@ -191,11 +197,11 @@ class ModelTask:
         if steps > MAX_STEPS:
             raise where.error(f"{self.model.duration_s:g} s in steps of {self.model.dt_s * 1e3:g} ms is {steps:,.0f} "
                               f"time steps, more than {MAX_STEPS:,}", fix="shorten the protocol or lengthen dt")
-        draws = self.draw_constants(self.conditions)
+        draws = self.model.draws * len(self.conditions)
         values = 0.0
         for stim in self.stimuli.values():
-            values += (steps * stim.columns(self.model) * len(draws) if stim.feeds == "timed"
-                       else stim.expected_spikes(draws, self.model))
+            values += (steps * stim.columns(self.model) * draws if stim.feeds == "timed"
+                       else stim.expected_spikes(self._busiest(stim), self.model))
         if values > MAX_INPUT_VALUES:
             raise self.model.where.child("stimuli").error(
                 f"the input draws would hold {values:,.0f} values or spikes, more than {MAX_INPUT_VALUES:,}",
