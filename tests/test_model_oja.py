@@ -9,7 +9,7 @@ import pytest
 
 from codesign.hardware import load_target
 from codesign.models import ModelTask, load_model
-from codesign.models.spec import StimulusSpec
+from codesign.models.spec import LibrarySpec
 from codesign.references.oja import reference_weights
 from codesign.rules import PolynomialRule, named_rule
 from codesign.schema import Where
@@ -25,7 +25,7 @@ def oja_task(constants: dict, draws: int, target: str = "cpu.yaml", covariance=N
     if covariance is not None:
         stimulus = model.stimuli["stimulus"]
         params = {**stimulus.params, "covariance": covariance}
-        model = dataclasses.replace(model, stimuli={"stimulus": StimulusSpec(stimulus.kind, params)})
+        model = dataclasses.replace(model, stimuli={"stimulus": LibrarySpec(stimulus.kind, params)})
     return ModelTask(model, load_target(ROOT / "hw_targets" / target))
 
 

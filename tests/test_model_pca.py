@@ -14,7 +14,7 @@ from codesign.errors import SpecError
 from codesign.hardware import load_target
 from codesign.models import ModelTask, load_model
 from codesign.models.pca import network_map, principal_angles
-from codesign.models.spec import StimulusSpec
+from codesign.models.spec import LibrarySpec
 from codesign.references.pca import FF, LAT, PcaRun, reference_run
 from codesign.rules import PolynomialRule
 from codesign.schema import Where
@@ -105,7 +105,7 @@ def test_a_subspace_the_inputs_cannot_define_is_refused():
         pca_task({"n_inputs": 3, "n_outputs": 4}, draws=2)
     model = load_model(ROOT / "models/pca-network.yaml").with_constants({"n_inputs": 3, "n_outputs": 2}, Where("test"))
     stimulus = model.stimuli["stimulus"]
-    same = StimulusSpec("gaussian", {**stimulus.params, "covariance": [[2, 0, 0], [0, 1, 0], [0, 0, 1]]})
+    same = LibrarySpec("gaussian", {**stimulus.params, "covariance": [[2, 0, 0], [0, 1, 0], [0, 0, 1]]})
     with pytest.raises(SpecError, match="not unique") as caught:
         ModelTask(dataclasses.replace(model, stimuli={"stimulus": same}), load_target(ROOT / "hw_targets/cpu.yaml"))
     assert caught.value.key == "stimuli.stimulus.covariance"

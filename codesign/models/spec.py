@@ -15,7 +15,7 @@ from typing import Any, Literal
 from codesign.models.expressions import ExpressionError, evaluate
 from codesign.schema import Where, build, read_yaml
 
-__all__ = ["GroupSpec", "SynapseSpec", "RuleRef", "ParamSpec", "StimulusSpec", "PhaseSpec", "LossSpec", "ModelSpec",
+__all__ = ["GroupSpec", "SynapseSpec", "RuleRef", "ParamSpec", "LibrarySpec", "PhaseSpec", "ModelSpec",
            "load_model", "constant_names"]
 
 #: Names Brian2 gives its own meaning in equations: a constant may not take them.
@@ -142,8 +142,10 @@ class SynapseSpec:
 
 
 @dataclasses.dataclass(frozen=True)
-class StimulusSpec:
-    """An input drawn from the seed per draw (``stimuli: {NAME: {kind: ..., ...}}``); the kind's own keys."""
+class LibrarySpec:
+    """An entry of a library by its kind, with that kind's own keys: a stimulus
+    (``stimuli: {NAME: {kind: gaussian, ...}}``) or the loss (``loss: {kind: rate_to_target, ...}``,
+    or ``kind: module:function``)."""
 
     kind: str
     params: dict[str, Any]
@@ -158,14 +160,6 @@ class PhaseSpec:
     duration: str
     plastic: list[str] | None = None
     values: dict[str, Any] = dataclasses.field(default_factory=dict)
-
-
-@dataclasses.dataclass(frozen=True)
-class LossSpec:
-    """The loss: a kind of the loss library with its keys, or ``kind: module:function``."""
-
-    kind: str
-    params: dict[str, Any]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -201,9 +195,9 @@ class ModelSpec:
     dt: Any
     groups: dict[str, GroupSpec]
     synapses: dict[str, SynapseSpec]
-    stimuli: dict[str, StimulusSpec]
+    stimuli: dict[str, LibrarySpec]
     protocol: tuple[PhaseSpec, ...]
-    loss: LossSpec
+    loss: LibrarySpec
     named: dict[str, dict[str, Any]]
     repeat: int = 1
     trials: tuple[dict[str, Any], ...] = ()
@@ -335,6 +329,44 @@ def _identifier(name: str, key: Where) -> None:
         raise key.error(f"{name!r} is not a usable name", fix="use letters, digits and _, starting with a letter")
 
 
+def _named(where: Where, name: Any) -> Where:
+    """The key of an entry named by the user, checked as a usable name."""
+    here = where.child(str(name))
+    _identifier(str(name), here)
+    return here
+
+
+def _group(data: Any, here: Where) -> GroupSpec:
+    group = build(GroupSpec, data, here)
+    if (group.kind == "poisson") != (group.rates is not None):
+        raise here.child("rates").error("a poisson group needs rates, and only a poisson group has them",
+                                        fix="write kind: poisson with rates: 10*Hz (or Brian2 text of t and i)")
+    return group
+
+
+def _synapse(data: Any, groups: dict[str, GroupSpec], here: Where) -> SynapseSpec:
+    synapse = build(SynapseSpec, data, here)
+    for end in ("source", "target"):
+        if getattr(synapse, end) not in groups:
+            raise here.child(end).error(f"unknown group {getattr(synapse, end)!r}",
+                                        fix=f"groups of this model: {', '.join(groups)}")
+    if synapse.rule is not None:
+        from codesign.rules import family
+
+        family(synapse.rule.family, file=here.file, key=here.child("rule").child("family").key)
+    if groups[synapse.target].kind != "neurons":
+        raise here.child("target").error(f"a group of {groups[synapse.target].kind} inputs receives no synapses",
+                                         fix="connect it to a neuron group")
+    return synapse
+
+
+def _entry(data: Any, here: Where, example: str) -> LibrarySpec:
+    """A library entry: its ``kind`` and the kind's own keys (checked by the kind)."""
+    if not isinstance(data, dict) or not isinstance(data.get("kind"), str):
+        raise here.child("kind").error("missing required key", fix=f"add kind: {example}")
+    return LibrarySpec(data["kind"], {k: v for k, v in data.items() if k != "kind"})
+
+
 def load_model(path: str | Path) -> ModelSpec:
     """Read and check a model file (its Brian2 text is checked when the network is built: ``codesign check``)."""
     path = Path(path)
@@ -342,43 +374,11 @@ def load_model(path: str | Path) -> ModelSpec:
     raw = build(_ModelFile, read_yaml(path, "model file"), where)
     if not raw.groups:
         raise where.child("groups").error("a model needs at least one neuron group", fix="add groups: {NAME: {...}}")
-    groups = {}
-    for name, data in raw.groups.items():
-        _identifier(str(name), where.child("groups").child(str(name)))
-        group = build(GroupSpec, data, where.child("groups").child(str(name)))
-        if (group.kind == "poisson") != (group.rates is not None):
-            raise where.child("groups").child(str(name)).child("rates").error(
-                "a poisson group needs rates, and only a poisson group has them",
-                fix="write kind: poisson with rates: 10*Hz (or Brian2 text of t and i)")
-        groups[str(name)] = group
-    synapses = {}
-    for name, data in raw.synapses.items():
-        here = where.child("synapses").child(str(name))
-        _identifier(str(name), here)
-        synapse = build(SynapseSpec, data, here)
-        for end in ("source", "target"):
-            if getattr(synapse, end) not in groups:
-                raise here.child(end).error(f"unknown group {getattr(synapse, end)!r}",
-                                            fix=f"groups of this model: {', '.join(groups)}")
-        if synapse.rule is not None:
-            from codesign.rules import family
-
-            family(synapse.rule.family, file=here.file, key=here.child("rule").child("family").key)
-        if synapse.target in groups and groups[synapse.target].kind != "neurons":
-            raise here.child("target").error(f"a group of {groups[synapse.target].kind} inputs receives no synapses",
-                                             fix="connect it to a neuron group")
-        synapses[str(name)] = synapse
-    stimuli = {}
-    for name, data in raw.stimuli.items():
-        here = where.child("stimuli").child(str(name))
-        _identifier(str(name), here)
-        if not isinstance(data, dict) or not isinstance(data.get("kind"), str):
-            raise here.child("kind").error("missing required key", fix="add kind: gaussian (or poisson)")
-        stimuli[str(name)] = StimulusSpec(data["kind"], {k: v for k, v in data.items() if k != "kind"})
-    if not isinstance(raw.loss.get("kind"), str):
-        raise where.child("loss").child("kind").error("missing required key",
-                                                      fix="add kind: NAME of the loss library, or module:function")
-    loss = LossSpec(raw.loss["kind"], {k: v for k, v in raw.loss.items() if k != "kind"})
+    groups = {name: _group(data, _named(where.child("groups"), name)) for name, data in raw.groups.items()}
+    synapses = {name: _synapse(data, groups, _named(where.child("synapses"), name)) for name, data in raw.synapses.items()}
+    stimuli = {name: _entry(data, _named(where.child("stimuli"), name), "gaussian (or poisson)")
+               for name, data in raw.stimuli.items()}
+    loss = _entry(raw.loss, where.child("loss"), "NAME of the loss library, or module:function")
     if not raw.protocol:
         raise where.child("protocol").error("no phase", fix="add protocol: [{name: run, duration: 1*second}]")
     names = [p.name for p in raw.protocol]
