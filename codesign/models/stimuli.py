@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Callable, ClassVar, Mapping, Sequence
+from typing import Any, ClassVar, Mapping, Sequence
 
 import numpy as np
 
@@ -229,5 +229,3 @@ def stimulus_kind(kind: str, **where: str | None) -> type[Stimulus]:
         raise UnknownNameError("stimulus kind", kind, list(STIMULI), **where)
     return STIMULI[kind]
 
-
-_ = Callable
