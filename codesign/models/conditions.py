@@ -17,7 +17,7 @@ from codesign.errors import CodesignError
 from codesign.models.spec import ModelSpec, constant_names
 from codesign.schema import Where, build
 
-__all__ = ["changed_constants", "equation_names", "check_conditions"]
+__all__ = ["changed_constants", "check_conditions"]
 
 
 def changed_constants(model: ModelSpec, condition: Mapping[str, Any], where: Where) -> set[str]:
@@ -28,19 +28,6 @@ def changed_constants(model: ModelSpec, condition: Mapping[str, Any], where: Whe
     constants = model.with_constants(dict(condition), where).constants
     # repr: quantities of different units compare without raising, and arrays as one value
     return {name for name, value in constants.items() if repr(value) != repr(model.constants[name])}
-
-
-def equation_names(model: ModelSpec) -> set[str]:
-    """Names in the network's Brian2 text: groups' equations, thresholds, resets and events, synapses'
-    model and pathways, and the constants a rule family's text is bound to."""
-    texts: list[str | None] = []
-    for group in model.groups.values():
-        texts += [group.model, group.threshold, group.reset, *group.events.values()]
-    for synapse in model.synapses.values():
-        texts += [synapse.model, synapse.on_pre, synapse.on_post]
-        if synapse.rule is not None:
-            texts += list(synapse.rule.bind.values())
-    return set().union(*(constant_names(t) for t in texts))
 
 
 def _read_once(model: ModelSpec) -> Iterator[tuple[str, Any]]:

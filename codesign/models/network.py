@@ -145,12 +145,9 @@ class BatchedNetwork:
 
     # -- description -------------------------------------------------------------------------------
 
-    def _size(self, group: str) -> int:
-        return self.model.integer(self.model.groups[group].size, self.model.where.child("groups").child(group).child("size"))
-
     def _group(self, name: str, spec: GroupSpec) -> _Group:
         where = self.model.where.child("groups").child(name)
-        n = self._size(name)
+        n = self.model.group_size(name)
         shared = spec.per == "draw"
         size = n * (self.layout.draws if shared else self.layout.copies)
         counters = sorted({r.partition("@")[2] for r in self.records
@@ -299,7 +296,7 @@ class BatchedNetwork:
 
     def _synapse(self, name: str, spec: SynapseSpec) -> _Synapse:
         where = self.model.where.child("synapses").child(name)
-        n_pre, n_post = self._size(spec.source), self._size(spec.target)
+        n_pre, n_post = self.model.group_size(spec.source), self.model.group_size(spec.target)
         source, target = self.model.groups[spec.source], self.model.groups[spec.target]
         if target.per == "draw" and source.per == "candidate":
             raise where.child("target").error(f"{spec.source} (per candidate) cannot project to {spec.target} "

@@ -220,15 +220,20 @@ class ModelSpec:
         return {s.rule.slot: s.rule for s in self.synapses.values() if s.rule is not None}
 
     def text_names(self) -> set[str]:
-        """Every name the model's Brian2 text uses: its groups', its synapses' and their rules'."""
+        """Every name the model's Brian2 text uses: its groups', its synapses' and their rules' (a text
+        rule's text, and the constants a family's text is bound to)."""
         texts = []
         for group in self.groups.values():
             texts += [group.model, group.threshold, group.reset, *group.events.values()]
         for synapse in self.synapses.values():
             texts += [synapse.model, synapse.on_pre, synapse.on_post]
             if synapse.rule is not None:
-                texts += [synapse.rule.model, synapse.rule.on_pre, synapse.rule.on_post]
+                texts += [synapse.rule.model, synapse.rule.on_pre, synapse.rule.on_post, *synapse.rule.bind.values()]
         return set().union(*(constant_names(t) for t in texts))
+
+    def group_size(self, group: str) -> int:
+        """Neurons of one copy of ``group``."""
+        return self.integer(self.groups[group].size, self.where.child("groups").child(group).child("size"))
 
     def slot_terms(self, slot: str) -> tuple[str, ...]:
         """The terms of a slot: its family's, or a text rule's params."""

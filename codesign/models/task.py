@@ -17,7 +17,7 @@ import numpy as np
 from codesign.backends import Simulation, simulation
 from codesign.errors import CodesignError, UnknownNameError
 from codesign.hardware import EventCounts, Target
-from codesign.models.conditions import changed_constants, check_conditions, equation_names
+from codesign.models.conditions import changed_constants, check_conditions
 from codesign.models.emulation import Emulation
 from codesign.models.evaluation import Evaluation
 from codesign.models.losses import Recordings, make_loss, resolve_values
@@ -149,7 +149,7 @@ class ModelTask:
         variables of the one network every condition runs in."""
         where = Where(None, "conditions")
         changed = set().union(*(changed_constants(self.model, c, where) for c in self.all_conditions()))
-        return sorted(changed & (equation_names(self.model) | self.model.text_names()))
+        return sorted(changed & self.model.text_names())
 
     def inputs(self, seed: int, conditions: Sequence[Mapping[str, Any]] | None = None) -> dict[str, StimulusDraw]:
         """Each stimulus's draws for ``seed`` on ``conditions`` (default: the training ones), as a run gets them."""
@@ -168,13 +168,10 @@ class ModelTask:
                         raise stim.where.child("initial").child(target).error(
                             "names no synapse variable", fix="write SYNAPSE.VARIABLE")
                     s = self.model.synapses[owner]
-                    shapes[target] = (self._size(s.target), self._size(s.source))
+                    shapes[target] = (self.model.group_size(s.target), self.model.group_size(s.source))
                 draws[name] = stim.draw(rng, constants, self.model, shapes)
             self._draws = (key, draws)  # keep one: the study's, or eval's
         return self._draws[1]
-
-    def _size(self, group: str) -> int:
-        return self.model.integer(self.model.groups[group].size, self.model.where.child("groups").child(group).child("size"))
 
     def _spike_capacity(self) -> dict[str, int]:
         """Room for input spikes per group of spike inputs, for every condition a study evaluates."""
