@@ -254,8 +254,9 @@ class ModelTask:
             run = self._run(cands, seed, terms, size, knobs, pad(chunk, width))
             evaluations.append(run(len(chunk)))
             if by_condition:
-                for k in range(len(cands)):
-                    per_condition[k] += [run(len(chunk), only=c)[k] for c in range(len(chunk))]
+                for c in range(len(chunk)):  # one loss per candidate and condition
+                    for k, evaluation in enumerate(run(len(chunk), only=c)):
+                        per_condition[k].append(evaluation)
         if len(evaluations) == 1:
             out = evaluations[0]
         else:  # more conditions than a network holds: the mean loss, the first chunk's metrics
