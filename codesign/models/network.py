@@ -32,7 +32,7 @@ import numpy as np
 from codesign.backends import NetworkBuild, network_clock, spike_input
 from codesign.errors import CodesignError
 from codesign.models.emulation import Emulation
-from codesign.models.spec import GroupSpec, ModelSpec, PhaseSpec, SynapseSpec
+from codesign.models.spec import GroupSpec, ModelSpec, PhaseSpec, SynapseSpec, constant_names
 from codesign.rules import FAMILIES
 
 __all__ = ["BatchedNetwork", "Layout", "brian_error", "owner_key", "brian_message", "TRIALS"]
@@ -51,14 +51,6 @@ class Layout:
     @property
     def copies(self) -> int:
         return self.candidates * self.draws
-
-
-def _words(text: str | None) -> set[str]:
-    if not text:
-        return set()
-    from brian2.utils.stringtools import get_identifiers
-
-    return set(get_identifiers(text))
 
 
 def _substitute(text: str | None, names: Mapping[str, str]) -> str | None:
@@ -164,7 +156,7 @@ class BatchedNetwork:
         threshold, reset = _substitute(threshold, self.timed_constants), _substitute(reset, self.timed_constants)
         events_text = {e: _substitute(c, self.timed_constants) for e, c in spec.events.items()}
         texts = [spec.model, threshold, reset, *spec.events.values()]
-        used = set().union(*(_words(t) for t in texts))
+        used = set().union(*(constant_names(t) for t in texts))
         for var, (unit, varies) in self.per_copy.items():
             if var in used:
                 hosted[var] = unit
@@ -174,7 +166,7 @@ class BatchedNetwork:
                                                    fix="make the group per: candidate")
         for synapse in self.synapses.values():
             if synapse.spec.target == name:
-                words = _words(synapse.on_pre) | _words(synapse.on_post) | _words(synapse.model)
+                words = constant_names(synapse.on_pre) | constant_names(synapse.on_post) | constant_names(synapse.model)
                 # In per_copy's order, not the set's: the declarations are part of the code and of
                 # key(), which must not change with the process's hash seed.
                 for var, (unit, _) in self.per_copy.items():
@@ -321,7 +313,7 @@ class BatchedNetwork:
             on_post = self.emulation.pathway(on_post, spec, name, where)
         model, on_pre, on_post = (_substitute(t, self.timed_constants) for t in (model, on_pre, on_post))
         rename = {var: f"{var}_post" for var in self.per_copy
-                  if var in _words(model) | _words(on_pre) | _words(on_post)}
+                  if var in constant_names(model) | constant_names(on_pre) | constant_names(on_post)}
         if rename and target.per == "draw":
             raise where.error(f"uses {', '.join(rename)}, which differ per copy, but its target {spec.target} is "
                               "shared by every candidate", fix=f"make {spec.target} per: candidate")
@@ -457,7 +449,7 @@ class BatchedNetwork:
             for name, monitor in timed_spikes.items():
                 readable[f"{name}@trial_i"], readable[f"{name}@trial_t"] = (monitor, "i"), (monitor, "t")
             draws_random = bool(monitors) or self.emulation is not None and self.emulation.draws_random or any(
-                "rand" in _words(t) or "randn" in _words(t)
+                "rand" in constant_names(t) or "randn" in constant_names(t)
                 for t in [g.model for g in self.groups.values()] + [g.reset for g in self.groups.values()]
                 + [s.on_pre for s in self.synapses.values()] + [s.on_post for s in self.synapses.values()]
                 + [s.model for s in self.synapses.values()])
