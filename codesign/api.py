@@ -68,7 +68,7 @@ class Study:
     def task(self) -> ModelTask:
         """The study's model on its target (kept: its network is built once for every evaluation)."""
         if self._task is None:
-            from codesign.study import make_task
+            from codesign.search.study import make_task
 
             self._task = make_task(self.spec)
         return self._task
@@ -77,7 +77,7 @@ class Study:
         """A candidate (slot -> rule) from a name, a rule file, rules, or the study's parameters."""
         if isinstance(item, Mapping) and item and all(isinstance(v, (int, float)) for v in item.values()):
             from codesign.errors import CodesignError
-            from codesign.study import candidate, distributions
+            from codesign.search.space import candidate, distributions
 
             unknown = sorted(set(item) - set(distributions(self.spec)))
             if unknown:
@@ -99,7 +99,7 @@ class Study:
     def run(self, n_trials: int | None = None, workers: int = 1) -> Study:
         """Run (or resume) the study until it has ``n_trials`` finished trials (default: its ``n_trials``),
         with ``workers`` local processes, as ``codesign run`` does (without writing results/)."""
-        from codesign.study import run_study
+        from codesign.search.launcher import run_study
 
         run_study(self.spec, self.storage, n_trials, workers)
         return self
@@ -107,7 +107,7 @@ class Study:
     @property
     def optuna(self) -> optuna.Study:
         """The Optuna study in the study's storage (created empty if it never ran)."""
-        from codesign.study import open_study
+        from codesign.search.study import open_study
 
         return open_study(self.spec, self.storage)
 
@@ -120,7 +120,7 @@ class Study:
     def best_candidate(self) -> dict[str, Rule]:
         """The best trial's candidate (slot -> rule), to evaluate or save (``codesign.rules.save_candidate``)."""
         from codesign.report import best_trial
-        from codesign.study import candidate
+        from codesign.search.space import candidate
 
         trial = best_trial(self.spec, self.optuna)
         return candidate(self.spec, trial.params, name=f"{self.spec.name} trial {trial.number}")

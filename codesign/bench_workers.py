@@ -11,7 +11,7 @@ simulation's cost depends on batch size. One more run shows what CMA-ES costs: i
 Throughput is counted in steady state, from the trials' own time stamps in the storage: from the
 moment every worker has finished its first batch (which includes loading the compiled network) to
 the last trial. Where the time goes comes from each worker's own accounting
-(:class:`codesign.study.WorkerStats`): simulating, and asking and telling (Optuna's sampler and the
+(:class:`codesign.search.worker.WorkerStats`): simulating, and asking and telling (Optuna's sampler and the
 storage). Beside them, the same machine's speed-up for two plain CPU-bound processes over one
 (measured before each pair of runs) says what 2 workers could reach at best here, and the time of
 one fsync'd append what each of the journal's writes costs.
@@ -53,7 +53,7 @@ def cpu_reference(n: int = 6_000_000) -> float:
 
 def throughput(trials: list) -> float:
     """Finished trials per second once every worker has finished its first batch (time stamps in the storage)."""
-    from codesign.liveness import WORKER_ATTR
+    from codesign.search.liveness import WORKER_ATTR
 
     done = sorted((t for t in trials if t.datetime_complete is not None and t.state.name in ("COMPLETE", "PRUNED")),
                   key=lambda t: t.datetime_complete)
@@ -80,7 +80,8 @@ def _study_file(folder: Path, name: str, sampler: str, n_trials: int, batch: int
 
 def _prebuild(spec, batch: int) -> None:
     """Compile the network of this batch size before timing (it is cached for every process)."""
-    from codesign.study import candidate, make_task, searched_terms
+    from codesign.search.space import candidate, searched_terms
+    from codesign.search.study import make_task
 
     rule = {p: 0.0 for p in spec.rule.searched}
     rule.update(tau_x_ms=20.0, tau_y_ms=20.0)
@@ -88,7 +89,8 @@ def _prebuild(spec, batch: int) -> None:
 
 
 def _measure(spec, url: str, workers: int, folder: Path) -> dict[str, float]:
-    from codesign.study import open_study, run_study
+    from codesign.search.launcher import run_study
+    from codesign.search.study import open_study
 
     stats_dir = folder / f"stats-{time.monotonic_ns()}"
     start = time.perf_counter()

@@ -28,9 +28,9 @@ def _load_existing_study(spec, storage: str | None):
     """The study from its storage, without creating one where nothing ran yet."""
     import optuna
 
-    from codesign.study import open_study
+    from codesign.search.study import open_study
 
-    from codesign.storage import redact
+    from codesign.search.storage import redact
 
     url, file, key = spec.storage_source(storage)
     if url.startswith("journal:") and not Path(url[len("journal:"):]).exists():
@@ -98,8 +98,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from codesign.report import best_summary, write_results
     from codesign.spec import load_study
-    from codesign.storage import mask
-    from codesign.study import run_study
+    from codesign.search.storage import mask
+    from codesign.search.launcher import run_study
 
     spec = load_study(args.study, args.target)
     _check_runnable(spec.target)
@@ -107,7 +107,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     _writable(spec.results_dir / "best_rule.yaml", None, fix="run codesign from a folder you can write to")
     console = _console()
     target = args.trials or spec.n_trials
-    from codesign.study import distributions
+    from codesign.search.space import distributions
 
     console.print(f"study [bold]{spec.name}[/]: model {spec.model.name}, {len(distributions(spec))} parameters, "
                   f"sampler {spec.sampler.name}, batches of {spec.batch_size}, target {spec.target.name}, "
@@ -129,11 +129,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     from codesign.spec import load_study
-    from codesign.study import run_worker
+    from codesign.search.worker import run_worker
 
-    from codesign.liveness import this_worker
-    from codesign.storage import mask
-    from codesign.study import _write_stats
+    from codesign.search.liveness import this_worker
+    from codesign.search.storage import mask
+    from codesign.search.worker import write_stats as _write_stats
 
     spec = load_study(args.study, args.target)
     _check_runnable(spec.target)
@@ -187,7 +187,8 @@ def _candidate_argument(spec, rule: str | None, storage: str | None):
     """The candidate named by ``--rule``: a name the model knows, a rule file, or by default the study's
     best; with the hardware knobs its trial searched (None: the target's own precision)."""
     from codesign.report import best_trial
-    from codesign.study import candidate, knob_values, make_task
+    from codesign.search.space import candidate, knob_values
+    from codesign.search.study import make_task
 
     if rule is None:
         trial = best_trial(spec, _load_existing_study(spec, storage))
@@ -526,7 +527,7 @@ def _lost_storage(exc: Exception) -> str | None:
         cause = cause.__cause__ or cause.__context__
     if cause is None:
         return None
-    from codesign.storage import redact
+    from codesign.search.storage import redact
 
     message = redact(str(cause).strip().splitlines()[0])  # blanks the password of every storage opened
     return (f"lost the storage: {message} (fix: check the database server; finished trials are saved, "

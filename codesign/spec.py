@@ -9,10 +9,12 @@ import dataclasses
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
-from codesign.hardware import Target, energy_objective_kind, load_target
+from codesign.hardware import Target, load_target
 from codesign.models.spec import ModelSpec, RuleRef
 from codesign.rules import FAMILIES
 from codesign.schema import Where, build, read_yaml
+from codesign.search.objectives import OBJECTIVES
+from codesign.search.samplers import SAMPLERS
 
 __all__ = ["RuleSpec", "SamplerSpec", "StudySpec", "ConditionsSpec", "load_study"]
 
@@ -21,7 +23,8 @@ __all__ = ["RuleSpec", "SamplerSpec", "StudySpec", "ConditionsSpec", "load_study
 class RuleSpec:
     """The rule family searched in one slot (``rule:``, or ``rules: {slot: ...}``)."""
 
-    family: Literal["polynomial", "spike_trace", "text"] = "polynomial"
+    #: A rule family of :data:`codesign.rules.FAMILIES`.
+    family: str = "polynomial"
     #: The searched terms of the family (``theta_abc``, ``pre_1``..., a text rule's params); ``all``
     #: for every term.
     terms: str | list[str] = "all"
@@ -48,7 +51,7 @@ class RuleSpec:
         return FAMILIES[self.family].default_eta if self.eta is None else self.eta
 
     def validate(self, where: Where) -> None:
-        family = FAMILIES[self.family]
+        family = FAMILIES.get_named(self.family, file=where.file, key=where.child("family").key)
         known = family.terms
         if isinstance(self.terms, str) and self.terms != "all":
             raise where.child("terms").error(f"expected 'all' or a list of terms, got {self.terms!r}",
@@ -76,8 +79,8 @@ class RuleSpec:
             raise where.child("bounds").error(f"low must be below high, got {list(self.bounds)}",
                                               fix="write bounds: [low, high]")
         if self.tau_ms is not None:
-            if self.family != "spike_trace":
-                raise where.child("tau_ms").error("only spike_trace rules have trace time constants",
+            if not family.extras:
+                raise where.child("tau_ms").error(f"{self.family} rules have no trace time constants",
                                                   fix="remove tau_ms")
             if self.tau_ms[0] >= self.tau_ms[1]:
                 raise where.child("tau_ms").error(f"low must be below high, got {list(self.tau_ms)}",
@@ -128,10 +131,11 @@ class HardwareSpec:
 class SamplerSpec:
     """The Optuna sampler (``sampler:``)."""
 
-    #: CMA-ES starts from a batch of random rules, then from the centre of the bounds with a step
-    #: of a sixth of their width (Optuna's defaults).
-    #: NSGA-II (``nsga2``) and TPE handle several objectives; CMA-ES one.
-    name: Literal["cmaes", "tpe", "nsga2", "random"] = "cmaes"
+    #: A sampler of :data:`codesign.search.samplers.SAMPLERS` (cmaes, tpe, nsga2, random).
+    name: str = "cmaes"
+
+    def validate(self, where: Where) -> None:
+        SAMPLERS.get_named(self.name, file=where.file, key=where.child("name").key)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -181,23 +185,24 @@ class _StudyFile:
     #: simulated duration, of the one kind its per-event figures give (``energy``, see
     #: ``codesign.hardware.cost.energy_objective_kind``) or searched bits (``weight_bits``,
     #: ``trace_bits``), as a multi-objective study.
-    objectives: list[Literal["loss", "energy", "weight_bits", "trace_bits"]] = dataclasses.field(default_factory=lambda: ["loss"])
+    #: Objectives of :data:`codesign.search.objectives.OBJECTIVES`.
+    objectives: list[str] = dataclasses.field(default_factory=lambda: ["loss"])
 
     def validate(self, where: Where) -> None:
+        for i, name in enumerate(self.objectives):
+            OBJECTIVES.get_named(name, file=where.file, key=where.child("objectives").child(i).key)
         if not self.objectives or self.objectives[0] != "loss" or len(set(self.objectives)) != len(self.objectives):
             raise where.child("objectives").error(f"must start with loss and name each objective once, got {self.objectives}",
                                                   fix="write objectives: [loss, energy]")
-        if len(self.objectives) > 1 and self.sampler.name == "cmaes":
+        sampler = SAMPLERS[self.sampler.name]
+        if len(self.objectives) > 1 and not sampler.multi_objective:
+            several = ", ".join(name for name, kind in SAMPLERS.items() if kind.multi_objective)
             raise where.child("sampler").child("name").error(
-                "CMA-ES optimises one objective", fix="use sampler: {name: nsga2} or {name: tpe}")
-        for bits in ("weight_bits", "trace_bits"):
-            if bits in self.objectives and getattr(self.hardware, bits) is None:
-                raise where.child("objectives").error(f"{bits} is an objective but not searched",
-                                                      fix=f"add hardware: {{{bits}: [LOW, HIGH]}}")
-        if self.sampler.name == "cmaes" and self.batch_size < 4:
+                f"{self.sampler.name} optimises one objective", fix=f"use a sampler that takes several: {several}")
+        if self.batch_size < sampler.min_batch:
             raise where.child("batch_size").error(
-                f"CMA-ES uses the batch as its population, which needs at least 4 rules; got {self.batch_size}",
-                fix="set batch_size: 4 or more, or use sampler: {name: tpe}")
+                f"{sampler.description or self.sampler.name}, which needs at least {sampler.min_batch} rules; "
+                f"got {self.batch_size}", fix=f"set batch_size: {sampler.min_batch} or more, or use another sampler")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -245,8 +250,8 @@ class StudySpec:
         return self.storage_source(override)[0]
 
     def storage_source(self, override: str | None = None) -> tuple[str, str | None, str]:
-        """The storage URL, and the file and key it came from (for errors): see :func:`codesign.storage.resolve_url`."""
-        from codesign.storage import resolve_url
+        """The storage URL, and the file and key it came from (for errors): see :func:`codesign.search.storage.resolve_url`."""
+        from codesign.search.storage import resolve_url
 
         url, key = resolve_url(self.storage, f"journal:{self.results_dir / 'journal.log'}", override)
         return url, (self.file if key == "storage" else None), key
@@ -326,13 +331,6 @@ def load_study(path: str | Path, target: str | None = None) -> StudySpec:
     else:
         target_path = _resolve_target(raw.target, path, where.child("target"))
     target = load_target(target_path)
-    if "energy" in raw.objectives:
-        try:
-            energy_objective_kind(target)
-        except ValueError as exc:
-            raise where.child("objectives").error(
-                f"energy needs per-event figures of one kind, all published: {exc}",
-                fix="use a target whose energy figures give it, e.g. hw_targets/loihi.yaml") from None
     name = raw.name or path.stem
     if not name.replace("-", "").replace("_", "").isalnum():
         raise where.child("name").error(f"{name!r} is not usable as a folder name",
@@ -342,6 +340,8 @@ def load_study(path: str | Path, target: str | None = None) -> StudySpec:
                      seed=raw.seed, storage=raw.storage, hardware=raw.hardware, objectives=tuple(raw.objectives),
                      trial_timeout_s=raw.trial_timeout_s, heartbeat_s=raw.heartbeat_s, retries=raw.retries,
                      conditions=raw.conditions)
+    for name in spec.objectives:
+        OBJECTIVES[name].check(spec, where.child("objectives"))
     _refuse_what_the_model_cannot_run(spec, own, raw, where)
     return spec
 

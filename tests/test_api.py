@@ -17,7 +17,7 @@ import codesign
 from codesign.cli import main
 from codesign.errors import CodesignError
 from codesign.rules import save_candidate
-from codesign.study import EVAL_SEED_OFFSET
+from codesign.search.study import EVAL_SEED_OFFSET
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -140,7 +140,7 @@ def test_later_cython_batches_compile_nothing(monkeypatch):
 
 def test_a_study_builds_one_network(write_study):
     from codesign.spec import load_study
-    from codesign.study import run_study
+    from codesign.search.launcher import run_study
 
     clear_simulations()
     before = builds()

@@ -17,7 +17,7 @@ from codesign.errors import CodesignError
 from codesign.report import best_trial
 from codesign.rules import load_candidate
 from codesign.spec import load_study
-from codesign.study import run_study
+from codesign.search.launcher import run_study
 
 from conftest import small_study
 

@@ -75,7 +75,7 @@ def test_a_constant_computed_from_a_varied_one_varies_per_draw_too(workdir):
     """tau_i = 2 tau_e (the study's constants): a condition that sets tau_e changes tau_i as well, and
     both are per-draw variables of the network (else tau_i would keep the model's value)."""
     from codesign.spec import load_study
-    from codesign.study import make_task
+    from codesign.search.study import make_task
 
     path = write(workdir, constants={**SMALL["constants"], "tau_i": "2 * tau_e"},
                  conditions={"train": [{"tau_e": "5*ms"}], "held_out": [{"tau_e": "3*ms"}]})

@@ -11,7 +11,8 @@ import pytest
 from codesign.report import best_summary, evaluate_candidate, held_out_seed
 from codesign.rules import PolynomialRule, named_rule
 from codesign.spec import load_study
-from codesign.study import candidate, run_study
+from codesign.search.launcher import run_study
+from codesign.search.space import candidate
 
 from conftest import ROOT
 

@@ -18,7 +18,7 @@ from codesign.models.spec import LibrarySpec
 from codesign.references.pca import FF, LAT, PcaRun, reference_run
 from codesign.rules import PolynomialRule
 from codesign.schema import Where
-from codesign.study import EVAL_SEED_OFFSET
+from codesign.search.study import EVAL_SEED_OFFSET
 
 from conftest import ROOT
 
@@ -242,7 +242,8 @@ def test_study_finds_oja_and_anti_hebbian(workdir):
     """The study's claim: from random rules, CMA-ES finds an Oja-like and an anti-Hebbian rule."""
     from codesign.report import best_summary, evaluate_candidate
     from codesign.spec import load_study
-    from codesign.study import candidate, run_study
+    from codesign.search.launcher import run_study
+    from codesign.search.space import candidate
 
     shutil.copy(ROOT / "studies/pca-network.yaml", workdir / "studies/pca-network.yaml")
     spec = load_study("studies/pca-network.yaml")
@@ -288,7 +289,8 @@ def test_study_on_a_smaller_budget_finds_a_hebbian_and_an_anti_hebbian_rule(shor
     """
     from codesign.report import best_summary, evaluate_candidate
     from codesign.spec import load_study
-    from codesign.study import candidate, run_study
+    from codesign.search.launcher import run_study
+    from codesign.search.space import candidate
 
     spec = load_study(shortened_study("pca-network", n_trials=1200))
     study = run_study(spec)

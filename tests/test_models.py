@@ -78,7 +78,8 @@ def test_same_losses_as_the_task_classes(study, seed, workdir):
     re-uses it (0.2-9 s).
     """
     from codesign.spec import load_study
-    from codesign.study import make_task, searched_terms
+    from codesign.search.space import searched_terms
+    from codesign.search.study import make_task
 
     data = {**yaml.safe_load((ROOT / study).read_text()), **RECORDED_WITH[study]}
     data.pop("conditions", None)
@@ -327,7 +328,8 @@ def test_a_study_compiles_once_and_held_out_seeds_reuse_the_build(write_study, m
 
     from codesign.report import evaluate_candidate
     from codesign.spec import load_study
-    from codesign.study import candidate, run_study
+    from codesign.search.launcher import run_study
+    from codesign.search.space import candidate
 
     clear_simulations()
     spec = load_study(write_study(target="hw_targets/cpu-standalone.yaml", n_trials=12, batch_size=6))

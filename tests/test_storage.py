@@ -16,8 +16,8 @@ from optuna.trial import TrialState
 
 from codesign.cli import main
 from codesign.spec import load_study
-from codesign.storage import ENV_VAR, JournalLock, mask, redact
-from codesign.study import open_study
+from codesign.search.storage import ENV_VAR, JournalLock, mask, redact
+from codesign.search.study import open_study
 
 
 def _finished(path: str) -> dict[int, tuple]:
@@ -158,7 +158,7 @@ def test_no_form_of_a_password_is_printed(form, write_study, monkeypatch, capfd,
 def test_redact_blanks_the_password_of_every_storage_opened(closed_port):
     """An error raised far from the URL (a database lost mid-run) is blanked all the same."""
     from codesign.errors import CodesignError
-    from codesign.storage import open_storage
+    from codesign.search.storage import open_storage
 
     url = f"postgresql://alice:Kx7%2FWq9@127.0.0.1:{closed_port}/codesign"
     with pytest.raises(CodesignError):

@@ -11,7 +11,9 @@ from optuna.trial import TrialState
 
 from codesign.cli import main
 from codesign.spec import load_study
-from codesign.study import _WORKER_ATTR, count_trials, open_study, reclaim_dead_trials, run_study
+from codesign.search.launcher import run_study
+from codesign.search.liveness import WORKER_ATTR as _WORKER_ATTR
+from codesign.search.study import count_trials, open_study, reclaim_dead_trials
 
 
 def states(study: optuna.Study) -> dict[str, int]:
@@ -67,7 +69,7 @@ def test_two_workers_share_one_journal_and_waste_no_cmaes_trial(write_study, cap
 def test_dead_workers_trials_are_failed_and_retried(write_study):
     spec = load_study(write_study(n_trials=8, batch_size=4))
     study = open_study(spec)
-    from codesign.study import distributions
+    from codesign.search.space import distributions
 
     orphan = study.ask(distributions(spec))
     dead_pid = os.getpid() + 10_000_000  # above pid_max: no such process
@@ -269,7 +271,7 @@ def test_energy_objective_needs_a_target_with_an_energy_model(workdir, capsys):
 
 def test_the_energy_objective_is_the_per_operation_energy_without_the_static_share(workdir):
     from codesign.hardware import EventCounts
-    from codesign.study import _objectives
+    from codesign.search.worker import objective_values as _objectives
     from codesign.models import Evaluation
 
     study_file = workdir / "studies/joint.yaml"
@@ -375,7 +377,7 @@ def test_candidates_that_do_not_fit_the_target_are_infeasible(workdir, capsys):
     import optuna
 
     from codesign.spec import load_study
-    from codesign.study import feasible, open_study
+    from codesign.search.study import feasible, open_study
 
     for cores in (1, 2):
         (workdir / f"hw_targets/chip{cores}.yaml").write_text(

@@ -20,7 +20,10 @@ from codesign.models import LOSS_CAP, ModelTask, load_model
 from codesign.report import evaluate_candidate, held_out_seed
 from codesign.rules import TextRule, load_candidate, save_candidate
 from codesign.spec import load_study
-from codesign.study import candidate, distributions, make_task, run_study, run_worker, searched_terms
+from codesign.search.launcher import run_study
+from codesign.search.space import candidate, distributions, searched_terms
+from codesign.search.study import make_task
+from codesign.search.worker import run_worker
 
 from conftest import ROOT
 

@@ -16,10 +16,12 @@ import pytest
 from optuna.trial import TrialState
 
 from codesign.cli import main
-from codesign.liveness import HEARTBEAT_ATTR, TIMEOUT_ATTR, WORKER_ATTR
+from codesign.search.liveness import HEARTBEAT_ATTR, TIMEOUT_ATTR, WORKER_ATTR
 from codesign.spec import load_study
-from codesign.storage import ENV_VAR
-from codesign.study import count_trials, distributions, open_study, reclaim_dead_trials, run_worker
+from codesign.search.storage import ENV_VAR
+from codesign.search.space import distributions
+from codesign.search.study import count_trials, open_study, reclaim_dead_trials
+from codesign.search.worker import run_worker
 
 from conftest import ROOT
 
@@ -192,7 +194,7 @@ class _Stuck:
 
 @pytest.mark.parametrize("how", ["python", "child"])
 def test_a_batch_past_the_time_limit_is_failed_and_the_worker_goes_on(write_study, monkeypatch, capsys, how):
-    import codesign.study as study_module
+    import codesign.search.worker as study_module
 
     spec = load_study(write_study(n_trials=12, batch_size=4, trial_timeout_s=3))
     real = study_module.make_task

@@ -53,7 +53,8 @@ def check_model(task: ModelTask) -> dict[str, Any]:
 
 def check_study(spec: Any) -> dict[str, Any]:
     """The network a worker of the study builds (its searched terms, batch size, draws and conditions), checked."""
-    from codesign.study import make_task, searched_terms
+    from codesign.search.space import searched_terms
+    from codesign.search.study import make_task
 
     task = make_task(spec)
     return _check(task, spec.etas, task.held_terms([], searched_terms(spec)), spec.batch_size, spec)

@@ -16,6 +16,7 @@ from typing import Any, ClassVar, Mapping, Sequence
 
 import numpy as np
 
+from codesign.registry import Registry
 from codesign.errors import UnknownNameError
 from codesign.models.evaluation import LOSS_CAP, Evaluation
 from codesign.schema import Where, build
@@ -72,8 +73,8 @@ class Loss:
         """Draw what one candidate learned; False where the loss has no such plot."""
         return False
 
-    def plot_solutions(self, spec: Any, trials: Sequence[Any], path: Path) -> bool:
-        """Draw the good candidates of a study; False where the loss has no such plot."""
+    def plot_solutions(self, spec: Any, solutions: Sequence[tuple[Any, float, dict]], path: Path) -> bool:
+        """Draw the good candidates of a study (candidate, loss, metrics); False where the loss has no such plot."""
         return False
 
     def _check_name(self, key: str, name: str, kinds: tuple[str, ...] = ("groups", "synapses")) -> None:
@@ -248,14 +249,14 @@ class RateToTarget(Loss):
             metrics["diverged_reason"] = f"runaway rate {rates.max():.1f} Hz > runaway {p.runaway:g}"
         return Evaluation(Evaluation.capped(float(np.mean(error**2))), metrics, arrays, diverged=bool(runaway.any()))
 
-    def plot_solutions(self, spec: Any, trials: Sequence[Any], path: Path) -> bool:
+    def plot_solutions(self, spec: Any, solutions: Sequence[tuple[Any, float, dict]], path: Path) -> bool:
         from codesign.models.plots import plot_rate_solutions
 
         if self.params.input_rate is None:
             return False
         where = Where(spec.file, "conditions")
         models = [spec.model.with_constants(dict(c), where) if c else spec.model for c in spec.conditions.train]
-        return plot_rate_solutions(self.params, [self.input_rate_hz(m) for m in models], spec, trials, path)
+        return plot_rate_solutions(self.params, [self.input_rate_hz(m) for m in models], solutions, path)
 
 
 # -- Rates per trial ---------------------------------------------------------------------------------
@@ -427,8 +428,9 @@ class UserLoss(Loss):
 
 
 #: Every loss kind of the library by the name used in model files (``loss: {kind: NAME}``).
-LOSSES: dict[str, type[Loss]] = {cls.kind: cls for cls in (Pc1Alignment, PcaSubspace, RateToTarget, TrialRates,
-                                                                   Classification)}
+LOSSES: Registry[type[Loss]] = Registry("loss")
+for _cls in (Pc1Alignment, PcaSubspace, RateToTarget, TrialRates, Classification):
+    LOSSES.register(_cls.kind, _cls)
 
 
 def make_loss(model: Any) -> Loss:
@@ -480,7 +482,7 @@ def resolve_values(data: Any, model: Any, where: Where, tp: Any = Any) -> Any:
 
 def _number(text: str, model: Any, where: Where) -> Any:
     """A string that is an expression of the constants and units, evaluated; any other string as is."""
-    from codesign.models.expressions import ExpressionError, evaluate, names_in, units_namespace
+    from codesign.expressions import ExpressionError, evaluate, names_in, units_namespace
 
     try:
         names = names_in(text)

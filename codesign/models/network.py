@@ -279,7 +279,7 @@ class BatchedNetwork:
         return text
 
     def _quantity_or_text(self, value: Any, key: Any) -> Any:
-        from codesign.models.expressions import ExpressionError, evaluate
+        from codesign.expressions import ExpressionError, evaluate
 
         try:
             return evaluate(value, self.model.constants)
@@ -324,7 +324,7 @@ class BatchedNetwork:
 
     def _pattern(self, name: str, spec: SynapseSpec, n_pre: int, n_post: int) -> tuple[np.ndarray, np.ndarray]:
         """The synapses of one copy: (pre, post) indices, ordered by post then pre."""
-        from codesign.models.expressions import ExpressionError, evaluate
+        from codesign.expressions import ExpressionError, evaluate
 
         where = self.model.where.child("synapses").child(name)
         post, pre = np.meshgrid(np.arange(n_post), np.arange(n_pre), indexing="ij")
@@ -611,7 +611,7 @@ def _with_unit(values: np.ndarray, unit: str) -> Any:
         return values
     from brian2 import Quantity
 
-    from codesign.models.expressions import evaluate
+    from codesign.expressions import evaluate
 
     return Quantity(values, dim=evaluate(unit, _unit_names()).dim)
 

@@ -74,7 +74,7 @@ def plot_pca(arrays: dict[str, np.ndarray], path: Path, title: str = "") -> None
     plt.close(fig)
 
 
-def plot_rate_solutions(params: Any, input_rates: Sequence[float], spec: Any, trials: Sequence[Any],
+def plot_rate_solutions(params: Any, input_rates: Sequence[float], solutions: Sequence[tuple[Any, float, dict]],
                         path: Path) -> bool:
     """Good rules in the plane (potentiation, depression offset), with Vogels' relation drawn in.
 
@@ -94,25 +94,24 @@ def plot_rate_solutions(params: Any, input_rates: Sequence[float], spec: Any, tr
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from codesign.study import candidate
+    from codesign.rules import SpikeTraceRule
 
-    if len(spec.rules) != 1 or next(iter(spec.rules.values())).family != "spike_trace":
-        return False
-    good = [t for t in trials if t.values and t.values[0] < params.good_loss]
-    if not good:
+    good = [(cand, loss, metrics) for cand, loss, metrics in solutions if loss < params.good_loss]
+    if not good or any(len(cand) != 1 or not isinstance(next(iter(cand.values())), SpikeTraceRule)
+                       for cand, _, _ in good):
         return False
     inverse_rate = float(np.mean(1.0 / np.asarray(input_rates)))
     potentiation, alpha = [], []
-    for trial in good:
-        (rule,) = candidate(spec, trial.params).values()
-        w = trial.user_attrs.get("metrics", {}).get("mean_weight", 0.0)
+    for cand, _, metrics in good:
+        (rule,) = cand.values()
+        w = metrics.get("mean_weight", 0.0)
         c = rule.coefficient
         potentiation.append(c("pre_y") * rule.tau_y_ms * 1e-3 + c("post_x") * rule.tau_x_ms * 1e-3
                             + (c("post_1") + c("post_w") * w) * inverse_rate)
         alpha.append(-(c("pre_1") + c("pre_w") * w))
     potentiation, alpha = np.array(potentiation), np.array(alpha)
     fig, ax = plt.subplots(figsize=(5.8, 4.4))
-    points = ax.scatter(potentiation, alpha, c=[t.values[0] for t in good], cmap="viridis_r", s=14)
+    points = ax.scatter(potentiation, alpha, c=[loss for _, loss, _ in good], cmap="viridis_r", s=14)
     fig.colorbar(points, ax=ax, label="loss")
     rho0 = params.target
     x = np.linspace(min(0.0, potentiation.min()), max(potentiation.max(), 0.05), 50)

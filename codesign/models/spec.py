@@ -12,7 +12,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any, Literal
 
-from codesign.models.expressions import ExpressionError, evaluate
+from codesign.expressions import ExpressionError, evaluate
 from codesign.schema import Where, build, read_yaml
 
 __all__ = ["GroupSpec", "SynapseSpec", "RuleRef", "ParamSpec", "LibrarySpec", "PhaseSpec", "ModelSpec",
@@ -356,9 +356,9 @@ def _synapse(data: Any, groups: dict[str, GroupSpec], here: Where) -> SynapseSpe
             raise here.child(end).error(f"unknown group {getattr(synapse, end)!r}",
                                         fix=f"groups of this model: {', '.join(groups)}")
     if synapse.rule is not None:
-        from codesign.rules import family
+        from codesign.rules import FAMILIES
 
-        family(synapse.rule.family, file=here.file, key=here.child("rule").child("family").key)
+        FAMILIES.get_named(synapse.rule.family, file=here.file, key=here.child("rule").child("family").key)
     if groups[synapse.target].kind != "neurons":
         raise here.child("target").error(f"a group of {groups[synapse.target].kind} inputs receives no synapses",
                                          fix="connect it to a neuron group")

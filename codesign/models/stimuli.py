@@ -15,7 +15,7 @@ from typing import Any, ClassVar, Mapping, Sequence
 
 import numpy as np
 
-from codesign.errors import UnknownNameError
+from codesign.registry import Registry
 from codesign.schema import Where
 
 __all__ = ["StimulusDraw", "Stimulus", "STIMULI", "stimulus_kind", "GaussianStimulus", "PoissonStimulus"]
@@ -180,7 +180,7 @@ class PoissonStimulus(Stimulus):
         size = model.integer(model.groups[self.params.group].size, model.where.child("groups").child(self.params.group))
         key = self.where.child("rate")
         try:
-            from codesign.models.expressions import evaluate
+            from codesign.expressions import evaluate
 
             rate = evaluate(self.params.rate, {**constants, "i": np.arange(size)})
             hz = np.broadcast_to(np.asarray(rate / Hz, dtype=float), (size,))
@@ -221,11 +221,11 @@ class PoissonStimulus(Stimulus):
 
 
 #: Every stimulus kind by the name used in model files (``stimuli: {NAME: {kind: ...}}``).
-STIMULI: dict[str, type[Stimulus]] = {cls.kind: cls for cls in (GaussianStimulus, PoissonStimulus)}
+STIMULI: Registry[type[Stimulus]] = Registry("stimulus kind")
+for _cls in (GaussianStimulus, PoissonStimulus):
+    STIMULI.register(_cls.kind, _cls)
 
 
 def stimulus_kind(kind: str, **where: str | None) -> type[Stimulus]:
-    if kind not in STIMULI:
-        raise UnknownNameError("stimulus kind", kind, list(STIMULI), **where)
-    return STIMULI[kind]
+    return STIMULI.get_named(kind, **where)
 

@@ -405,5 +405,6 @@ class ModelTask:
     def plot(self, evaluation: Evaluation, path: Path, title: str = "") -> bool:
         return self.loss.plot(evaluation, path, title)
 
-    def plot_solutions(self, spec: Any, trials: Sequence[Any], path: Path) -> bool:
-        return self.loss.plot_solutions(spec, trials, path)
+    def plot_solutions(self, spec: Any, solutions: Sequence[tuple[Any, float, dict]], path: Path) -> bool:
+        """Draw a study's good candidates, each (candidate, loss, metrics), where the loss has such a plot."""
+        return self.loss.plot_solutions(spec, solutions, path)

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any, Callable, Mapping, Union
+from typing import Any, Mapping, Union
 
 import yaml
 
 from codesign.errors import RuleError, UnknownNameError
-from codesign.rules import polynomial, spike_trace, text
+from codesign.rules.family import FAMILIES, Family
 from codesign.rules.polynomial import NAMED_RULES, TERMS, PolynomialRule, family_equation, term_monomial, term_powers
 from codesign.rules.spike_trace import SPIKE_TERMS, SpikeTraceRule, vogels
 from codesign.rules.text import TextRule
@@ -48,64 +48,6 @@ Rule = Union[PolynomialRule, SpikeTraceRule, TextRule]
 Candidate = Mapping[str, Rule]
 
 
-@dataclasses.dataclass(frozen=True)
-class Family:
-    """A family of rules: its terms, its default learning rate and how to make one of its rules.
-
-    A family without terms of its own (``text``) takes them from the rule slot: the params a model
-    declares with the rule's own Brian2 text. The functions take the slot's ``rule:`` of the model
-    (:class:`codesign.models.spec.RuleRef`) as ``ref``.
-    """
-
-    name: str
-    terms: tuple[str, ...]
-    default_eta: float | None
-    #: ``make(coefficients, eta=, name=, ref=, **extras)``: one rule (see :meth:`rule`).
-    make: Callable[..., Rule]
-    #: Brian2 synapse text of the family for a batched network (``template(ref, held terms)``), its
-    #: per-candidate variables with their units (``variables(ref, terms)``), and one rule's values of
-    #: them (``values(rule, ref, terms)``).
-    template: Callable[..., dict[str, str]]
-    variables: Callable[..., dict[str, str]]
-    values: Callable[..., dict[str, float]]
-    #: Extra parameters a study may search besides the coefficients (name -> default value).
-    extras: tuple[str, ...] = ()
-
-    @property
-    def free_text(self) -> bool:
-        """Whether its rules are the model's own text (their terms are the slot's params)."""
-        return not self.terms
-
-    def terms_of(self, ref: Any) -> tuple[str, ...]:
-        """The terms of the model's slot ``ref``: the family's, or a text rule's params."""
-        return self.terms or tuple(ref.params)
-
-    def rule(self, ref: Any, coefficients: Mapping[str, Any], *, eta: float | None = None,
-             name: str | None = None, **extras: float) -> Rule:
-        """One rule of this family for the model's slot ``ref``; ``eta`` defaults to the family's."""
-        return self.make(coefficients, eta=self.default_eta if eta is None else eta, name=name, ref=ref, **extras)
-
-    def gate_variable(self, ref: Any) -> str | None:
-        """The variable that scales every change of the slot's rule (a phase that leaves the synapse out
-        of ``plastic:`` multiplies it by 0): the family's ``eta_SLOT``, or a text rule's ``learning_rate``."""
-        return ref.learning_rate if self.free_text else f"eta_{ref.slot}"
-
-
-FAMILIES: dict[str, Family] = {
-    "polynomial": Family("polynomial", TERMS, 10.0, polynomial.make, polynomial.template, polynomial.variables,
-                         polynomial.values),
-    "spike_trace": Family("spike_trace", tuple(SPIKE_TERMS), 0.01, spike_trace.make, spike_trace.template,
-                          spike_trace.variables, spike_trace.values, ("tau_x_ms", "tau_y_ms")),
-    "text": Family("text", (), None, text.make, text.template, text.variables, text.values),
-}
-
-
-def family(name: str, **where: str | None) -> Family:
-    if name not in FAMILIES:
-        raise UnknownNameError("rule family", name, list(FAMILIES), **where)
-    return FAMILIES[name]
-
-
 def named_rule(name: str, eta: float = 10.0) -> PolynomialRule:
     """A classic rule of the polynomial family (``oja``, ``hebb``, ``anti_hebbian``, ``anti_oja``, ``zero``)."""
     if name not in NAMED_RULES:
@@ -130,7 +72,7 @@ class _RuleFile:
     readable: str | None = None
 
     def validate(self, where: Where) -> None:
-        fam = family(self.family, file=where.file, key=where.child("family").key)
+        fam = FAMILIES.get_named(self.family, file=where.file, key=where.child("family").key)
         values, other = ("params", "coefficients") if fam.free_text else ("coefficients", "params")
         if getattr(self, other) is not None:
             raise where.child(other).error(f"a {self.family} rule has no {other}", fix=f"write its {values}: instead")

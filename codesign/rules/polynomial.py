@@ -15,6 +15,7 @@ from typing import Any, Mapping
 from brian2.utils.stringtools import word_substitute
 
 from codesign.errors import RuleError
+from codesign.rules.family import FAMILIES, Family
 
 __all__ = [
     "TERMS",
@@ -162,3 +163,7 @@ def values(rule: PolynomialRule, ref: Any, terms: tuple[str, ...]) -> dict[str, 
     """One candidate's values of :func:`variables` (in Brian2's base units)."""
     slot = ref.slot
     return {f"eta_{slot}": rule.eta, **{f"{slot}_{t}": rule.coefficient(t) for t in terms}}
+
+
+FAMILIES.register("polynomial", Family("polynomial", TERMS, 10.0, make, template, variables, values,
+                                          scale_term="theta_110"))

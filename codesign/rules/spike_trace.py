@@ -16,6 +16,7 @@ import math
 from typing import Any, Mapping
 
 from codesign.errors import RuleError
+from codesign.rules.family import FAMILIES, Family
 
 __all__ = ["SPIKE_TERMS", "SpikeTraceRule", "vogels"]
 
@@ -134,3 +135,7 @@ def values(rule: SpikeTraceRule, ref: Any, terms: tuple[str, ...]) -> dict[str, 
     slot = ref.slot
     return {f"eta_{slot}": rule.eta, f"tau_x_{slot}": rule.tau_x_ms * 1e-3, f"tau_y_{slot}": rule.tau_y_ms * 1e-3,
             **{f"{slot}_{t}": rule.coefficient(t) for t in SPIKE_TERMS}}
+
+
+FAMILIES.register("spike_trace", Family("spike_trace", tuple(SPIKE_TERMS), 0.01, make, template, variables, values,
+                                            ("tau_x_ms", "tau_y_ms")))

@@ -15,6 +15,7 @@ import math
 from typing import Any, ClassVar, Mapping
 
 from codesign.errors import RuleError
+from codesign.rules.family import FAMILIES, Family
 
 __all__ = ["TextRule", "make", "template", "variables", "values", "unit_scale"]
 
@@ -70,7 +71,7 @@ def unit_scale(unit: str) -> tuple[str, float]:
     ``ms`` -> (``second``, 0.001), ``Hz`` -> (``hertz``, 1.0), ``1`` -> (``1``, 1.0)."""
     from brian2 import Equations, Unit, get_unit
 
-    from codesign.models.expressions import ExpressionError, evaluate
+    from codesign.expressions import ExpressionError, evaluate
 
     try:
         value = evaluate(unit, {})
@@ -95,7 +96,7 @@ def _in_unit(param: str, value: Any, unit: str) -> float:
     """A value given as a number (in the param's unit) or as a Brian2 quantity (converted to it)."""
     from brian2 import Quantity
 
-    from codesign.models.expressions import evaluate
+    from codesign.expressions import evaluate
 
     if not isinstance(value, Quantity) or value.is_dimensionless:
         return float(value)
@@ -151,3 +152,6 @@ def variables(ref: Any, terms: tuple[str, ...]) -> dict[str, str]:
 def values(rule: TextRule, ref: Any, terms: tuple[str, ...]) -> dict[str, float]:
     """One candidate's values of :func:`variables`, in base units."""
     return {param: rule.coefficient(param) * unit_scale(spec.unit)[1] for param, spec in ref.params.items()}
+
+
+FAMILIES.register("text", Family("text", (), None, make, template, variables, values))

@@ -111,7 +111,7 @@ MODEL_CONSTANTS = {"target_rate_hz": ("target_rate", "Hz"), "rate_inhibitory_hz"
 def port_params(model: Any = None, **overrides: Any) -> PortParams:
     """Port parameters from a model's constants (:data:`MODEL_CONSTANTS`): its target rate, inhibitory
     input rate, initial weight and bound (sizes and durations stay the port's)."""
-    from codesign.models.expressions import evaluate
+    from codesign.expressions import evaluate
 
     values: dict[str, Any] = {}
     if model is not None:

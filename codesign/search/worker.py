@@ -1,0 +1,211 @@
+"""One worker's loop: ask a batch of trials, evaluate them in one network, tell the results.
+
+One worker evaluates ``batch_size`` trials at a time in one network (``ModelTask.evaluate``). Several
+workers share one storage (:mod:`codesign.search.storage`), on one machine or many; each process
+builds its own network once and reuses it for every batch. Workers that die or hang lose nothing:
+see :mod:`codesign.search.liveness`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Mapping
+
+import optuna
+from optuna.trial import TrialState
+
+from codesign.backends import build_seconds
+from codesign.hardware import cost
+from codesign.models import Evaluation
+from codesign.search import liveness
+from codesign.search.generations import ask_batch, population
+from codesign.search.liveness import BatchGuard, TrialTimeout
+from codesign.search.objectives import OBJECTIVES
+from codesign.search.samplers import SAMPLERS
+from codesign.search.space import candidate, distributions, knob_values, searched_terms
+from codesign.search.study import TRAIN_SEED_OFFSET, count_trials, make_task, open_study, retry_callback
+from codesign.spec import StudySpec
+
+__all__ = ["run_worker", "WorkerStats", "write_stats"]
+
+
+@dataclasses.dataclass
+class WorkerStats:
+    """Where a worker's time went: ``storage_s`` is asking and telling (Optuna's sampler and storage)."""
+
+    trials: int = 0
+    timed_out: int = 0
+    wall_s: float = 0.0
+    startup_s: float = 0.0
+    build_s: float = 0.0
+    evaluate_s: float = 0.0
+    wait_s: float = 0.0
+    #: After the first batch (which builds the network): trials, and CPU seconds of this process and
+    #: of the processes it ran (C++ standalone simulations), so CPU per trial is comparable between runs.
+    steady_trials: int = 0
+    steady_cpu_s: float = 0.0
+
+    @property
+    def storage_s(self) -> float:
+        return max(0.0, self.wall_s - self.startup_s - self.build_s - self.evaluate_s - self.wait_s)
+
+    def summary(self) -> str:
+        n = max(self.trials, 1)
+        return (f"{self.trials} trials in {self.wall_s:.1f} s; per trial {1e3 * self.evaluate_s / n:.1f} ms simulating, "
+                f"{1e3 * self.storage_s / n:.1f} ms asking and telling; {self.wait_s:.1f} s waiting, "
+                f"{self.startup_s + self.build_s:.1f} s starting and building"
+                + (f"; {self.timed_out} timed out" if self.timed_out else ""))
+
+
+def write_stats(stats: WorkerStats, path: Path) -> None:
+    """Write a worker's stats as JSON (``storage_s`` included)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({**dataclasses.asdict(stats), "storage_s": stats.storage_s}))
+
+
+def run_worker(spec: StudySpec, storage_url: str | None = None, n_trials: int | None = None,
+               worker_index: int = 0, batch_size: int | None = None,
+               on_batch: Callable[[optuna.Study], None] | None = None, poll_s: float = 0.05) -> WorkerStats:
+    """Ask, evaluate and tell batches until the study has ``n_trials`` finished trials.
+
+    ``batch_size`` (default: the study's) is how many trials this worker evaluates at once; with a
+    sampler that has a population (CMA-ES) the study's ``batch_size`` is the population, and N local
+    workers each take a share of it. Returns where the time went. Trials of a batch that raises are
+    marked failed before the error propagates, so no trial is left RUNNING by a live worker; a batch
+    that runs past ``trial_timeout_s`` is failed and the worker goes on
+    (:class:`codesign.search.liveness.BatchGuard`). Every second (while it evaluates too) the worker
+    reclaims the trials of dead workers.
+    """
+    return _Worker(spec, storage_url, n_trials, worker_index, batch_size, poll_s).run(on_batch)
+
+
+def _cpu_seconds() -> float:
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+class _Worker:
+    """The state of one worker's loop (see :func:`run_worker`)."""
+
+    def __init__(self, spec: StudySpec, storage_url: str | None, n_trials: int | None, worker_index: int,
+                 batch_size: int | None, poll_s: float) -> None:
+        started = time.perf_counter()
+        self.spec, self.poll_s, self.started = spec, poll_s, started
+        self.stats = WorkerStats()
+        self.target = n_trials or spec.n_trials
+        self.share = batch_size or spec.batch_size
+        self.study = open_study(spec, storage_url, worker_index)
+        if SAMPLERS[spec.sampler.name].generations:
+            import cmaes  # noqa: F401  (Optuna imports it, and SciPy with it, on the first ask: part of starting up)
+        self.key, self.popsize = population(self.study, spec.sampler.name, spec.batch_size)
+        self.task = make_task(spec)
+        self.space = distributions(spec)
+        self.retry = retry_callback(spec)
+        self.sweep_every = min(1.0, float(spec.heartbeat_s))
+        self.last_sweep = -float("inf")
+        self.stats.startup_s = time.perf_counter() - started
+
+    def sweep(self) -> None:
+        """Reclaim the trials of dead workers."""
+        liveness.reclaim_dead_trials(self.study, 2 * self.spec.heartbeat_s, self.retry)
+        self.last_sweep = time.monotonic()
+
+    def wait(self) -> None:
+        self.stats.wait_s += self.poll_s
+        time.sleep(self.poll_s)
+
+    def run(self, on_batch: Callable[[optuna.Study], None] | None) -> WorkerStats:
+        steady_from: tuple[int, float] | None = None
+        while True:
+            if time.monotonic() - self.last_sweep >= self.sweep_every:
+                self.sweep()
+            finished, running = count_trials(self.study)
+            size = min(self.share, self.target - finished - running)
+            if size <= 0 and finished >= self.target:
+                break
+            # No room: the last trials run elsewhere (if their worker dies, the sweep takes them
+            # over), or this generation is being evaluated by other workers.
+            trials = ask_batch(self.study, self.space, size, self.target, self.key, self.popsize) if size > 0 else []
+            if not trials:
+                self.wait()
+                continue
+            if self.evaluate_and_tell(trials) and steady_from is None:
+                steady_from = (self.stats.trials, _cpu_seconds())
+            if on_batch is not None:
+                on_batch(self.study)
+        self.stats.wall_s = time.perf_counter() - self.started
+        if steady_from is not None:
+            self.stats.steady_trials = self.stats.trials - steady_from[0]
+            self.stats.steady_cpu_s = _cpu_seconds() - steady_from[1]
+        return self.stats
+
+    def evaluate_and_tell(self, trials: list[optuna.Trial]) -> bool:
+        """Evaluate one batch and tell its results; False if it ran past its time limit (its trials failed)."""
+        spec = self.spec
+        knobs = [knob_values(spec, t.params) for t in trials]
+        guard = BatchGuard(self.study, trials, spec.heartbeat_s, spec.trial_timeout_s, build_seconds,
+                           sweep=self.sweep, sweep_s=self.sweep_every)
+        built, began = build_seconds(), time.perf_counter()
+        try:
+            try:
+                with guard:
+                    candidates = [candidate(spec, t.params, name=f"trial {t.number}") for t in trials]
+                    evaluations = self.task.evaluate(candidates, spec.seed + TRAIN_SEED_OFFSET,
+                                                     terms=searched_terms(spec), capacity=self.share,
+                                                     knobs=knobs if spec.hardware.knobs else None)
+            except TrialTimeout:
+                pass  # raised on the way out of the guard: its trials are failed already
+        except BaseException:
+            for trial in trials:
+                liveness.fail_trial(self.study, trial._trial_id, None)
+            raise
+        finally:
+            self.stats.build_s += build_seconds() - built
+            self.stats.evaluate_s += time.perf_counter() - began - (build_seconds() - built)
+        if guard.timed_out:
+            self.stats.timed_out += len(trials)
+            numbers = ", ".join(str(t.number) for t in trials)
+            print(f"codesign: trials {numbers} ran past trial_timeout_s = {spec.trial_timeout_s:g} s of simulation; "
+                  "failed (not retried)", file=sys.stderr)
+            return False
+        for trial, evaluation, knob in zip(trials, evaluations, knobs):
+            tell(spec, self.study, trial, evaluation, knob)
+        self.stats.trials += len(trials)
+        return True
+
+
+def objective_values(spec: StudySpec, evaluation: Evaluation, knobs: Mapping[str, float]) -> tuple[list[float], bool]:
+    """The objective values of an evaluation, and whether the candidate fits its target."""
+    result = cost(spec.target, evaluation.counts) if evaluation.counts is not None else None
+    values = [OBJECTIVES[name].value(spec, evaluation, result, knobs) for name in spec.objectives]
+    return values, result is None or result.fits
+
+
+def tell(spec: StudySpec, study: optuna.Study, trial: optuna.Trial, evaluation: Evaluation,
+         knobs: Mapping[str, float]) -> None:
+    """Record a result. A diverged candidate (NaN weights, runaway rate) is pruned with its reason.
+
+    With one objective its loss (the ceiling) is reported as an intermediate value first, so that
+    samplers that take pruned trials into account (CMA-ES here) still rank it and a generation
+    stays complete. A candidate that does not fit its target is told as infeasible (constraints).
+    A trial failed meanwhile (its worker was taken for dead) keeps its state: the result is dropped,
+    and the trial's retry counts instead.
+    """
+    try:
+        trial.set_user_attr("metrics", evaluation.metrics)
+        values, fits = objective_values(spec, evaluation, knobs)
+        trial.set_constraint("fits_target", 0.0 if fits else 1.0)  # samplers avoid infeasible candidates
+        if evaluation.diverged:
+            trial.set_user_attr("diverged_reason", evaluation.metrics.get("diverged_reason", "diverged"))
+            if len(values) == 1:
+                trial.report(evaluation.loss, step=0)
+            study.tell(trial, state=TrialState.PRUNED, skip_if_finished=True)
+        else:
+            study.tell(trial, values if len(values) > 1 else values[0], skip_if_finished=True)
+    except optuna.exceptions.UpdateFinishedTrialError:
+        pass
