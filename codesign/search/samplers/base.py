@@ -1,4 +1,4 @@
-"""The sampler registry: Optuna samplers by the name a study gives (``sampler: {name: ...}``).
+"""What a sampler kind declares (:class:`SamplerKind`) and the registry of them (:data:`SAMPLERS`).
 
 Each entry declares what it needs from the study, and the rest of codesign reads those
 declarations instead of the sampler's name:
@@ -11,13 +11,13 @@ declarations instead of the sampler's name:
 * ``constant_liar``: running trials count as bad, so parallel workers do not propose the same point;
 * ``min_batch``: the smallest population it can start from.
 
-A new sampler is one module (or one entry here) that calls :data:`SAMPLERS`'s ``register``.
+A new sampler is one module in this package that calls ``SAMPLERS.register``, imported by the
+package's ``__init__``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import warnings
 from typing import TYPE_CHECKING, Callable
 
 import optuna
@@ -63,29 +63,3 @@ def sampler(spec: StudySpec, worker_index: int = 0) -> optuna.samplers.BaseSampl
     kind = SAMPLERS[spec.sampler.name]
     seed = (spec.seed + 7919 * worker_index) % 2**32
     return kind.make(seed, spec.batch_size if kind.population else None, kind.constant_liar)
-
-
-def _cmaes(seed: int, population: int | None, constant_liar: bool) -> optuna.samplers.BaseSampler:
-    # CMA-ES warns at every tell (in every worker) that it ignores constraints. Ours, whether the
-    # network fits the target, is decided by the network's size and is the same for every
-    # candidate of a study: there is nothing to steer by, and the report never picks an
-    # infeasible trial anyway (feasible()).
-    warnings.filterwarnings("ignore", "Constraints have been set, but CmaEsSampler", UserWarning)
-    with warnings.catch_warnings():  # consider_pruned_trials is marked experimental
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.samplers.CmaEsSampler(popsize=population, seed=seed, warn_independent_sampling=False,
-                                            consider_pruned_trials=True)
-
-
-#: CMA-ES starts from a batch of random rules, then from the centre of the bounds with a step of a
-#: sixth of their width (Optuna's defaults); the batch is its population.
-SAMPLERS.register("cmaes", SamplerKind(_cmaes, population=True, generations=True, min_batch=4,
-                                       description="CMA-ES uses the batch as its population"))
-SAMPLERS.register("tpe", SamplerKind(
-    lambda seed, population, liar: optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=liar),
-    multi_objective=True, constant_liar=True))
-SAMPLERS.register("nsga2", SamplerKind(
-    lambda seed, population, liar: optuna.samplers.NSGAIISampler(population_size=max(population or 2, 2), seed=seed),
-    population=True, multi_objective=True))
-SAMPLERS.register("random", SamplerKind(lambda seed, population, liar: optuna.samplers.RandomSampler(seed=seed),
-                                        multi_objective=True))
