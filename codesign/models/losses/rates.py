@@ -1,0 +1,229 @@
+"""Losses on firing rates: a target rate, rates per trial, classification by rates."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from codesign.models.evaluation import Evaluation
+from codesign.models.losses.base import LOSSES, Loss, Recordings
+from codesign.schema import Where
+
+__all__: list[str] = []
+
+# -- Target rate -------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class _RateParams:
+    #: The group whose rate is held, and the phase over which it is measured.
+    group: str
+    phase: str
+    #: The target rate in Hz (a number or an expression of the constants).
+    target: float
+    #: A rate above this is a runaway: the candidate counts as diverged.
+    runaway: float = dataclasses.field(default=150.0, metadata={"min": 0.0})
+    #: Synapse weights whose mean is reported (``mean_weight``), and used by the solutions plot.
+    weights: str | None = None
+    #: Rules with a loss below this count as solutions in the solution-manifold plot.
+    good_loss: float = dataclasses.field(default=0.01, metadata={"min": 0.0})
+    #: The Poisson rate of the plastic inputs, for the solution-manifold plot: an expression of the
+    #: constants, kept as text because a study's conditions may vary it (the plot evaluates it per condition).
+    input_rate: str | None = None
+
+
+class RateToTarget(Loss):
+    """Squared relative error of a group's firing rate in a phase against a target, averaged over the
+    draws; metrics ``rates_hz`` (one per draw), ``max_rate_error``, ``mean_weight``."""
+
+    kind = "rate_to_target"
+    Params = _RateParams
+
+    def __init__(self, params: Any, model: Any, where: Where) -> None:
+        super().__init__(params, model, where)
+        if params.input_rate is not None:
+            self.input_rate_hz(model)  # a bad expression is an error now, not when a study's plot is drawn
+
+    def input_rate_hz(self, model: Any) -> float:
+        """``input_rate`` with ``model``'s constants, in Hz."""
+        from brian2 import Hz
+
+        where = self.where.child("input_rate")
+        value = model.value(self.params.input_rate, where)
+        if getattr(value, "dim", None) != Hz.dim:
+            raise where.error(f"must be a rate, got {value}", fix="write an expression in Hz, e.g. rate_inhibitory")
+        return float(value / Hz)
+
+    def records(self) -> list[str]:
+        if self.params.group not in self.model.groups:
+            raise self.where.child("group").error(f"unknown group {self.params.group!r}",
+                                                  fix=f"groups: {', '.join(self.model.groups)}")
+        if self.params.phase not in {p.name for p in self.model.protocol}:
+            raise self.where.child("phase").error(f"unknown phase {self.params.phase!r}",
+                                                  fix=f"phases: {', '.join(p.name for p in self.model.protocol)}")
+        names = [f"{self.params.group}@{self.params.phase}"]
+        if self.params.weights:
+            self._check_name("weights", self.params.weights, ("synapses",))
+            names.append(self.params.weights)
+        return names
+
+    def __call__(self, rec: Recordings) -> Evaluation:
+        p = self.params
+        rates = rec.counts[f"{p.group}@{p.phase}"].mean(axis=1) / rec.phase_seconds[p.phase]
+        error = (rates - p.target) / p.target
+        metrics: dict[str, Any] = {"rates_hz": [float(x) for x in rates], "max_rate_error": float(np.max(np.abs(error)))}
+        arrays = {}
+        if p.weights:
+            weights = rec.values[p.weights][:, rec.present[p.weights.partition(".")[0]]]
+            metrics["mean_weight"] = float(np.mean(weights))
+            arrays["weights"] = weights
+        runaway = rates > p.runaway
+        if runaway.any():
+            metrics["diverged_reason"] = f"runaway rate {rates.max():.1f} Hz > runaway {p.runaway:g}"
+        return Evaluation(Evaluation.capped(float(np.mean(error**2))), metrics, arrays, diverged=bool(runaway.any()))
+
+    def plot_solutions(self, spec: Any, solutions: Sequence[tuple[Any, float, dict]], path: Path) -> bool:
+        from codesign.models.plots import plot_rate_solutions
+
+        if self.params.input_rate is None:
+            return False
+        where = Where(spec.file, "conditions")
+        models = [spec.model.with_constants(dict(c), where) if c else spec.model for c in spec.conditions.train]
+        return plot_rate_solutions(self.params, [self.input_rate_hz(m) for m in models], solutions, path)
+
+
+# -- Rates per trial ---------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class _TrialRateParams:
+    #: The group whose mean rate is read in ``phase`` of every trial.
+    group: str
+    phase: str
+    #: The constant each trial sets to its target rate (``trials: [{target: 20*Hz, ...}, ...]``).
+    target: str
+    #: Errors are in units of this rate (Hz); default: the largest target.
+    scale: float | None = dataclasses.field(default=None, metadata={"min": 1e-9})
+    #: A trial counts as right when its rate is on the same side of this rate (Hz) as its target.
+    threshold: float | None = dataclasses.field(default=None, metadata={"min": 0.0})
+    #: Score only the last this many passes through the trials (what was learned); default: all.
+    last: int | None = dataclasses.field(default=None, metadata={"min": 1})
+
+
+class TrialRates(Loss):
+    """Each trial asks for its own rate of a group in a phase (e.g. XOR: high for patterns 01 and 10):
+    the mean squared error of the rates, in units of ``scale``, over the trials of the scored passes
+    and the draws; metrics ``trial_rates_hz`` (per trial of ``trials``, mean over passes and draws),
+    ``accuracy`` (with a ``threshold``)."""
+
+    kind = "trial_rates"
+    Params = _TrialRateParams
+
+    def records(self) -> list[str]:
+        from codesign.models.network import TRIALS
+
+        p = self.params
+        if not self.model.trials:
+            raise self.where.error("the model has no trials", fix="add trials: [{CONSTANT: value}, ...] to the model")
+        if p.group not in self.model.groups:
+            raise self.where.child("group").error(f"unknown group {p.group!r}", fix=f"groups: {', '.join(self.model.groups)}")
+        if p.phase not in {ph.name for ph in self.model.protocol}:
+            raise self.where.child("phase").error(f"unknown phase {p.phase!r}",
+                                                  fix=f"phases: {', '.join(ph.name for ph in self.model.protocol)}")
+        if any(p.target not in t for t in self.model.trials):
+            raise self.where.child("target").error(f"not every trial sets {p.target!r}",
+                                                   fix=f"give each trial a value of {p.target}")
+        return [f"{p.group}@{p.phase}{TRIALS}"]
+
+    def targets(self) -> np.ndarray:
+        """The target rate (Hz) of each pass."""
+        from brian2 import Hz
+
+        where = self.model.where.child("trials")
+        return np.array([float(self.model.value(self.model.trial_of(c)[self.params.target], where) / Hz)
+                         for c in range(self.model.cycles)])
+
+    def __call__(self, rec: Recordings) -> Evaluation:
+        from codesign.models.network import TRIALS
+
+        p = self.params
+        start, end = rec.phases[p.phase]
+        counts = rec.counts[f"{p.group}@{p.phase}{TRIALS}"]  # (draws, cycles, n)
+        rates = counts.mean(axis=2) / (end - start)
+        targets = self.targets()
+        scored = slice(-p.last * len(self.model.trials), None) if p.last else slice(None)
+        scale = p.scale or float(np.max(np.abs(targets))) or 1.0
+        error = (rates[:, scored] - targets[scored]) / scale
+        n_trials = len(self.model.trials)
+        per_trial = [float(np.mean(rates[:, scored][:, i::n_trials])) for i in range(n_trials)]
+        metrics: dict[str, Any] = {"trial_rates_hz": per_trial}
+        if p.threshold is not None:
+            right = (rates[:, scored] > p.threshold) == (targets[scored] > p.threshold)
+            metrics["accuracy"] = float(np.mean(right))
+        return Evaluation(Evaluation.capped(float(np.mean(error**2))), metrics, {"rates": rates})
+
+
+@dataclasses.dataclass(frozen=True)
+class _ClassificationParams:
+    #: The output group: neuron c stands for class c; its rate in ``phase`` of each trial is read.
+    group: str
+    phase: str
+    #: The constant each trial sets to its class (a neuron index of ``group``).
+    label: str
+    #: Rates are divided by this (Hz) before the softmax: a rate difference of ``scale`` is one nat.
+    scale: float = dataclasses.field(default=10.0, metadata={"min": 1e-9})
+    last: int | None = dataclasses.field(default=None, metadata={"min": 1})
+
+
+class Classification(TrialRates):
+    """Classification by output rates: per trial, the cross-entropy of the softmax of the output
+    neurons' rates (divided by ``scale``) against the trial's class; metric ``accuracy`` (the most
+    active neuron is the class) and ``confusion`` (true class x chosen class, counts)."""
+
+    kind = "classification"
+    Params = _ClassificationParams
+
+    def records(self) -> list[str]:
+        from codesign.models.network import TRIALS
+
+        p = self.params
+        if not self.model.trials or any(p.label not in t for t in self.model.trials):
+            raise self.where.child("label").error(f"not every trial sets {p.label!r}",
+                                                  fix=f"add trials: [{{{p.label}: 0, ...}}, ...] to the model")
+        if p.group not in self.model.groups:
+            raise self.where.child("group").error(f"unknown group {p.group!r}", fix=f"groups: {', '.join(self.model.groups)}")
+        return [f"{p.group}@{p.phase}{TRIALS}"]
+
+    def __call__(self, rec: Recordings) -> Evaluation:
+        from codesign.models.network import TRIALS
+
+        p = self.params
+        start, end = rec.phases[p.phase]
+        rates = rec.counts[f"{p.group}@{p.phase}{TRIALS}"] / (end - start)  # (draws, cycles, classes)
+        classes = rates.shape[2]
+        where = self.model.where.child("trials")
+        labels = np.array([int(float(self.model.value(self.model.trial_of(c)[p.label], where)))
+                           for c in range(self.model.cycles)])
+        if labels.min() < 0 or labels.max() >= classes:
+            return Evaluation(Evaluation.capped(math.inf), {"diverged_reason": f"labels outside 0..{classes - 1}"},
+                              diverged=True)
+        scored = slice(-p.last * len(self.model.trials), None) if p.last else slice(None)
+        logits = rates[:, scored] / p.scale
+        logits = logits - logits.max(axis=2, keepdims=True)
+        log_p = logits - np.log(np.exp(logits).sum(axis=2, keepdims=True))
+        truth = labels[scored]
+        loss = -float(np.mean(np.take_along_axis(log_p, np.broadcast_to(truth[None, :, None], log_p.shape[:2] + (1,)),
+                                                 axis=2)))
+        chosen = rates[:, scored].argmax(axis=2)
+        confusion = np.zeros((classes, classes), dtype=int)
+        np.add.at(confusion, (np.broadcast_to(truth, chosen.shape), chosen), 1)
+        metrics = {"accuracy": float(np.mean(chosen == truth)), "confusion": confusion.tolist()}
+        return Evaluation(Evaluation.capped(loss), metrics, {"rates": rates})
+
+
+for _cls in (RateToTarget, TrialRates, Classification):
+    LOSSES.register(_cls.kind, _cls)
