@@ -26,7 +26,7 @@ from codesign.rules import PolynomialRule
 from codesign.rules.spike_trace import SPIKE_TERMS, SpikeTraceRule, vogels
 from codesign.schema import Where
 
-from conftest import ROOT
+from tests.conftest import ROOT
 
 #: models/target-rate.yaml at full size (800 + 200 inputs), long enough to fire and learn: on a GPU
 #: the comparison means something. Sizes do not change the compile time (the code is the same).
