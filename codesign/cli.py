@@ -352,33 +352,6 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_bench(args: argparse.Namespace) -> int:
-    from codesign.bench import print_gpu_table, print_table, run_benchmarks, run_gpu_benchmarks
-    from codesign.bench_workers import print_workers_table, run_workers_bench
-
-    def plain(result: dict) -> dict:
-        return {k: v for k, v in result.items() if k != "rows"}
-
-    console = _console()
-    out: dict[str, Any] = {}
-    results: dict[str, Any] = {}
-    if args.gpu:
-        results = {"gpu": run_gpu_benchmarks(quick=args.quick)}
-    elif args.only in (None, "evaluations"):
-        results = run_benchmarks(quick=args.quick)
-    for task, result in results.items():
-        out[task] = {t: plain(r) for t, r in result.items()} if task == "gpu" else plain(result)
-        if not args.json:
-            (print_gpu_table(result, console) if task == "gpu" else print_table(task, result, console))
-    if not args.gpu and args.only in (None, "workers"):
-        out["workers"] = run_workers_bench(quick=args.quick)
-        if not args.json:
-            print_workers_table(out["workers"], console)
-    if args.json:
-        print(json.dumps(out, indent=2))
-    return 0
-
-
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="codesign", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -450,20 +423,6 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print a JSON object")
     p.set_defaults(func=cmd_check)
 
-    p = sub.add_parser("bench", help="candidate evaluations per second, each way of running a model; trials per "
-                                     "second with 1 and 2 workers on each storage",
-                       description="candidate evaluations per second: naive, batched runtime (numpy, cython), "
-                                   "batched cpp_standalone and a NumPy reference, on the Oja and the spiking "
-                                   "target-rate models; where a GPU is, cuda_standalone against cpp_standalone on "
-                                   "large batches; then trials per second of the spiking study with 1 and 2 local "
-                                   "workers on the journal file and on a throwaway PostgreSQL server, and where a "
-                                   "trial's time goes")
-    p.add_argument("--json", action="store_true", help="print a JSON object (evaluations and trials per second)")
-    p.add_argument("--quick", action="store_true", help="tiny batches: checks the benchmark runs, not for numbers")
-    p.add_argument("--only", choices=["evaluations", "workers"], help="run one of the two parts")
-    p.add_argument("--gpu", action="store_true", help="only the GPU table (cuda_standalone against cpp_standalone on "
-                                                      "batches that fill a GPU); needs a GPU and nvcc")
-    p.set_defaults(func=cmd_bench)
     return parser
 
 

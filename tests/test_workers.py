@@ -295,10 +295,12 @@ def test_make_workers_help_is_true():
 
 @pytest.mark.slow
 def test_workers_bench_runs(capsys):
-    """``codesign bench --only workers --quick``: every number is there (tiny runs: not for the numbers)."""
-    assert main(["bench", "--only", "workers", "--quick", "--json"]) == 0
+    """``python -m benchmarks --only workers --quick``: every number is there (tiny runs: not for the numbers)."""
     import json
 
+    from benchmarks.__main__ import main as bench_main
+
+    assert bench_main(["--only", "workers", "--quick", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)["workers"]
     for rows in result["cases"].values():
         for storage, row in rows.items():
