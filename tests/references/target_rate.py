@@ -25,12 +25,10 @@ neuron.
 
 from __future__ import annotations
 
-from typing import Sequence
+import dataclasses
+from typing import Any, Sequence
 
 import numpy as np
-
-import dataclasses
-from typing import Any
 
 from codesign.rules.spike_trace import SPIKE_TERMS, SpikeTraceRule
 
@@ -89,6 +87,12 @@ def _timestep(t: float, dt: float) -> int:
     return int((t + 1e-3 * dt) / dt)
 
 
+#: Rows of the synapses' state array: traces x and y, weight w, time of the last update.
+X, Y, W, LU = 0, 1, 2, 3
+#: Brian2's scale of mV and of ms: the reference computes in volts and seconds, as Brian2 does.
+MV = MS = 1e-3
+
+
 def reference_run(rules: Sequence[SpikeTraceRule], params: TargetRateNetwork,
                   spikes: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """Run the ``target_rate`` network of every rule on every input draw.
@@ -101,73 +105,120 @@ def reference_run(rules: Sequence[SpikeTraceRule], params: TargetRateNetwork,
     ``(len(rules), n_repeats, n_inhibitory)`` the final inhibitory weights.
     """
     K, R = len(rules), params.n_repeats
-    n_in, n_e, n_i = params.n_inputs, params.n_excitatory, params.n_inhibitory
-    # Constants exactly as Brian2 has them (a value times its unit's scale: mV = ms = 1e-3).
-    dt = params.dt_ms * 1e-3
-    mv, ms = 1e-3, 1e-3
-    E_l, E_e, E_i = params.cell["E_l"] * mv, params.cell["E_e"] * mv, params.cell["E_i"] * mv
-    v_th, v_reset = params.cell["v_th"] * mv, params.cell["v_reset"] * mv
-    tau_m, tau_e, tau_i = params.cell["tau_m_ms"] * ms, params.cell["tau_e_ms"] * ms, params.cell["tau_i_ms"] * ms
-    refractory_steps = _timestep(params.cell["refractory_ms"] * ms, dt)
-    t_measure = params.learn_s * 1.0
-    w_e, w_max = params.w_excitatory, params.w_max
-    # Loop-invariant factors as Brian2's generated code computes them.
-    a_e, a_i, a_m = (-dt) / tau_e, (-dt) / tau_i, dt / tau_m
-    n_steps = _n_steps(params.duration_s, dt)
+    cell = _Cell.of(params)
+    count, syn = _simulate(params, cell, _rule_columns(rules), _binned_inputs(spikes, params, cell), K)
+    return count.reshape(K, R).astype(np.int64), syn[W].reshape(K, R, params.n_inhibitory).copy()
 
-    # Per-candidate parameters, shape (K, 1): they broadcast over repeats (neurons) and over spiking
-    # synapses alike.
+
+@dataclasses.dataclass(frozen=True)
+class _Cell:
+    """The neuron's constants exactly as Brian2 has them (a value times its unit's scale), and the
+    loop-invariant factors as Brian2's generated code computes them."""
+
+    dt: float
+    n_steps: int
+    E_l: float
+    E_e: float
+    E_i: float
+    v_th: float
+    v_reset: float
+    refractory_steps: int
+    t_measure: float
+    a_e: float
+    a_i: float
+    a_m: float
+
+    @classmethod
+    def of(cls, params: TargetRateNetwork) -> _Cell:
+        dt, c = params.dt_ms * 1e-3, params.cell
+        return cls(dt=dt, n_steps=_n_steps(params.duration_s, dt), E_l=c["E_l"] * MV, E_e=c["E_e"] * MV,
+                   E_i=c["E_i"] * MV, v_th=c["v_th"] * MV, v_reset=c["v_reset"] * MV,
+                   refractory_steps=_timestep(c["refractory_ms"] * MS, dt), t_measure=params.learn_s * 1.0,
+                   a_e=(-dt) / (c["tau_e_ms"] * MS), a_i=(-dt) / (c["tau_i_ms"] * MS), a_m=dt / (c["tau_m_ms"] * MS))
+
+
+def _rule_columns(rules: Sequence[SpikeTraceRule]) -> dict[str, np.ndarray]:
+    """Each rule's coefficients (by term), ``eta`` and trace time constants ``tau_x``, ``tau_y`` (s) as
+    columns of shape (K, 1): they broadcast over draws (neurons) and over spiking synapses alike."""
     def column(values) -> np.ndarray:
-        return np.asarray(values, dtype=float).reshape(K, 1)
+        return np.asarray(values, dtype=float).reshape(len(rules), 1)
 
-    coef = {t: column([rule.coefficient(t) for rule in rules]) for t in SPIKE_TERMS}
-    eta = column([rule.eta for rule in rules])
-    tau_x = column([rule.tau_x_ms for rule in rules]) * ms
-    tau_y = column([rule.tau_y_ms for rule in rules]) * ms
+    columns = {t: column([rule.coefficient(t) for rule in rules]) for t in SPIKE_TERMS}
+    columns.update(eta=column([rule.eta for rule in rules]), tau_x=column([rule.tau_x_ms for rule in rules]) * MS,
+                   tau_y=column([rule.tau_y_ms for rule in rules]) * MS)
+    return columns
 
-    # Input spikes binned per step (as Brian2's SpikeGeneratorGroup does), sorted by step, then by
-    # input index: the order in which Brian2 delivers them, which fixes the order of the additions.
+
+@dataclasses.dataclass(frozen=True)
+class _Inputs:
+    """The input spikes binned per step (as Brian2's SpikeGeneratorGroup does)."""
+
+    #: Excitatory spikes per step and draw, shape (n_steps, R): only how many matters (ge += w_e each),
+    #: and the most of any draw per step.
+    exc_count: np.ndarray
+    exc_max: np.ndarray
+    #: Inhibitory spikes in delivery order: each one's draw, its synapse's column in the (K, R * n_i)
+    #: layout of the synapses' state, and where each step's spikes start.
+    inh_rep: np.ndarray
+    inh_col: np.ndarray
+    inh_start: np.ndarray
+
+
+def _binned_inputs(spikes: tuple[np.ndarray, np.ndarray], params: TargetRateNetwork, cell: _Cell) -> _Inputs:
+    """Sorted by step, then by input index: the order in which Brian2 delivers the spikes, which fixes the
+    order of the additions."""
+    n_steps, n_in, n_e = cell.n_steps, params.n_inputs, params.n_excitatory
     indices = np.asarray(spikes[0], dtype=np.int64)
-    steps = np.round(np.asarray(spikes[1], dtype=float) / dt).astype(np.int64)
+    steps = np.round(np.asarray(spikes[1], dtype=float) / cell.dt).astype(np.int64)
     keep = steps < n_steps
     indices, steps = indices[keep], steps[keep]
     order = np.lexsort((indices, steps))
     indices, steps = indices[order], steps[order]
     rep, inp = indices // n_in, indices % n_in
     exc = inp < n_e
-    # Excitatory: only how many spikes reach each draw per step matters (ge is added w_e per spike).
-    exc_count = np.zeros((n_steps, R), dtype=np.int64)
+    exc_count = np.zeros((n_steps, params.n_repeats), dtype=np.int64)
     np.add.at(exc_count, (steps[exc], rep[exc]), 1)
     exc_max = exc_count.max(axis=1) if n_steps else np.zeros(0, dtype=np.int64)
-    # Inhibitory: (draw, inhibitory input) of each spike, with where each step's spikes start.
     inh_step, inh_rep, inh_syn = steps[~exc], rep[~exc], inp[~exc] - n_e
-    inh_start = np.searchsorted(inh_step, np.arange(n_steps + 1))
-    inh_col = inh_rep * n_i + inh_syn  # column of the synapse in the (K, R * n_i) layout below
-    # Flat index of neuron (k, r) for every candidate k, per inhibitory spike: add.at on it adds
-    # each neuron's spiking synapses in the order Brian2 does (ascending input index).
-    k_offset = (np.arange(K) * R)[:, None]
-    # Both trace time constants, shape (2, K, 1), to decay x and y in one go.
-    tau_xy = np.stack([tau_x, tau_y])
-    # Per-neuron copies of the post pathway's parameters, shape (6, K * R, 1).
-    post_params = np.repeat(np.stack([tau_x, tau_y, eta, coef["post_1"], coef["post_x"], coef["post_w"]]), R, axis=1)
+    return _Inputs(exc_count=exc_count, exc_max=exc_max, inh_rep=inh_rep,
+                   inh_col=inh_rep * params.n_inhibitory + inh_syn,
+                   inh_start=np.searchsorted(inh_step, np.arange(n_steps + 1)))
 
-    # State. Neuron (k, r) is entry k * R + r of the flat neuron arrays. Synapse (k, r, j) from
-    # inhibitory input j of draw r: its x, y, w and lastupdate are stacked in ``syn`` of shape
-    # (4, K, R * n_i), column r * n_i + j; ``rows`` views the same memory as (4, K * R, n_i), row
-    # k * R + r, for the post pathway.
+
+def _simulate(params: TargetRateNetwork, cell: _Cell, rule: dict[str, np.ndarray], inputs: _Inputs,
+              K: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every time step in Brian2's order (see the module's docstring): the output spike counts after
+    ``learn_s``, shape (K * R,), and the synapses' state, shape (4, K, R * n_i).
+
+    Neuron (k, r) is entry k * R + r of the flat neuron arrays. Synapse (k, r, j) from inhibitory
+    input j of draw r is column r * n_i + j of ``syn``; ``rows`` views the same memory as
+    (4, K * R, n_i), row k * R + r, for the post pathway.
+    """
+    R, n_i = params.n_repeats, params.n_inhibitory
+    # Locals, not attributes, in the loop: it runs once per time step.
+    dt, refractory_steps, t_measure = cell.dt, cell.refractory_steps, cell.t_measure
+    E_l, E_e, E_i, v_th, v_reset = cell.E_l, cell.E_e, cell.E_i, cell.v_th, cell.v_reset
+    a_e, a_i, a_m, w_e, w_max = cell.a_e, cell.a_i, cell.a_m, params.w_excitatory, params.w_max
+    exc_count, exc_max, inh_start = inputs.exc_count, inputs.exc_max, inputs.inh_start
+    # add.at on k * R + (draw of the spike) adds each neuron's spiking synapses in Brian2's order.
+    inh_neuron = (np.arange(K) * R)[:, None] + inputs.inh_rep
+    tau_xy = np.stack([rule["tau_x"], rule["tau_y"]])  # (2, K, 1): decays x and y in one go
+    # Per-neuron copies of the post pathway's parameters, shape (6, K * R, 1).
+    post_params = np.repeat(np.stack([rule[k] for k in ("tau_x", "tau_y", "eta", "post_1", "post_x", "post_w")]),
+                            R, axis=1)
+
     v = np.full((K, R), E_l)
-    ge = np.zeros(R)  # the same for every candidate: broadcast over them
+    ge = np.zeros(R)  # the same for every candidate (it depends on the inputs alone): broadcast over them
     gi = np.zeros((K, R))
     count = np.zeros(K * R)
     lastspike = np.full((K, R), np.iinfo(np.int64).min // 2, dtype=np.int64)  # never spiked
     v_flat, lastspike_flat = v.reshape(-1), lastspike.reshape(-1)
-    X, Y, W, LU = 0, 1, 2, 3
     syn = np.zeros((4, K, R * n_i))
     syn[W] = float(params.w_inhibitory_init)
     rows = syn.reshape(4, K * R, n_i)
 
     with np.errstate(all="ignore"):
-        for n in range(n_steps):
+        for n in range(cell.n_steps):
             t = n * dt
             # 1. groups: Euler step from the values at the start of the step.
             not_refractory = lastspike <= n - refractory_steps  # (n - lastspike) >= refractory_steps
@@ -180,33 +231,44 @@ def reference_run(rules: Sequence[SpikeTraceRule], params: TargetRateNetwork,
             # 3a. excitatory_pre: ge += w_e once per spike, one after the other (as add.at does).
             for j in range(exc_max[n]):
                 ge = ge + np.where(exc_count[n] > j, w_e, 0.0)
-            # 3b. inhibitory_pre (clip(a, 0, w_max) as minimum(maximum(a, 0), w_max): the same
-            # numbers, NaN included, with less overhead)
             lo, hi = inh_start[n], inh_start[n + 1]
             if hi > lo:
-                s = syn[:, :, inh_col[lo:hi]]  # (4, K, m)
-                xy = s[X:Y + 1] * np.exp(-(t - s[LU]) / tau_xy)
-                x_s, y_s, w_s = xy[0], xy[1], s[W]
-                np.add.at(gi.reshape(-1), k_offset + inh_rep[lo:hi], w_s)
-                s[X] = x_s + 1
-                s[Y] = y_s
-                s[W] = np.minimum(np.maximum(
-                    w_s + (eta * ((coef["pre_1"] + (coef["pre_y"] * y_s)) + (coef["pre_w"] * w_s))), 0.0), w_max)
-                s[LU] = t
-                syn[:, :, inh_col[lo:hi]] = s
-            # 3c. inhibitory_post
+                _inhibitory_pre(syn, inputs.inh_col[lo:hi], inh_neuron[:, lo:hi], gi, t, rule, tau_xy, w_max)
             if len(spiking):
-                s = rows[:, spiking]  # (4, m, n_i)
-                p_tau, p_eta, p_1, p_x, p_w = post_params[:2, spiking], *post_params[2:, spiking]
-                xy = s[X:Y + 1] * np.exp(-(t - s[LU]) / p_tau)
-                x_s, y_s, w_s = xy[0], xy[1], s[W]
-                s[X] = x_s
-                s[Y] = y_s + 1
-                s[W] = np.minimum(np.maximum(w_s + (p_eta * ((p_1 + (p_x * x_s)) + (p_w * w_s))), 0.0), w_max)
-                s[LU] = t
-                rows[:, spiking] = s
+                _inhibitory_post(rows, spiking, t, post_params, w_max)
                 # 4. resets
                 v_flat[spiking] = v_reset
                 count[spiking] += int(t >= t_measure)
                 lastspike_flat[spiking] = n
-    return count.reshape(K, R).astype(np.int64), syn[W].reshape(K, R, n_i).copy()
+    return count, syn
+
+
+def _inhibitory_pre(syn: np.ndarray, columns: np.ndarray, neurons: np.ndarray, gi: np.ndarray, t: float,
+                    rule: dict[str, np.ndarray], tau_xy: np.ndarray, w_max: float) -> None:
+    """3b. inhibitory_pre on the synapses of this step's inhibitory spikes: traces decay to ``t``,
+    ``gi += w``, ``x += 1``, pre update of ``w`` (clip(a, 0, w_max) as minimum(maximum(a, 0), w_max): the
+    same numbers, NaN included, with less overhead)."""
+    s = syn[:, :, columns]  # (4, K, m)
+    xy = s[X:Y + 1] * np.exp(-(t - s[LU]) / tau_xy)
+    x_s, y_s, w_s = xy[0], xy[1], s[W]
+    np.add.at(gi.reshape(-1), neurons, w_s)
+    s[X] = x_s + 1
+    s[Y] = y_s
+    s[W] = np.minimum(np.maximum(
+        w_s + (rule["eta"] * ((rule["pre_1"] + (rule["pre_y"] * y_s)) + (rule["pre_w"] * w_s))), 0.0), w_max)
+    s[LU] = t
+    syn[:, :, columns] = s
+
+
+def _inhibitory_post(rows: np.ndarray, spiking: np.ndarray, t: float, post_params: np.ndarray, w_max: float) -> None:
+    """3c. inhibitory_post on the synapses of the spiking neurons: traces decay to ``t``, ``y += 1``, post
+    update of ``w``."""
+    s = rows[:, spiking]  # (4, m, n_i)
+    p_tau, p_eta, p_1, p_x, p_w = post_params[:2, spiking], *post_params[2:, spiking]
+    xy = s[X:Y + 1] * np.exp(-(t - s[LU]) / p_tau)
+    x_s, y_s, w_s = xy[0], xy[1], s[W]
+    s[X] = x_s
+    s[Y] = y_s + 1
+    s[W] = np.minimum(np.maximum(w_s + (p_eta * ((p_1 + (p_x * x_s)) + (p_w * w_s))), 0.0), w_max)
+    s[LU] = t
+    rows[:, spiking] = s
