@@ -342,10 +342,21 @@ def cmd_port(args: argparse.Namespace) -> int:
     return 0
 
 
+def _model_or_study_file(value: str) -> Path:
+    """The file ``codesign check`` reads: ``value``, or where it is the bare name of one of codesign's own
+    models and no such file exists (``codesign check oja``), that model's file."""
+    from codesign.models.spec import bundled_model, is_bare_name
+    from codesign.schema import Where
+
+    if Path(value).exists() or not is_bare_name(value):
+        return Path(value)
+    return bundled_model(value, Where(None, "MODEL.yaml|STUDY.yaml"))
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     from codesign.models.check import check_file, render
 
-    report = check_file(args.file, args.target)
+    report = check_file(_model_or_study_file(args.file), args.target)
     if args.json:
         print(json.dumps(report, indent=2))
     else:
@@ -428,7 +439,8 @@ def _port_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _check_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("file", metavar="MODEL.yaml|STUDY.yaml", help="a model file (models/) or a study file (studies/)")
+    p.add_argument("file", metavar="MODEL.yaml|STUDY.yaml", help="a model file (models/), a study file (studies/), "
+                                                                  "or the name of one of codesign's models (oja)")
     _target_option(p)
     _json_option(p)
 
