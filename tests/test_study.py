@@ -293,7 +293,7 @@ def test_port_refuses_a_rate_based_study(write_study, capsys):
 
 
 def _study_best_rule_file(folder) -> str:
-    from test_loihi2 import STUDY_BEST
+    from tests.test_loihi2 import STUDY_BEST
 
     from codesign.rules import save_candidate
 
@@ -320,10 +320,10 @@ def test_port_allow_drop_lists_what_changed(tmp_path, monkeypatch, capsys):
     """--allow-drop ports the rule and lists the dropped term among the changes (JSON and table);
     the Brian2 and Lava runs are replaced by a stub: this checks the compilation and the report."""
     import numpy as np
-    from tests.conftest import ROOT
 
     from codesign.hardware.loihi2 import network
     from codesign.hardware.target import bundled_target
+    from tests.conftest import ROOT
 
     def stub(*args, **kwargs):
         weights = np.random.default_rng(0).uniform(0.1, 0.2, (60, 400))
