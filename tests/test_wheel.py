@@ -66,7 +66,8 @@ def test_the_installed_wheel_runs_from_another_directory(installed_wheel, tmp_pa
     def codesign(*args: str) -> str:
         return _run([str(installed_wheel / "codesign"), *args], cwd=elsewhere, env=env).stdout
 
-    assert "port" in codesign("--help") and "check" in codesign("--help")
+    usage = codesign("--help")
+    assert "port" in usage and "check" in usage
     assert "--allow-drop" in codesign("port", "--help")
     report = codesign("check", "oja")
     venv = installed_wheel.parent
