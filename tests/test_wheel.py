@@ -15,6 +15,7 @@ import os
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -42,11 +43,14 @@ def _run(args: list[str], **kwargs) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def installed_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A fresh environment with the wheel built from this checkout installed: its bin folder."""
+    """A fresh environment with the wheel built from this checkout installed: its bin folder. The wheel
+    holds the codesign package alone (not tests/ nor benchmarks/, which read the checkout)."""
     tmp = tmp_path_factory.mktemp("wheel")
     uv = _uv()
     _run([*uv, "build", "--wheel", "--offline", "--out-dir", str(tmp / "dist")], cwd=ROOT)
     (wheel,) = (tmp / "dist").glob("codesign-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        assert {name.split("/")[0] for name in archive.namelist()} == {"codesign", "codesign-0.1.0.dist-info"}
     venv = tmp / "venv"
     # The interpreter itself, not the checkout's .venv/bin/python link to it.
     python = os.path.realpath(sys.executable)
