@@ -35,10 +35,10 @@ test: setup  ## run the tests: science claims on small budgets included, not tho
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 bench: setup  ## evaluations/s (naive, batched, standalone, reference, GPU where one is); trials/s with 1 and 2 workers per storage
-	$(BIN)/codesign bench
+	$(BIN)/python -m benchmarks
 
 bench-gpu: setup  ## on a GPU node: cuda_standalone against cpp_standalone on batches that fill the GPU
-	$(BIN)/codesign bench --gpu
+	$(BIN)/python -m benchmarks --gpu
 
 test-all: setup  ## run every test, slow ones too
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

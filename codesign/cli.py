@@ -7,6 +7,7 @@ exit code 2; finished trials are already in the storage when that happens.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import zlib
@@ -341,10 +342,21 @@ def cmd_port(args: argparse.Namespace) -> int:
     return 0
 
 
+def _model_or_study_file(value: str) -> Path:
+    """The file ``codesign check`` reads: ``value``, or where it is the bare name of one of codesign's own
+    models and no such file exists (``codesign check oja``), that model's file."""
+    from codesign.models.spec import bundled_model, is_bare_name
+    from codesign.schema import Where
+
+    if Path(value).exists() or not is_bare_name(value):
+        return Path(value)
+    return bundled_model(value, Where(None, "MODEL.yaml|STUDY.yaml"))
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     from codesign.models.check import check_file, render
 
-    report = check_file(args.file, args.target)
+    report = check_file(_model_or_study_file(args.file), args.target)
     if args.json:
         print(json.dumps(report, indent=2))
     else:
@@ -352,59 +364,38 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_bench(args: argparse.Namespace) -> int:
-    from codesign.bench import print_gpu_table, print_table, run_benchmarks, run_gpu_benchmarks
-    from codesign.bench_workers import print_workers_table, run_workers_bench
-
-    def plain(result: dict) -> dict:
-        return {k: v for k, v in result.items() if k != "rows"}
-
-    console = _console()
-    out: dict[str, Any] = {}
-    results: dict[str, Any] = {}
-    if args.gpu:
-        results = {"gpu": run_gpu_benchmarks(quick=args.quick)}
-    elif args.only in (None, "evaluations"):
-        results = run_benchmarks(quick=args.quick)
-    for task, result in results.items():
-        out[task] = {t: plain(r) for t, r in result.items()} if task == "gpu" else plain(result)
-        if not args.json:
-            (print_gpu_table(result, console) if task == "gpu" else print_table(task, result, console))
-    if not args.gpu and args.only in (None, "workers"):
-        out["workers"] = run_workers_bench(quick=args.quick)
-        if not args.json:
-            print_workers_table(out["workers"], console)
-    if args.json:
-        print(json.dumps(out, indent=2))
-    return 0
+def _study_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("study", metavar="STUDY.yaml", help="study file, e.g. studies/oja.yaml")
+    p.add_argument("--storage", help="Optuna storage URL: journal:PATH or postgresql://USER@HOST/DB "
+                                     "(default: $CODESIGN_STORAGE, else the study file's storage, else a "
+                                     "journal file under results/<study>/)")
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="codesign", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+def _target_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--target", metavar="TARGET.yaml", help="run on this hardware target instead of the study "
+                                                            "file's, e.g. hw_targets/gpu.yaml on a GPU node")
 
-    def command(name: str, func: Callable[[argparse.Namespace], int], help: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help, description=help)
-        p.add_argument("study", metavar="STUDY.yaml", help="study file, e.g. studies/oja.yaml")
-        p.add_argument("--storage", help="Optuna storage URL: journal:PATH or postgresql://USER@HOST/DB "
-                                         "(default: $CODESIGN_STORAGE, else the study file's storage, else a "
-                                         "journal file under results/<study>/)")
-        p.set_defaults(func=func)
-        return p
 
-    def target_option(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--target", metavar="TARGET.yaml", help="run on this hardware target instead of the study "
-                                                                "file's, e.g. hw_targets/gpu.yaml on a GPU node")
-
-    p = command("run", cmd_run, "run a study (resumes if it exists) and write its results")
-    target_option(p)
+def _trials_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trials", type=_positive, help="total finished trials wanted (default: the study's n_trials)")
+
+
+def _json_option(p: argparse.ArgumentParser, help: str = "print a JSON object") -> None:
+    p.add_argument("--json", action="store_true", help=help)
+
+
+def _run_arguments(p: argparse.ArgumentParser) -> None:
+    _study_arguments(p)
+    _target_option(p)
+    _trials_option(p)
     p.add_argument("--workers", type=_positive, default=1, help="local worker processes (default 1)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    p = command("worker", cmd_worker, "join a study as one worker until it has its trials")
-    target_option(p)
-    p.add_argument("--trials", type=_positive, help="total finished trials wanted (default: the study's n_trials)")
+
+def _worker_arguments(p: argparse.ArgumentParser) -> None:
+    _study_arguments(p)
+    _target_option(p)
+    _trials_option(p)
     p.add_argument("--worker-index", type=int, help="distinguishes the sampler seeds of workers, e.g. "
                                                     "$SLURM_ARRAY_TASK_ID (default: drawn from host and pid)")
     p.add_argument("--batch-size", type=_positive, help="trials evaluated at once by this worker (default: the "
@@ -413,57 +404,84 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--stats", metavar="FILE.json", help="write where the worker's time went (simulating, "
                                                         "asking and telling, waiting) to this file")
 
-    p = command("best", cmd_best, "show the best rule found so far")
-    p.add_argument("--json", action="store_true", help="print a JSON object")
 
-    p = command("eval", cmd_eval, "evaluate one rule on the study's task with held-out input seeds")
-    target_option(p)
+def _best_arguments(p: argparse.ArgumentParser) -> None:
+    _study_arguments(p)
+    _json_option(p)
+
+
+def _eval_arguments(p: argparse.ArgumentParser) -> None:
+    _study_arguments(p)
+    _target_option(p)
     p.add_argument("--rule", help="a rule the task knows by name (oja task: oja, hebb, anti_hebbian, anti_oja, "
                                   "zero) or a rule file; default: the study's best")
     p.add_argument("--seed", type=_seed, help="input seed (default: the study's held-out seed)")
-    p.add_argument("--json", action="store_true", help="print a JSON object")
+    _json_option(p)
 
-    p = command("compare", cmd_compare, "run one rule and task on several hardware targets, side by side")
+
+def _compare_arguments(p: argparse.ArgumentParser) -> None:
+    _study_arguments(p)
     p.add_argument("--rule", help="a rule the task knows by name, or a rule file; default: the study's best")
     p.add_argument("--targets", nargs="+", required=True, metavar="TARGET.yaml", help="target files")
     p.add_argument("--seed", type=_seed, help="input seed (default: the study's held-out seed)")
-    p.add_argument("--json", action="store_true", help="print a JSON list, one object per target (energy: kind -> J)")
+    _json_option(p, "print a JSON list, one object per target (energy: kind -> J)")
 
-    p = command("port", cmd_port, "port a spiking rule to Loihi 2 (Lava) and report how well it survives")
+
+def _port_arguments(p: argparse.ArgumentParser) -> None:
+    _study_arguments(p)
     p.add_argument("--rule", help="a rule the task knows by name, or a rule file; default: the study's best")
     p.add_argument("--target", metavar="TARGET.yaml",
                    help="the Loihi 2 target file (default: hw_targets/loihi2.yaml as installed with codesign)")
     p.add_argument("--seed", type=_seed, default=0, help="input seed of the port network")
     p.add_argument("--allow-drop", action="store_true", help="drop terms whose scale rounds to zero on Loihi 2 "
                                                              "(listed among the changes) instead of refusing the rule")
-    p.add_argument("--json", action="store_true", help="print a JSON object: brian2, lava_float, lava_fixed, "
-                                                       "rule, changes, network")
+    _json_option(p, "print a JSON object: brian2, lava_float, lava_fixed, rule, changes, network")
 
-    p = sub.add_parser("check", help="validate a model or study file without running it and print the batched "
-                                     "network it builds",
-                       description="validate a model or study file without running it: its Brian2 objects are "
-                                   "built and prepared on the numpy runtime (identifiers, units), nothing is "
-                                   "simulated or compiled; prints the batched network (groups, synapses, "
-                                   "per-candidate variables, what is compiled once and what each run sets)")
-    p.add_argument("file", metavar="MODEL.yaml|STUDY.yaml", help="a model file (models/) or a study file (studies/)")
-    target_option(p)
-    p.add_argument("--json", action="store_true", help="print a JSON object")
-    p.set_defaults(func=cmd_check)
 
-    p = sub.add_parser("bench", help="candidate evaluations per second, each way of running a model; trials per "
-                                     "second with 1 and 2 workers on each storage",
-                       description="candidate evaluations per second: naive, batched runtime (numpy, cython), "
-                                   "batched cpp_standalone and a NumPy reference, on the Oja and the spiking "
-                                   "target-rate models; where a GPU is, cuda_standalone against cpp_standalone on "
-                                   "large batches; then trials per second of the spiking study with 1 and 2 local "
-                                   "workers on the journal file and on a throwaway PostgreSQL server, and where a "
-                                   "trial's time goes")
-    p.add_argument("--json", action="store_true", help="print a JSON object (evaluations and trials per second)")
-    p.add_argument("--quick", action="store_true", help="tiny batches: checks the benchmark runs, not for numbers")
-    p.add_argument("--only", choices=["evaluations", "workers"], help="run one of the two parts")
-    p.add_argument("--gpu", action="store_true", help="only the GPU table (cuda_standalone against cpp_standalone on "
-                                                      "batches that fill a GPU); needs a GPU and nvcc")
-    p.set_defaults(func=cmd_bench)
+def _check_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("file", metavar="MODEL.yaml|STUDY.yaml", help="a model file (models/), a study file (studies/), "
+                                                                  "or the name of one of codesign's models (oja)")
+    _target_option(p)
+    _json_option(p)
+
+
+@dataclasses.dataclass(frozen=True)
+class Command:
+    """A subcommand: its name, its one-line help (also its description, unless it has a longer one), what
+    adds its arguments to its parser, and the function it runs (exit code)."""
+
+    name: str
+    help: str
+    arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+    description: str | None = None
+
+
+COMMANDS = (
+    Command("run", "run a study (resumes if it exists) and write its results", _run_arguments, cmd_run),
+    Command("worker", "join a study as one worker until it has its trials", _worker_arguments, cmd_worker),
+    Command("best", "show the best rule found so far", _best_arguments, cmd_best),
+    Command("eval", "evaluate one rule on the study's task with held-out input seeds", _eval_arguments, cmd_eval),
+    Command("compare", "run one rule and task on several hardware targets, side by side", _compare_arguments,
+            cmd_compare),
+    Command("port", "port a spiking rule to Loihi 2 (Lava) and report how well it survives", _port_arguments,
+            cmd_port),
+    Command("check", "validate a model or study file without running it and print the batched network it builds",
+            _check_arguments, cmd_check,
+            description="validate a model or study file without running it: its Brian2 objects are built and "
+                        "prepared on the numpy runtime (identifiers, units), nothing is simulated or compiled; "
+                        "prints the batched network (groups, synapses, per-candidate variables, what is compiled "
+                        "once and what each run sets)"),
+)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="codesign", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for command in COMMANDS:
+        p = sub.add_parser(command.name, help=command.help, description=command.description or command.help)
+        command.arguments(p)
+        p.set_defaults(func=command.run)
     return parser
 
 

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Callable, Literal, Sequence
 
 from codesign.hardware import Target, load_target
-from codesign.models.spec import ModelSpec, RuleRef
+from codesign.models.spec import ModelSpec, RuleRef, bundled_model, is_bare_name
 from codesign.rules import FAMILIES
 from codesign.schema import Where, build, read_yaml
 from codesign.search.objectives import OBJECTIVES
@@ -294,11 +294,15 @@ def _rule_slots(raw: _StudyFile, model: ModelSpec, where: Where) -> dict[str, Ru
     return rules
 
 
-def _resolve_file(value: str, study_file: Path, where: Where, what: str, example: str) -> Path:
-    """A file a study names: relative to the current directory, the study's folder or its parent."""
+def _resolve_file(value: str, study_file: Path, where: Where, what: str, example: str,
+                  bundled: Callable[[str, Where], Path] | None = None) -> Path:
+    """A file a study names: relative to the current directory, the study's folder or its parent; else,
+    for a bare name (``model: oja``), the file of that name that comes with codesign (``bundled``)."""
     for path in (Path(value), study_file.parent / value, study_file.parent.parent / value):
         if path.is_file():
             return path
+    if bundled is not None and is_bare_name(value):
+        return bundled(value, where)
     raise where.error(f"{what} file {value!r} not found", fix=f"give a path to a file in {example} (relative to the current directory)")
 
 
@@ -315,7 +319,7 @@ def load_study(path: str | Path, target: str | None = None) -> StudySpec:
     path = Path(path)
     where = Where(str(path))
     raw = build(_StudyFile, read_yaml(path, "study file"), where)
-    own = load_model(_resolve_file(raw.model, path, where.child("model"), "model", "models/"))
+    own = load_model(_resolve_file(raw.model, path, where.child("model"), "model", "models/", bundled_model))
     model = own.with_constants(raw.constants, where.child("constants"))
     if raw.draws is not None:  # resolved here, so that a bad value names the study rather than the model file
         model = dataclasses.replace(model, raw_draws=raw.draws, draws=model.integer(raw.draws, where.child("draws")))

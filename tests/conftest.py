@@ -107,7 +107,7 @@ def standalone_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def postgres_server():
     """A throwaway PostgreSQL server for the session (initdb and pg_ctl in a temporary folder)."""
-    from codesign.postgres import PostgresUnavailable, ThrowawayPostgres
+    from tests.postgres import PostgresUnavailable, ThrowawayPostgres
 
     try:
         server = ThrowawayPostgres().start()

@@ -13,11 +13,11 @@ import pytest
 from codesign.backends import builds, clear_simulations
 from codesign.hardware import Target, load_target
 from codesign.models import ModelTask, load_model
-from codesign.references.oja import reference_weights
+from tests.references.oja import reference_weights
 from codesign.rules import PolynomialRule
 from codesign.schema import Where
 
-from conftest import ROOT
+from tests.conftest import ROOT
 
 #: models/oja.yaml, small: 4 inputs, 3 draws of 1 s.
 CONSTANTS, DRAWS = {"n_inputs": 4, "duration": "1*second"}, 3

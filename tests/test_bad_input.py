@@ -19,7 +19,7 @@ from codesign.rules import load_candidate
 from codesign.spec import load_study
 from codesign.search.launcher import run_study
 
-from conftest import small_study
+from tests.conftest import small_study
 
 
 def one_line_error(capsys, *args: str) -> str:

@@ -1,17 +1,20 @@
-"""``codesign bench``'s evaluation tables: each times its model and its NumPy reference on the same work."""
+"""The benchmarks' evaluation tables (``python -m benchmarks``): each times its model and its NumPy reference on
+the same work."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
+from benchmarks.evaluations import BENCHES, ModelBench
 from codesign.backends import clear_simulations
-from codesign.bench import BENCHES, ModelBench
-from codesign.cli import main
 from codesign.hardware import Target
+from tests.conftest import ROOT
 
 NUMPY = Target(name="test-numpy", backend="runtime", codegen="numpy")
 
@@ -64,12 +67,23 @@ def test_the_reference_simulates_the_candidates_the_model_evaluates(name):
             np.testing.assert_array_equal(evaluation.metrics["rates_hz"], counts[k] / 0.2)
 
 
+def test_make_bench_runs_the_benchmarks_package_from_the_repository_root():
+    dry = subprocess.run(["make", "-s", "-n", "-C", str(ROOT), "bench"], capture_output=True, text=True).stdout
+    assert ".venv/bin/python -m benchmarks" in dry.splitlines()[-1]
+    gpu = subprocess.run(["make", "-s", "-n", "-C", str(ROOT), "bench-gpu"], capture_output=True, text=True).stdout
+    assert gpu.splitlines()[-1].endswith("-m benchmarks --gpu")
+    usage = subprocess.run([sys.executable, "-m", "benchmarks", "--help"], cwd=ROOT, capture_output=True, text=True)
+    assert usage.returncode == 0 and "--only {evaluations,workers}" in usage.stdout
+
+
 @pytest.mark.slow
-def test_bench_quick_prints_every_way_for_every_table(capsys):
-    """``codesign bench --only evaluations --quick --json``: tiny batches, not for the numbers (minutes: it
-    builds every table's network with Cython and C++)."""
-    assert main(["bench", "--only", "evaluations", "--quick", "--json"]) == 0
-    result = json.loads(capsys.readouterr().out)
+def test_bench_quick_prints_every_way_for_every_table():
+    """``python -m benchmarks --only evaluations --quick --json`` from the repository root: tiny batches, not
+    for the numbers (minutes: it builds every table's network with Cython and C++)."""
+    run = subprocess.run([sys.executable, "-m", "benchmarks", "--only", "evaluations", "--quick", "--json"],
+                         cwd=ROOT, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    result = json.loads(run.stdout)
     assert set(result) >= set(BENCHES)
     for name in BENCHES:
         row = result[name]

@@ -10,7 +10,7 @@ import pytest
 from codesign.errors import SpecError
 from codesign.hardware import ENERGY_KINDS, EventCounts, cost, energy_objective_kind, load_target
 
-from conftest import ROOT
+from tests.conftest import ROOT
 
 # 2 s of a network of 3 neurons and 10 synapses (4 plastic): 1000 synaptic events, 50 spikes,
 # 200 learning updates.

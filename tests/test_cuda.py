@@ -26,7 +26,7 @@ from codesign.rules import PolynomialRule
 from codesign.rules.spike_trace import SPIKE_TERMS, SpikeTraceRule, vogels
 from codesign.schema import Where
 
-from conftest import ROOT
+from tests.conftest import ROOT
 
 #: models/target-rate.yaml at full size (800 + 200 inputs), long enough to fire and learn: on a GPU
 #: the comparison means something. Sizes do not change the compile time (the code is the same).
@@ -323,12 +323,12 @@ def test_a_study_runs_on_the_gpu_target_by_file_or_option(workdir, write_study):
 
 
 def test_gpu_bench_without_a_gpu_is_a_one_line_error(capsys):
+    from benchmarks.__main__ import main
     from codesign.backends.cuda import gpu_status
-    from codesign.cli import main
 
     if gpu_status()[0]:
         pytest.skip("this machine has a GPU: make bench-gpu measures it")
-    assert main(["bench", "--gpu"]) == 2
+    assert main(["--gpu"]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "needs an NVIDIA GPU" in err and "make bench-gpu" in err
 

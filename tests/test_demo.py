@@ -14,7 +14,7 @@ from codesign.spec import load_study
 from codesign.search.launcher import run_study
 from codesign.search.space import candidate
 
-from conftest import ROOT
+from tests.conftest import ROOT
 
 
 def test_oja_rule_meets_the_study_loss(workdir):

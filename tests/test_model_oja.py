@@ -10,11 +10,11 @@ import pytest
 from codesign.hardware import load_target
 from codesign.models import ModelTask, load_model
 from codesign.models.spec import LibrarySpec
-from codesign.references.oja import reference_weights
+from tests.references.oja import reference_weights
 from codesign.rules import PolynomialRule, named_rule
 from codesign.schema import Where
 
-from conftest import ROOT
+from tests.conftest import ROOT
 
 #: Short runs on the numpy runtime (the old task tests' sizes).
 SMALL = {"n_inputs": 5, "duration": "3*second"}

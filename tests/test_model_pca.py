@@ -1,5 +1,5 @@
 """models/pca-network.yaml: Oja + anti-Hebbian rules find the top-k principal subspace, decorrelated;
-its Brian2 network against the NumPy reference (codesign/references/pca.py)."""
+its Brian2 network against the NumPy reference (tests/references/pca.py)."""
 
 from __future__ import annotations
 
@@ -15,12 +15,12 @@ from codesign.hardware import load_target
 from codesign.models import ModelTask, load_model
 from codesign.models.pca import network_map, principal_angles
 from codesign.models.spec import LibrarySpec
-from codesign.references.pca import FF, LAT, PcaRun, reference_run
+from tests.references.pca import FF, LAT, PcaRun, reference_run
 from codesign.rules import PolynomialRule
 from codesign.schema import Where
 from codesign.search.study import EVAL_SEED_OFFSET
 
-from conftest import ROOT
+from tests.conftest import ROOT
 
 ETAS = {FF: 1.0, LAT: 1.0}
 #: Short runs for the comparisons with the reference; the science tests use the model's own constants.

@@ -1,5 +1,5 @@
 """models/target-rate.yaml: its Poisson inputs, its Brian2 network against the NumPy reference
-(codesign/references/target_rate.py), what Vogels' rule does, hardware number formats and event counts."""
+(tests/references/target_rate.py), what Vogels' rule does, hardware number formats and event counts."""
 
 from __future__ import annotations
 
@@ -14,11 +14,11 @@ from codesign.errors import CodesignError
 from codesign.hardware import load_target
 from codesign.models import ModelTask, Recordings, load_model
 from codesign.models.stimuli import PoissonStimulus
-from codesign.references.target_rate import TargetRateNetwork, reference_run
+from tests.references.target_rate import TargetRateNetwork, reference_run
 from codesign.rules.spike_trace import SPIKE_TERMS, SpikeTraceRule, vogels
 from codesign.schema import Where
 
-from conftest import ROOT
+from tests.conftest import ROOT
 
 #: A small network that still fires well above the target: 10x fewer inputs at 10x the rate.
 SMALL = {"n_excitatory": 80, "n_inhibitory": 20, "rate_excitatory": "50*Hz", "rate_inhibitory": "100*Hz",

@@ -14,11 +14,11 @@ import yaml
 from codesign.backends import builds, clear_simulations
 from codesign.hardware import load_target
 from codesign.models import ModelTask, load_model
-from codesign.references.oja import reference_weights
+from tests.references.oja import reference_weights
 from codesign.rules import FAMILIES, PolynomialRule, named_rule
 from codesign.schema import Where
 
-from conftest import ROOT
+from tests.conftest import ROOT
 
 PREVIOUS = json.loads((ROOT / "tests/data/previous_losses.json").read_text())
 

@@ -14,7 +14,7 @@ from codesign.errors import SpecError
 from codesign.hardware import load_target
 from codesign.spec import load_study
 
-from conftest import small_study
+from tests.conftest import small_study
 
 
 def run_cli(capsys, *args: str) -> tuple[int, str]:

@@ -293,7 +293,7 @@ def test_port_refuses_a_rate_based_study(write_study, capsys):
 
 
 def _study_best_rule_file(folder) -> str:
-    from test_loihi2 import STUDY_BEST
+    from tests.test_loihi2 import STUDY_BEST
 
     from codesign.rules import save_candidate
 
@@ -305,7 +305,7 @@ def _study_best_rule_file(folder) -> str:
 def test_port_finds_its_default_target_outside_the_checkout(tmp_path, monkeypatch, capsys):
     """From a folder without hw_targets/, port still reads the bundled loihi2.yaml: the study's best
     rule is then refused for its pre_y term (which only a loaded target can tell), before any run."""
-    from conftest import ROOT
+    from tests.conftest import ROOT
 
     monkeypatch.chdir(tmp_path)
     rule = _study_best_rule_file(tmp_path)
@@ -320,10 +320,10 @@ def test_port_allow_drop_lists_what_changed(tmp_path, monkeypatch, capsys):
     """--allow-drop ports the rule and lists the dropped term among the changes (JSON and table);
     the Brian2 and Lava runs are replaced by a stub: this checks the compilation and the report."""
     import numpy as np
-    from conftest import ROOT
 
     from codesign.hardware.loihi2 import network
     from codesign.hardware.target import bundled_target
+    from tests.conftest import ROOT
 
     def stub(*args, **kwargs):
         weights = np.random.default_rng(0).uniform(0.1, 0.2, (60, 400))
@@ -349,7 +349,7 @@ def test_port_allow_drop_lists_what_changed(tmp_path, monkeypatch, capsys):
 @pytest.mark.slow
 @pytest.mark.lava
 def test_port_vogels_to_loihi2_keeps_the_rate(tmp_path, monkeypatch, capsys):
-    from conftest import ROOT
+    from tests.conftest import ROOT
 
     monkeypatch.chdir(tmp_path)  # the default target is found outside the checkout too
     assert main(["port", str(ROOT / "studies/target-rate.yaml"), "--rule", "vogels", "--json"]) == 0

@@ -25,7 +25,7 @@ from codesign.search.space import candidate, distributions, searched_terms
 from codesign.search.study import make_task
 from codesign.search.worker import run_worker
 
-from conftest import ROOT
+from tests.conftest import ROOT
 
 MODEL = yaml.safe_load((ROOT / "models/synaptic-scaling.yaml").read_text())
 STUDY = yaml.safe_load((ROOT / "studies/synaptic-scaling.yaml").read_text())

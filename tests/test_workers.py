@@ -23,7 +23,7 @@ from codesign.search.space import distributions
 from codesign.search.study import count_trials, open_study, reclaim_dead_trials
 from codesign.search.worker import run_worker
 
-from conftest import ROOT
+from tests.conftest import ROOT
 
 STORAGES = ["journal", pytest.param("postgres", marks=pytest.mark.postgres)]
 
@@ -265,7 +265,7 @@ def test_run_with_two_workers_on_postgres_keeps_the_password_out_of_results(writ
 
 @pytest.mark.postgres
 def test_a_worker_that_loses_its_database_stops_with_one_line(write_study, postgres_server, monkeypatch):
-    from codesign.postgres import ThrowawayPostgres
+    from tests.postgres import ThrowawayPostgres
 
     path = write_study(n_trials=100_000)
     with ThrowawayPostgres() as server:  # a server of its own, to stop under the worker
@@ -295,10 +295,12 @@ def test_make_workers_help_is_true():
 
 @pytest.mark.slow
 def test_workers_bench_runs(capsys):
-    """``codesign bench --only workers --quick``: every number is there (tiny runs: not for the numbers)."""
-    assert main(["bench", "--only", "workers", "--quick", "--json"]) == 0
+    """``python -m benchmarks --only workers --quick``: every number is there (tiny runs: not for the numbers)."""
     import json
 
+    from benchmarks.__main__ import main as bench_main
+
+    assert bench_main(["--only", "workers", "--quick", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)["workers"]
     for rows in result["cases"].values():
         for storage, row in rows.items():

@@ -16,7 +16,7 @@ from codesign.expressions import ExpressionError, evaluate
 from codesign.schema import Where, build, read_yaml
 
 __all__ = ["GroupSpec", "SynapseSpec", "RuleRef", "ParamSpec", "LibrarySpec", "PhaseSpec", "ModelSpec",
-           "load_model", "constant_names"]
+           "load_model", "constant_names", "bundled_model", "bundled_model_names", "is_bare_name"]
 
 #: Names Brian2 gives its own meaning in equations: a constant may not take them.
 RESERVED = frozenset({"t", "dt", "i", "j", "N", "N_pre", "N_post", "N_incoming", "N_outgoing", "xi", "lastspike",
@@ -415,6 +415,38 @@ def load_model(path: str | Path) -> ModelSpec:
                 raise where.child("protocol").child(i).child("values").child(name).error(
                     "not a constant of the model", fix=f"constants: {', '.join(model.constants) or 'none'}")
     return model
+
+
+def _bundled_models() -> Path:
+    """The folder of the model files that come with codesign: inside the package in an installed wheel
+    (``codesign/model_files/``, pyproject's ``force-include``), the repository's ``models/`` in a source
+    checkout (editable install)."""
+    from importlib.resources import files
+
+    packaged = files("codesign") / "model_files"
+    if packaged.is_dir():
+        return Path(str(packaged))
+    return Path(__file__).resolve().parents[2] / "models"
+
+
+def bundled_model_names() -> list[str]:
+    return sorted(path.stem for path in _bundled_models().glob("*.yaml"))
+
+
+def is_bare_name(value: str) -> bool:
+    """``oja``, not ``oja.yaml`` or ``models/oja``: a name that can only mean a model of codesign's own."""
+    path = Path(value)
+    return bool(value) and len(path.parts) == 1 and not path.suffix
+
+
+def bundled_model(name: str, where: Where) -> Path:
+    """The model file of codesign's own model ``name`` (``oja`` for ``models/oja.yaml``), wherever codesign
+    is run from; an unknown name is an error at ``where`` that lists the known ones."""
+    path = _bundled_models() / f"{name}.yaml"
+    if path.is_file():
+        return path
+    raise where.error(f"{name!r} is neither a file nor the name of one of codesign's models",
+                      fix=f"give a path to a model file, or one of codesign's models: {', '.join(bundled_model_names())}")
 
 
 def _check_rules(model: ModelSpec, where: Where) -> None:

@@ -1,5 +1,5 @@
 """A hand-written NumPy simulation of the Oja model (``models/oja.yaml``): an independent check of the
-Brian2 network codesign builds from the model file, and the CPU baseline of ``codesign bench``."""
+Brian2 network codesign builds from the model file, and the CPU baseline of the benchmarks."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``codesign bench``, workers part: trial throughput with 1 and 2 local workers, per storage.
+"""Trial throughput with 1 and 2 local workers, per storage (``python -m benchmarks --only workers``).
 
 The study is the spiking target-rate study of ``studies/target-rate.yaml`` (its network, input
 draws and rule; C++ standalone), so that a trial is a real one, and the same study with 16 input
@@ -132,7 +132,7 @@ def run_workers_bench(quick: bool = False, repeats: int = 2) -> dict[str, Any]:
     (a shared machine only ever makes a run slower). ``quick``: a tiny network and few trials, to
     check that the benchmark runs (not for numbers).
     """
-    from codesign.postgres import PostgresUnavailable, ThrowawayPostgres
+    from tests.postgres import PostgresUnavailable, ThrowawayPostgres
     from codesign.spec import load_study
 
     batch = 4 if quick else 12

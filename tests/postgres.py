@@ -1,4 +1,4 @@
-"""A throwaway PostgreSQL server in a temporary folder, for the tests and ``codesign bench``.
+"""A throwaway PostgreSQL server in a temporary folder, for the tests and the benchmarks (``benchmarks/``).
 
 Like pytest-postgresql: ``initdb`` and ``pg_ctl`` from the installed PostgreSQL (Debian package
 ``postgresql``) create and start a server of its own on a free loopback port; stopping it deletes

@@ -1,18 +1,15 @@
-"""``codesign bench``: candidate evaluations per second, each way of running a model, in one run.
+"""Candidate evaluations per second, each way of running a model, in one run (``python -m benchmarks``).
 
 Each table (:data:`BENCHES`) is a study's model file at a bench size, evaluated by the generic path
 (:class:`codesign.models.ModelTask`) one network per candidate, batched on Brian2's runtime, and
 batched on one C++ standalone build, beside a hand-written NumPy simulation of the same network
-(``codesign/references/``), the yardstick for what a CPU can do.
+(``tests/references/``), the yardstick for what a CPU can do.
 
 Throughput is measured in steady state (the best of a few timed batches after one untimed batch
 that builds the network); build times are reported beside it. Ratios compare ways measured in the
 same run on the same machine, which is what makes them meaningful on a shared, noisy machine.
 
-Where a GPU (and nvcc) is present, a GPU table follows: brian2cuda's ``cuda_standalone`` against
-``cpp_standalone`` on the same batches, large enough to fill a GPU (thousands of candidates, millions
-of synapses), as evaluations per second and as the ratio between the two (``codesign bench --gpu``,
-``make bench-gpu``, runs that table only).
+The GPU table (:mod:`benchmarks.gpu`) runs the same tables' models on batches that fill a GPU.
 """
 
 from __future__ import annotations
@@ -26,14 +23,13 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 import numpy as np
 
 from codesign.backends import clear_simulations
-from codesign.errors import CodesignError
-from codesign.hardware import Gpu, Target
+from codesign.hardware import Target
 
 if TYPE_CHECKING:
     from codesign.models import ModelTask
     from codesign.spec import StudySpec
 
-__all__ = ["run_benchmarks", "run_gpu_benchmarks", "gpu_available", "Row", "ModelBench", "BENCHES"]
+__all__ = ["run_benchmarks", "print_table", "Row", "ModelBench", "BENCHES", "best_time", "timed", "cpu_targets"]
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -47,7 +43,7 @@ class Row:
     build_s: float | None = None
 
 
-def _best_time(fn: Callable[[], Any], repeats: int) -> float:
+def best_time(fn: Callable[[], Any], repeats: int) -> float:
     best = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()
@@ -56,13 +52,13 @@ def _best_time(fn: Callable[[], Any], repeats: int) -> float:
     return best
 
 
-def _timed(fn: Callable[[], Any]) -> float:
+def timed(fn: Callable[[], Any]) -> float:
     start = time.perf_counter()
     fn()
     return time.perf_counter() - start
 
 
-def _targets() -> dict[str, Target]:
+def cpu_targets() -> dict[str, Target]:
     return {
         "numpy": Target(name="bench-numpy", backend="runtime", codegen="numpy"),
         "cython": Target(name="bench-cython", backend="runtime", codegen="cython"),
@@ -72,11 +68,11 @@ def _targets() -> dict[str, Target]:
 
 def _batched_rows(make_task: Callable[[Target], Any], rules: list, seed: int, repeats: int) -> list[Row]:
     rows = []
-    for way, target in _targets().items():
+    for way, target in cpu_targets().items():
         clear_simulations()
         task = make_task(target)
-        build = _timed(lambda: task.evaluate(rules, seed))
-        steady = _best_time(lambda: task.evaluate(rules, seed), repeats)
+        build = timed(lambda: task.evaluate(rules, seed))
+        steady = best_time(lambda: task.evaluate(rules, seed), repeats)
         label = "batched cpp_standalone, one build reused" if way == "cpp_standalone" else f"batched runtime {way}"
         rows.append(Row(label, len(rules) / steady, max(0.0, build - steady)))
     clear_simulations()
@@ -85,7 +81,7 @@ def _batched_rows(make_task: Callable[[Target], Any], rules: list, seed: int, re
 
 def _naive_row(make_task: Callable[[Target], Any], rules: list, seed: int) -> Row:
     """One network per candidate, built (and its code generated) anew each time: the usual loop."""
-    target = _targets()["numpy"]
+    target = cpu_targets()["numpy"]
 
     def one_by_one() -> None:
         for rule in rules:
@@ -93,7 +89,7 @@ def _naive_row(make_task: Callable[[Target], Any], rules: list, seed: int) -> Ro
             task.evaluate([rule], seed)
             clear_simulations()
 
-    return Row("naive: one network per candidate (numpy)", len(rules) / _timed(one_by_one))
+    return Row("naive: one network per candidate (numpy)", len(rules) / timed(one_by_one))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,7 +124,7 @@ class ModelBench:
         from codesign.schema import Where
 
         spec = spec or self.spec()
-        model = spec.model.with_constants(dict(self.constants), Where(f"codesign bench ({self.study})"), self.draws)
+        model = spec.model.with_constants(dict(self.constants), Where(f"benchmarks ({self.study})"), self.draws)
         return ModelTask(model, target)
 
     def candidates(self, spec: StudySpec, task: ModelTask, batch: int) -> list:
@@ -148,7 +144,7 @@ class ModelBench:
 
 
 def _oja_reference(task: ModelTask, candidates: list, seed: int) -> Callable[[], Any]:
-    from codesign.references.oja import reference_weights
+    from tests.references.oja import reference_weights
 
     draw = task.inputs(seed)["stimulus"]
     steps, draws = draw.series.shape[0], task.model.draws
@@ -158,7 +154,7 @@ def _oja_reference(task: ModelTask, candidates: list, seed: int) -> Callable[[],
 
 
 def _target_rate_reference(task: ModelTask, candidates: list, seed: int) -> Callable[[], Any]:
-    from codesign.references.target_rate import TargetRateNetwork, reference_run
+    from tests.references.target_rate import TargetRateNetwork, reference_run
 
     network = TargetRateNetwork.from_model(task.model)
     spikes = task.inputs(seed)["poisson"].spikes
@@ -166,7 +162,7 @@ def _target_rate_reference(task: ModelTask, candidates: list, seed: int) -> Call
     return lambda: reference_run(rules, network, spikes)
 
 
-#: The tables of ``codesign bench``, by the name in its output. Oja: the demo study's network (5 inputs,
+#: The tables of the benchmarks, by the name in its output. Oja: the demo study's network (5 inputs,
 #: 8 draws of 4 s); spiking: the target-rate network (800 excitatory and 200 inhibitory Poisson inputs,
 #: one draw of 1.5 s). GPU: 16,384 Oja candidates x 8 draws x 5 inputs = 655,360 synapses; 8,192 spiking
 #: candidates x 1,000 synapses = 8.2 million synapses.
@@ -191,78 +187,12 @@ def bench_model(bench: ModelBench) -> list[Row]:
     """Every way of evaluating one batch of ``bench``'s candidates, and its NumPy reference."""
     spec = bench.spec()
     make_task = functools.partial(bench.task, spec=spec)
-    candidates = bench.candidates(spec, make_task(_targets()["numpy"]), bench.batch)
+    candidates = bench.candidates(spec, make_task(cpu_targets()["numpy"]), bench.batch)
     rows = [_naive_row(make_task, candidates[:bench.naive], seed=0)]
     rows += _batched_rows(make_task, candidates, seed=0, repeats=bench.repeats)
-    timed = bench.reference(make_task(_targets()["numpy"]), candidates, 0)
-    rows.append(Row("NumPy reference (hand-written)", bench.batch / _best_time(timed, bench.repeats)))
+    reference = bench.reference(make_task(cpu_targets()["numpy"]), candidates, 0)
+    rows.append(Row("NumPy reference (hand-written)", bench.batch / best_time(reference, bench.repeats)))
     return rows
-
-
-def gpu_available() -> tuple[bool, str]:
-    """Whether the GPU table can run here (a GPU and nvcc), and if not, why."""
-    from codesign.backends.cuda import find_cuda, gpu_status
-
-    present, what = gpu_status()
-    if not present:
-        return False, what
-    try:
-        find_cuda()
-    except CodesignError as exc:
-        return False, exc.message
-    return True, what
-
-
-def _gpu_rows(make_task: Callable[[Target], Any], candidates: list, seed: int, repeats: int) -> list[Row]:
-    """cpp_standalone and cuda_standalone on the same batch; the GPU's architecture read from the GPU."""
-    targets = {"cpp_standalone": Target(name="bench-standalone", backend="cpp_standalone"),
-               "cuda_standalone": Target(name="bench-gpu", backend="cuda_standalone", gpu=Gpu(compute_capability=None))}
-    rows = []
-    for way, target in targets.items():
-        clear_simulations()
-        task = make_task(target)
-        build = _timed(lambda: task.evaluate(candidates, seed))
-        steady = _best_time(lambda: task.evaluate(candidates, seed), repeats)
-        label = f"batched {way}, {len(candidates)} per batch" + (" (GPU)" if way == "cuda_standalone" else "")
-        rows.append(Row(label, len(candidates) / steady, max(0.0, build - steady)))
-    clear_simulations()
-    return rows
-
-
-def run_gpu_benchmarks(quick: bool = False, batch: dict[str, int] | None = None) -> dict[str, dict[str, Any]]:
-    """The GPU table: cuda_standalone against cpp_standalone, per model, on batches that fill a GPU
-    (``batch``: other sizes, by table name).
-
-    Raises a CodesignError where there is no GPU or no nvcc. ``quick``: small batches (checks the
-    code runs, not for numbers).
-    """
-    ready, why = gpu_available()
-    if not ready:
-        raise CodesignError(f"the GPU benchmark needs an NVIDIA GPU and nvcc: {why}", key="bench --gpu",
-                            fix="run it on a GPU node (make bench-gpu), or use make bench for the CPU tables")
-    out = {}
-    for name, bench in BENCHES.items():
-        size = 16 if quick else (batch or {}).get(name, bench.gpu_batch)
-        spec = bench.spec()
-        candidates = bench.candidates(spec, bench.task(_targets()["numpy"], spec), size)
-        rows = _gpu_rows(functools.partial(bench.task, spec=spec), candidates, 0, 1 if quick else 2)
-        standalone, gpu = rows[0].evals_per_s, rows[1].evals_per_s
-        out[name] = {"rows": rows, "batch": size, "standalone": standalone, "gpu": gpu,
-                     "gpu_over_standalone": gpu / standalone}
-    return out
-
-
-def print_gpu_table(results: dict[str, dict[str, Any]], console) -> None:
-    from rich.table import Table
-
-    table = Table(title="GPU: candidate evaluations per second, same batches on cpp_standalone and cuda_standalone")
-    for column in ("task", "way", "evals/s", "x cpp_standalone", "build s"):
-        table.add_column(column, justify="left" if column in ("task", "way") else "right")
-    for task, result in results.items():
-        for row in result["rows"]:
-            table.add_row(task, row.way, f"{row.evals_per_s:.3g}", f"{row.evals_per_s / result['standalone']:.3g}",
-                          "-" if row.build_s is None else f"{row.build_s:.2f}")
-    console.print(table)
 
 
 def summary(rows: list[Row]) -> dict[str, float]:
@@ -280,15 +210,12 @@ def summary(rows: list[Row]) -> dict[str, float]:
     }
 
 
-def run_benchmarks(quick: bool = False, gpu: bool | None = None) -> dict[str, dict[str, Any]]:
-    """Run every table of :data:`BENCHES`, and the GPU table (key ``gpu``) where ``gpu`` is true, or by
-    default where a GPU and nvcc are present; ``quick`` uses small batches (for tests, not for numbers)."""
+def run_benchmarks(quick: bool = False) -> dict[str, dict[str, Any]]:
+    """Run every table of :data:`BENCHES`; ``quick`` uses small batches (for tests, not for numbers)."""
     results: dict[str, dict[str, Any]] = {}
     for name, bench in BENCHES.items():
         rows = bench_model(dataclasses.replace(bench, **QUICK) if quick else bench)
         results[name] = {"rows": rows, **summary(rows)}
-    if gpu if gpu is not None else gpu_available()[0]:
-        results["gpu"] = run_gpu_benchmarks(quick=quick)
     return results
 
 
