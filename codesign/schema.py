@@ -270,8 +270,10 @@ def _number(value: Any) -> float | None:
     if isinstance(value, float):
         return value
     if isinstance(value, int) and not isinstance(value, bool):
-        # An integer past the largest float (10**400) is as good as infinite.
-        return float(value) if abs(value) <= sys.float_info.max else math.copysign(math.inf, value)
+        # An integer past the largest float (10**400) is as good as infinite (float() of it overflows).
+        if abs(value) > sys.float_info.max:
+            return math.inf if value > 0 else -math.inf
+        return float(value)
     if isinstance(value, str):
         # YAML 1.1 reads 26e-12 (no dot) as a string; accept what Python reads as a number.
         try:
