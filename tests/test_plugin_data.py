@@ -1,5 +1,6 @@
-"""What a rule family says about its rules (:class:`codesign.rules.Family` data), and the code that asks it
-instead of comparing family names: the hardware emulation and the adaptation of a candidate to a target."""
+"""What a plugin says about itself, and the code that asks it instead of comparing plugin names: a rule
+family (:class:`codesign.rules.Family`) for the hardware emulation and the adaptation of a candidate to a
+target, an objective (:class:`codesign.search.objectives.Objective`) for the Pareto plot."""
 
 from __future__ import annotations
 
@@ -51,3 +52,37 @@ def test_a_fixed_learning_engine_runs_the_families_that_name_it():
         "w: a polynomial rule is not a program of the sum_of_products learning engine"]
     # A software target runs any rule.
     assert adapt_to_target({"w": named_rule("oja")}, load_target(ROOT / "hw_targets/cpu.yaml"))[3] == []
+
+
+@pytest.mark.parametrize("objective, xlabel, sweep_drawn", [
+    ("weight_bits", "weight_bits", True),
+    # A study that searches weight widths but trades the loss against energy: its width sweep is not on this axis.
+    ("energy", "energy (per_operation J over the run)", False),
+])
+def test_the_pareto_plot_labels_its_axis_and_draws_the_width_sweep_from_the_data(workdir, monkeypatch, objective,
+                                                                                 xlabel, sweep_drawn):
+    import matplotlib.axes
+    import optuna
+
+    from codesign.report.plots import plot_pareto
+    from codesign.spec import load_study
+
+    study_file = workdir / "studies/joint.yaml"
+    study_file.write_text(f"model: models/target-rate.yaml\nrule: {{family: spike_trace}}\n"
+                          f"objectives: [loss, {objective}]\nhardware: {{weight_bits: [1, 8]}}\n"
+                          "target: hw_targets/loihi.yaml\nsampler: {name: nsga2}\n")
+    study = optuna.create_study(directions=["minimize", "minimize"])
+    for values in ([1.0, 2.0], [0.5, 3.0]):
+        study.add_trial(optuna.trial.create_trial(values=values, system_attrs={"constraints": [0.0]}))
+    sweep = [{"rounding": "stochastic", "weight_bits": bits, "trial": 0, "n_trials": 1, "study_loss": 1.0,
+              "held_out_loss": 1.0, "diverged": False} for bits in (2, 3)]
+    labels, lines = [], []
+    monkeypatch.setattr(matplotlib.axes.Axes, "set_xlabel", lambda ax, label, *args, **kw: labels.append(label))
+    plot = matplotlib.axes.Axes.plot
+    monkeypatch.setattr(matplotlib.axes.Axes, "plot",
+                        lambda ax, *args, **kw: lines.append(kw.get("label")) or plot(ax, *args, **kw))
+    plot_pareto(load_study(study_file), study, workdir / "pareto.png", sweep)
+    assert labels == [xlabel]
+    assert lines[-1] == "Pareto front"
+    assert lines[:-1] == (["best at each width, stochastic rounding, held-out (n: trials there)"] if sweep_drawn
+                          else [])
