@@ -189,20 +189,7 @@ def _convert(value: Any, tp: Any, where: Where, finite: bool = True) -> Any:
     if tp is Any:
         return value
     if origin in (Union, types.UnionType):
-        options = [o for o in typing.get_args(tp) if o is not type(None)]
-        if value is None and len(options) < len(typing.get_args(tp)):
-            return None
-        shaped = [o for o in options if _container(o) is type(value)]
-        if len(options) == 1 or len(shaped) == 1:
-            # Optional[X], or a list (mapping) where one option is a list (mapping): its own error
-            # ("[0][1]: expected a finite number") says more than "expected X or Y".
-            return _convert(value, options[0] if len(options) == 1 else shaped[0], where, finite)
-        for option in options:
-            try:
-                return _convert(value, option, where, finite)
-            except SpecError:
-                continue
-        raise _type_error(value, tp, where)
+        return _convert_union(value, tp, where, finite)
     if tp is type(None):
         if value is None:
             return None
@@ -212,24 +199,52 @@ def _convert(value: Any, tp: Any, where: Where, finite: bool = True) -> Any:
             return value
         raise where.error(f"expected {_type_name(tp)}, got {_show(value)}",
                           fix=f"use one of: {', '.join(map(str, typing.get_args(tp)))}")
+    if origin in (list, dict, tuple):
+        return _convert_container(value, tp, where, finite)
+    if dataclasses.is_dataclass(tp):
+        return build(tp, value, where)
+    return _convert_scalar(value, tp, where, finite)
+
+
+def _convert_union(value: Any, tp: Any, where: Where, finite: bool) -> Any:
+    """``value`` as the first option of the union ``tp`` that takes it."""
+    options = [o for o in typing.get_args(tp) if o is not type(None)]
+    if value is None and len(options) < len(typing.get_args(tp)):
+        return None
+    shaped = [o for o in options if _container(o) is type(value)]
+    if len(options) == 1 or len(shaped) == 1:
+        # Optional[X], or a list (mapping) where one option is a list (mapping): its own error
+        # ("[0][1]: expected a finite number") says more than "expected X or Y".
+        return _convert(value, options[0] if len(options) == 1 else shaped[0], where, finite)
+    for option in options:
+        try:
+            return _convert(value, option, where, finite)
+        except SpecError:
+            continue
+    raise _type_error(value, tp, where)
+
+
+def _convert_container(value: Any, tp: Any, where: Where, finite: bool) -> Any:
+    """``value`` as ``list[X]``, ``dict[K, V]`` or ``tuple[X, Y, ...]``, item by item."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
     if origin is list:
         if not isinstance(value, list):
             raise _type_error(value, tp, where)
-        (item,) = typing.get_args(tp)
+        (item,) = args
         return [_convert(v, item, where.child(i), finite) for i, v in enumerate(value)]
     if origin is dict:
         if not isinstance(value, dict):
             raise _type_error(value, tp, where)
-        key_type, value_type = typing.get_args(tp)
+        key_type, value_type = args
         return {_convert(k, key_type, where): _convert(v, value_type, where.child(str(k)), finite)
                 for k, v in value.items()}
-    if origin is tuple:
-        items = typing.get_args(tp)
-        if not isinstance(value, (list, tuple)) or len(value) != len(items):
-            raise _type_error(value, tp, where)
-        return tuple(_convert(v, t, where.child(i), finite) for i, (v, t) in enumerate(zip(value, items)))
-    if dataclasses.is_dataclass(tp):
-        return build(tp, value, where)
+    if not isinstance(value, (list, tuple)) or len(value) != len(args):
+        raise _type_error(value, tp, where)
+    return tuple(_convert(v, t, where.child(i), finite) for i, (v, t) in enumerate(zip(value, args)))
+
+
+def _convert_scalar(value: Any, tp: Any, where: Where, finite: bool) -> Any:
+    """``value`` as ``bool``, ``int``, ``float`` or ``str``; no bool passes as a number."""
     if tp is bool:
         if isinstance(value, bool):
             return value
@@ -237,18 +252,7 @@ def _convert(value: Any, tp: Any, where: Where, finite: bool = True) -> Any:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
     elif tp is float:
-        number = None
-        if isinstance(value, float):
-            number = value
-        elif isinstance(value, int) and not isinstance(value, bool):
-            # An integer past the largest float (10**400) is as good as infinite.
-            number = float(value) if abs(value) <= sys.float_info.max else math.copysign(math.inf, value)
-        elif isinstance(value, str):
-            # YAML 1.1 reads 26e-12 (no dot) as a string; accept what Python reads as a number.
-            try:
-                number = float(value)
-            except ValueError:
-                pass
+        number = _number(value)
         if number is not None:
             if finite and not math.isfinite(number):
                 raise where.error(f"expected a finite number, got {_show(value)}", fix="write a finite number")
@@ -259,6 +263,24 @@ def _convert(value: Any, tp: Any, where: Where, finite: bool = True) -> Any:
     else:  # pragma: no cover - a schema bug, not a user error
         raise TypeError(f"unsupported schema type {tp!r}")
     raise _type_error(value, tp, where)
+
+
+def _number(value: Any) -> float | None:
+    """``value`` as a float if it is a number (not a bool) or a string Python reads as one."""
+    if isinstance(value, float):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        # An integer past the largest float (10**400) is as good as infinite (float() of it overflows).
+        if abs(value) > sys.float_info.max:
+            return math.inf if value > 0 else -math.inf
+        return float(value)
+    if isinstance(value, str):
+        # YAML 1.1 reads 26e-12 (no dot) as a string; accept what Python reads as a number.
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
 
 
 _SHORT = reprlib.Repr()

@@ -48,6 +48,9 @@ def write(path: Path, data) -> str:
     ({"rule": {"eta": float("nan")}}, "rule.eta: expected a finite number, got nan"),
     ({"rule": {"eta": 0}}, "rule.eta: must be positive, got 0"),
     ({"trial_timeout_s": float("inf")}, "trial_timeout_s: expected a finite number, got inf"),
+    # YAML reads a number written with 400 digits as an int, past the largest float.
+    ({"trial_timeout_s": 10**400}, "trial_timeout_s: expected a finite number, got 1000"),
+    ({"rule": {"eta": -10**400}}, "rule.eta: expected a finite number, got -1000"),
     ({"constants": {"n_inputs": float("nan")}}, "constants: models/oja.yaml cannot run with this: "
                                                  "stimuli.stimulus.size: expected an integer, got nan"),
     ({"seed": 2**32}, "seed: must be between 0 and 2147483647"),

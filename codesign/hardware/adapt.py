@@ -23,17 +23,17 @@ def adapt_to_target(cand: Mapping[str, Any], target: Target,
     changes, blockers = [], []
     adapted = {}
     for slot, rule in cand.items():
-        family = rule.to_dict()["family"]
-        if FAMILIES[family].free_text:  # its params are values of its text, not terms an engine could drop
+        family = FAMILIES[rule.to_dict()["family"]]
+        if family.free_text:  # its params are values of its text, not terms an engine could drop
             if learning.engine != "any":
                 blockers.append(f"{slot}: a free-text rule is not a program of a fixed learning engine")
             adapted[slot] = rule
             continue
-        allowed = FAMILIES[family].terms if learning.terms == "all" else tuple(learning.terms)
+        allowed = family.terms if learning.terms == "all" else tuple(learning.terms)
         if learning.engine == "none":
             allowed = ()
-        elif learning.engine == "sum_of_products" and family != "spike_trace":
-            blockers.append(f"{slot}: a rate-based rule is not a program of the spike-trace learning engine")
+        elif learning.engine != "any" and learning.engine not in family.engines:
+            blockers.append(f"{slot}: a {family.name} rule is not a program of the {learning.engine} learning engine")
         dropped = [t for t, v in rule.coefficients.items() if v != 0.0 and t not in allowed]
         if dropped:
             changes.append(f"{slot}: dropped {', '.join(dropped)}" +

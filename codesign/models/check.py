@@ -205,47 +205,12 @@ def _synapse(network: BatchedNetwork, s: Any) -> dict[str, Any]:
 
 def render(report: dict[str, Any]) -> list[str]:
     """``codesign check``'s lines for people (``--json`` prints ``report`` itself)."""
-    target, layout, time = report["target"], report["layout"], report["time"]
-    title = f"model {report['model']} ({report['file']})"
-    if "study" in report:
-        study = report["study"]
-        title = f"study {study['name']} ({study['file']}): " + title
-    lines = [f"{title} on target {target['name']} ({target['backend']}, {target['codegen']}, {target['float_dtype']})",
-             f"batch: {_count(layout['candidates'], 'candidate')} x {_count(layout['draws'], 'draw')} x "
-             f"{_count(layout['conditions'], 'condition')} = {_count(layout['copies'], 'copy', 'copies')}; "
-             f"dt {time['dt_s'] * 1e3:g} ms, {time['duration_s']:g} s = {time['steps']:,} steps",
-             "protocol: " + "; ".join(_phase(p) for p in time["protocol"])
-             + (f"; {len(time['trials'])} trials in turn" if time["trials"] else "")
-             + (f"; {time['repeat']} times" if time["repeat"] > 1 else ""), "", "groups:"]
+    lines = _heading(report) + ["", "groups:"]
     for g in report["groups"]:
-        facts = [f"{g['kind']}", f"{g['size']:,} per copy, {g['batched']:,} batched",
-                 "a copy per draw, shared by every candidate" if g["per"].startswith("draw")
-                 else "a copy per candidate and draw"]
-        facts += [f"{key} {g[key]}" for key in ("rates", "threshold", "refractory", "method") if g[key]]
-        facts += [f"event {name}: {condition}" for name, condition in g["events"].items()]
-        if g["spike_capacity"]:
-            facts.append(f"room for {g['spike_capacity']:,} input spikes per run")
-        lines.append(f"  {g['name']}: " + "; ".join(facts))
-        lines += _block("equations", g["equations"]) + _block("reset", g["reset"])
+        lines += _group_lines(g)
     lines += ["", "synapses:"]
     for s in report["synapses"]:
-        facts = [f"{s['source']} -> {s['target']}", f"{s['size']:,} per copy, {s['batched']:,} batched",
-                 "pathways " + (", ".join(s["pathways"]) or "none (clock-driven)")]
-        if s["method"]:
-            facts.append(f"method {s['method']}")
-        if s["plastic"]:
-            rule = s["plastic"]
-            facts.append(f"plastic: slot {rule['slot']}, family {rule['family']}, terms {', '.join(rule['terms'])}"
-                         + (", learning gated by phase" if rule["gated"] else ""))
-        if s["weights"]:
-            facts.append("weights " + ", ".join(f"{w} in [{', '.join(map(str, bounds))}]" if bounds is not None
-                                                else f"{w} unbounded"
-                                                for w, bounds in s["weights"].items()))
-        if s["traces"]:
-            facts.append("traces " + ", ".join(s["traces"]))
-        lines.append(f"  {s['name']}: " + "; ".join(facts))
-        for key in ("model", "on_pre", "on_post"):
-            lines += _block(key, s[key])
+        lines += _synapse_lines(s)
     lines += ["", "per-copy variables (set per run):"]
     lines += [f"  {v['name']} : {v['unit']}, {v['varies']}, on {', '.join(v['on']) or '-'}" for v in report["per_copy"]]
     if not report["per_copy"]:
@@ -255,8 +220,61 @@ def render(report: dict[str, Any]) -> list[str]:
                                  for s in report["stimuli"]]
     if not report["stimuli"]:
         lines.append("  none")
-    lines += ["", f"loss: {report['loss']['kind']}, recording {', '.join(report['loss']['records']) or 'nothing'}",
-              f"cache key: {report['key']}", "compiled once:"]
+    return lines + _compilation_lines(report)
+
+
+def _heading(report: dict[str, Any]) -> list[str]:
+    """What is checked on which target: the title, the batch and its time steps, the protocol."""
+    target, layout, time = report["target"], report["layout"], report["time"]
+    title = f"model {report['model']} ({report['file']})"
+    if "study" in report:
+        study = report["study"]
+        title = f"study {study['name']} ({study['file']}): " + title
+    return [f"{title} on target {target['name']} ({target['backend']}, {target['codegen']}, {target['float_dtype']})",
+            f"batch: {_count(layout['candidates'], 'candidate')} x {_count(layout['draws'], 'draw')} x "
+            f"{_count(layout['conditions'], 'condition')} = {_count(layout['copies'], 'copy', 'copies')}; "
+            f"dt {time['dt_s'] * 1e3:g} ms, {time['duration_s']:g} s = {time['steps']:,} steps",
+            "protocol: " + "; ".join(_phase(p) for p in time["protocol"])
+            + (f"; {len(time['trials'])} trials in turn" if time["trials"] else "")
+            + (f"; {time['repeat']} times" if time["repeat"] > 1 else "")]
+
+
+def _group_lines(g: dict[str, Any]) -> list[str]:
+    facts = [f"{g['kind']}", f"{g['size']:,} per copy, {g['batched']:,} batched",
+             "a copy per draw, shared by every candidate" if g["per"].startswith("draw")
+             else "a copy per candidate and draw"]
+    facts += [f"{key} {g[key]}" for key in ("rates", "threshold", "refractory", "method") if g[key]]
+    facts += [f"event {name}: {condition}" for name, condition in g["events"].items()]
+    if g["spike_capacity"]:
+        facts.append(f"room for {g['spike_capacity']:,} input spikes per run")
+    return [f"  {g['name']}: " + "; ".join(facts)] + _block("equations", g["equations"]) + _block("reset", g["reset"])
+
+
+def _synapse_lines(s: dict[str, Any]) -> list[str]:
+    facts = [f"{s['source']} -> {s['target']}", f"{s['size']:,} per copy, {s['batched']:,} batched",
+             "pathways " + (", ".join(s["pathways"]) or "none (clock-driven)")]
+    if s["method"]:
+        facts.append(f"method {s['method']}")
+    if s["plastic"]:
+        rule = s["plastic"]
+        facts.append(f"plastic: slot {rule['slot']}, family {rule['family']}, terms {', '.join(rule['terms'])}"
+                     + (", learning gated by phase" if rule["gated"] else ""))
+    if s["weights"]:
+        facts.append("weights " + ", ".join(f"{w} in [{', '.join(map(str, bounds))}]" if bounds is not None
+                                            else f"{w} unbounded"
+                                            for w, bounds in s["weights"].items()))
+    if s["traces"]:
+        facts.append("traces " + ", ".join(s["traces"]))
+    lines = [f"  {s['name']}: " + "; ".join(facts)]
+    for key in ("model", "on_pre", "on_post"):
+        lines += _block(key, s[key])
+    return lines
+
+
+def _compilation_lines(report: dict[str, Any]) -> list[str]:
+    """The loss, the cache key, what is compiled once and what each run sets, and Brian2's verdict."""
+    lines = ["", f"loss: {report['loss']['kind']}, recording {', '.join(report['loss']['records']) or 'nothing'}",
+             f"cache key: {report['key']}", "compiled once:"]
     lines += [f"  {item}" for item in report["compiled_once"]]
     run = report["per_run"]
     lines += ["set per run:", f"  values: {', '.join(run['values']) or 'none'}",

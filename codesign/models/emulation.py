@@ -29,6 +29,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from codesign.hardware.target import Target, trace_grid
+from codesign.rules import FAMILIES
 
 __all__ = ["Emulation", "KNOBS"]
 
@@ -59,6 +60,11 @@ def _unclipped(expression: str) -> str:
     return expression
 
 
+def _rule_updates(synapse: Any) -> str | None:
+    """How the family of ``synapse``'s rule changes its weight (:attr:`~codesign.rules.Family.weight_updates`)."""
+    return None if synapse.rule is None else FAMILIES[synapse.rule.family].weight_updates
+
+
 class Emulation:
     """The number formats of ``target`` (or of the searched knobs) applied to a model's synapses."""
 
@@ -72,7 +78,7 @@ class Emulation:
         """The knobs the emulation can apply to ``model``: weight bits where a synapse has a bounded weight
         and event-driven pathways, trace bits where one has traces; rounding with either."""
         event_driven = [s for s in model.synapses.values()
-                        if s.on_pre or s.on_post or (s.rule is not None and s.rule.family == "spike_trace")]
+                        if s.on_pre or s.on_post or _rule_updates(s) == "spikes"]
         knobs = []
         if any(b is not None for s in event_driven for b in s.weights.values()):
             knobs.append("weight_bits")
@@ -138,8 +144,7 @@ class Emulation:
 
     def _refuse_clock_driven(self, synapse: Any, where: Any) -> None:
         for weight in synapse.weights:
-            if re.search(rf"\bd{weight}\s*/\s*dt\b", synapse.model or "") or (
-                    synapse.rule is not None and synapse.rule.family == "polynomial"):
+            if re.search(rf"\bd{weight}\s*/\s*dt\b", synapse.model or "") or _rule_updates(synapse) == "continuously":
                 raise where.child("weights").error(
                     f"{weight} changes by a differential equation; the hardware emulation rounds event-driven "
                     "updates only", fix="run this model on a floating-point target (hw_targets/cpu.yaml) and search no bits")

@@ -8,9 +8,9 @@ from typing import Any
 import numpy as np
 import optuna
 
-from codesign.hardware import energy_objective_kind
 from codesign.report.compare import energy_groups
 from codesign.report.summary import pareto_front
+from codesign.search.objectives import OBJECTIVES
 from codesign.search.study import feasible, finished_trials
 from codesign.spec import StudySpec
 
@@ -51,17 +51,18 @@ def plot_pareto(spec: StudySpec, study: optuna.Study, path: Path, sweep: list[di
     fig, ax = plt.subplots(figsize=(5.5, 4))
     ax.scatter([t.values[1] for t in fitting], [t.values[0] for t in fitting], s=8, alpha=0.3, color="grey",
                label="trials")
-    if spec.objectives[1] == "weight_bits":
+    x = spec.objectives[1]
+    if all(x in row for row in sweep):  # the sweep holds one value of x per row: weight widths
         for rounding in dict.fromkeys(row["rounding"] for row in sweep):
             rows = [row for row in sweep if row["rounding"] == rounding]
-            ax.plot([row["weight_bits"] for row in rows], [row["held_out_loss"] for row in rows], "s--",
+            ax.plot([row[x] for row in rows], [row["held_out_loss"] for row in rows], "s--",
                     label=f"best at each width, {rounding} rounding, held-out (n: trials there)")
             for row in rows:
-                ax.annotate(str(row["n_trials"]), (row["weight_bits"], row["held_out_loss"]), fontsize=6,
+                ax.annotate(str(row["n_trials"]), (row[x], row["held_out_loss"]), fontsize=6,
                             textcoords="offset points", xytext=(3, 3))
     ax.plot([t.values[1] for t in front], [t.values[0] for t in front], "o-", color="C3", label="Pareto front")
-    energy = spec.objectives[1] == "energy"
-    ax.set_xlabel(spec.objectives[1] + (f" ({energy_objective_kind(spec.target)} J over the run)" if energy else ""))
+    unit = OBJECTIVES[x].unit
+    ax.set_xlabel(x + (f" ({unit(spec)})" if unit else ""))
     ax.set_ylabel("loss")
     ax.set_yscale("symlog", linthresh=1e-4)
     ax.set_title(f"{spec.name} on {spec.target.name}")

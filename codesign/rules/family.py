@@ -8,7 +8,7 @@ imports them all.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Literal, Mapping
 
 from codesign.registry import Registry
 
@@ -40,6 +40,12 @@ class Family:
     #: The term that sets a rule's scale (a Hebbian term): summaries also show every coefficient
     #: divided by its size, which compares rules whatever their learning rate.
     scale_term: str | None = None
+    #: How the family's text changes the weight: ``"spikes"`` (statements run at pre/post spikes: the
+    #: hardware emulation rounds them), ``"continuously"`` (a differential equation of the weight, which
+    #: the emulation cannot round), or None where each rule's own text decides.
+    weight_updates: Literal["spikes", "continuously"] | None = None
+    #: The fixed learning engines (a target's ``learning.engine``) that run the family's rules as programs.
+    engines: tuple[str, ...] = ()
 
     @property
     def free_text(self) -> bool:

@@ -166,4 +166,4 @@ def values(rule: PolynomialRule, ref: Any, terms: tuple[str, ...]) -> dict[str, 
 
 
 FAMILIES.register("polynomial", Family("polynomial", TERMS, 10.0, make, template, variables, values,
-                                          scale_term="theta_110"))
+                                          scale_term="theta_110", weight_updates="continuously"))

@@ -138,4 +138,5 @@ def values(rule: SpikeTraceRule, ref: Any, terms: tuple[str, ...]) -> dict[str, 
 
 
 FAMILIES.register("spike_trace", Family("spike_trace", tuple(SPIKE_TERMS), 0.01, make, template, variables, values,
-                                            ("tau_x_ms", "tau_y_ms")))
+                                            ("tau_x_ms", "tau_y_ms"), weight_updates="spikes",
+                                            engines=("sum_of_products",)))

@@ -31,6 +31,8 @@ class Objective:
     #: ``check(spec, where)`` raises a one-line error at ``where`` (the study's ``objectives``) when
     #: the study cannot give this objective.
     check: Callable[[StudySpec, Where], None] = lambda spec, where: None
+    #: ``unit(spec)``: what the value measures, shown after the name on a plot's axis (None: the name says it).
+    unit: Callable[[StudySpec], str] | None = None
 
 
 OBJECTIVES: Registry[Objective] = Registry("objective")
@@ -58,6 +60,7 @@ def _bits(knob: str) -> Objective:
 
 
 OBJECTIVES.register("loss", Objective(lambda spec, evaluation, cost, knobs: evaluation.loss))
-OBJECTIVES.register("energy", Objective(_energy, _check_energy))
+OBJECTIVES.register("energy", Objective(_energy, _check_energy,
+                                        lambda spec: f"{energy_objective_kind(spec.target)} J over the run"))
 for _knob in ("weight_bits", "trace_bits"):
     OBJECTIVES.register(_knob, _bits(_knob))

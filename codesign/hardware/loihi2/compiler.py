@@ -249,6 +249,72 @@ def _trace_decay(name: str, equation, namespace: Mapping[str, Any]) -> float:
     return -1000.0 / float(rate)
 
 
+Statement = tuple[str, str, str, str]  # (line, variable, operator, expression), as Brian2 parses it
+
+
+@dataclasses.dataclass(frozen=True)
+class _Synapse:
+    """A synapse model as the compiler reads it: its traces (differential equations), its weight, its
+    subexpressions and the values of its constants."""
+
+    odes: dict[str, Any]
+    weight: str
+    subexpressions: dict[Any, Any]
+    #: Brian2's SymPy symbols of the model's names (real=True).
+    symbols: dict[str, Any]
+    namespace: dict[str, Any]
+
+    @classmethod
+    def parse(cls, model: str, weight: str, namespace: dict[str, Any]) -> _Synapse:
+        """The model's equations (Brian2's parser); refuses a weight that is not a parameter, and
+        parameters other than the weight without a value (Loihi 2 learns the weight only)."""
+        from brian2.equations.equations import DIFFERENTIAL_EQUATION, PARAMETER, SUBEXPRESSION, Equations
+
+        try:
+            equations = Equations(model)
+        except Exception as exc:  # Brian2 raises several types; the message says what is wrong
+            raise RuleError(f"cannot parse the model equations: {exc}".replace("\n", " "), key="model") from exc
+        if weight not in equations.names:
+            raise RuleError(f"the model has no weight variable {weight!r}", key="model", fix=f"declare '{weight} : 1'")
+        if equations[weight].type != PARAMETER:
+            raise RuleError(f"the weight {weight} must be a parameter ('{weight} : 1'), not an equation", key="model")
+        odes = {n: eq for n, eq in equations.items() if eq.type == DIFFERENTIAL_EQUATION}
+        subexpressions = {_parse(n, "model"): _parse(eq.expr.code, f"model.{n}") for n, eq in equations.items()
+                          if eq.type == SUBEXPRESSION}
+        parameters = {n for n, eq in equations.items() if eq.type == PARAMETER and n != weight}
+        missing = sorted(n for n in parameters if n not in namespace)
+        if missing:
+            raise RuleError(f"no value for the synaptic parameter(s) {', '.join(missing)}", key="model",
+                            fix="Loihi 2 learns w only: give other parameters a value in the namespace")
+        symbols = {n: _parse(n, "model") for n in list(equations.names)}
+        return cls(odes, weight, subexpressions, symbols, namespace)
+
+    def is_variable(self, name: str) -> bool:
+        """Whether ``name`` is a trace or the weight (a factor with a Loihi register)."""
+        return name in self.odes or name == self.weight
+
+    def expression(self, text: str, where: str):
+        """``text`` in SymPy with the subexpressions substituted."""
+        return _parse(text, where).subs(self.subexpressions)
+
+    def constants_of(self, expr, where: str) -> dict[Any, float]:
+        """The values of the constants in ``expr`` (every symbol but the traces and the weight)."""
+        values = {}
+        for s in expr.free_symbols:
+            if self.is_variable(s.name):
+                continue
+            v = _value(s.name, self.namespace)
+            if v is None:
+                raise _unknown(s.name, where)
+            values[s] = v
+        return values
+
+    def number(self, expr, where: str) -> float | None:
+        """``expr``'s value with its constants substituted, or None if it reads a trace or the weight."""
+        value = expr.subs(self.constants_of(expr, where))
+        return float(value) if value.is_number else None
+
+
 def expand_rule(model: str, on_pre: str, on_post: str, namespace: Mapping[str, Any] | None = None, *,
                 weight: str = "w") -> ExpandedRule:
     """Read a Brian2 synapse rule and expand each event's weight change into monomials.
@@ -257,211 +323,237 @@ def expand_rule(model: str, on_pre: str, on_post: str, namespace: Mapping[str, A
     Statements that write a ``*_post``/``*_pre`` variable are taken as synaptic transmission
     (Lava's Dense does them) and left out of the rule.
     """
-    import sympy
-    from brian2.equations.equations import DIFFERENTIAL_EQUATION, PARAMETER, SUBEXPRESSION, Equations
-    from brian2.parsing.statements import parse_statement
-    from brian2.parsing.sympytools import sympy_to_str
-
-    namespace = dict(namespace or {})
-    try:
-        equations = Equations(model)
-    except Exception as exc:  # Brian2 raises several types; the message says what is wrong
-        raise RuleError(f"cannot parse the model equations: {exc}".replace("\n", " "), key="model") from exc
-    if weight not in equations.names:
-        raise RuleError(f"the model has no weight variable {weight!r}", key="model", fix=f"declare '{weight} : 1'")
-    if equations[weight].type != PARAMETER:
-        raise RuleError(f"the weight {weight} must be a parameter ('{weight} : 1'), not an equation", key="model")
-    odes = {n: eq for n, eq in equations.items() if eq.type == DIFFERENTIAL_EQUATION}
-    subexpressions = {_parse(n, "model"): _parse(eq.expr.code, f"model.{n}") for n, eq in equations.items()
-                      if eq.type == SUBEXPRESSION}
-    parameters = {n for n, eq in equations.items() if eq.type == PARAMETER and n != weight}
-    missing = sorted(n for n in parameters if n not in namespace)
-    if missing:
-        raise RuleError(f"no value for the synaptic parameter(s) {', '.join(missing)}", key="model",
-                        fix="Loihi 2 learns w only: give other parameters a value in the namespace")
-
-    codes = {"pre": on_pre, "post": on_post}
-    statements: dict[str, list[tuple[str, str, str, str]]] = {}
-    for event, code in codes.items():
-        statements[event] = []
-        for line in _lines(code):
-            try:
-                statements[event].append((line, *parse_statement(line)[:3]))
-            except ValueError as exc:
-                raise RuleError(f"cannot parse statement '{line}'", key=f"on_{event}",
-                                fix="write 'variable = expression' or 'variable += expression'") from exc
-
-    # Which side each trace jumps on, and by how much.
-    increments: dict[str, dict[str, float]] = {"pre": {}, "post": {}}
-    sym = {n: _parse(n, "model") for n in list(equations.names)}  # Brian2's symbols (real=True)
-
-    def constants_of(expr, where: str):
-        values = {}
-        for s in expr.free_symbols:
-            if s.name in odes or s.name == weight:
-                continue
-            v = _value(s.name, namespace)
-            if v is None:
-                raise _unknown(s.name, where)
-            values[s] = v
-        return values
-
-    jumps: dict[tuple[str, int], float] = {}
+    synapse = _Synapse.parse(model, weight, dict(namespace or {}))
+    statements = {event: _statements(code, event) for event, code in (("pre", on_pre), ("post", on_post))}
+    jumps, increments = _trace_jumps(synapse, statements)
+    side = _trace_sides(increments)
+    changes, bounds, transmission = {}, [], []
     for event, lines in statements.items():
-        for index, (line, var, op, expr) in enumerate(lines):
-            if var not in odes:
-                continue
-            where = f"on_{event}"
-            e = _parse(expr, where)
-            if op == "=":
-                delta = sympy.expand(e - sym[var])
-            elif op in ("+=", "-="):
-                delta = e if op == "+=" else -e
-            else:
-                raise RuleError(f"statement '{line}' changes trace {var} with '{op}': Loihi 2 traces only add an impulse",
-                                key=where, fix=f"write '{var} += constant'")
-            delta = delta.subs(subexpressions)
-            delta = delta.subs(constants_of(delta, where))
-            if not delta.is_number:
-                raise RuleError(f"statement '{line}': trace {var} jumps by {sympy_to_str(delta)}, not by a constant "
-                                f"(Loihi 2 adds a fixed impulse)", key=where, fix=f"write '{var} += constant'")
-            jumps[(event, index)] = float(delta)
-            increments[event][var] = increments[event].get(var, 0.0) + float(delta)
-    both = sorted(set(increments["pre"]) & set(increments["post"]))
-    if both:
-        raise RuleError(f"trace {both[0]} jumps at both pre and post spikes: a Loihi 2 trace belongs to one side",
-                        key="model", fix="use one trace per side")
-    side = {n: "pre" for n in increments["pre"]} | {n: "post" for n in increments["post"]}
-
-    # Execute each event symbolically; traces are written as their value after this step's impulse.
-    changes: dict[str, Any] = {}
-    bounds: list[tuple[float | None, float | None]] = []
-    transmission: list[str] = []
-    W = sym[weight]
-    for event, lines in statements.items():
-        where = f"on_{event}"
-        state = {sym[n]: sym[n] - increments[event].get(n, 0.0) for n in odes}
-        state[W] = W
-        clipped_at = None
-        for index, (line, var, op, expr) in enumerate(lines):
-            if var in odes:
-                state[sym[var]] = state[sym[var]] + jumps[(event, index)]
-                continue
-            e = _parse(expr, where).subs(subexpressions)
-            if var == weight:
-                if clipped_at is not None:
-                    raise RuleError(f"statement '{line}' changes {weight} after its clip: the bounds must come last",
-                                    key=where, fix=f"clip {weight} in the last statement that changes it")
-                if op != "=":
-                    operator = op[:-1]
-                    e = _parse(f"{weight} {operator} ({expr})", where).subs(subexpressions)
-                if isinstance(e, sympy.Function) and type(e).__name__ == "clip":
-                    inner, low, high = e.args
-                    low_v, high_v = (float(b.subs(constants_of(b, where))) if b.subs(constants_of(b, where)).is_number
-                                     else None for b in (low, high))
-                    if low_v is None or high_v is None:
-                        raise RuleError(f"statement '{line}': the bounds of clip must be constants", key=where)
-                    bounds.append((low_v, high_v))
-                    clipped_at = index
-                    e = inner
-                state[W] = e.xreplace(state)
-            elif var.endswith(("_post", "_pre")):
-                transmission.append(f"on_{event}: {line}")
-            else:
-                raise RuleError(f"statement '{line}' changes {var}: Loihi 2's learning engine only changes {weight} "
-                                f"and the traces", key=where, fix=f"remove it or make {var} a trace")
-        changes[event] = sympy.expand(state[W] - W)
-
+        changes[event], bound, moved = _event_change(synapse, event, lines, jumps, increments[event])
+        transmission += moved
+        if bound is not None:
+            bounds.append(bound)
     distinct = sorted(set(bounds))
     if len(distinct) > 1:
         raise RuleError(f"on_pre and on_post clip {weight} to different bounds {distinct}", key="on_post",
                         fix="Loihi 2 keeps one weight range")
-
-    # Monomials, checked factor by factor.
-    terms: list[BrianTerm] = []
-    used: set[str] = set()
-    for event, change in changes.items():
-        where = f"on_{event}"
-        grouped: dict[tuple[tuple[str, int], ...], tuple[float, list[str]]] = {}
-        for term in sympy.Add.make_args(change):
-            if term == 0:
-                continue
-            text = sympy_to_str(term)
-            powers: dict[str, int] = {}
-            coefficient = 1.0
-            for factor in sympy.Mul.make_args(term):
-                base, power = factor.as_base_exp()
-                if factor.is_number:
-                    coefficient *= float(factor)
-                elif base.is_Symbol and (base.name in odes or base.name == weight):
-                    if not power.is_number or not float(power).is_integer():
-                        raise RuleError(f"term {text}: non-integer power {sympy_to_str(factor)} "
-                                        f"(Loihi 2 multiplies whole factors)", key=where,
-                                        fix="use integer powers of traces and w")
-                    if float(power) < 0:
-                        raise RuleError(f"term {text}: divides by {sympy_to_str(base)} (Loihi 2 products only "
-                                        f"multiply: no division by a trace or the weight)", key=where,
-                                        fix="rewrite the rule without dividing by a variable")
-                    powers[base.name] = powers.get(base.name, 0) + int(power)
-                elif base.is_Symbol:
-                    v = _value(base.name, namespace)
-                    if v is None:
-                        raise _unknown(base.name, where)
-                    if not power.is_number:
-                        raise RuleError(f"term {text}: power {sympy_to_str(power)} is not a number", key=where)
-                    coefficient *= v ** float(power)
-                elif isinstance(factor, sympy.Pow) and float(power) < 0 and not base.is_number:
-                    values = constants_of(base, where)
-                    if base.subs(values).is_number:
-                        coefficient *= float(base.subs(values)) ** float(power)
-                    else:
-                        raise RuleError(f"term {text}: divides by {sympy_to_str(base)} (Loihi 2 products only "
-                                        f"multiply: no division by a trace or the weight)", key=where,
-                                        fix="rewrite the rule without dividing by a variable")
-                else:
-                    values = constants_of(factor, where)
-                    if factor.subs(values).is_number:
-                        coefficient *= float(factor.subs(values))
-                        continue
-                    name = type(factor).__name__ if isinstance(factor, sympy.Function) else None
-                    if name is not None:
-                        raise RuleError(f"term {text}: function {name.rstrip('_')}() has no counterpart in Loihi 2's "
-                                        f"learning engine (sums of products only)", key=where,
-                                        fix="write the rule as a polynomial in traces and w")
-                    if isinstance(factor, sympy.Pow):
-                        raise RuleError(f"term {text}: non-integer power {sympy_to_str(factor)} "
-                                        f"(Loihi 2 multiplies whole factors)", key=where,
-                                        fix="use integer powers of traces and w")
-                    raise RuleError(f"term {text}: {sympy_to_str(factor)} is not a product of traces, w and constants",
-                                    key=where, fix="write the rule as a polynomial in traces and w")
-            key = tuple(sorted(powers.items(), key=lambda item: (item[0] == weight, item[0])))
-            previous, sources = grouped.get(key, (0.0, []))
-            grouped[key] = (previous + coefficient, sources + [text])
-        largest = max((abs(c) for c, _ in grouped.values()), default=0.0)
-        rank = {n: i for i, n in enumerate([*odes, weight])}
-        for key, (coefficient, sources) in sorted(grouped.items(), key=lambda item: (
-                sum(p for _, p in item[0]), [(rank[n], -p) for n, p in item[0]])):
-            if coefficient == 0.0 or abs(coefficient) <= 1e-12 * largest:
-                continue  # exact cancellation (e.g. x - 1 + 1 from the impulse rewriting)
-            for name, _ in key:
-                if name != weight:
-                    if name not in side:
-                        raise RuleError(f"term {' + '.join(sources)}: {name} never jumps at a spike "
-                                        f"(a Loihi 2 trace needs an impulse)", key=where,
-                                        fix=f"add '{name} += 1' to on_pre or on_post")
-                    used.add(name)
-            terms.append(BrianTerm(event, key, coefficient, " + ".join(sources)))
-
-    traces = []
-    for name in odes:  # model order
-        if name not in used:
-            continue
-        tau_ms = _trace_decay(name, odes[name], namespace)
-        traces.append(Trace(name, side[name], tau_ms, increments[side[name]][name]))
+    terms = [term for event, change in changes.items()
+             for term in _event_terms(synapse, event, _grouped_monomials(synapse, change, f"on_{event}"), side)]
+    used = {name for term in terms for name, _ in term.powers if name != weight}
+    traces = tuple(Trace(name, side[name], _trace_decay(name, synapse.odes[name], synapse.namespace),
+                         increments[side[name]][name]) for name in synapse.odes if name in used)  # model order
     notes = [f"trace {n} is not read by the weight change: no Loihi trace is used for it"
-             for n in odes if n in side and n not in used]
-    return ExpandedRule(tuple(terms), tuple(traces), weight, distinct[0] if distinct else (None, None),
+             for n in synapse.odes if n in side and n not in used]
+    return ExpandedRule(tuple(terms), traces, weight, distinct[0] if distinct else (None, None),
                         tuple(transmission), tuple(notes))
+
+
+def _statements(code: str, event: str) -> list[Statement]:
+    """An event's statements, parsed by Brian2."""
+    from brian2.parsing.statements import parse_statement
+
+    statements = []
+    for line in _lines(code):
+        try:
+            statements.append((line, *parse_statement(line)[:3]))
+        except ValueError as exc:
+            raise RuleError(f"cannot parse statement '{line}'", key=f"on_{event}",
+                            fix="write 'variable = expression' or 'variable += expression'") from exc
+    return statements
+
+
+def _trace_jumps(synapse: _Synapse, statements: dict[str, list[Statement]]
+                 ) -> tuple[dict[tuple[str, int], float], dict[str, dict[str, float]]]:
+    """Each trace statement's jump (by event and statement index), and each event's total jump per trace."""
+    jumps: dict[tuple[str, int], float] = {}
+    increments: dict[str, dict[str, float]] = {"pre": {}, "post": {}}
+    for event, lines in statements.items():
+        for index, (line, var, op, expr) in enumerate(lines):
+            if var in synapse.odes:
+                jumps[(event, index)] = delta = _jump(synapse, line, var, op, expr, f"on_{event}")
+                increments[event][var] = increments[event].get(var, 0.0) + delta
+    return jumps, increments
+
+
+def _jump(synapse: _Synapse, line: str, var: str, op: str, expr: str, where: str) -> float:
+    """How much the statement ``line`` makes trace ``var`` jump: a constant, or refused."""
+    import sympy
+    from brian2.parsing.sympytools import sympy_to_str
+
+    e = _parse(expr, where)
+    if op == "=":
+        delta = sympy.expand(e - synapse.symbols[var])
+    elif op in ("+=", "-="):
+        delta = e if op == "+=" else -e
+    else:
+        raise RuleError(f"statement '{line}' changes trace {var} with '{op}': Loihi 2 traces only add an impulse",
+                        key=where, fix=f"write '{var} += constant'")
+    delta = delta.subs(synapse.subexpressions)
+    delta = delta.subs(synapse.constants_of(delta, where))
+    if not delta.is_number:
+        raise RuleError(f"statement '{line}': trace {var} jumps by {sympy_to_str(delta)}, not by a constant "
+                        f"(Loihi 2 adds a fixed impulse)", key=where, fix=f"write '{var} += constant'")
+    return float(delta)
+
+
+def _trace_sides(increments: dict[str, dict[str, float]]) -> dict[str, str]:
+    """The side (pre or post) whose spikes make each trace jump; a trace jumps on one side only."""
+    both = sorted(set(increments["pre"]) & set(increments["post"]))
+    if both:
+        raise RuleError(f"trace {both[0]} jumps at both pre and post spikes: a Loihi 2 trace belongs to one side",
+                        key="model", fix="use one trace per side")
+    return {n: "pre" for n in increments["pre"]} | {n: "post" for n in increments["post"]}
+
+
+def _event_change(synapse: _Synapse, event: str, lines: list[Statement], jumps: dict[tuple[str, int], float],
+                  increments: dict[str, float]) -> tuple[Any, tuple[float, float] | None, list[str]]:
+    """Execute an event's statements symbolically: its weight change, the bounds of its final clip of the
+    weight (if any) and its transmission statements. Traces are written as their value after this step's
+    impulse, so one read before its own jump is ``x - increment``."""
+    import sympy
+
+    where, weight, sym = f"on_{event}", synapse.weight, synapse.symbols
+    state = {sym[n]: sym[n] - increments.get(n, 0.0) for n in synapse.odes}
+    state[sym[weight]] = sym[weight]
+    bound, transmission = None, []
+    for index, (line, var, op, expr) in enumerate(lines):
+        if var in synapse.odes:
+            state[sym[var]] = state[sym[var]] + jumps[(event, index)]
+            continue
+        e = synapse.expression(expr, where)
+        if var == weight:
+            if bound is not None:
+                raise RuleError(f"statement '{line}' changes {weight} after its clip: the bounds must come last",
+                                key=where, fix=f"clip {weight} in the last statement that changes it")
+            if op != "=":
+                e = synapse.expression(f"{weight} {op[:-1]} ({expr})", where)
+            e, bound = _unclip(synapse, e, line, where)
+            state[sym[weight]] = e.xreplace(state)
+        elif var.endswith(("_post", "_pre")):
+            transmission.append(f"on_{event}: {line}")
+        else:
+            raise RuleError(f"statement '{line}' changes {var}: Loihi 2's learning engine only changes {weight} "
+                            f"and the traces", key=where, fix=f"remove it or make {var} a trace")
+    return sympy.expand(state[sym[weight]] - sym[weight]), bound, transmission
+
+
+def _unclip(synapse: _Synapse, e, line: str, where: str) -> tuple[Any, tuple[float, float] | None]:
+    """``(E, (low, high))`` for ``e = clip(E, low, high)`` with constant bounds, else ``(e, None)``."""
+    import sympy
+
+    if not (isinstance(e, sympy.Function) and type(e).__name__ == "clip"):
+        return e, None
+    inner, low, high = e.args
+    low_v, high_v = (synapse.number(b, where) for b in (low, high))
+    if low_v is None or high_v is None:
+        raise RuleError(f"statement '{line}': the bounds of clip must be constants", key=where)
+    return inner, (low_v, high_v)
+
+
+Monomial = tuple[tuple[str, int], ...]  # ((variable, power), ...): the traces in model order, then the weight
+
+
+def _grouped_monomials(synapse: _Synapse, change, where: str) -> dict[Monomial, tuple[float, list[str]]]:
+    """An event's weight change as monomials: each one's summed coefficient and the SymPy terms it sums."""
+    import sympy
+    from brian2.parsing.sympytools import sympy_to_str
+
+    grouped: dict[Monomial, tuple[float, list[str]]] = {}
+    for term in sympy.Add.make_args(change):
+        if term == 0:
+            continue
+        text = sympy_to_str(term)
+        powers, coefficient = _monomial(synapse, term, text, where)
+        key = tuple(sorted(powers.items(), key=lambda item: (item[0] == synapse.weight, item[0])))
+        previous, sources = grouped.get(key, (0.0, []))
+        grouped[key] = (previous + coefficient, sources + [text])
+    return grouped
+
+
+def _monomial(synapse: _Synapse, term, text: str, where: str) -> tuple[dict[str, int], float]:
+    """A product's whole powers of traces and the weight, and its constant coefficient."""
+    import sympy
+    from brian2.parsing.sympytools import sympy_to_str
+
+    powers: dict[str, int] = {}
+    coefficient = 1.0
+    for factor in sympy.Mul.make_args(term):
+        base, power = factor.as_base_exp()
+        if factor.is_number:
+            coefficient *= float(factor)
+        elif base.is_Symbol and synapse.is_variable(base.name):
+            if not power.is_number or not float(power).is_integer():
+                raise RuleError(f"term {text}: non-integer power {sympy_to_str(factor)} "
+                                f"(Loihi 2 multiplies whole factors)", key=where,
+                                fix="use integer powers of traces and w")
+            if float(power) < 0:
+                raise _division(text, base, where)
+            powers[base.name] = powers.get(base.name, 0) + int(power)
+        else:
+            coefficient *= _constant_factor(synapse, factor, text, where)
+    return powers, coefficient
+
+
+def _constant_factor(synapse: _Synapse, factor, text: str, where: str) -> float:
+    """The value of a factor that is neither a number nor a power of a trace or the weight; refuses what
+    is not a constant (a function, a division by a variable, a non-integer power)."""
+    import sympy
+    from brian2.parsing.sympytools import sympy_to_str
+
+    base, power = factor.as_base_exp()
+    if base.is_Symbol:
+        v = _value(base.name, synapse.namespace)
+        if v is None:
+            raise _unknown(base.name, where)
+        if not power.is_number:
+            raise RuleError(f"term {text}: power {sympy_to_str(power)} is not a number", key=where)
+        return v ** float(power)
+    if isinstance(factor, sympy.Pow) and float(power) < 0 and not base.is_number:
+        value = synapse.number(base, where)
+        if value is None:
+            raise _division(text, base, where)
+        return value ** float(power)
+    value = synapse.number(factor, where)
+    if value is not None:
+        return value
+    if isinstance(factor, sympy.Function):
+        raise RuleError(f"term {text}: function {type(factor).__name__.rstrip('_')}() has no counterpart in "
+                        f"Loihi 2's learning engine (sums of products only)", key=where,
+                        fix="write the rule as a polynomial in traces and w")
+    if isinstance(factor, sympy.Pow):
+        raise RuleError(f"term {text}: non-integer power {sympy_to_str(factor)} "
+                        f"(Loihi 2 multiplies whole factors)", key=where,
+                        fix="use integer powers of traces and w")
+    raise RuleError(f"term {text}: {sympy_to_str(factor)} is not a product of traces, w and constants",
+                    key=where, fix="write the rule as a polynomial in traces and w")
+
+
+def _division(text: str, base, where: str) -> RuleError:
+    from brian2.parsing.sympytools import sympy_to_str
+
+    return RuleError(f"term {text}: divides by {sympy_to_str(base)} (Loihi 2 products only "
+                     f"multiply: no division by a trace or the weight)", key=where,
+                     fix="rewrite the rule without dividing by a variable")
+
+
+def _event_terms(synapse: _Synapse, event: str, grouped: dict[Monomial, tuple[float, list[str]]],
+                 side: dict[str, str]) -> list[BrianTerm]:
+    """An event's monomials as terms, by degree then model order; exact cancellations left out. Every
+    trace a term reads must jump at some spike."""
+    largest = max((abs(c) for c, _ in grouped.values()), default=0.0)
+    rank = {n: i for i, n in enumerate([*synapse.odes, synapse.weight])}
+    terms = []
+    for key, (coefficient, sources) in sorted(grouped.items(), key=lambda item: (
+            sum(p for _, p in item[0]), [(rank[n], -p) for n, p in item[0]])):
+        if coefficient == 0.0 or abs(coefficient) <= 1e-12 * largest:
+            continue  # exact cancellation (e.g. x - 1 + 1 from the impulse rewriting)
+        for name, _ in key:
+            if name != synapse.weight and name not in side:
+                raise RuleError(f"term {' + '.join(sources)}: {name} never jumps at a spike "
+                                f"(a Loihi 2 trace needs an impulse)", key=f"on_{event}",
+                                fix=f"add '{name} += 1' to on_pre or on_post")
+        terms.append(BrianTerm(event, key, coefficient, " + ".join(sources)))
+    return terms
 
 
 # --------------------------------------------------------------------------------------------
@@ -741,64 +833,34 @@ def lower(rule: ExpandedRule, *, weight_scale: float | None = None, weight_sign:
     """
     if weight_sign not in (1, -1):
         raise ValueError("weight_sign is 1 or -1")
-    low, high = rule.bounds
-    notes = list(rule.notes)
     if weight_scale is None:
-        if high is None or high <= 0:
-            raise RuleError("the weight has no upper bound, so there is no natural weight scale", key="on_pre",
-                            fix="clip w to [0, w_max] or pass weight_scale")
-        weight_scale = limits.weight_max / high
-    _check_weight_register(weight_scale, high, limits)
-    if low is not None and low != 0:
-        notes.append(f"lower bound {low:g} of w: Loihi clips at 0 (sign mode), not at {low:g}")
-    if high is not None and abs(high * weight_scale - limits.weight_max) > 1e-9 * limits.weight_max:
-        notes.append(f"upper bound {high:g} of w is {high * weight_scale:g} Loihi units; Loihi's fixed point "
-                     f"clips at {limits.weight_max} (w = {limits.weight_max / weight_scale:.3g})")
-    if high is not None:
-        notes.append("lava's floating-point LearningDense does not clip weights above; its fixed point does")
+        weight_scale = _register_filling_scale(rule, limits)
+    _check_weight_register(weight_scale, rule.bounds[1], limits)
+    notes = [*rule.notes, *_bound_notes(rule.bounds, weight_scale, limits)]
     registers = _registers(rule, limits)
     traces = []
     for trace in rule.traces:
         value = impulses[trace.name] if isinstance(impulses, Mapping) else impulses
         traces.append(TraceMap(trace.name, registers[trace.name], trace.tau_ms, _tau(trace, dt_ms, limits),
                                _impulse(value, trace.name, limits), trace.increment, trace.tau_ms / dt_ms))
-    by_name = {t.name: t for t in traces}
     if any(t.impulse != int(t.impulse) for t in traces):
         notes.append("an impulse with a fraction: lava 0.10.0's fixed point adds the fraction with doubled "
                       "probability (8-bit fraction against a 7-bit random number); whole impulses are exact")
+    by_name = {t.name: t for t in traces}
     terms, dropped = [], []
     for term in rule.terms:
-        scale = weight_sign * weight_scale * term.coefficient
-        factors: list[str] = []
-        for name, power in term.powers:
-            if name == rule.weight:
-                scale *= (weight_sign / weight_scale) ** power
-                factors += ["w"] * power
-            else:
-                scale *= by_name[name].scale ** power
-                factors += [registers[name]] * power
-        factors.sort(key=lambda f: ("x1", "x2", "y1", "y2", "y3", "w").index(f))
-        dependency = EVENTS[term.event]
-        shown = "*".join([dependency, *factors])
-        try:
-            q = quantise_scale(scale, limits)
-        except ValueError as exc:
-            raise RuleError(f"term {term.source} -> {shown}: {exc} (mantissa in {list(limits.scale_mantissa)}, "
-                            f"exponent in {list(limits.scale_exponent)})", key=f"on_{term.event}",
-                            fix="lower the weight scale, raise the trace impulses, or lower eta") from None
-        shift = fixed_shift(factors, limits)
-        if q is None:
-            lost = LoihiTerm(dependency, tuple(factors), scale, 0, 0, shift, term.source, term)
-            if underflow == "drop":
-                dropped.append(lost)
-                notes.append(f"term {term.source} -> {shown}: scale {scale:.3g} rounds to 0, dropped")
-                continue
+        product = _product(rule, term, weight_scale, weight_sign, by_name, limits)
+        if product.mantissa:
+            terms.append(product)
+        elif underflow == "drop":
+            dropped.append(product)
+            notes.append(f"term {term.source} -> {product.product()}: scale {product.scale:.3g} rounds to 0, dropped")
+        else:
             smallest = 2.0 ** limits.scale_exponent[0]
-            raise RuleError(f"term {term.source} -> {shown}: scale {scale:.3g} rounds to 0 (smallest scale "
-                            f"{smallest:g} = 1*2^{limits.scale_exponent[0]})", key=f"on_{term.event}",
+            raise RuleError(f"term {term.source} -> {product.product()}: scale {product.scale:.3g} rounds to 0 "
+                            f"(smallest scale {smallest:g} = 1*2^{limits.scale_exponent[0]})", key=f"on_{term.event}",
                             fix="raise eta or the weight scale, lower the trace impulses, or drop the term "
                                 "(underflow='drop')")
-        terms.append(LoihiTerm(dependency, tuple(factors), scale, q.mantissa, q.exponent, shift, term.source, term))
     if dropped and not terms:
         lost = "; ".join(f"{t.source} -> {t.product()}: {t.scale:.3g}" for t in dropped)
         raise RuleError(f"every term's scale rounds to 0 ({lost}; smallest scale {2.0 ** limits.scale_exponent[0]:g}"
@@ -806,6 +868,56 @@ def lower(rule: ExpandedRule, *, weight_scale: float | None = None, weight_sign:
                         fix="raise eta or the weight scale, or lower the trace impulses")
     return CompiledRule(tuple(terms), tuple(traces), float(weight_scale), weight_sign, dt_ms, rule.bounds,
                         tuple(dropped), rule.transmission, tuple(notes), limits)
+
+
+def _register_filling_scale(rule: ExpandedRule, limits: EngineLimits) -> float:
+    """The weight scale that puts the rule's upper bound at the top of the weight register."""
+    high = rule.bounds[1]
+    if high is None or high <= 0:
+        raise RuleError("the weight has no upper bound, so there is no natural weight scale", key="on_pre",
+                        fix="clip w to [0, w_max] or pass weight_scale")
+    return limits.weight_max / high
+
+
+def _bound_notes(bounds: tuple[float | None, float | None], weight_scale: float, limits: EngineLimits) -> list[str]:
+    """Where Loihi's weight bounds differ from the rule's clip."""
+    low, high = bounds
+    notes = []
+    if low is not None and low != 0:
+        notes.append(f"lower bound {low:g} of w: Loihi clips at 0 (sign mode), not at {low:g}")
+    if high is not None and abs(high * weight_scale - limits.weight_max) > 1e-9 * limits.weight_max:
+        notes.append(f"upper bound {high:g} of w is {high * weight_scale:g} Loihi units; Loihi's fixed point "
+                     f"clips at {limits.weight_max} (w = {limits.weight_max / weight_scale:.3g})")
+    if high is not None:
+        notes.append("lava's floating-point LearningDense does not clip weights above; its fixed point does")
+    return notes
+
+
+def _product(rule: ExpandedRule, term: BrianTerm, weight_scale: float, weight_sign: int,
+             traces: Mapping[str, TraceMap], limits: EngineLimits) -> LoihiTerm:
+    """A Brian2 monomial as a Loihi product with its quantised scale (mantissa 0: it rounds to zero);
+    a scale beyond the largest representable one is refused."""
+    scale = weight_sign * weight_scale * term.coefficient
+    factors: list[str] = []
+    for name, power in term.powers:
+        if name == rule.weight:
+            scale *= (weight_sign / weight_scale) ** power
+            factors += ["w"] * power
+        else:
+            scale *= traces[name].scale ** power
+            factors += [traces[name].register] * power
+    factors.sort(key=lambda f: ("x1", "x2", "y1", "y2", "y3", "w").index(f))
+    dependency = EVENTS[term.event]
+    try:
+        q = quantise_scale(scale, limits)
+    except ValueError as exc:
+        raise RuleError(f"term {term.source} -> {'*'.join([dependency, *factors])}: {exc} (mantissa in "
+                        f"{list(limits.scale_mantissa)}, exponent in {list(limits.scale_exponent)})",
+                        key=f"on_{term.event}",
+                        fix="lower the weight scale, raise the trace impulses, or lower eta") from None
+    mantissa, exponent = (0, 0) if q is None else (q.mantissa, q.exponent)
+    return LoihiTerm(dependency, tuple(factors), scale, mantissa, exponent, fixed_shift(factors, limits),
+                     term.source, term)
 
 
 def _scale(rule: ExpandedRule, term: BrianTerm, weight_scale: float, sign: int, impulses: Mapping[str, float]) -> float:
@@ -817,6 +929,17 @@ def _scale(rule: ExpandedRule, term: BrianTerm, weight_scale: float, sign: int, 
         else:
             scale *= (rule.trace(var).increment / impulses[var]) ** power
     return scale
+
+
+def _quantisation_factor(rule: ExpandedRule, term: BrianTerm, weight_scale: float, sign: int,
+                         impulses: Mapping[str, float], limits: EngineLimits) -> float | None:
+    """What quantisation multiplies a term's scale by: ``quantised / exact`` (inf beyond the largest
+    scale, None if it rounds to zero)."""
+    try:
+        q = quantise_scale(_scale(rule, term, weight_scale, sign, impulses), limits)
+    except ValueError:
+        return math.inf
+    return None if q is None else q.quantised / q.value
 
 
 def optimise_impulses(rule: ExpandedRule, *, low: int = 8, high: int = 32, default: int = 16, rounds: int = 2,
@@ -846,28 +969,13 @@ def optimise_impulses(rule: ExpandedRule, *, low: int = 8, high: int = 32, defau
         weight_scale = limits.weight_max / rule.bounds[1] if rule.bounds[1] else 1.0
 
     def factor(term: BrianTerm) -> float | None:
-        try:
-            q = quantise_scale(_scale(rule, term, weight_scale, weight_sign, impulses), limits)
-        except ValueError:
-            return math.inf
-        return None if q is None else q.quantised / q.value
+        return _quantisation_factor(rule, term, weight_scale, weight_sign, impulses, limits)
 
-    fixed = [(abs(_scale(rule, t, weight_scale, weight_sign, impulses)), factor(t)) for t in rule.terms
-             if all(var == rule.weight for var, _ in t.powers)]
-    fixed = [(size, f) for size, f in fixed if f is not None and math.isfinite(f)]
-    reference = max(fixed)[1] if fixed else 1.0
-
-    def mismatch(name: str) -> float:
-        worst = 0.0
-        for term in rule.terms:
-            if name in dict(term.powers):
-                f = factor(term)
-                worst = max(worst, 10.0 if f is None or not math.isfinite(f) else abs(math.log(f / reference)))
-        return worst
+    reference = _reference_factor(rule, weight_scale, weight_sign, impulses, factor)
 
     def score(name: str) -> float:
         if objective is None:
-            return mismatch(name)
+            return _mismatch([factor(t) for t in rule.terms if name in dict(t.powers)], reference)
         try:
             return objective(lower(rule, weight_scale=weight_scale, weight_sign=weight_sign, impulses=impulses,
                                    dt_ms=dt_ms, limits=limits, underflow="drop"))
@@ -882,6 +990,22 @@ def optimise_impulses(rule: ExpandedRule, *, low: int = 8, high: int = 32, defau
                 best = min(best, (round(score(name), 3), abs(value - default), float(value)))
             impulses[name] = best[2]
     return impulses
+
+
+def _mismatch(factors: Iterable[float | None], reference: float) -> float:
+    """How far the worst of these quantisation factors is from the reference (the size of their log
+    ratio; 10 for a term that rounds to zero or overflows)."""
+    return max((10.0 if f is None or not math.isfinite(f) else abs(math.log(f / reference)) for f in factors),
+               default=0.0)
+
+
+def _reference_factor(rule: ExpandedRule, weight_scale: float, sign: int, impulses: Mapping[str, float],
+                      factor: Callable[[BrianTerm], float | None]) -> float:
+    """The quantisation factor of the largest term without traces (no impulse changes it), or 1."""
+    fixed = [(abs(_scale(rule, t, weight_scale, sign, impulses)), factor(t)) for t in rule.terms
+             if all(var == rule.weight for var, _ in t.powers)]
+    fixed = [(size, f) for size, f in fixed if f is not None and math.isfinite(f)]
+    return max(fixed)[1] if fixed else 1.0
 
 
 def compile_rule(model: str, on_pre: str, on_post: str, namespace: Mapping[str, Any] | None = None, *,

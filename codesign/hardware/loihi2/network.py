@@ -43,7 +43,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from codesign.errors import CodesignError, RuleError
-from codesign.hardware.loihi2.compiler import CompiledRule, expand_rule, lower, optimise_impulses
+from codesign.hardware.loihi2.compiler import CompiledRule, ExpandedRule, expand_rule, lower, optimise_impulses
 from codesign.hardware.target import Target, bundled_target, load_target
 from codesign.rules.spike_trace import SpikeTraceRule
 
@@ -174,61 +174,79 @@ def compile_spike_trace(rule: SpikeTraceRule, params: PortParams, target: Target
     line, unless ``allow_drop``: it is then dropped (listed in ``dropped``). A rule that would lose
     every term is refused either way.
     """
-    limits = target.loihi2.learning_engine
-    base_scale = limits.weight_max / params.w_max
+    base_scale = target.loihi2.learning_engine.weight_max / params.w_max
     text, namespace = rule_text(rule, 1.0, params.w_max)
     unit = expand_rule(text["model"], text["on_pre"], text["on_post"], namespace)  # dw is linear in eta
     w_base = params.w_inhibitory_init if w_typical is None else w_typical
+    etas, scales = _port_settings(rule, params, base_scale)
+    best: tuple[tuple[float, int, int, int], CompiledRule, float] | None = None
+    error: RuleError | None = None
+    for i, eta in enumerate(etas):
+        for j, weight_scale in enumerate(scales):
+            # The network holds the same Loihi weight whatever the scale: w grows as S shrinks.
+            w = w_base * base_scale / weight_scale
+            try:
+                compiled, shift = _compile_at(unit.scaled(eta), eta, weight_scale, w, rule, params, target, allow_drop)
+            except RuleError as exc:
+                error = error or exc
+                continue
+            score = (0.0 if shift is None else shift, len(compiled.dropped), i, j)
+            if best is None or score < best[0]:
+                best = (score, compiled, float(eta))
+            if shift is None or score[:2] == (0.0, 0):
+                break  # nothing (left) to improve
+        if best is not None and (best[0][:2] == (0.0, 0) or len(scales) == 1):
+            break
+    if best is None:
+        raise _refused_everywhere(error, etas, scales, target)
+    return best[1], best[2]
+
+
+def _port_settings(rule: SpikeTraceRule, params: PortParams, base_scale: float) -> tuple[list[float], list[float]]:
+    """The etas and weight scales :func:`compile_spike_trace` tries, in order of preference."""
     if params.eta is not None:
         etas = [params.eta]
     else:
         etas = list(rule.eta * np.geomspace(1.0, max(params.eta_search, 1.0), 9))
     scales = list(base_scale * np.geomspace(1.0, 1.0 / max(params.weight_scale_search, 1.0), 9))
-    best: tuple[tuple[float, int, int, int], CompiledRule, float] | None = None
-    error: RuleError | None = None
-    for i, eta in enumerate(etas):
-        expanded = unit.scaled(eta)
-        for j, weight_scale in enumerate(scales):
-            # The network holds the same Loihi weight whatever the scale: w grows as S shrinks.
-            w = w_base * base_scale / weight_scale
-            exact = set_point(rule.coefficients, rule, params, w)
+    return etas, scales
 
-            def shift(compiled: CompiledRule, w: float = w, exact: float = exact) -> float:
-                if compiled.dropped and not allow_drop:
-                    return math.inf
-                rho = set_point(_coefficients(compiled), rule, params, w)
-                return abs(rho / exact - 1.0) if math.isfinite(rho) else math.inf
 
-            objective = shift if math.isfinite(exact) else None
-            impulses: Any = params.trace_impulse
-            if impulses is None:
-                impulses = optimise_impulses(expanded, weight_scale=weight_scale, weight_sign=-1, limits=limits,
-                                             dt_ms=target.time_step_ms, objective=objective)
-            try:
-                compiled = lower(expanded, weight_scale=weight_scale, weight_sign=-1, impulses=impulses,
-                                 dt_ms=target.time_step_ms, limits=limits, underflow="drop")
-            except RuleError as exc:
-                error = error or exc
-                continue
-            if compiled.dropped and not allow_drop:
-                error = error or _underflow_refusal(compiled, eta)
-                continue
-            score = (round(objective(compiled), 3) if objective else 0.0, len(compiled.dropped), i, j)
-            if best is None or score < best[0]:
-                best = (score, compiled, float(eta))
-            if objective is None or score[:2] == (0.0, 0):
-                break  # nothing (left) to improve
-        if best is not None and (best[0][:2] == (0.0, 0) or len(scales) == 1):
-            break
-    if best is None:
-        if error is None:
-            raise RuntimeError("no port settings were tried")
-        # The first error is the rule as asked (its eta, the register-filling scale); say what else was tried.
-        tried = (f"eta {min(etas):.3g}-{max(etas):.3g}" if len(etas) > 1 else f"eta {etas[0]:.3g}") + (
-            f", weight scales {min(scales):.4g}-{max(scales):.4g} (at most {limits.weight_max} / w_max: the "
-            f"{limits.weight_bits}-bit weight register)")
-        raise RuleError(f"{error.message}; refused at every setting tried ({tried})", key=error.key, fix=error.fix)
-    return best[1], best[2]
+def _compile_at(expanded: ExpandedRule, eta: float, weight_scale: float, w: float, rule: SpikeTraceRule,
+                params: PortParams, target: Target, allow_drop: bool) -> tuple[CompiledRule, float | None]:
+    """The rule compiled at one eta and weight scale, with the impulses that best keep its set point at
+    weight ``w``, and the predicted set-point shift (rounded to 0.1 %; None where the exact set point
+    is undefined). A term that rounds to zero is refused unless ``allow_drop``."""
+    limits = target.loihi2.learning_engine
+    exact = set_point(rule.coefficients, rule, params, w)
+
+    def shift(compiled: CompiledRule) -> float:
+        if compiled.dropped and not allow_drop:
+            return math.inf
+        rho = set_point(_coefficients(compiled), rule, params, w)
+        return abs(rho / exact - 1.0) if math.isfinite(rho) else math.inf
+
+    objective = shift if math.isfinite(exact) else None
+    impulses: Any = params.trace_impulse
+    if impulses is None:
+        impulses = optimise_impulses(expanded, weight_scale=weight_scale, weight_sign=-1, limits=limits,
+                                     dt_ms=target.time_step_ms, objective=objective)
+    compiled = lower(expanded, weight_scale=weight_scale, weight_sign=-1, impulses=impulses,
+                     dt_ms=target.time_step_ms, limits=limits, underflow="drop")
+    if compiled.dropped and not allow_drop:
+        raise _underflow_refusal(compiled, eta)
+    return compiled, (round(objective(compiled), 3) if objective else None)
+
+
+def _refused_everywhere(error: RuleError | None, etas: list[float], scales: list[float], target: Target) -> RuleError:
+    """The first refusal (the rule as asked: its eta, the register-filling scale), saying what else was tried."""
+    if error is None:
+        raise RuntimeError("no port settings were tried")
+    limits = target.loihi2.learning_engine
+    tried = (f"eta {min(etas):.3g}-{max(etas):.3g}" if len(etas) > 1 else f"eta {etas[0]:.3g}") + (
+        f", weight scales {min(scales):.4g}-{max(scales):.4g} (at most {limits.weight_max} / w_max: the "
+        f"{limits.weight_bits}-bit weight register)")
+    return RuleError(f"{error.message}; refused at every setting tried ({tried})", key=error.key, fix=error.fix)
 
 
 def _underflow_refusal(compiled: CompiledRule, eta: float) -> RuleError:
@@ -423,15 +441,7 @@ def port(rule: SpikeTraceRule, params: PortParams | Any = None, seed: int = 0,
     dt_ms = target.time_step_ms
     weight_scale = target.loihi2.learning_engine.weight_max / params.w_max
     spikes = input_spikes(params, seed, dt_ms)
-    first = None
-    if params.eta is None:
-        # Refuse before the slow runs: whether a rule compiles does not depend on its typical weight.
-        compile_spike_trace(rule, params, target, allow_drop=allow_drop)
-        # The weight the rule settles at in Brian2 is the typical weight of its set point.
-        first = run_brian2(rule, params, spikes, weight_scale, dt_ms, eta=rule.eta)
-        w_typical = float(first.weights[-1].mean())
-    else:
-        w_typical = params.w_inhibitory_init
+    w_typical, first = _typical_weight(rule, params, target, spikes, allow_drop)
     compiled, eta = compile_spike_trace(rule, params, target, w_typical, allow_drop=allow_drop)
     same = first is not None and eta == rule.eta and compiled.weight_scale == weight_scale
     reference = first if same else run_brian2(rule, params, spikes, compiled.weight_scale, dt_ms, eta=eta)
@@ -440,7 +450,36 @@ def port(rule: SpikeTraceRule, params: PortParams | Any = None, seed: int = 0,
                                             eta=eta),
             "lava_float": run_lava(compiled, params, spikes, fixed_pt=False, rng_seed=seed),
             "lava_fixed": run_lava(compiled, params, spikes, fixed_pt=True, rng_seed=seed)}
-    result: dict[str, Any] = {}
+    result: dict[str, Any] = _run_summaries(runs, params, dt_ms)
+    result["rule"] = compiled.report()
+    w_typical *= weight_scale / compiled.weight_scale
+    result["rule"]["set_point_hz"] = {"exact": set_point(rule.coefficients, rule, params, w_typical),
+                                      "quantised": set_point(_coefficients(compiled), rule, params, w_typical),
+                                      "typical_weight": w_typical,
+                                      "note": "mean-drift balance without correlations, at the typical weight"}
+    result["changes"] = port_changes(rule, params, compiled, eta)
+    result["network"] = {**dataclasses.asdict(params), "eta": eta, "rule_eta": rule.eta, "dt_ms": dt_ms,
+                         "seed": seed, "target": target.file, "allow_drop": allow_drop}
+    return result
+
+
+def _typical_weight(rule: SpikeTraceRule, params: PortParams, target: Target, spikes: np.ndarray,
+                    allow_drop: bool) -> tuple[float, Run | None]:
+    """The weight at which the port keeps the rule's set point, and the Brian2 run that found it (if
+    one did): with the eta left to the port, the mean weight the rule settles at in Brian2 with its own
+    eta at the register-filling scale; else the initial weight."""
+    if params.eta is not None:
+        return params.w_inhibitory_init, None
+    # Refuse before the slow run: whether a rule compiles does not depend on its typical weight.
+    compile_spike_trace(rule, params, target, allow_drop=allow_drop)
+    weight_scale = target.loihi2.learning_engine.weight_max / params.w_max
+    first = run_brian2(rule, params, spikes, weight_scale, target.time_step_ms, eta=rule.eta)
+    return float(first.weights[-1].mean()), first
+
+
+def _run_summaries(runs: dict[str, Run], params: PortParams, dt_ms: float) -> dict[str, dict[str, Any]]:
+    """Each run's loss, rate, final mean weight and time; the Lava runs' weights compared with Brian2's."""
+    result = {}
     for key, run in runs.items():
         rate = run.rate(params, dt_ms)
         entry: dict[str, Any] = {"loss": ((rate - params.target_rate_hz) / params.target_rate_hz) ** 2,
@@ -451,15 +490,6 @@ def port(rule: SpikeTraceRule, params: PortParams | Any = None, seed: int = 0,
         if key == "lava_float":
             entry["vs_brian2_lava_order"] = _compare(run, runs["brian2_lava_order"])
         result[key] = entry
-    result["rule"] = compiled.report()
-    w_typical *= weight_scale / compiled.weight_scale
-    result["rule"]["set_point_hz"] = {"exact": set_point(rule.coefficients, rule, params, w_typical),
-                                      "quantised": set_point(_coefficients(compiled), rule, params, w_typical),
-                                      "typical_weight": w_typical,
-                                      "note": "mean-drift balance without correlations, at the typical weight"}
-    result["changes"] = port_changes(rule, params, compiled, eta)
-    result["network"] = {**dataclasses.asdict(params), "eta": eta, "rule_eta": rule.eta, "dt_ms": dt_ms,
-                         "seed": seed, "target": target.file, "allow_drop": allow_drop}
     return result
 
 
