@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from codesign.cli import main
-from codesign.errors import SpecError
+from codesign.errors import SpecError, UnknownNameError
 from codesign.hardware import load_target
 from codesign.spec import load_study
 
@@ -123,7 +123,9 @@ def test_bad_target_file_is_named(workdir, capsys):
 
 def test_target_backend_and_engine_sections_come_from_their_registries(workdir, capsys):
     """An unknown backend lists the registered ones; a section is a known key only where an engine registered it."""
-    write(workdir / "hw_targets/fpga.yaml", {"name": "fpga", "backend": "verilog"})
+    fpga = write(workdir / "hw_targets/fpga.yaml", {"name": "fpga", "backend": "verilog"})
+    with pytest.raises(UnknownNameError, match=r"fpga.yaml: backend: unknown backend 'verilog'"):
+        load_target(fpga)  # on reading the file, not first when a run builds its network
     path = write(workdir / "studies/s.yaml", small_study(target="hw_targets/fpga.yaml"))
     code, err = run_cli(capsys, "run", path)
     assert code == 2 and len(err.strip().splitlines()) == 1
