@@ -309,7 +309,7 @@ def run_brian2(rule: SpikeTraceRule, params: PortParams, spikes: np.ndarray, wei
     from codesign.hardware import Target
 
     start = time.perf_counter()
-    configure_runtime(Target(name="loihi2-reference", backend="runtime", codegen="numpy"))
+    configure_runtime(Target(name="loihi2-reference", codegen="numpy"))
     eta = eta if eta is not None else rule.eta if params.eta is None else params.eta
     text, namespace = rule_text(rule, eta, params.w_max)
     clock = b2.Clock(dt_ms * b2.ms)
