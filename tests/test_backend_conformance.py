@@ -17,7 +17,7 @@ from codesign.hardware import Gpu, Target
 from codesign.models import ModelTask, load_model
 from codesign.rules.spike_trace import SpikeTraceRule
 
-from conftest import ROOT
+from tests.conftest import ROOT
 
 MODEL = ROOT / "tests/data/conformance.yaml"
 DRIVE, A, STEPS, DT_S, W_INIT, W_MAX, TARGET_HZ = 2.0, 0.1, 100, 1e-3, 0.2, 1.0, 100.0  # as in the model file
