@@ -4,6 +4,11 @@ A schema is an ordinary dataclass. Field types drive the checks (``int``, ``floa
 ``bool``, ``Literal[...]``, ``list[X]``, ``tuple[X, Y]``, nested dataclasses, unions tried in
 order); ``field(metadata=...)`` adds ``min``, ``max`` and ``help`` (shown as the fix). A class may
 define ``validate(self, where)`` for checks that involve several fields.
+
+A field whose metadata has ``sections`` (a function returning ``{key: dataclass}``, asked at each
+build so that plugins registered later count) is not a key itself: each of those keys the file has is
+built with its dataclass, and the field gets them as ``{key: object}`` (a target's ``loihi2:``
+section, read with the dataclass its hardware engine registered).
 """
 
 from __future__ import annotations
@@ -315,12 +320,18 @@ def build(cls: type[T], data: Any, where: Where) -> T:
                           fix="write key: value lines (see the examples in studies/ and hw_targets/)")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    sections = {name: f.metadata["sections"]() for name, f in fields.items() if "sections" in f.metadata}
+    known = [name for name in fields if name not in sections] + [key for keys in sections.values() for key in keys]
     for key in data:
-        if key not in fields:
+        if key not in known:
             raise where.child(str(key)).error(
-                "unknown key", fix=f"spelling error? known keys here: {', '.join(fields)}")
+                "unknown key", fix=f"spelling error? known keys here: {', '.join(known)}")
     values: dict[str, Any] = {}
     for name, f in fields.items():
+        if name in sections:
+            values[name] = {key: build(section, data[key], where.child(key))
+                            for key, section in sections[name].items() if key in data}
+            continue
         here = where.child(name)
         if name not in data:
             if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:

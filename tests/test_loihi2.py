@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from codesign.errors import CodesignError
-from codesign.hardware.loihi2 import compile_rule, expand_rule, load_loihi2_target, quantise_scale
-from codesign.hardware.loihi2.compiler import fixed_shift
+from codesign.hardware.loihi2.compiler import compile_rule, expand_rule, fixed_shift, quantise_scale
+from codesign.hardware.loihi2.network import load_loihi2_target
 from codesign.rules.spike_trace import SpikeTraceRule, vogels
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -252,12 +252,15 @@ def _loihi2(**engine) -> "Target":
     import dataclasses
 
     target = load_loihi2_target(ROOT / "hw_targets/loihi2.yaml")
-    limits = dataclasses.replace(target.loihi2.learning_engine, **engine)
-    return dataclasses.replace(target, loihi2=dataclasses.replace(target.loihi2, learning_engine=limits))
+    loihi2 = target.engine("loihi2")
+    limits = dataclasses.replace(loihi2.learning_engine, **engine)
+    return dataclasses.replace(target, engines={**target.engines,
+                                                "loihi2": dataclasses.replace(loihi2, learning_engine=limits)})
 
 
 def test_port_refuses_a_term_that_rounds_to_zero_before_running_anything(monkeypatch):
-    from codesign.hardware.loihi2 import PortParams, network, port
+    from codesign.hardware.loihi2 import network
+    from codesign.hardware.loihi2.network import PortParams, port
 
     def no_run(*args, **kwargs):
         raise AssertionError("ran a network before refusing the rule")
@@ -393,7 +396,7 @@ def test_vogels_port_lists_what_changed():
 
 def test_loihi2_target_file_has_a_source_for_every_figure(tmp_path):
     target = load_loihi2_target(ROOT / "hw_targets/loihi2.yaml")
-    limits = target.loihi2
+    limits = target.engine("loihi2")
     engine = limits.learning_engine
     assert (engine.scale_mantissa, engine.scale_exponent) == ((-8, 7), (-7, 8))
     assert (engine.pre_traces, engine.post_traces, engine.trace_bits, engine.trace_fraction_bits) == (2, 3, 7, 8)
@@ -481,7 +484,7 @@ def test_direct_lava_rule_and_compiled_brian2_rule_learn_identical_weights():
 @pytest.mark.lava
 @pytest.mark.slow
 def test_port_vogels_keeps_the_rate_on_lava_fixed_point():
-    from codesign.hardware.loihi2 import PortParams, port
+    from codesign.hardware.loihi2.network import PortParams, port
 
     result = port(vogels(eta=0.01), PortParams(), seed=1)
     assert set(result) >= {"brian2", "lava_float", "lava_fixed", "changes"}
@@ -511,7 +514,7 @@ def test_port_vogels_on_a_shorter_run_keeps_the_rate_on_lava_fixed_point(science
     seeds 1-6: Brian2 10.0-10.8 Hz, Lava float and fixed point 9.6-10.4 Hz, float weight correlation
     0.971-0.990.
     """
-    from codesign.hardware.loihi2 import port
+    from codesign.hardware.loihi2.network import port
     from codesign.hardware.loihi2.network import port_params
     from codesign.spec import load_study
 
@@ -559,7 +562,7 @@ STUDY_BEST = SpikeTraceRule({"pre_1": -0.76177721278461, "pre_y": 0.001849686041
 @pytest.mark.lava
 @pytest.mark.slow
 def test_port_study_best_rule_keeps_the_rate_on_lava_fixed_point():
-    from codesign.hardware.loihi2 import PortParams, port
+    from codesign.hardware.loihi2.network import PortParams, port
 
     result = port(STUDY_BEST, PortParams(), seed=1, allow_drop=True)
     # Its pre_y scale is far below Loihi's smallest (2^-7): dropped, and listed among the changes. eta

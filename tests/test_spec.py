@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from codesign.cli import main
-from codesign.errors import SpecError
+from codesign.errors import SpecError, UnknownNameError
 from codesign.hardware import load_target
 from codesign.spec import load_study
 
@@ -119,6 +119,30 @@ def test_bad_target_file_is_named(workdir, capsys):
     assert "hw_targets/odd.yaml: codegen: expected 'numpy' or 'cython', got 'fortran'" in err
     with pytest.raises(SpecError, match="name: missing required key"):
         load_target(write(workdir / "hw_targets/nameless.yaml", {"codegen": "numpy"}))
+
+
+def test_target_backend_and_engine_sections_come_from_their_registries(workdir, capsys):
+    """An unknown backend lists the registered ones; a section is a known key only where an engine registered it."""
+    fpga = write(workdir / "hw_targets/fpga.yaml", {"name": "fpga", "backend": "verilog"})
+    with pytest.raises(UnknownNameError, match=r"fpga.yaml: backend: unknown backend 'verilog'"):
+        load_target(fpga)  # on reading the file, not first when a run builds its network
+    path = write(workdir / "studies/s.yaml", small_study(target="hw_targets/fpga.yaml"))
+    code, err = run_cli(capsys, "run", path)
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert ("hw_targets/fpga.yaml: backend: unknown backend 'verilog' "
+            "(fix: use one of: cpp_standalone, cuda_standalone, runtime)") in err
+    with pytest.raises(SpecError, match=r"loihi3: unknown key \(fix: spelling error\? known keys here: name, .*, "
+                                        r"gpu, loihi2\)"):
+        load_target(write(workdir / "hw_targets/l3.yaml", {"name": "l3", "loihi3": {}}))
+    with pytest.raises(SpecError, match="engines: unknown key"):  # the field holds sections; it is no key
+        load_target(write(workdir / "hw_targets/e.yaml", {"name": "e", "engines": {}}))
+    plain = load_target(workdir / "hw_targets/cpu.yaml")
+    assert plain.engines == {} and plain.engine("loihi2") is None
+    loihi2 = load_target(workdir / "hw_targets/loihi2.yaml")
+    assert list(loihi2.engines) == ["loihi2"] and loihi2.engine("loihi2").chip.cores == 128
+    with pytest.raises(SpecError, match=r"l2.yaml: loihi2.learning_engine.scale_mantissa: empty range"):
+        load_target(write(workdir / "hw_targets/l2.yaml",
+                          {"name": "l2", "loihi2": {"learning_engine": {"scale_mantissa": [3, -3]}}}))
 
 
 def test_unknown_rule_on_the_command_line(workdir, capsys):

@@ -2,20 +2,25 @@
 
 Tasks call :func:`simulation` with a key that names everything shaping the network's code (task,
 sizes, terms, time step, duration) and a function that builds it; they get back a
-:class:`Simulation` that is built once and run for every batch.
+:class:`Simulation` that is built once and run for every batch. The backend is the target's, looked
+up in :data:`BACKENDS`: a new backend is one module that registers a :class:`Backend`, imported here.
 """
 
 from __future__ import annotations
 
 import time
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
-from codesign.backends.base import Construct, NetworkBuild, Simulation, network_clock, spike_input
-from codesign.backends.runtime import RuntimeSimulation, configure_runtime
-from codesign.hardware import Target
+from codesign.backends.base import BACKENDS, Backend, Construct, NetworkBuild, Simulation, network_clock, spike_input
+from codesign.backends.runtime import configure_runtime
+from codesign.backends import standalone as _standalone, cuda as _cuda  # noqa: F401  (they register their backends)
 
-__all__ = ["NetworkBuild", "Simulation", "simulation", "network_clock", "spike_input", "configure_runtime",
-           "clear_simulations", "check_runnable", "build_seconds", "Builds", "builds"]
+if TYPE_CHECKING:  # the target module imports the backends (to validate its backend)
+    from codesign.hardware.target import Target
+
+__all__ = ["NetworkBuild", "Simulation", "Backend", "BACKENDS", "simulation", "network_clock", "spike_input",
+           "configure_runtime", "clear_simulations", "check_runnable", "local_backend", "build_seconds", "Builds",
+           "builds"]
 
 _simulations: dict[tuple[str, str], Simulation] = {}
 _build_s = 0.0
@@ -67,21 +72,13 @@ def simulation(target: Target, key: str, construct: Construct) -> Simulation:
     sim = _simulations.get(cache_key)
     if sim is not None and not getattr(sim, "retired", False):
         return sim
-    if target.backend in ("cpp_standalone", "cuda_standalone"):
+    backend = _backend(target)
+    if backend.one_project:
         _simulations.clear()
     global _build_s, _building_since, _builds
     _building_since = time.monotonic()
     try:
-        if target.backend == "cpp_standalone":
-            from codesign.backends.standalone import StandaloneSimulation
-
-            sim = StandaloneSimulation(target, construct, key)
-        elif target.backend == "cuda_standalone":
-            from codesign.backends.cuda import CudaStandaloneSimulation
-
-            sim = CudaStandaloneSimulation(target, construct, key)
-        else:
-            sim = RuntimeSimulation(target, construct)
+        sim = backend.make(target, construct, key)
     finally:
         _build_s += time.monotonic() - _building_since
         _building_since = None
@@ -100,7 +97,16 @@ def check_runnable(target: Target) -> None:
 
     Commands that run a task call it first, so that they do not compile for minutes to fail after.
     """
-    if target.backend == "cuda_standalone":
-        from codesign.backends.cuda import require_gpu
+    check = _backend(target).check_runnable
+    if check is not None:
+        check(target)
 
-        require_gpu(target)
+
+def local_backend(target: Target) -> str:
+    """The backend a comparison simulates ``target`` on, here: its own, or one every machine has
+    that computes the same network (C++ standalone for a GPU target)."""
+    return _backend(target).local or target.backend
+
+
+def _backend(target: Target) -> Backend:
+    return BACKENDS.get_named(target.backend, file=target.file, key="backend")

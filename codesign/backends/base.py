@@ -4,17 +4,26 @@ A task describes its network once, as a :class:`NetworkBuild` made by a function
 Brian2 objects; a backend turns that into a :class:`Simulation` that can be run many times with new
 values for the per-candidate variables, new input series, new input spikes and a new seed, without
 generating or compiling code again where the backend allows it.
+
+Each backend registers a :class:`Backend` in :data:`BACKENDS` under the name a target file's
+``backend:`` gives, in its own module; ``codesign.backends`` imports those modules.
 """
 
 from __future__ import annotations
 
 import abc
 import dataclasses
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import numpy as np
 
-__all__ = ["NetworkBuild", "Simulation", "Construct", "network_clock", "spike_input", "padded_spike_list"]
+from codesign.registry import Registry
+
+if TYPE_CHECKING:  # the target module validates its backend against BACKENDS
+    from codesign.hardware.target import Target
+
+__all__ = ["NetworkBuild", "Simulation", "Construct", "Backend", "BACKENDS", "network_clock", "spike_input",
+           "padded_spike_list"]
 
 #: The time step of padding spikes (:func:`spike_input`): one past it per padding spike, far beyond
 #: any run, yet within Brian2's int32 time bins.
@@ -57,6 +66,25 @@ class NetworkBuild:
 
 #: A function that creates the network's Brian2 objects (called once the backend's device is active).
 Construct = Callable[[], NetworkBuild]
+
+
+@dataclasses.dataclass(frozen=True)
+class Backend:
+    """A way of executing a task's network, as a target's ``backend:`` names it."""
+
+    #: Builds the simulation of ``key`` (a name for everything shaping the network's code) on a target.
+    make: Callable[[Target, Construct, str], Simulation]
+    #: Whether it holds one project at a time (Brian2's standalone devices): building one replaces the last.
+    one_project: bool = False
+    #: Raises a one-line CodesignError where this machine cannot run a target of this backend (no GPU),
+    #: before anything is compiled for minutes; None: every machine can.
+    check_runnable: Callable[[Target], None] | None = None
+    #: The backend a comparison simulates such a target on instead, one every machine has and that
+    #: computes the same network with the same float type; None: the backend itself.
+    local: str | None = None
+
+
+BACKENDS: Registry[Backend] = Registry("backend")
 
 
 class Simulation(abc.ABC):

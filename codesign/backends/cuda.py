@@ -45,12 +45,14 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
-from codesign.backends.base import Construct
-from codesign.backends.standalone import SEED_VARIABLE, CompiledSimulation
+from codesign.backends.base import BACKENDS, Backend, Construct
+from codesign.backends.standalone import SEED_VARIABLE, CompiledSimulation, StandaloneSimulation
 from codesign.errors import CodesignError
-from codesign.hardware import Target
+
+if TYPE_CHECKING:  # the target module imports the backends (to validate its backend)
+    from codesign.hardware.target import Target
 
 __all__ = ["CudaStandaloneSimulation", "CudaToolkit", "find_cuda", "gpu_status", "require_gpu", "compute_capability"]
 
@@ -355,3 +357,9 @@ class CudaStandaloneSimulation(CompiledSimulation):
             f"the CUDA program failed ({exc}); its error is above (an out-of-memory GPU, or a GPU "
             f"older than compute capability {self.compute_capability}, are common causes)",
             file=self.target.file, key="gpu", fix=f"check gpu.gpu_id and gpu.compute_capability, or {_CPU_FIX}")
+
+
+# A comparison without a GPU computes the same network with the same float type on the CPU.
+BACKENDS.register(CudaStandaloneSimulation.device,
+                  Backend(make=CudaStandaloneSimulation, one_project=True, check_runnable=require_gpu,
+                          local=StandaloneSimulation.device))

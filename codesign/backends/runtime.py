@@ -8,12 +8,14 @@ Cython the compiled extension is found in Brian2's cache, so nothing is compiled
 from __future__ import annotations
 
 import functools
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
-from codesign.backends.base import Construct, Simulation
-from codesign.hardware import Target
+from codesign.backends.base import BACKENDS, Backend, Construct, Simulation
+
+if TYPE_CHECKING:  # the target module imports the backends (to validate its backend)
+    from codesign.hardware.target import Target
 
 __all__ = ["configure_runtime", "RuntimeSimulation", "quiet_brian"]
 
@@ -78,3 +80,8 @@ class RuntimeSimulation(Simulation):
         with np.errstate(all="ignore"):
             self.network.run(self.build.duration, namespace=dict(self.build.timed_arrays))
         return {name: np.array(getattr(group, variable)[:]) for name, (group, variable) in self.build.readable.items()}
+
+
+# Runtime simulations need no compiled project, so they are kept side by side; the key names a
+# standalone project's folder only.
+BACKENDS.register("runtime", Backend(make=lambda target, construct, key: RuntimeSimulation(target, construct)))

@@ -17,14 +17,16 @@ import gc
 import hashlib
 import os
 from pathlib import Path
-from typing import Any, ClassVar, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar, Iterator, Mapping
 
 import numpy as np
 
-from codesign.backends.base import Construct, Simulation, padded_spike_list
+from codesign.backends.base import BACKENDS, Backend, Construct, Simulation, padded_spike_list
 from codesign.backends.runtime import quiet_brian
 from codesign.errors import CodesignError
-from codesign.hardware import Target
+
+if TYPE_CHECKING:  # the target module imports the backends (to validate its backend)
+    from codesign.hardware.target import Target
 
 __all__ = ["CompiledSimulation", "StandaloneSimulation", "standalone_cache_dir", "cache_dir"]
 
@@ -195,3 +197,6 @@ class StandaloneSimulation(CompiledSimulation):
     """Brian2's C++ standalone device: one compiled program on the host CPU."""
 
     device = "cpp_standalone"
+
+
+BACKENDS.register(StandaloneSimulation.device, Backend(make=StandaloneSimulation, one_project=True))

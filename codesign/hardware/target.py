@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, Mapping
 
-from codesign.hardware.loihi2.limits import Loihi2Limits
+from codesign.backends.base import BACKENDS
+from codesign.hardware.engines import ENGINES, engine_sections
 from codesign.schema import Where, build, read_yaml
 
 __all__ = ["Target", "Figure", "Precision", "Learning", "Resources", "Energy", "Gpu", "load_target", "bundled_target",
@@ -147,9 +148,10 @@ class Target:
     name
         Short name shown in reports.
     backend
-        How the network runs here: ``runtime`` (Brian2's runtime mode), ``cpp_standalone``
-        (compiled once per network shape, then re-run with new values; see ``codesign.backends``)
-        or ``cuda_standalone`` (the same on an NVIDIA GPU, through brian2cuda; see ``gpu``).
+        How the network runs here: a name registered in ``codesign.backends.BACKENDS``, e.g.
+        ``runtime`` (Brian2's runtime mode), ``cpp_standalone`` (compiled once per network shape,
+        then re-run with new values) or ``cuda_standalone`` (the same on an NVIDIA GPU, through
+        brian2cuda; see ``gpu``).
     codegen
         Code generation target of the runtime: ``numpy`` (nothing to compile) or ``cython``
         (compiled once, then cached on disk by Brian2). Ignored by ``cpp_standalone``.
@@ -161,10 +163,13 @@ class Target:
         How the ``cuda_standalone`` backend compiles: GPU architecture, GPU id, CUDA toolkit.
     description
         Free text for people.
+    engines
+        The sections of hardware engines (``codesign.hardware.engines``) the file has, by key: a
+        ``loihi2:`` section is read with the dataclass Loihi 2 registered. Read with :meth:`engine`.
     """
 
     name: str
-    backend: Literal["runtime", "cpp_standalone", "cuda_standalone"] = "runtime"
+    backend: str = "runtime"
     codegen: Literal["numpy", "cython"] = "numpy"
     float_dtype: Literal["float64", "float32"] = "float64"
     description: str = ""
@@ -175,19 +180,21 @@ class Target:
     resources: Resources = Resources()
     energy: Energy = Energy()
     gpu: Gpu = Gpu()
-    #: Registers of Loihi 2's learning engine, chip and neuron, for ``codesign port`` (Loihi 2 only).
-    loihi2: Loihi2Limits | None = None
+    # Not hashed (a dict); equal targets still hash equal.
+    engines: Mapping[str, Any] = dataclasses.field(default_factory=dict, hash=False,
+                                                   metadata={"sections": engine_sections})
     file: str | None = dataclasses.field(default=None, compare=False, init=False)
 
+    def engine(self, name: str) -> Any:
+        """The section of hardware engine ``name`` (``loihi2``) this target has, else None."""
+        return self.engines.get(name)
+
     def validate(self, where: Where) -> None:
-        if self.loihi2 is None:
-            return
-        engine, precision = self.loihi2.learning_engine, self.precision
-        for name, general, specific in (("weight_bits", precision.weight_bits, engine.weight_bits),
-                                        ("trace_bits", precision.trace_bits, engine.trace_bits)):
-            if general != specific:
-                raise where.child(f"precision.{name}").error(
-                    f"{general} contradicts loihi2.learning_engine.{name} = {specific}", fix="make them equal")
+        BACKENDS.get_named(self.backend, file=where.file, key=where.child("backend").key)
+        for name, section in self.engines.items():
+            check = ENGINES[name].check
+            if check is not None:
+                check(self, section, where)
 
 
 def bundled_target(name: str) -> Path:

@@ -76,8 +76,7 @@ def prepare(network: BatchedNetwork, target: Any) -> tuple[Any, list[str]]:
 
     from codesign.backends import configure_runtime
 
-    runtime = dataclasses.replace(target, backend="runtime", codegen="numpy")
-    configure_runtime(runtime)
+    configure_runtime(dataclasses.replace(target, codegen="numpy"))
     build = network.construct()()
     net = brian2.Network(*build.objects)
     try:

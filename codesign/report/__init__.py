@@ -10,7 +10,7 @@ comparison of targets.
 
 from __future__ import annotations
 
-from codesign.report.compare import LOCAL_BACKEND, compare_targets, energy_groups
+from codesign.report.compare import compare_targets, energy_groups
 from codesign.report.evaluate import (evaluate_candidate, evaluate_candidates, evaluate_front, held_out_seed,
                                       precision_sweep)
 from codesign.report.files import write_results
@@ -19,4 +19,4 @@ from codesign.report.summary import best_summary, best_trial, distinct_best, par
 
 __all__ = ["best_trial", "best_summary", "distinct_best", "pareto_front", "rule_summary", "write_results",
            "evaluate_candidate", "evaluate_candidates", "evaluate_front", "held_out_seed", "precision_sweep",
-           "compare_targets", "energy_groups", "plot_comparison", "LOCAL_BACKEND"]
+           "compare_targets", "energy_groups", "plot_comparison"]

@@ -6,6 +6,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any, Sequence
 
+from codesign.backends import local_backend
 from codesign.errors import CodesignError
 from codesign.hardware import ENERGY_KINDS, Target, cost, load_target
 from codesign.hardware.adapt import adapt_to_target
@@ -14,25 +15,20 @@ from codesign.report.evaluate import held_out_seed
 from codesign.rules import Candidate
 from codesign.spec import StudySpec
 
-__all__ = ["compare_targets", "energy_groups", "LOCAL_BACKEND"]
+__all__ = ["compare_targets", "energy_groups"]
 
 
 def compare_targets(spec: StudySpec, cand: Candidate, targets: Sequence[Target | str | Path],
                     seed: int | None = None) -> list[dict[str, Any]]:
     """The same candidate and model on each target (a target object or file): one row per target.
 
-    Each target is simulated on this machine (see ``LOCAL_BACKEND``); a target that cannot be
+    Each target is simulated on this machine (see :func:`codesign.backends.local_backend`); a target that cannot be
     loaded or evaluated gets a row with its ``error`` and the others are still compared. Rows hold
     the loss, the energy of each kind over the model's simulated duration (``energy``, never a
     total across kinds), cores, fit, what changed, what was not emulated and why it cannot run.
     """
     seed = held_out_seed(spec, seed)
     return [_compare_one(spec, cand, target, seed) for target in targets]
-
-
-#: Backends that need hardware this machine may not have, and the local backend that computes the
-#: same network with the same float type (precision emulation is the model's, on any backend).
-LOCAL_BACKEND = {"cuda_standalone": "cpp_standalone"}
 
 
 def _compare_one(spec: StudySpec, cand: Candidate, target: Target | str | Path, seed: int) -> dict[str, Any]:
@@ -53,7 +49,8 @@ def _compare_one(spec: StudySpec, cand: Candidate, target: Target | str | Path, 
 
 def _evaluate_on(spec: StudySpec, cand: Candidate, target: Target, seed: int, row: dict[str, Any]) -> None:
     adapted, changes, ignored, blockers = adapt_to_target(cand, target, ModelTask(spec.model, target).knobs)
-    local = dataclasses.replace(target, backend=LOCAL_BACKEND.get(target.backend, target.backend))
+    # Precision emulation is the model's, on any backend: the local one computes the same network.
+    local = dataclasses.replace(target, backend=local_backend(target))
     object.__setattr__(local, "file", target.file)
     row["emulated_on"] = f"{local.backend} ({local.float_dtype})"
     if local.backend != target.backend:

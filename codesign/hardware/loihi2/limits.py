@@ -4,13 +4,21 @@ The rest of that file is a general :class:`codesign.hardware.Target` (precision,
 resources, energy), so studies and ``codesign compare`` use it like any target; this section adds
 the learning engine's, chip's and neuron's registers that compiling a rule needs. Each figure must
 name its source under ``sources:`` (the key path, e.g. ``learning_engine.pre_traces``); a figure
-without one is refused.
+without one is refused. The section registers as the hardware engine ``loihi2``
+(:data:`codesign.hardware.engines.ENGINES`): a target reads it with :class:`Loihi2Limits` and keeps
+it in ``target.engine("loihi2")``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from typing import TYPE_CHECKING
+
+from codesign.hardware.engines import ENGINES, HardwareEngine
 from codesign.schema import Where
+
+if TYPE_CHECKING:
+    from codesign.hardware.target import Target
 
 __all__ = ["EngineLimits", "ChipLimits", "NeuronLimits", "Loihi2Limits", "DEFAULT_LIMITS"]
 
@@ -112,3 +120,16 @@ class Loihi2Limits:
 
 
 DEFAULT_LIMITS = EngineLimits()
+
+
+def check_registers(target: Target, limits: Loihi2Limits, where: Where) -> None:
+    """The general ``precision`` of a Loihi 2 target must say what its learning engine's registers say."""
+    engine, precision = limits.learning_engine, target.precision
+    for name, general, specific in (("weight_bits", precision.weight_bits, engine.weight_bits),
+                                    ("trace_bits", precision.trace_bits, engine.trace_bits)):
+        if general != specific:
+            raise where.child(f"precision.{name}").error(
+                f"{general} contradicts loihi2.learning_engine.{name} = {specific}", fix="make them equal")
+
+
+ENGINES.register("loihi2", HardwareEngine(section=Loihi2Limits, check=check_registers))

@@ -56,7 +56,7 @@ DEFAULT_TARGET = bundled_target("loihi2")
 def load_loihi2_target(path: str | Path) -> Target:
     """A target file with the ``loihi2:`` section a port needs, and a 1 ms-like time step."""
     target = load_target(path)
-    if target.loihi2 is None:
+    if target.engine("loihi2") is None:
         raise CodesignError("has no loihi2: section, so rules cannot be compiled for Loihi 2", file=str(path),
                             key="loihi2", fix="port to hw_targets/loihi2.yaml, or copy its loihi2: section")
     if target.time_step_ms is None:
@@ -174,7 +174,7 @@ def compile_spike_trace(rule: SpikeTraceRule, params: PortParams, target: Target
     line, unless ``allow_drop``: it is then dropped (listed in ``dropped``). A rule that would lose
     every term is refused either way.
     """
-    base_scale = target.loihi2.learning_engine.weight_max / params.w_max
+    base_scale = target.engine("loihi2").learning_engine.weight_max / params.w_max
     text, namespace = rule_text(rule, 1.0, params.w_max)
     unit = expand_rule(text["model"], text["on_pre"], text["on_post"], namespace)  # dw is linear in eta
     w_base = params.w_inhibitory_init if w_typical is None else w_typical
@@ -217,7 +217,7 @@ def _compile_at(expanded: ExpandedRule, eta: float, weight_scale: float, w: floa
     """The rule compiled at one eta and weight scale, with the impulses that best keep its set point at
     weight ``w``, and the predicted set-point shift (rounded to 0.1 %; None where the exact set point
     is undefined). A term that rounds to zero is refused unless ``allow_drop``."""
-    limits = target.loihi2.learning_engine
+    limits = target.engine("loihi2").learning_engine
     exact = set_point(rule.coefficients, rule, params, w)
 
     def shift(compiled: CompiledRule) -> float:
@@ -242,7 +242,7 @@ def _refused_everywhere(error: RuleError | None, etas: list[float], scales: list
     """The first refusal (the rule as asked: its eta, the register-filling scale), saying what else was tried."""
     if error is None:
         raise RuntimeError("no port settings were tried")
-    limits = target.loihi2.learning_engine
+    limits = target.engine("loihi2").learning_engine
     tried = (f"eta {min(etas):.3g}-{max(etas):.3g}" if len(etas) > 1 else f"eta {etas[0]:.3g}") + (
         f", weight scales {min(scales):.4g}-{max(scales):.4g} (at most {limits.weight_max} / w_max: the "
         f"{limits.weight_bits}-bit weight register)")
@@ -309,7 +309,7 @@ def run_brian2(rule: SpikeTraceRule, params: PortParams, spikes: np.ndarray, wei
     from codesign.hardware import Target
 
     start = time.perf_counter()
-    configure_runtime(Target(name="loihi2-reference", backend="runtime", codegen="numpy"))
+    configure_runtime(Target(name="loihi2-reference", codegen="numpy"))
     eta = eta if eta is not None else rule.eta if params.eta is None else params.eta
     text, namespace = rule_text(rule, eta, params.w_max)
     clock = b2.Clock(dt_ms * b2.ms)
@@ -439,7 +439,7 @@ def port(rule: SpikeTraceRule, params: PortParams | Any = None, seed: int = 0,
     elif not isinstance(params, PortParams):
         params = port_params(params)
     dt_ms = target.time_step_ms
-    weight_scale = target.loihi2.learning_engine.weight_max / params.w_max
+    weight_scale = target.engine("loihi2").learning_engine.weight_max / params.w_max
     spikes = input_spikes(params, seed, dt_ms)
     w_typical, first = _typical_weight(rule, params, target, spikes, allow_drop)
     compiled, eta = compile_spike_trace(rule, params, target, w_typical, allow_drop=allow_drop)
@@ -472,7 +472,7 @@ def _typical_weight(rule: SpikeTraceRule, params: PortParams, target: Target, sp
         return params.w_inhibitory_init, None
     # Refuse before the slow run: whether a rule compiles does not depend on its typical weight.
     compile_spike_trace(rule, params, target, allow_drop=allow_drop)
-    weight_scale = target.loihi2.learning_engine.weight_max / params.w_max
+    weight_scale = target.engine("loihi2").learning_engine.weight_max / params.w_max
     first = run_brian2(rule, params, spikes, weight_scale, target.time_step_ms, eta=rule.eta)
     return float(first.weights[-1].mean()), first
 
