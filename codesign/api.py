@@ -43,12 +43,14 @@ def load_study(path: str | Path, target: str | Path | None = None, storage: str 
 
 
 def load_model(path: str | Path, draws: int | str | None = None, **constants: Any) -> Model:
-    """The model file at ``path`` with ``constants`` in place of its own (numbers or expressions such as
-    ``"0.3*second"``, as in a study's ``constants:``), and ``draws`` input draws if given."""
+    """The model file at ``path`` (or codesign's own model of that bare name, ``"oja"``) with ``constants``
+    in place of its own (numbers or expressions such as ``"0.3*second"``, as in a study's ``constants:``),
+    and ``draws`` input draws if given."""
     from codesign.models import load_model as load
+    from codesign.models.spec import model_file
     from codesign.schema import Where
 
-    spec = load(path)
+    spec = load(model_file(path, Where(None, "load_model")))
     if constants or draws is not None:
         spec = spec.with_constants(constants, Where(None, "load_model"), draws)
     return Model(spec)

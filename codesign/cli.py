@@ -345,12 +345,10 @@ def cmd_port(args: argparse.Namespace) -> int:
 def _model_or_study_file(value: str) -> Path:
     """The file ``codesign check`` reads: ``value``, or where it is the bare name of one of codesign's own
     models and no such file exists (``codesign check oja``), that model's file."""
-    from codesign.models.spec import bundled_model, is_bare_name
+    from codesign.models.spec import model_file
     from codesign.schema import Where
 
-    if Path(value).exists() or not is_bare_name(value):
-        return Path(value)
-    return bundled_model(value, Where(None, "MODEL.yaml|STUDY.yaml"))
+    return model_file(value, Where(None, "MODEL.yaml|STUDY.yaml"))
 
 
 def cmd_check(args: argparse.Namespace) -> int:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Callable, Literal, Sequence
 
 from codesign.hardware import Target, load_target
+from codesign.hardware.target import bundled_target
 from codesign.models.spec import ModelSpec, RuleRef, bundled_model, is_bare_name
 from codesign.rules import FAMILIES
 from codesign.schema import Where, build, read_yaml
@@ -258,7 +259,17 @@ class StudySpec:
 
 
 def _resolve_target(value: str, study_file: Path, where: Where) -> Path:
-    return _resolve_file(value, study_file, where, "target", "hw_targets/")
+    return _resolve_file(value, study_file, where, "target", "hw_targets/", _bundled_target)
+
+
+def _bundled_target(name: str, where: Where) -> Path:
+    """The target file of codesign's own target ``name`` (``cpu`` for ``hw_targets/cpu.yaml``), from anywhere."""
+    path = bundled_target(name)
+    if path.is_file():
+        return path
+    known = sorted(p.stem for p in path.parent.glob("*.yaml"))
+    raise where.error(f"{name!r} is neither a file nor the name of one of codesign's targets",
+                      fix=f"give a path to a target file, or one of codesign's targets: {', '.join(known)}")
 
 
 def _rule_slots(raw: _StudyFile, model: ModelSpec, where: Where) -> dict[str, RuleSpec]:

@@ -75,6 +75,13 @@ def test_a_model_from_python_with_its_constants(workdir):
         codesign.load_model("models/oja.yaml", n_input=4)
 
 
+def test_a_model_of_codesign_by_its_bare_name_from_python(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no models/ here
+    assert codesign.load_model("pca-network").spec.name == "pca-network"
+    with pytest.raises(CodesignError, match="'ojja' is neither a file nor the name of one of codesign's models"):
+        codesign.load_model("ojja")
+
+
 def test_the_example_script_runs_and_finds_a_rule(tmp_path):
     done = subprocess.run([sys.executable, str(ROOT / "examples" / "api.py")], capture_output=True, text=True,
                           cwd=tmp_path, timeout=600)

@@ -3,8 +3,6 @@ naming the file (or option), the key and the fix, with exit code 2."""
 
 from __future__ import annotations
 
-import os
-import sys
 import time
 from pathlib import Path
 

@@ -248,7 +248,7 @@ def test_a_weight_scale_beyond_the_weight_register_is_refused():
 # Port settings: weight scale, eta, dropped terms (no Lava run)
 
 
-def _loihi2(**engine) -> "Target":
+def _loihi2(**engine):
     import dataclasses
 
     target = load_loihi2_target(ROOT / "hw_targets/loihi2.yaml")

@@ -93,6 +93,19 @@ def test_a_study_names_a_model_of_codesign_by_its_bare_name(workdir):
     assert spec.model.name == "oja" and Path(spec.model.file).resolve() == (ROOT / "models/oja.yaml").resolve()
 
 
+def test_a_study_names_a_target_of_codesign_by_its_bare_name(workdir, capsys):
+    shutil.rmtree(workdir / "hw_targets")  # nothing named loihi here: the name means codesign's own target
+    path = workdir / "studies/bare.yaml"
+    path.write_text(yaml.safe_dump(small_study(target="loihi")))
+    spec = load_study(path)
+    assert Path(spec.target.file).resolve() == (ROOT / "hw_targets/loihi.yaml").resolve()
+    path.write_text(yaml.safe_dump(small_study(target="tpu")))
+    assert main(["check", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "target: 'tpu' is neither a file nor the name of one of codesign's targets" in err
+    assert "cpu, cpu-standalone, gpu, loihi, loihi2" in err
+
+
 def test_a_file_of_that_name_comes_before_the_model_of_codesign(workdir):
     (workdir / "oja").write_text((workdir / "models/oja.yaml").read_text())
     path = workdir / "studies/local.yaml"

@@ -16,7 +16,7 @@ from codesign.expressions import ExpressionError, evaluate
 from codesign.schema import Where, build, read_yaml
 
 __all__ = ["GroupSpec", "SynapseSpec", "RuleRef", "ParamSpec", "LibrarySpec", "PhaseSpec", "ModelSpec",
-           "load_model", "constant_names", "bundled_model", "bundled_model_names", "is_bare_name"]
+           "load_model", "constant_names", "model_file", "bundled_model", "bundled_model_names", "is_bare_name"]
 
 #: Names Brian2 gives its own meaning in equations: a constant may not take them.
 RESERVED = frozenset({"t", "dt", "i", "j", "N", "N_pre", "N_post", "N_incoming", "N_outgoing", "xi", "lastspike",
@@ -437,6 +437,14 @@ def is_bare_name(value: str) -> bool:
     """``oja``, not ``oja.yaml`` or ``models/oja``: a name that can only mean a model of codesign's own."""
     path = Path(value)
     return bool(value) and len(path.parts) == 1 and not path.suffix
+
+
+def model_file(value: str | Path, where: Where) -> Path:
+    """``value``, or where it is the bare name of one of codesign's own models and no such file exists
+    (``oja``), that model's file."""
+    if Path(value).exists() or not is_bare_name(str(value)):
+        return Path(value)
+    return bundled_model(str(value), where)
 
 
 def bundled_model(name: str, where: Where) -> Path:
