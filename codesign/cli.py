@@ -134,7 +134,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     from codesign.search.liveness import this_worker
     from codesign.search.storage import mask
-    from codesign.search.worker import write_stats as _write_stats
+    from codesign.search.worker import write_stats
 
     spec = load_study(args.study, args.target)
     _check_runnable(spec.target)
@@ -148,7 +148,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     index = args.worker_index if args.worker_index is not None else 1 + zlib.crc32(this_worker().encode()) % 999_983
     stats = run_worker(spec, args.storage, args.trials, index, args.batch_size)
     if args.stats:
-        _writable(Path(args.stats), "--stats", lambda path: _write_stats(stats, path))
+        _writable(Path(args.stats), "--stats", lambda path: write_stats(stats, path))
     if not args.quiet:
         print(f"codesign worker {this_worker()}: {stats.summary()}", file=sys.stderr)
     return 0
