@@ -35,7 +35,7 @@ from codesign.models.emulation import Emulation
 from codesign.models.spec import GroupSpec, ModelSpec, PhaseSpec, SynapseSpec, constant_names
 from codesign.rules import FAMILIES
 
-__all__ = ["BatchedNetwork", "Layout", "brian_error", "owner_key", "brian_message", "TRIALS"]
+__all__ = ["BatchedNetwork", "Layout", "synapse_text", "brian_error", "owner_key", "brian_message", "TRIALS"]
 
 #: The suffix of a record counting spikes per trial: ``group@phase/trial``.
 TRIALS = "/trial"
@@ -295,19 +295,13 @@ class BatchedNetwork:
                                               "(shared by every candidate, per: draw)",
                                               fix=f"make {spec.target} per: candidate")
         pre, post = self._pattern(name, spec, n_pre, n_post)
-        model, on_pre, on_post = spec.model or None, spec.on_pre, spec.on_post
-        if spec.rule is not None:
-            family = FAMILIES[spec.rule.family]
-            text = family.template(spec.rule, self.terms[spec.rule.slot])
-            if name in self.gates:  # learning only in the phases that list this synapse
-                rate = family.gate_variable(spec.rule)
-                if rate is None:
-                    raise where.child("rule").child("learning_rate").error(
-                        "a phase leaves this synapse out of plastic:, but its text rule names no learning rate",
-                        fix="add learning_rate: NAME, the param or constant that multiplies every change of the rule")
-                text = {k: _substitute(v, {rate: f"({rate} * plastic_{name}(t))"}) for k, v in text.items()}
-            model = _join(model, text.get("model"))
-            on_pre, on_post = _join(on_pre, text.get("on_pre")), _join(on_post, text.get("on_post"))
+        terms = self.terms[spec.rule.slot] if spec.rule is not None else ()
+        if name in self.gates and spec.rule is not None and FAMILIES[spec.rule.family].gate_variable(spec.rule) is None:
+            raise where.child("rule").child("learning_rate").error(
+                "a phase leaves this synapse out of plastic:, but its text rule names no learning rate",
+                fix="add learning_rate: NAME, the param or constant that multiplies every change of the rule")
+        # Learning only in the phases that list this synapse: its learning rate times a TimedArray.
+        model, on_pre, on_post = synapse_text(spec, terms, gate=f"plastic_{name}" if name in self.gates else None)
         if self.emulation is not None:
             on_pre = self.emulation.pathway(on_pre, spec, name, where)
             on_post = self.emulation.pathway(on_post, spec, name, where)
@@ -574,6 +568,26 @@ class BatchedNetwork:
         mask = np.zeros((s.n_post, s.n_pre), dtype=bool)
         mask[s.post, s.pre] = True
         return mask
+
+
+def synapse_text(spec: SynapseSpec, terms: tuple[str, ...],
+                 gate: str | None = None) -> tuple[str | None, str | None, str | None]:
+    """A synapse's Brian2 text (model, on_pre, on_post) for one candidate, as the model file and its rule
+    family write it, before any batching: its own text joined with the family's text for ``terms``.
+
+    The port compiles this text (the rule's values are constants of its namespace, see
+    ``Family.values``); a batched network rewrites it further (emulation, per-copy names, indices).
+    ``gate``: the name of a TimedArray of 0 and 1 that multiplies the rule's learning rate.
+    """
+    model, on_pre, on_post = spec.model or None, spec.on_pre, spec.on_post
+    if spec.rule is None:
+        return model, on_pre, on_post
+    family = FAMILIES[spec.rule.family]
+    text = family.template(spec.rule, terms)
+    rate = family.gate_variable(spec.rule)
+    if gate is not None and rate is not None:
+        text = {k: _substitute(v, {rate: f"({rate} * {gate}(t))"}) for k, v in text.items()}
+    return _join(model, text.get("model")), _join(on_pre, text.get("on_pre")), _join(on_post, text.get("on_post"))
 
 
 def brian_error(model: ModelSpec, exc: Exception) -> CodesignError:
