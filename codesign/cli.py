@@ -342,19 +342,13 @@ def cmd_port(args: argparse.Namespace) -> int:
     return 0
 
 
-def _model_or_study_file(value: str) -> Path:
-    """The file ``codesign check`` reads: ``value``, or where it is the bare name of one of codesign's own
-    models and no such file exists (``codesign check oja``), that model's file."""
+def cmd_check(args: argparse.Namespace) -> int:
+    from codesign.models.check import check_file, render
     from codesign.models.spec import model_file
     from codesign.schema import Where
 
-    return model_file(value, Where(None, "MODEL.yaml|STUDY.yaml"))
-
-
-def cmd_check(args: argparse.Namespace) -> int:
-    from codesign.models.check import check_file, render
-
-    report = check_file(_model_or_study_file(args.file), args.target)
+    # A bare name of one of codesign's own models (codesign check oja) means its file.
+    report = check_file(model_file(args.file, Where(None, "MODEL.yaml|STUDY.yaml")), args.target)
     if args.json:
         print(json.dumps(report, indent=2))
     else:
