@@ -30,7 +30,7 @@ from typing import Any, Callable, Mapping
 import sympy
 
 from codesign.errors import CodesignError
-from codesign.expressions import ExpressionError, evaluate
+from codesign.expressions import ExpressionError, evaluate, units_namespace
 from codesign.hardware.loihi2.limits import NeuronLimits
 from codesign.models.spec import GroupSpec
 
@@ -178,7 +178,7 @@ def _threshold(text: str | None, namespace: Mapping[str, Any],
     variable, bound = condition.args[sides[0]], condition.args[sides[1]]
     if not isinstance(variable, sympy.Symbol):
         raise refuse(f"threshold {text!r} is not 'v > constant' (Lava spikes on v > vth)")
-    return variable.name, _value(str(bound), namespace, refuse, "threshold")
+    return variable.name, _value(str(bound), namespace, refuse, f"threshold {text!r}: its bound")
 
 
 def _reset(text: str | None, membrane: str, namespace: Mapping[str, Any],
@@ -250,7 +250,8 @@ def _constants(symbols: set[sympy.Symbol], namespace: Mapping[str, Any], equatio
                refuse: Callable[[str], CodesignError]) -> dict[sympy.Symbol, float]:
     if _symbol("t") in symbols:
         raise refuse(f"d{equation}/dt depends on time t (Lava's LIF is autonomous)")
-    unknown = sorted(s.name for s in symbols if s.name not in namespace)
+    known = {**units_namespace(), **namespace}
+    unknown = sorted(s.name for s in symbols if s.name not in known)
     if unknown:
         raise refuse(f"d{equation}/dt uses {', '.join(unknown)}, neither a variable nor a constant of the model")
     return {s: _value(s.name, namespace, refuse, "constant") for s in symbols}
