@@ -43,6 +43,13 @@ def test_current_based_lif_maps_to_lava_units_by_hand():
                                "u": 0, "v": 192000}
 
 
+def test_spikes_into_the_membrane_itself_make_u_the_input_of_one_step():
+    group = dataclasses.replace(CUBA, model="dv/dt = (E_l - v)/tau_m : volt")
+    neuron = lava_neuron("cell", group, CONSTANTS, DT, fixed_point=True)
+    assert neuron.current is None and neuron.input_scale == pytest.approx(neuron.scale)
+    assert neuron.floating_pt["du"] == 1.0 and neuron.fixed_pt["du"] == 4095  # lava decays u by du + 1: to 0
+
+
 def test_exact_method_takes_exponential_decays_and_keeps_the_resting_value():
     neuron = lava_neuron("cell", dataclasses.replace(CUBA, method="exact"), CONSTANTS, DT, fixed_point=False)
     dv = 1 - np.exp(-1 / 20)
