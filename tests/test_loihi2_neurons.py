@@ -66,8 +66,6 @@ def input_spikes(seed: int = 3) -> np.ndarray:
 
 def run_brian2_chip_order(group: GroupSpec, spikes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(spike steps, v after each step) of ``group``'s text, Euler steps in Lava's order."""
-    from brian2.units.fundamentalunits import get_unit
-
     from codesign.backends.runtime import configure_runtime
     from codesign.hardware import Target
 
@@ -75,7 +73,7 @@ def run_brian2_chip_order(group: GroupSpec, spikes: np.ndarray) -> tuple[np.ndar
     equations = b2.Equations(group.model)
     names = sorted(equations.diff_eq_names, key=lambda name: name != "I")  # the current before v, as in Lava
     held = {name for name in names if "unless refractory" in equations[name].flags and group.refractory}
-    model = "\n".join(f"{name} : {get_unit(equations[name].dim)!r}" for name in names) + "\nI_in : amp"
+    model = "\n".join(f"{name} : {b2.get_unit(equations[name].dim)!r}" for name in names) + "\nI_in : amp"
     step = "\n".join(f"{name} = {name} + dt*({equations[name].expr.code})"
                      + ("*int(not_refractory)" if name in held else "") + (" + I_in" if name == "I" else "")
                      for name in names) + "\nI_in = 0*amp"

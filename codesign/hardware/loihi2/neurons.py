@@ -293,8 +293,7 @@ def _refractory_steps(group: GroupSpec, system: _System, namespace: Mapping[str,
                       refuse: Callable[[str], CodesignError]) -> int:
     """Refractory steps: LIFRefractory holds v (only v) for that many steps after a spike, as Brian2's
     ``(unless refractory)`` on v does with a refractory period of whole steps."""
-    from brian2 import second
-    from brian2.units.fundamentalunits import have_same_dimensions
+    from brian2 import have_same_dimensions, second
 
     if group.refractory is None or str(group.refractory).strip() in ("", "0"):
         return 0
