@@ -13,10 +13,10 @@ integers, du and dv 12-bit (decay ``(4096 - du - 1) / 4096`` for u, ``(4096 - dv
 and input and threshold are shifted left by 6 bits while the bias (``bias_mant << bias_exp``) is not.
 
 A group ports when its equations (Brian2's parser, SymPy) are a membrane ``v`` with
-``dv/dt = A v + sum_k B_k I_k + C`` (A <= 0) and currents ``dI_k/dt = a I_k`` (a < 0) that spikes jump
-into, all with the same decay a: they then sum linearly into Lava's one current,
-``u = sum_k c_k I_k``. Its threshold is ``v > constant`` and its reset ``v = constant``. Lava resets to 0, so the
-port shifts v by the reset value and scales it: ``v_lava = scale * (v - v_reset)``. Each step is
+``dv/dt = A v + sum_k B_k I_k + C`` (A <= 0) and any number of currents ``dI_k/dt = a I_k`` (a < 0)
+that spikes jump into, all with the same decay a (so that they sum linearly into Lava's one current,
+``u = sum_k c_k I_k``), its threshold is ``v > constant`` and its reset ``v = constant``. Lava resets
+to 0, so the port shifts v by the reset value and scales it: ``v_lava = scale * (v - v_reset)``. Each step is
 Brian2's ``euler`` step with the chip's dt (the currents' new values enter v, as Lava orders it);
 other methods take the exact decays ``1 - exp(A dt)``, with bias and current couplings matching the
 resting value ``-(C + sum_k B_k I_k) / A`` of v. Anything else is refused in one line naming the group.
@@ -225,9 +225,8 @@ def _shared_decay_rate(currents: Mapping[str, float], rhs: Mapping[str, sympy.Ex
         return -math.inf
     (first, rate), *others = rates.items()
     if any(not math.isclose(other, rate, rel_tol=1e-9) for _, other in others):
-        taus = [f"{first} decays with tau {-1e3 / rate:g} ms"] + [f"{name} with {-1e3 / other:g} ms"
-                                                                   for name, other in others]
-        raise refuse(f"{', '.join(taus)}: Lava's LIF has one current u",
+        taus = [f"{name} with {-1e3 / other:g} ms" for name, other in others]
+        raise refuse(f"{first} decays with tau {-1e3 / rate:g} ms, {', '.join(taus)}: Lava's LIF has one current u",
                      fix="give them one time constant in the loihi2: variant")
     return rate
 
