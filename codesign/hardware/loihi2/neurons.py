@@ -13,12 +13,13 @@ integers, du and dv 12-bit (decay ``(4096 - du - 1) / 4096`` for u, ``(4096 - dv
 and input and threshold are shifted left by 6 bits while the bias (``bias_mant << bias_exp``) is not.
 
 A group ports when its equations (Brian2's parser, SymPy) are a membrane ``v`` with
-``dv/dt = A v + B I + C`` (A <= 0) and at most one current ``dI/dt = a I`` (a < 0) that spikes jump
-into, its threshold is ``v > constant`` and its reset ``v = constant``. Lava resets to 0, so the
-port shifts v by the reset value and scales it: ``v_lava = scale * (v - v_reset)``. Each step is
-Brian2's ``euler`` step with the chip's dt (the current's new value enters v, as Lava orders it);
-other methods take the exact decays ``1 - exp(A dt)``, with bias and current coupling matching the
-resting value ``-(C + B I) / A`` of v. Anything else is refused in one line naming the group.
+``dv/dt = A v + sum_k B_k I_k + C`` (A <= 0) and any number of currents ``dI_k/dt = a I_k`` (a < 0)
+that spikes jump into, all with the same decay a (so that they sum linearly into Lava's one current,
+``u = sum_k c_k I_k``), its threshold is ``v > constant`` and its reset ``v = constant``. Lava resets
+to 0, so the port shifts v by the reset value and scales it: ``v_lava = scale * (v - v_reset)``. Each step is
+Brian2's ``euler`` step with the chip's dt (the currents' new values enter v, as Lava orders it);
+other methods take the exact decays ``1 - exp(A dt)``, with bias and current couplings matching the
+resting value ``-(C + sum_k B_k I_k) / A`` of v. Anything else is refused in one line naming the group.
 """
 
 from __future__ import annotations
@@ -64,10 +65,9 @@ class LavaNeuron:
     scale: float
     offset: float
     membrane: str
-    #: The variable spikes jump into (None: they jump into the membrane itself, and du is 1).
-    current: str | None
-    #: Lava input (a_in) units per SI unit of a jump of ``current`` (or of the membrane).
-    input_scale: float
+    #: Each variable a spike may jump into -> Lava input (a_in) units per SI unit of its jump: the
+    #: currents, or the membrane alone when there is none (then du is 1).
+    inputs: dict[str, float]
     discretisation: str
     #: What fixed point realises of du, dv and bias (float Lava units), to report as changes.
     quantised: dict[str, float] = dataclasses.field(default_factory=dict)
@@ -89,13 +89,14 @@ class LavaNeuron:
 
 @dataclasses.dataclass(frozen=True)
 class _System:
-    """The group's linear system, SI floats: dv/dt = A v + B I + C, dI/dt = a I."""
+    """The group's linear system, SI floats: dv/dt = A v + sum_k B_k I_k + C, dI_k/dt = a I_k."""
 
     membrane: str
-    current: str | None
+    #: Each current I_k -> B_k.
+    currents: dict[str, float]
     A: float
-    B: float
     C: float
+    #: The currents' one decay rate (-inf without currents).
     a: float
     #: Variables that hold still while refractory (Brian2's ``(unless refractory)``).
     held: frozenset[str] = frozenset()
@@ -123,18 +124,19 @@ def lava_neuron(name: str, group: GroupSpec, namespace: Mapping[str, Any], dt: A
     if v_th <= v_reset:
         raise refuse(f"threshold {v_th:g} is not above the reset {v_reset:g} (Lava resets to 0 below vth)")
     scale = vth / (v_th - v_reset)
-    du, dv, coupling, bias, how = _discretise(system, v_reset, h, group.method, refuse)
+    du, dv, couplings, bias, how = _discretise(system, v_reset, h, group.method, refuse)
+    inputs = {name: scale * coupling for name, coupling in couplings.items()}
     initial = {key: _value(group.initial[key], namespace, refuse, f"initial {key}")
-               for key in (system.membrane, system.current) if key in group.initial}
+               for key in (system.membrane, *system.currents) if key in group.initial}
     floating = {"du": du, "dv": dv, "vth": float(vth), "bias_mant": scale * bias, "bias_exp": 0.0,
-                "u": scale * coupling * initial.get(system.current, 0.0),
+                "u": sum(inputs[name] * initial.get(name, 0.0) for name in system.currents),
                 "v": scale * (initial.get(membrane, 0.0) - v_reset)}
     if steps:
         floating["refractory_period"] = steps
     fixed, quantised = _fixed(floating, limits or NeuronLimits(), refuse) if fixed_point else (None, {})
     return LavaNeuron(group=name, process=process, floating_pt=floating, fixed_pt=fixed, scale=scale,
-                      offset=v_reset, membrane=membrane, current=system.current,
-                      input_scale=scale * coupling, discretisation=how, quantised=quantised)
+                      offset=v_reset, membrane=membrane, inputs=inputs, discretisation=how,
+                      quantised=quantised)
 
 
 def _refuser(name: str, file: str | None) -> Callable[..., CodesignError]:
@@ -195,7 +197,8 @@ def _reset(text: str | None, membrane: str, namespace: Mapping[str, Any],
 
 def _linear_system(model: str, membrane: str, namespace: Mapping[str, Any],
                    refuse: Callable[[str], CodesignError]) -> _System:
-    """The group's equations as ``dv/dt = A v + B I + C`` and ``dI/dt = a I``, or a refusal saying why not."""
+    """The group's equations as ``dv/dt = A v + sum_k B_k I_k + C`` and ``dI_k/dt = a I_k``, or a refusal
+    saying why not."""
     rhs, held = _right_hand_sides(model, namespace, refuse)
     if membrane not in rhs:
         raise refuse(f"the threshold's variable {membrane} has no differential equation")
@@ -208,14 +211,24 @@ def _linear_system(model: str, membrane: str, namespace: Mapping[str, Any],
     unused = sorted(set(rhs) - {membrane} - set(inputs))
     if unused:
         raise refuse(f"{', '.join(unused)} do not act on {membrane} (Lava's LIF has only u and v)")
-    if len(inputs) > 1:
-        raise refuse(f"{len(inputs)} synaptic currents ({', '.join(sorted(inputs))}); Lava's LIF has one (u)")
     if A > 0:
         raise refuse(f"{membrane} grows without bound (d{membrane}/dt increases with {membrane}): not a leaky neuron")
-    if not inputs:
-        return _System(membrane, None, A, 0.0, C, -math.inf, held)
-    (current, B), = inputs.items()
-    return _System(membrane, current, A, B, C, _decay_rate(current, rhs[current], refuse), held)
+    return _System(membrane, inputs, A, C, _shared_decay_rate(inputs, rhs, refuse), held)
+
+
+def _shared_decay_rate(currents: Mapping[str, float], rhs: Mapping[str, sympy.Expr],
+                       refuse: Callable[..., CodesignError]) -> float:
+    """The one decay rate of all currents (-inf without currents): only currents that decay alike sum
+    into Lava's one current u."""
+    rates = {name: _decay_rate(name, rhs[name], refuse) for name in sorted(currents)}
+    if not rates:
+        return -math.inf
+    (first, rate), *others = rates.items()
+    if any(not math.isclose(other, rate, rel_tol=1e-9) for _, other in others):
+        taus = [f"{name} with {-1e3 / other:g} ms" for name, other in others]
+        raise refuse(f"{first} decays with tau {-1e3 / rate:g} ms, {', '.join(taus)}: Lava's LIF has one current u",
+                     fix="give them one time constant in the loihi2: variant")
+    return rate
 
 
 def _right_hand_sides(model: str, namespace: Mapping[str, Any],
@@ -322,23 +335,25 @@ DECAYS: dict[str, Callable[[float, float], float]] = {
 
 
 def _discretise(system: _System, v_reset: float, h: float, method: str | None,
-                refuse: Callable[[str], CodesignError]) -> tuple[float, float, float, float, str]:
-    """(du, dv, coupling, bias): Lava's step with the chip's dt. Coupling is Lava u per unit of the
-    current, and bias Lava v per step, both per SI unit of the membrane (times ``scale``): they keep
-    the resting value ``-(C + A v_reset + B I) / A`` of the shifted membrane (at A = 0: dt (C + B I))."""
+                refuse: Callable[[str], CodesignError]) -> tuple[float, float, dict[str, float], float, str]:
+    """(du, dv, couplings, bias): Lava's step with the chip's dt. A coupling is Lava u per unit of a
+    current (of the membrane, 1, when there is no current), and bias Lava v per step, both per SI unit
+    of the membrane (times ``scale``): they keep the resting value ``-(C + A v_reset + sum_k B_k I_k) / A``
+    of the shifted membrane (at A = 0: dt (C + sum_k B_k I_k))."""
     how = method if method in DECAYS else "exact"
     decay = DECAYS[how]
     dv = decay(system.A, h)
-    du = 1.0 if system.current is None else decay(system.a, h)
+    du = decay(system.a, h) if system.currents else 1.0
     for name, value in (("dv", dv), ("du", du)):
         if not 0.0 <= value <= 1.0:
             raise refuse(f"{name} = {value:g} per chip step of {h * 1e3:g} ms is outside [0, 1] ({how} step "
                          f"longer than the time constant)")
     drive = system.C + system.A * v_reset
     per_step = dv / -system.A if system.A else h
-    coupling = 1.0 if system.current is None else per_step * system.B
+    couplings = ({name: per_step * B for name, B in system.currents.items()} if system.currents
+                 else {system.membrane: 1.0})
     note = f"{how}, dt {h * 1e3:g} ms" + ("" if how == method else f" (method {method or 'default'})")
-    return du, dv, coupling, per_step * drive, note
+    return du, dv, couplings, per_step * drive, note
 
 
 def _fixed(floating: dict[str, float], limits: NeuronLimits,
