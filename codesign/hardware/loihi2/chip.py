@@ -57,7 +57,7 @@ class ChipSynapse:
     post: np.ndarray
     #: The Brian2 text compiled (model, on_pre, on_post): the model file's and its family's, as searched.
     text: tuple[str | None, str | None, str | None]
-    #: Constants of the text: the model's and the candidate's values.
+    #: Constants of the text: the model's and the candidate's values (these in SI floats, see ``units``).
     namespace: dict[str, Any]
     #: The target's input the transmission adds to, and Lava a_in units per unit of what it adds.
     variable: str
@@ -69,6 +69,14 @@ class ChipSynapse:
     #: The rule's weight variable, and the text with its learning rate times the gate ``plastic_NAME(t)``.
     weight: str | None = None
     gated_text: tuple[str | None, str | None, str | None] | None = None
+    #: The unit of each candidate value in ``namespace`` (Brian2 text, e.g. ``second``).
+    units: dict[str, str] = dataclasses.field(default_factory=dict)
+
+    def brian2_namespace(self) -> dict[str, Any]:
+        """``namespace`` with the candidate's values in their units, as Brian2 checks them."""
+        from codesign.expressions import evaluate
+
+        return {**self.namespace, **{k: self.namespace[k] * evaluate(u, {}) for k, u in self.units.items()}}
 
     @property
     def plastic(self) -> bool:
@@ -201,7 +209,7 @@ def _group(model: ModelSpec, name: str, group: GroupSpec, incoming: Mapping[str,
     texts = {s: _synapse_text(model, s, incoming[s], candidate, terms) for s in incoming}
     need = [_register_need(model, s, incoming[s], probe, *texts[s][:2], limits) for s in incoming
             if incoming[s].plastic]
-    vth = DEFAULT_VTH if not need or min(need) >= 1.0 else max(1, int(math.floor(DEFAULT_VTH * min(need))))
+    vth = DEFAULT_VTH if not need or min(need) >= 1.0 else max(1, math.floor(DEFAULT_VTH * min(need) + 1e-9))
     floating = neuron(vth, False)
     try:
         fixed = neuron(vth, True)
@@ -221,18 +229,19 @@ def _group(model: ModelSpec, name: str, group: GroupSpec, incoming: Mapping[str,
 
 
 def _synapse_text(model: ModelSpec, name: str, spec: SynapseSpec, candidate: Mapping[str, Any],
-                  terms: Mapping[str, tuple[str, ...]]) -> tuple[tuple, dict, tuple | None]:
-    """The synapse's text as the study searched it, its namespace (constants and the candidate's values),
-    and its text gated per phase."""
+                  terms: Mapping[str, tuple[str, ...]]) -> tuple[tuple, dict, tuple | None, dict[str, str]]:
+    """The synapse's text as the study searched it, its namespace (constants and the candidate's values,
+    in SI floats), its text gated per phase, and the units of the candidate's values."""
     from codesign.models.network import synapse_text
 
     if spec.rule is None:
-        return synapse_text(spec, ()), dict(model.constants), None
+        return synapse_text(spec, ()), dict(model.constants), None, {}
     slot = spec.rule.slot
     family = FAMILIES[spec.rule.family]
     values = family.values(candidate[slot], spec.rule, terms[slot])
+    namespace = {**model.constants, **values}
     gated = synapse_text(spec, terms[slot], gate=f"plastic_{name}") if family.gate_variable(spec.rule) else None
-    return synapse_text(spec, terms[slot]), {**model.constants, **values}, gated
+    return synapse_text(spec, terms[slot]), namespace, gated, family.variables(spec.rule, terms[slot])
 
 
 def _expanded(model: ModelSpec, name: str, spec: SynapseSpec, text: tuple, namespace: dict) -> ExpandedRule:
@@ -295,7 +304,7 @@ def _transmission(model: ModelSpec, name: str, spec: SynapseSpec, text: tuple, n
 
 
 def _synapse(model: ModelSpec, name: str, spec: SynapseSpec, neuron: LavaNeuron, pattern: Any, text: tuple,
-             namespace: dict, gated: tuple | None, draw: Mapping[str, Any], limits: Loihi2Limits, dt_ms: float, allow_drop: bool,
+             namespace: dict, gated: tuple | None, units: dict[str, str], draw: Mapping[str, Any], limits: Loihi2Limits, dt_ms: float, allow_drop: bool,
              changes: list[str]) -> ChipSynapse:
     key = f"synapses.{name}"
     n_pre, n_post, pre, post = pattern.n_pre, pattern.n_post, pattern.pre, pattern.post
@@ -308,7 +317,8 @@ def _synapse(model: ModelSpec, name: str, spec: SynapseSpec, neuron: LavaNeuron,
         values[post, pre] = value
         return ChipSynapse(name, spec, n_pre, n_post, pre, post, text, namespace, variable, neuron.inputs[variable],
                            values)
-    if len(pre) != n_pre * n_post:
+    from_inputs = model.groups[spec.source].kind == "spikes"  # the Lava source then holds only the inputs it reads
+    if len(pre) != (len(np.unique(pre)) if from_inputs else n_pre) * n_post:
         raise CodesignError("a plastic synapse that connects only some pairs: LearningDense learns every pair",
                             file=model.file, key=f"{key}.connect", fix="connect every pair (connect: 'True', p: 1)")
     expanded = _expanded(model, name, spec, text, namespace)
@@ -321,7 +331,7 @@ def _synapse(model: ModelSpec, name: str, spec: SynapseSpec, neuron: LavaNeuron,
                    f"register's {limits.learning_engine.weight_max} at w's upper bound {expanded.bounds[1]:g})")
     changes += [f"{key}: {c['text']}" for c in rule.changes() if c["kind"] != "weight_scale"]
     return ChipSynapse(name, spec, n_pre, n_post, pre, post, text, namespace, variable, efficacy, values, rule,
-                       expanded.weight, gated)
+                       expanded.weight, gated, units)
 
 
 def _compile(model: ModelSpec, name: str, expanded: ExpandedRule, scale: float, sign: int, limits: Loihi2Limits,

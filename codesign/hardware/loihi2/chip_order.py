@@ -62,24 +62,27 @@ def run_chip_order(net: ChipNetwork) -> ChipRun:
 
 def _neuron_group(b2: Any, group: ChipGroup, clock: Any, namespace: dict[str, Any]) -> Any:
     """Lava's LIF step on the group's own variables: currents first, then the membrane."""
+    from brian2.units.fundamentalunits import DIMENSIONLESS
+
     neuron, spec = group.neuron, group.spec
     equations = b2.Equations(spec.model)
-    units = {name: repr(b2.get_unit(equations[name].dim)) for name in equations.diff_eq_names}
+    # get_unit names a dimensionless unit radian: write 1.
+    units = {name: "1" if equations[name].dim is DIMENSIONLESS else repr(b2.get_unit(equations[name].dim))
+             for name in equations.diff_eq_names}
     v = neuron.membrane
     declared = [f"{name} : {unit}" for name, unit in units.items()]
     declared += [f"{name}_in : {units[name]}" for name in neuron.inputs]
     du, dv, bias = neuron.floating_pt["du"], neuron.floating_pt["dv"], neuron.floating_pt["bias_mant"]
-    step = []
-    drive = [f"{neuron.inputs[name] / neuron.scale!r} * {name}" for name in neuron.inputs if name != v]
-    for name in neuron.inputs:
-        if name != v:
+    volt = f"({units[v]})"  # the membrane's unit
+    step, change = [], [f"({neuron.offset!r} * {volt} - {v}) * {dv!r}", f"{bias / neuron.scale!r} * {volt}"]
+    for name, lava_units in neuron.inputs.items():
+        if name == v:  # spikes jump into the membrane itself: Lava's u is the input of one step
+            change.append(f"{v}_in")
+        else:
             step += [f"{name} = {name} * {1.0 - du!r} + {name}_in", f"{name}_in = 0 * {name}_in"]
-    if v in neuron.inputs:
-        drive.append(f"{v}_in")
-    change = f"({neuron.offset!r} * volt - {v}) * {dv!r} + ({' + '.join(drive) or '0'}) * volt / volt" \
-        if False else _membrane_change(v, neuron, drive, dv, bias)
+            change.append(f"{lava_units / neuron.scale!r} * {volt} / ({units[name]}) * {name}")
     refractory = neuron.floating_pt.get("refractory_period", 0)
-    step.append(f"{v} = {v} + " + ("int(not_refractory) * " if refractory else "") + f"({change})")
+    step.append(f"{v} = {v} + " + ("int(not_refractory) * " if refractory else "") + f"({' + '.join(change)})")
     if v in neuron.inputs:
         step.append(f"{v}_in = 0 * {v}_in")
     cell = b2.NeuronGroup(group.n, "\n".join(declared), threshold=spec.threshold, reset=spec.reset,
@@ -88,13 +91,6 @@ def _neuron_group(b2: Any, group: ChipGroup, clock: Any, namespace: dict[str, An
     for var, value in spec.initial.items():
         setattr(cell, var, b2.Quantity(_value(value, namespace)))
     return cell
-
-
-def _membrane_change(v: str, neuron: Any, drive: list[str], dv: float, bias: float) -> str:
-    """One step's change of the membrane (SI), as Lava's ``v = v (1 - dv) + u + bias`` shifted by the reset."""
-    terms = [f"({neuron.offset!r} * volt - {v}) * {dv!r}", f"{bias / neuron.scale!r} * volt"]
-    terms += [f"({d}) * volt" if not d.endswith("_in") else d for d in drive]
-    return " + ".join(terms)
 
 
 def _value(text: Any, namespace: dict[str, Any]) -> Any:
@@ -109,7 +105,7 @@ def _synapses(b2: Any, net: ChipNetwork, s: ChipSynapse, objects: dict[str, Any]
     model, on_pre, on_post = s.gated_text if s.gated_text is not None and net.gated() else s.text
     pending = {f"{name}_post": f"{name}_in_post" for name in net.groups[s.spec.target].neuron.inputs}
     on_pre = word_substitute(on_pre or "", pending)
-    namespace = dict(s.namespace)
+    namespace = s.brian2_namespace()
     if s.gated_text is not None and net.gated():
         namespace[f"plastic_{s.name}"] = _gate(b2, net, s.name)
     pathways: Any = {"on_pre": on_pre, "on_post": on_post or None}
