@@ -198,7 +198,7 @@ def _group(model: ModelSpec, name: str, group: GroupSpec, incoming: Mapping[str,
 
     variant = group.loihi2 is not None
     spec = group.loihi2.apply(group) if variant else group
-    namespace = dict(model.constants)
+    namespace = {**model.constants, **_candidate_values(model, candidate, terms)}
     dt = dt_ms * ms
 
     def neuron(vth: int, fixed_point: bool) -> LavaNeuron:
@@ -226,6 +226,15 @@ def _group(model: ModelSpec, name: str, group: GroupSpec, incoming: Mapping[str,
     synapses = {s: _synapse(model, s, incoming[s], floating, pattern[s], *texts[s], draw, limits, dt_ms, allow_drop,
                             changes) for s in incoming}
     return chip, synapses
+
+
+def _candidate_values(model: ModelSpec, candidate: Mapping[str, Any],
+                      terms: Mapping[str, tuple[str, ...]]) -> dict[str, float]:
+    """Every slot's values of ``candidate`` (a text rule's params may appear in a group's equations)."""
+    values = {}
+    for ref in model.rules.values():
+        values.update(FAMILIES[ref.family].values(candidate[ref.slot], ref, terms[ref.slot]))
+    return values
 
 
 def _synapse_text(model: ModelSpec, name: str, spec: SynapseSpec, candidate: Mapping[str, Any],
@@ -324,7 +333,14 @@ def _synapse(model: ModelSpec, name: str, spec: SynapseSpec, neuron: LavaNeuron,
     expanded = _expanded(model, name, spec, text, namespace)
     variable, factor = _transmission(model, name, spec, text, namespace, neuron, expanded.weight)
     efficacy = neuron.inputs[variable] * factor
-    rule = _compile(model, name, expanded, abs(efficacy), 1 if efficacy > 0 else -1, limits, dt_ms, allow_drop)
+    rate = FAMILIES[spec.rule.family].gate_variable(spec.rule)
+    rule, factor = _compile(model, name, expanded, abs(efficacy), 1 if efficacy > 0 else -1, limits, dt_ms,
+                            allow_drop, retunable=rate in namespace)
+    if factor != 1.0:
+        changes.append(f"{key}: {rate} {namespace[rate]:.6g} -> {namespace[rate] * factor:.6g} ({factor:.4g} times): "
+                       "no term's scale rounds to zero there; every change scales with it, so the rule's balance "
+                       "holds and only its speed changes")
+        namespace = {**namespace, rate: namespace[rate] * factor}  # the chip-order run learns at the same rate
     values = _initial_weights(model, name, spec, expanded.weight, draw, n_post, n_pre)
     changes.append(f"{key}: Loihi weight = {rule.weight_sign * rule.weight_scale:.6g} {expanded.weight} "
                    f"({rule.weight_scale * expanded.bounds[1]:.6g} of the {limits.learning_engine.weight_bits}-bit "
@@ -334,23 +350,46 @@ def _synapse(model: ModelSpec, name: str, spec: SynapseSpec, neuron: LavaNeuron,
                        expanded.weight, gated, units)
 
 
+#: Learning rates the port tries, as multiples of the rule's, when a term's scale rounds to zero: every
+#: change of the rule scales with its learning rate, so its balance (what it converges to) is kept and
+#: only its speed changes. (The old port's search went up to 4 times too.)
+ETA_FACTORS = tuple(2.0 ** (k / 4) for k in range(9))
+
+
 def _compile(model: ModelSpec, name: str, expanded: ExpandedRule, scale: float, sign: int, limits: Loihi2Limits,
-             dt_ms: float, allow_drop: bool) -> CompiledRule:
+             dt_ms: float, allow_drop: bool, retunable: bool) -> tuple[CompiledRule, float]:
+    """The rule compiled at the weight scale ``scale``, and the factor its learning rate was raised by: of
+    :data:`ETA_FACTORS` (only 1 where the rule names no learning rate), the one that loses the fewest terms
+    to rounding, then quantises the worst term best (to 1 %), then the smallest. A lost term is refused
+    unless ``allow_drop``."""
     engine = limits.learning_engine
-    try:
-        impulses = optimise_impulses(expanded, weight_scale=scale, weight_sign=sign, limits=engine, dt_ms=dt_ms)
-        rule = lower(expanded, weight_scale=scale, weight_sign=sign, impulses=impulses, dt_ms=dt_ms, limits=engine,
-                     underflow="drop")
-    except RuleError as exc:
-        raise CodesignError(exc.message, file=model.file, key=f"synapses.{name}" + (f".{exc.key}" if exc.key else ""),
-                            fix=exc.fix) from None
-    if rule.dropped and not allow_drop:
-        term = rule.dropped[0]
-        raise CodesignError(f"term {term.source} -> {term.product()}: scale {term.scale:.3g} rounds to 0, below "
-                            f"Loihi 2's smallest 2^{engine.scale_exponent[0]}", file=model.file,
+    best: tuple[tuple[int, float, float], CompiledRule, float] | None = None
+    error: RuleError | None = None
+    for factor in ETA_FACTORS if retunable else (1.0,):
+        rule = expanded.scaled(factor)
+        try:
+            impulses = optimise_impulses(rule, weight_scale=scale, weight_sign=sign, limits=engine, dt_ms=dt_ms)
+            compiled = lower(rule, weight_scale=scale, weight_sign=sign, impulses=impulses, dt_ms=dt_ms,
+                             limits=engine, underflow="drop")
+        except RuleError as exc:  # a scale beyond the register at this learning rate
+            error = error or exc
+            continue
+        worst = max((t.relative_error for t in compiled.terms), default=0.0)
+        score = (len(compiled.dropped), round(worst, 2), factor)
+        if best is None or score < best[0]:
+            best = (score, compiled, factor)
+    if best is None:
+        raise CodesignError(error.message, file=model.file, key=f"synapses.{name}" + (f".{error.key}" if error.key
+                                                                                     else ""), fix=error.fix)
+    _, compiled, factor = best
+    if compiled.dropped and not allow_drop:
+        term = compiled.dropped[0]
+        tried = f", even with its learning rate raised {ETA_FACTORS[-1]:g} times" if retunable else ""
+        raise CodesignError(f"term {term.source} -> {term.product()}: scale {term.scale / factor:.3g} rounds to 0, below "
+                            f"Loihi 2's smallest 2^{engine.scale_exponent[0]}{tried}", file=model.file,
                             key=f"synapses.{name}.rule",
                             fix="port with --allow-drop to drop it (listed among the changes), or raise the rule's eta")
-    return rule
+    return compiled, factor
 
 
 def _initial_weights(model: ModelSpec, name: str, spec: SynapseSpec, weight: str, draw: Mapping[str, Any],

@@ -14,6 +14,7 @@ Each run undoes fewer of the port's changes than the one before, so the losses s
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 from typing import Any, Mapping
@@ -21,7 +22,7 @@ from typing import Any, Mapping
 from codesign.errors import CodesignError
 from codesign.hardware.target import Target, bundled_target, load_target
 
-__all__ = ["port", "load_loihi2_target", "DEFAULT_TARGET", "RUNS"]
+__all__ = ["port", "prepare", "Prepared", "load_loihi2_target", "DEFAULT_TARGET", "RUNS"]
 
 DEFAULT_TARGET = bundled_target("loihi2")
 
@@ -41,17 +42,22 @@ def load_loihi2_target(path: str | Path) -> Target:
     return target
 
 
-def port(spec: Any, candidate: Mapping[str, Any], seed: int = 0, target: Target | str | Path | None = None, *,
-         allow_drop: bool = False) -> dict[str, Any]:
-    """Port ``candidate`` (slot -> rule) of the study ``spec`` to Loihi 2 and run it four ways (:data:`RUNS`).
+@dataclasses.dataclass
+class Prepared:
+    """What a port runs: the study's model with one draw, its task (the loss), the terms its network holds,
+    the chip's network, and the target."""
 
-    Returns, per run, ``loss``, the loss's metrics and ``seconds``; ``text``: per plastic synapse, the
-    Brian2 text compiled (the model file's with its family's, as the study searched it); ``rule``: per
-    plastic synapse, the Loihi products, traces and quantisation; ``changes``: every way the chip's
-    network differs from the study's, one line each; ``network``: the port's settings.
-    """
+    task: Any
+    terms: dict[str, tuple[str, ...]]
+    net: Any
+    target: Target
+
+
+def prepare(spec: Any, candidate: Mapping[str, Any], seed: int = 0, target: Target | str | Path | None = None, *,
+            allow_drop: bool = False) -> Prepared:
+    """Map the study's model with ``candidate`` for Loihi 2, running nothing: a one-line
+    :class:`CodesignError` for what the chip cannot run (a group, a term, a register)."""
     from codesign.hardware.loihi2.chip import chip_network
-    from codesign.hardware.loihi2.chip_order import run_chip_order
     from codesign.models.task import ModelTask
     from codesign.search.space import searched_terms
 
@@ -60,12 +66,28 @@ def port(spec: Any, candidate: Mapping[str, Any], seed: int = 0, target: Target 
     model = spec.model.with_constants({}, spec.model.where, draws=1)  # one draw: Lava runs one network
     task = ModelTask(model, _float_target(spec.target))
     terms = task.held_terms([candidate], searched_terms(spec))
-    draw = task.inputs(seed)
-    net = chip_network(model, candidate, terms, draw, target.engine("loihi2"), target.time_step_ms,
+    net = chip_network(model, candidate, terms, task.inputs(seed), target.engine("loihi2"), target.time_step_ms,
                        allow_drop=allow_drop)
+    return Prepared(task, terms, net, target)
+
+
+def port(spec: Any, candidate: Mapping[str, Any], seed: int = 0, target: Target | str | Path | None = None, *,
+         allow_drop: bool = False) -> dict[str, Any]:
+    """Port ``candidate`` (slot -> rule) of the study ``spec`` to Loihi 2 and run it four ways (:data:`RUNS`).
+
+    Returns, per run, ``loss``, the loss's metrics and ``seconds`` (or ``refused``, why it could not
+    run); ``text``: per plastic synapse, the Brian2 text compiled (the model file's with its family's, as
+    the study searched it); ``rule``: per plastic synapse, the Loihi products, traces and quantisation;
+    ``changes``: every way the chip's network differs from the study's, one line each; ``network``: the
+    port's settings.
+    """
+    from codesign.hardware.loihi2.chip_order import run_chip_order
+
+    prepared = prepare(spec, candidate, seed, target, allow_drop=allow_drop)
+    task, net = prepared.task, prepared.net
     lava = _start_lava(net, seed)  # the slowest runs first; Brian2 runs meanwhile
     start = time.perf_counter()
-    reference = task.evaluate([candidate], seed, terms=terms)[0]
+    reference = task.evaluate([candidate], seed, terms=prepared.terms)[0]
     results = {"brian2": _summary(reference, time.perf_counter() - start)}
     runs = {"brian2_chip_order": run_chip_order(net), **_finish_lava(lava)}
     for key, run in runs.items():
@@ -78,8 +100,8 @@ def port(spec: Any, candidate: Mapping[str, Any], seed: int = 0, target: Target 
             "text": {name: dict(zip(("model", "on_pre", "on_post"), s.text)) for name, s in plastic.items()},
             "rule": {name: s.rule.report() for name, s in plastic.items()},
             "changes": net.changes,
-            "network": {"model": model.file, "seed": seed, "dt_ms": net.dt_ms, "steps": net.steps,
-                        "target": target.file, "allow_drop": allow_drop,
+            "network": {"model": task.model.file, "seed": seed, "dt_ms": net.dt_ms, "steps": net.steps,
+                        "target": prepared.target.file, "allow_drop": allow_drop,
                         "vth": {name: g.neuron.floating_pt["vth"] for name, g in net.groups.items()}}}
 
 
