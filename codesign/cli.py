@@ -325,7 +325,7 @@ def cmd_port(args: argparse.Namespace) -> int:
     table = Table(title=f"{name}: {spec.model.name} ported to {Path(str(target)).stem} (seed {args.seed})")
     for column in ("run", "loss", *metrics, "seconds"):
         table.add_column(column, justify="left" if column == "run" else "right")
-    for run in RUNS:
+    for run in (run for run in RUNS if run in result):
         r = result[run]
         if "refused" in r:
             table.add_row(run, f"refused: {r['refused']}", *[""] * (len(metrics) + 1))

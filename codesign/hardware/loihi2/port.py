@@ -3,6 +3,7 @@
 The study's own model runs four ways on the same input draw, and the model's own loss scores each:
 
 * ``brian2``: the model as the study ran it (its own neurons and time step, floats);
+* ``brian2_variant``: the same with the groups' ``loihi2:`` variants (only where a group has one);
 * ``brian2_chip_order``: the network as the chip runs it (``loihi2:`` variants, the chip's time step,
   Loihi's order of events within a step), still in Brian2 and floats, with the rule unquantised;
 * ``lava_float``: the same in Lava's floating point, with the compiled rule (quantised scales, trace
@@ -26,8 +27,8 @@ __all__ = ["port", "prepare", "Prepared", "load_loihi2_target", "DEFAULT_TARGET"
 
 DEFAULT_TARGET = bundled_target("loihi2")
 
-#: The runs of a port, in the order they undo its changes.
-RUNS = ("brian2", "brian2_chip_order", "lava_float", "lava_fixed")
+#: The runs of a port, in the order they undo its changes (``brian2_variant`` only where a group has a variant).
+RUNS = ("brian2", "brian2_variant", "brian2_chip_order", "lava_float", "lava_fixed")
 
 
 def load_loihi2_target(path: str | Path) -> Target:
@@ -82,13 +83,16 @@ def port(spec: Any, candidate: Mapping[str, Any], seed: int = 0, target: Target 
     port's settings.
     """
     from codesign.hardware.loihi2.chip_order import run_chip_order
+    from codesign.models.task import ModelTask
 
     prepared = prepare(spec, candidate, seed, target, allow_drop=allow_drop)
     task, net = prepared.task, prepared.net
     lava = _start_lava(net, seed)  # the slowest runs first; Brian2 runs meanwhile
-    start = time.perf_counter()
-    reference = task.evaluate([candidate], seed, terms=prepared.terms)[0]
-    results = {"brian2": _summary(reference, time.perf_counter() - start)}
+    results = {"brian2": _evaluate(task, candidate, seed, prepared.terms)}
+    variants = {name: g.loihi2.apply(g) for name, g in task.model.groups.items() if g.loihi2 is not None}
+    if variants:
+        model = dataclasses.replace(task.model, groups={**task.model.groups, **variants})
+        results["brian2_variant"] = _evaluate(ModelTask(model, task.target), candidate, seed, prepared.terms)
     runs = {"brian2_chip_order": run_chip_order(net), **_finish_lava(lava)}
     for key, run in runs.items():
         if isinstance(run, CodesignError):  # e.g. a group without a fixed-point model: reported, the others stand
@@ -155,6 +159,13 @@ def _float_target(target: Target) -> Target:
 
     backend = BACKENDS[target.backend].local or target.backend
     return Target(name=f"{target.name}-float", backend=backend, codegen=target.codegen)
+
+
+def _evaluate(task: Any, candidate: Mapping[str, Any], seed: int, terms: Any) -> dict[str, Any]:
+    """The study's own simulation of ``candidate`` on ``task``, scored by its loss."""
+    start = time.perf_counter()
+    evaluation = task.evaluate([candidate], seed, terms=terms)[0]
+    return _summary(evaluation, time.perf_counter() - start)
 
 
 def _summary(evaluation: Any, seconds: float) -> dict[str, Any]:
