@@ -158,3 +158,109 @@ def test_a_model_with_two_plastic_populations_ports_both_rules(tmp_path):
     for run in RUNS:
         assert math.isfinite(out[run]["loss"]), out[run]
     assert out["lava_fixed"]["rates_hz"][0] > 0
+
+
+# -- c. refusals: one line naming the file and key, exit code 2 ---------------------------------------------
+
+#: The excitatory slot as free Brian2 text: pair STDP with traces of fixed time constants and a searched
+#: eta; each refusal below changes its text.
+TEXT_STDP = {"slot": "excitatory", "family": "text",
+             "model": "dx/dt = -x / (20*ms) : 1 (event-driven)\ndy/dt = -y / (20*ms) : 1 (event-driven)",
+             "on_pre": "x += 1\nw = clip(w - 1.25 * eta * y, 0, w_max)",
+             "on_post": "y += 1\nw = clip(w + eta * x, 0, w_max)",
+             "params": {"eta": {"bounds": [0.001, 0.1], "log": True}}}
+
+
+def text_rule_files(folder: Path, name: str, **changes: str) -> Path:
+    """ei-plasticity with its excitatory rule as text (``changes`` replace its keys); the study's path."""
+    model = shortened(EI_MODEL, **SHORT)
+    synapse = model["synapses"]["excitatory"]
+    synapse.pop("traces")
+    synapse["rule"] = {**TEXT_STDP, **changes}
+    model["named"] = {"text_vogels": {"excitatory": {"params": {"eta": 0.004}},
+                                      "inhibitory": model["named"]["stdp_vogels"]["inhibitory"]}}
+    study = {**EI_STUDY, "rules": {"excitatory": {"family": "text"}, "inhibitory": EI_STUDY["rules"]["inhibitory"]}}
+    return write_files(folder, model, study, name)
+
+
+def refused(tmp_path: Path, study: Path, rule: str) -> str:
+    """The one line ``codesign port`` prints on stderr for the study; checks exit code and form."""
+    result = codesign_cli("port", str(study.relative_to(tmp_path)), "--rule", rule, cwd=tmp_path)
+    err = result.stderr
+    assert result.returncode == 2, err
+    assert "Traceback" not in err and err.count("\n") == 1 and err.startswith("codesign: error: "), err
+    assert "(fix: " in err and result.stdout == "", err
+    return err.strip()
+
+
+def test_a_conductance_based_group_without_a_variant_is_refused(workdir):
+    model = copy.deepcopy(RATE_MODEL)
+    del model["groups"]["neuron"]["loihi2"]
+    study = write_files(workdir, model, RATE_STUDY, "no-variant")
+    err = refused(workdir, study, "vogels")
+    assert "models/no-variant.yaml: groups.neuron: " in err and "loihi2: variant" in err, err
+
+
+@pytest.mark.parametrize("change, key, words", [
+    ({"on_post": "y += 1\nw = clip(w + eta * x / (1 + y), 0, w_max)"}, "synapses.excitatory.on_post", "divides"),
+    ({"on_post": "y += 1\nw = clip(w + eta * x**0.5, 0, w_max)"}, "synapses.excitatory.on_post",
+     "non-integer power"),
+    ({"model": "dx/dt = -x / (20*ms) : 1 (event-driven)\ndx2/dt = -x2 / (40*ms) : 1 (event-driven)\n"
+               "dx3/dt = -x3 / (80*ms) : 1 (event-driven)\ndy/dt = -y / (20*ms) : 1 (event-driven)",
+      "on_pre": "x += 1\nx2 += 1\nx3 += 1\nw = clip(w - 1.25 * eta * y, 0, w_max)",
+      "on_post": "y += 1\nw = clip(w + eta * (x + x2 + x3), 0, w_max)"}, "synapses.excitatory", "3 presynaptic traces"),
+], ids=["division", "power", "three_pre_traces"])
+def test_rules_loihi_cannot_express_are_refused_naming_the_term(workdir, change, key, words):
+    study = text_rule_files(workdir, "text-refused", **change)
+    err = refused(workdir, study, "text_vogels")
+    assert f"models/text-refused.yaml: {key}" in err and words in err, err
+
+
+def test_a_scale_beyond_the_register_is_refused(workdir):
+    rules = copy.deepcopy(EI_STUDY["rules"])
+    rules["inhibitory"]["eta"] = 1.0e6
+    study = write_files(workdir, shortened(EI_MODEL, **SHORT), {**EI_STUDY, "rules": rules}, "huge-eta")
+    err = refused(workdir, study, "stdp_vogels")
+    assert "models/huge-eta.yaml: synapses.inhibitory.on_pre: " in err and "beyond the largest" in err, err
+
+
+# -- d. the target-rate model, its own network and text -------------------------------------------------------
+
+
+def ported(folder: Path, study: str, seed: int) -> dict:
+    result = codesign_cli("port", study, "--rule", "vogels", "--seed", str(seed), "--json", cwd=folder)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def family_text(name: str) -> tuple[str, str, str]:
+    """The model file's text of the synapse joined with its family's, as the study searched it."""
+    from codesign.models import load_model
+    from codesign.models.network import synapse_text
+    from codesign.rules import FAMILIES
+
+    spec = load_model(str(ROOT / "models/target-rate.yaml")).synapses[name]
+    return synapse_text(spec, FAMILIES[spec.rule.family].terms)
+
+
+@pytest.mark.lava
+def test_target_rate_ports_its_own_text_and_every_run_has_a_loss(workdir):
+    study = {**RATE_STUDY, "constants": {**RATE_STUDY["constants"], "learn": "2*second", "measure": "1*second"}}
+    (workdir / "studies/short.yaml").write_text(yaml.safe_dump(study, sort_keys=False))
+    out = ported(workdir, "studies/short.yaml", seed=1)
+    model, on_pre, on_post = family_text("inhibitory")
+    assert out["text"] == {"inhibitory": {"model": model, "on_pre": on_pre, "on_post": on_post}}
+    own = RATE_MODEL["synapses"]["inhibitory"]
+    assert model.startswith(own["model"] + "\n") and on_pre.startswith(own["on_pre"] + "\n")
+    assert any("runs its loihi2: variant" in change for change in out["changes"])
+    for run in ("brian2", "brian2_chip_order", "lava_float", "lava_fixed"):
+        assert math.isfinite(out[run]["loss"]) and out[run]["rates_hz"][0] > 0, out[run]
+
+
+@pytest.mark.slow
+@pytest.mark.lava
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_target_rate_fixed_point_rate_is_within_10_percent_of_brian2(seed):
+    out = ported(ROOT, "studies/target-rate.yaml", seed)
+    brian2, fixed = out["brian2"]["rates_hz"][0], out["lava_fixed"]["rates_hz"][0]
+    assert abs(fixed - brian2) <= 0.1 * brian2, (seed, brian2, fixed, out["lava_float"]["rates_hz"])
