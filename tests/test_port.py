@@ -263,4 +263,6 @@ def test_target_rate_ports_its_own_text_and_every_run_has_a_loss(workdir):
 def test_target_rate_fixed_point_rate_is_within_10_percent_of_brian2(seed):
     out = ported(ROOT, "studies/target-rate.yaml", seed)
     brian2, fixed = out["brian2"]["rates_hz"][0], out["lava_fixed"]["rates_hz"][0]
+    print(f"seed {seed}: brian2 {brian2} Hz, lava_fixed {fixed} Hz, lava_float {out['lava_float']['rates_hz'][0]} Hz, "
+          f"lava_fixed {out['lava_fixed']['seconds']:.0f} s")
     assert abs(fixed - brian2) <= 0.1 * brian2, (seed, brian2, fixed, out["lava_float"]["rates_hz"])
