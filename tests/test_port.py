@@ -155,7 +155,8 @@ def test_a_model_with_two_plastic_populations_ports_both_rules(tmp_path):
         synapse = spec.model.synapses[name]
         assert tuple(out["text"][name].values()) == synapse_text(synapse, terms[synapse.rule.slot])
         assert out["text"][name]["on_pre"].startswith(EI_MODEL["synapses"][name]["on_pre"] + "\n")
-    for run in RUNS:
+    assert "brian2_variant" not in out  # its neuron runs on Loihi as it is
+    for run in (run for run in RUNS if run != "brian2_variant"):
         assert math.isfinite(out[run]["loss"]), out[run]
     assert out["lava_fixed"]["rates_hz"][0] > 0
 
@@ -244,17 +245,29 @@ def family_text(name: str) -> tuple[str, str, str]:
 
 
 @pytest.mark.lava
-def test_target_rate_ports_its_own_text_and_every_run_has_a_loss(workdir):
-    study = {**RATE_STUDY, "constants": {**RATE_STUDY["constants"], "learn": "2*second", "measure": "1*second"}}
-    (workdir / "studies/short.yaml").write_text(yaml.safe_dump(study, sort_keys=False))
-    out = ported(workdir, "studies/short.yaml", seed=1)
+@pytest.mark.science
+def test_target_rate_ports_its_own_text_and_keeps_the_rate_on_every_run(shortened_study, science_seed, capsys):
+    """The port's claim in make test: the study's own network and text, ported, still hold the target rate.
+
+    studies/target-rate.yaml shortened from 10 s + 10 s to 4 s of learning and the rate over 2 s, with
+    eta 0.02 instead of 0.01 so that Vogels' rule converges in the shorter time (its set point does not
+    depend on eta). Every run (the study's network, its variant, the chip's order, Lava float and fixed
+    point) within 25 % of 10 Hz: measured over input seeds 1-6, 9.5-12.0 Hz (2 s hold 20-24 spikes; the
+    study's network fires at about 65 Hz without plasticity, models/target-rate.yaml).
+    """
+    from codesign.cli import main
+
+    path = shortened_study("target-rate", constants={"learn": "4*second", "measure": "2*second"}, rule={"eta": 0.02})
+    assert main(["port", path, "--rule", "vogels", "--seed", str(science_seed(1)), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
     model, on_pre, on_post = family_text("inhibitory")
     assert out["text"] == {"inhibitory": {"model": model, "on_pre": on_pre, "on_post": on_post}}
     own = RATE_MODEL["synapses"]["inhibitory"]
     assert model.startswith(own["model"] + "\n") and on_pre.startswith(own["on_pre"] + "\n")
     assert any("runs its loihi2: variant" in change for change in out["changes"])
-    for run in ("brian2", "brian2_chip_order", "lava_float", "lava_fixed"):
-        assert math.isfinite(out[run]["loss"]) and out[run]["rates_hz"][0] > 0, out[run]
+    for run in ("brian2", "brian2_variant", "brian2_chip_order", "lava_float", "lava_fixed"):
+        (rate,) = out[run]["rates_hz"]
+        assert rate == pytest.approx(10.0, rel=0.25), (run, rate)
 
 
 @pytest.mark.slow
