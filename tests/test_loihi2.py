@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
@@ -313,7 +312,10 @@ def test_vogels_port_lists_what_changed():
     assert changes[1].startswith("groups.neuron: runs its loihi2: variant (current-based")
     assert changes[2] == "groups.neuron: LIF, vth 1275 Lava units for v_th - v_reset (euler, dt 1 ms), fixed point " \
                          "du 818, dv 205"
-    assert changes[3] == "synapses.inhibitory: Loihi weight = -255 w (255 of the 8-bit register's 255 at w's upper " \
+    # w_e 0.05 x 60 mV driving force: 19.125 Lava units at this threshold, 19 in 8 bits.
+    assert changes[3] == "synapses.excitatory: ge_post jumps of 19.125 Lava units, 19 in fixed point (8-bit " \
+                         "mantissas << 0; relative error up to 0.65%)"
+    assert changes[4] == "synapses.inhibitory: Loihi weight = -255 w (255 of the 8-bit register's 255 at w's upper " \
                          "bound 1)"
     quantised = [c for c in changes if "quantised to" in c]
     assert len(quantised) == 3 and all("(relative error 1.96%)" in c for c in quantised)

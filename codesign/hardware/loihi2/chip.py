@@ -131,7 +131,6 @@ def chip_network(model: ModelSpec, candidate: Mapping[str, Any], terms: Mapping[
     for Loihi 2 at ``dt_ms``. Raises a one-line :class:`CodesignError` for what the chip cannot run."""
     from codesign.models.network import BatchedNetwork, Layout
 
-    where = model.where
     _refuse_per_phase_values(model)
     pattern = BatchedNetwork(model, terms, Layout(1, 1), None, []).synapses
     changes: list[str] = []
@@ -324,8 +323,10 @@ def _synapse(model: ModelSpec, name: str, spec: SynapseSpec, neuron: LavaNeuron,
         variable, value = _transmission(model, name, spec, text, namespace, neuron, None)
         values = np.zeros((n_post, n_pre))
         values[post, pre] = value
-        return ChipSynapse(name, spec, n_pre, n_post, pre, post, text, namespace, variable, neuron.inputs[variable],
-                           values)
+        fixed = ChipSynapse(name, spec, n_pre, n_post, pre, post, text, namespace, variable, neuron.inputs[variable],
+                            values)
+        changes.append(_fixed_weight_change(fixed))
+        return fixed
     from_inputs = model.groups[spec.source].kind == "spikes"  # the Lava source then holds only the inputs it reads
     if len(pre) != (len(np.unique(pre)) if from_inputs else n_pre) * n_post:
         raise CodesignError("a plastic synapse that connects only some pairs: LearningDense learns every pair",
@@ -337,9 +338,9 @@ def _synapse(model: ModelSpec, name: str, spec: SynapseSpec, neuron: LavaNeuron,
     rule, factor = _compile(model, name, expanded, abs(efficacy), 1 if efficacy > 0 else -1, limits, dt_ms,
                             allow_drop, retunable=rate in namespace)
     if factor != 1.0:
-        changes.append(f"{key}: {rate} {namespace[rate]:.6g} -> {namespace[rate] * factor:.6g} ({factor:.4g} times): "
-                       "no term's scale rounds to zero there; every change scales with it, so the rule's balance "
-                       "holds and only its speed changes")
+        changes.append(f"{key}: {rate} {namespace[rate]:.6g} -> {namespace[rate] * factor:.6g} ({factor:.4g} times), "
+                       "where the fewest terms round to zero and the worst quantises best; every change scales "
+                       "with it, so the rule's balance holds and only its speed changes")
         namespace = {**namespace, rate: namespace[rate] * factor}  # the chip-order run learns at the same rate
     values = _initial_weights(model, name, spec, expanded.weight, draw, n_post, n_pre)
     changes.append(f"{key}: Loihi weight = {rule.weight_sign * rule.weight_scale:.6g} {expanded.weight} "
@@ -348,6 +349,22 @@ def _synapse(model: ModelSpec, name: str, spec: SynapseSpec, neuron: LavaNeuron,
     changes += [f"{key}: {c['text']}" for c in rule.changes() if c["kind"] != "weight_scale"]
     return ChipSynapse(name, spec, n_pre, n_post, pre, post, text, namespace, variable, efficacy, values, rule,
                        expanded.weight, gated, units)
+
+
+def _fixed_weight_change(s: ChipSynapse) -> str:
+    """What a fixed synapse's jumps are in Lava units, and in fixed point."""
+    weights = s.lava_weights()[s.mask]
+    mantissas, exponent = fixed_dense(weights)
+    realised = mantissas * 2.0**exponent
+    nonzero = weights != 0
+    error = float(np.max(np.abs(realised - weights)[nonzero] / np.abs(weights[nonzero]), initial=0.0))
+    return (f"synapses.{s.name}: {s.variable}_post jumps of {_span(weights)} Lava units, {_span(realised)} in fixed "
+            f"point (8-bit mantissas << {exponent}; relative error up to {error:.2%})")
+
+
+def _span(values: np.ndarray) -> str:
+    low, high = float(np.min(values)), float(np.max(values))
+    return f"{low:.6g}" if low == high else f"{low:.6g} to {high:.6g}"
 
 
 #: Learning rates the port tries, as multiples of the rule's, when a term's scale rounds to zero: every
