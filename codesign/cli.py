@@ -317,7 +317,7 @@ def cmd_port(args: argparse.Namespace) -> int:
     result = port(spec, cand, args.seed, target, allow_drop=args.allow_drop)
     if args.json:
         print(json.dumps(result, indent=2, default=_json_value))
-        return 0
+        return _port_status(result)
     from rich.table import Table
 
     console = _console()
@@ -327,8 +327,9 @@ def cmd_port(args: argparse.Namespace) -> int:
         table.add_column(column, justify="left" if column == "run" else "right")
     for run in (run for run in RUNS if run in result):
         r = result[run]
-        if "refused" in r:
-            table.add_row(run, f"refused: {r['refused']}", *[""] * (len(metrics) + 1))
+        if "refused" in r or "failed" in r:
+            why = "refused" if "refused" in r else "failed"
+            table.add_row(run, f"{why}: {r[why]}", *[""] * (len(metrics) + 1))
         else:
             table.add_row(run, _fmt(r["loss"]) + (" (diverged)" if r["diverged"] else ""),
                           *(_fmt(r.get(m, "-")) for m in metrics), f"{r['seconds']:.1f}")
@@ -336,7 +337,12 @@ def cmd_port(args: argparse.Namespace) -> int:
     console.print("how the chip's network differs from the study's (each run above undoes fewer of these):")
     for change in result["changes"]:
         console.print(f"  {change}", markup=False, soft_wrap=True, highlight=False)
-    return 0
+    return _port_status(result)
+
+
+def _port_status(result: dict[str, Any]) -> int:
+    """1 where a run failed (a fault, reported with the others' results), else 0."""
+    return 1 if any(isinstance(r, dict) and "failed" in r for r in result.values()) else 0
 
 
 def _json_value(value: Any) -> Any:

@@ -279,3 +279,28 @@ def test_target_rate_fixed_point_rate_is_within_10_percent_of_brian2(seed, tmp_p
     print(f"seed {seed}: brian2 {brian2} Hz, lava_fixed {fixed} Hz, lava_float {out['lava_float']['rates_hz'][0]} Hz, "
           f"lava_fixed {out['lava_fixed']['seconds']:.0f} s")
     assert abs(fixed - brian2) <= 0.1 * brian2, (seed, brian2, fixed, out["lava_float"]["rates_hz"])
+
+
+# -- faults: a Lava run that dies is reported, the other runs stand ----------------------------------------
+
+
+@pytest.mark.lava
+def test_a_lava_run_that_dies_is_reported_and_the_others_stand(workdir, monkeypatch, capsys):
+    """The Lava runs are processes of their own: one killed (here: it exits at once, as a run killed for
+    memory would) is a fault in the report, exit code 1, and the other runs keep their results."""
+    from codesign.cli import main
+    from codesign.hardware.loihi2 import lava_run
+
+    def dies(net, fixed_pt, rng_seed=0):
+        if fixed_pt:
+            os._exit(9)
+        return real(net, fixed_pt, rng_seed)
+
+    real = lava_run.run_lava
+    monkeypatch.setattr(lava_run, "run_lava", dies)  # the forked runs inherit it
+    path = write_files(workdir, shortened(EI_MODEL, **SHORT), EI_STUDY, "ei-fault")
+    assert main(["port", str(path), "--rule", "stdp_vogels", "--json"]) == 1
+    out = json.loads(capsys.readouterr().out)
+    assert out["lava_fixed"] == {"failed": "the lava_fixed run died (exit code 9)"}
+    for run in ("brian2", "brian2_chip_order", "lava_float"):
+        assert math.isfinite(out[run]["loss"]), out[run]

@@ -77,7 +77,7 @@ def port(spec: Any, candidate: Mapping[str, Any], seed: int = 0, target: Target 
     """Port ``candidate`` (slot -> rule) of the study ``spec`` to Loihi 2 and run it four ways (:data:`RUNS`).
 
     Returns, per run, ``loss``, the loss's metrics and ``seconds`` (or ``refused``, why it could not
-    run); ``text``: per plastic synapse, the Brian2 text compiled (the model file's with its family's, as
+    run, or ``failed``, the fault that stopped it); ``text``: per plastic synapse, the Brian2 text compiled (the model file's with its family's, as
     the study searched it); ``rule``: per plastic synapse, the Loihi products, traces and quantisation;
     ``changes``: every way the chip's network differs from the study's, one line each; ``network``: the
     port's settings.
@@ -97,6 +97,8 @@ def port(spec: Any, candidate: Mapping[str, Any], seed: int = 0, target: Target 
     for key, run in runs.items():
         if isinstance(run, CodesignError):  # e.g. a group without a fixed-point model: reported, the others stand
             results[key] = {"refused": run.message}
+        elif isinstance(run, Exception):  # a fault (a Lava run that died): reported, the others stand
+            results[key] = {"failed": str(run)}
         else:
             results[key] = _summary(task.loss(run.recordings(net, task.records)), run.seconds)
     plastic = {name: s for name, s in net.synapses.items() if s.plastic}
@@ -136,7 +138,7 @@ def _lava_child(send: Any, net: Any, fixed_pt: bool, seed: int) -> None:
         send.send(run_lava(net, fixed_pt=fixed_pt, rng_seed=seed))
     except CodesignError as exc:
         send.send(exc)
-    except Exception as exc:  # a fault, not a refusal: the parent raises it
+    except Exception as exc:  # a fault, not a refusal: the parent reports it
         send.send(RuntimeError(f"{type(exc).__name__}: {exc}"))
 
 
@@ -148,8 +150,6 @@ def _finish_lava(started: dict[str, tuple[Any, Any]]) -> dict[str, Any]:
         except EOFError:
             out[key] = RuntimeError(f"the {key} run died (exit code {process.exitcode})")
         process.join()
-        if isinstance(out[key], RuntimeError):
-            raise out[key]
     return out
 
 
