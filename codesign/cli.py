@@ -307,39 +307,47 @@ def _print_comparison(rows: list[dict[str, Any]], title: str, chart: Path) -> No
 
 
 def cmd_port(args: argparse.Namespace) -> int:
-    from codesign.errors import CodesignError
-    from codesign.hardware.loihi2.network import DEFAULT_TARGET, port, port_params
-    from codesign.spec import load_study
+    from codesign.hardware.loihi2.port import DEFAULT_TARGET, RUNS, port
+    from codesign.schema import Where
+    from codesign.spec import load_study, resolve_target
 
     spec = load_study(args.study)
-    try:
-        params = port_params(spec.model)
-    except CodesignError as exc:  # the study chose a model the port cannot run: its model: key is to change
-        raise CodesignError(exc.message, file=spec.file, key="model", fix=exc.fix) from None
+    target = resolve_target(args.target, Path(args.study), Where(None, "--target")) if args.target else DEFAULT_TARGET
     name, cand, _ = _candidate_argument(spec, args.rule, args.storage)
-    target = args.target or DEFAULT_TARGET
-    (rule,) = cand.values()
-    result = port(rule, params, args.seed, target, allow_drop=args.allow_drop)
+    result = port(spec, cand, args.seed, target, allow_drop=args.allow_drop)
     if args.json:
-        print(json.dumps(result, indent=2, default=str))
-        return 0
+        print(json.dumps(result, indent=2, default=_json_value))
+        return _port_status(result)
     from rich.table import Table
 
     console = _console()
-    table = Table(title=f"{name} ported to {target} (target {params.target_rate_hz:g} Hz)")
-    for column in ("backend", "loss", "rates Hz", "weight corr. vs Brian2", "weight rel. error", "seconds"):
-        table.add_column(column, justify="left" if column == "backend" else "right")
-    for backend in ("brian2", "lava_float", "lava_fixed"):
-        r = result[backend]
-        table.add_row(backend, f"{r['loss']:.4g}", ", ".join(f"{x:.3g}" for x in r["rates_hz"]),
-                      f"{r['weight_correlation']:.3f}" if "weight_correlation" in r else "-",
-                      f"{r['weight_relative_error']:.3f}" if "weight_relative_error" in r else "-",
-                      f"{r['seconds']:.1f}")
+    metrics = [k for k in result["brian2"] if k not in ("loss", "diverged", "seconds")]
+    table = Table(title=f"{name}: {spec.model.name} ported to {Path(str(target)).stem} (seed {args.seed})")
+    for column in ("run", "loss", *metrics, "seconds"):
+        table.add_column(column, justify="left" if column == "run" else "right")
+    for run in (run for run in RUNS if run in result):
+        r = result[run]
+        if "refused" in r or "failed" in r:
+            why = "refused" if "refused" in r else "failed"
+            table.add_row(run, f"{why}: {r[why]}", *[""] * (len(metrics) + 1))
+        else:
+            table.add_row(run, _fmt(r["loss"]) + (" (diverged)" if r["diverged"] else ""),
+                          *(_fmt(r.get(m, "-")) for m in metrics), f"{r['seconds']:.1f}")
     console.print(table)
-    console.print("how the ported rule differs from the rule asked for:")
+    console.print("how the chip's network differs from the study's (each run above undoes fewer of these):")
     for change in result["changes"]:
-        console.print(f"  {change['kind']}: {change['text']}", markup=False, soft_wrap=True)
-    return 0
+        console.print(f"  {change}", markup=False, soft_wrap=True, highlight=False)
+    return _port_status(result)
+
+
+def _port_status(result: dict[str, Any]) -> int:
+    """1 where a run failed (a fault, reported with the others' results), else 0."""
+    return 1 if any(isinstance(r, dict) and "failed" in r for r in result.values()) else 0
+
+
+def _json_value(value: Any) -> Any:
+    """NumPy numbers and arrays in JSON."""
+    return value.tolist() if hasattr(value, "tolist") else str(value)
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -423,11 +431,12 @@ def _port_arguments(p: argparse.ArgumentParser) -> None:
     _study_arguments(p)
     p.add_argument("--rule", help="a rule the task knows by name, or a rule file; default: the study's best")
     p.add_argument("--target", metavar="TARGET.yaml",
-                   help="the Loihi 2 target file (default: hw_targets/loihi2.yaml as installed with codesign)")
-    p.add_argument("--seed", type=_seed, default=0, help="input seed of the port network")
+                   help="the Loihi 2 target: a file or the name of one of codesign's (default: loihi2)")
+    p.add_argument("--seed", type=_seed, default=0, help="input seed: the draw all four runs get")
     p.add_argument("--allow-drop", action="store_true", help="drop terms whose scale rounds to zero on Loihi 2 "
                                                              "(listed among the changes) instead of refusing the rule")
-    _json_option(p, "print a JSON object: brian2, lava_float, lava_fixed, rule, changes, network")
+    _json_option(p, "print a JSON object: brian2, brian2_chip_order, lava_float, lava_fixed (each with loss, the "
+                    "model's metrics, seconds), text, rule, changes, network")
 
 
 def _check_arguments(p: argparse.ArgumentParser) -> None:
@@ -456,8 +465,8 @@ COMMANDS = (
     Command("eval", "evaluate one rule on the study's task with held-out input seeds", _eval_arguments, cmd_eval),
     Command("compare", "run one rule and task on several hardware targets, side by side", _compare_arguments,
             cmd_compare),
-    Command("port", "port a spiking rule to Loihi 2 (Lava) and report how well it survives", _port_arguments,
-            cmd_port),
+    Command("port", "port a study's model and rule to Loihi 2 (Lava) and report how well the loss survives",
+            _port_arguments, cmd_port),
     Command("check", "validate a model or study file without running it and print the batched network it builds",
             _check_arguments, cmd_check,
             description="validate a model or study file without running it: its Brian2 objects are built and "

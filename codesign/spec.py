@@ -258,7 +258,9 @@ class StudySpec:
         return url, (self.file if key == "storage" else None), key
 
 
-def _resolve_target(value: str, study_file: Path, where: Where) -> Path:
+def resolve_target(value: str, study_file: Path, where: Where) -> Path:
+    """A target a study (or ``--target``) names: a path (also relative to the study's folder), or the bare
+    name of one of codesign's own targets (``loihi2``)."""
     return _resolve_file(value, study_file, where, "target", "hw_targets/", _bundled_target)
 
 
@@ -342,9 +344,9 @@ def load_study(path: str | Path, target: str | None = None) -> StudySpec:
                 f"model {model.name} has no event-driven weights or traces to emulate {knob} on",
                 fix="declare bounded weights: and traces: in the model's event-driven synapses, or remove the knob")
     if target is not None:
-        target_path = _resolve_target(target, path, Where(None, "--target"))
+        target_path = resolve_target(target, path, Where(None, "--target"))
     else:
-        target_path = _resolve_target(raw.target, path, where.child("target"))
+        target_path = resolve_target(raw.target, path, where.child("target"))
     target = load_target(target_path)
     name = raw.name or path.stem
     if not name.replace("-", "").replace("_", "").isalnum():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +9,7 @@ import pytest
 
 from codesign.errors import CodesignError
 from codesign.hardware.loihi2.compiler import compile_rule, expand_rule, fixed_shift, quantise_scale
-from codesign.hardware.loihi2.network import load_loihi2_target
+from codesign.hardware.loihi2.port import load_loihi2_target
 from codesign.rules.spike_trace import SpikeTraceRule, vogels
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -248,146 +247,98 @@ def test_a_weight_scale_beyond_the_weight_register_is_refused():
 # Port settings: weight scale, eta, dropped terms (no Lava run)
 
 
-def _loihi2(**engine):
-    import dataclasses
+def _prepared(rule, allow_drop=False, study="studies/target-rate.yaml"):
+    """The target-rate study's model mapped for Loihi 2 with ``rule`` in its inhibitory slot (nothing runs)."""
+    from codesign.hardware.loihi2.port import prepare
+    from codesign.spec import load_study
 
-    target = load_loihi2_target(ROOT / "hw_targets/loihi2.yaml")
-    loihi2 = target.engine("loihi2")
-    limits = dataclasses.replace(loihi2.learning_engine, **engine)
-    return dataclasses.replace(target, engines={**target.engines,
-                                                "loihi2": dataclasses.replace(loihi2, learning_engine=limits)})
+    return prepare(load_study(ROOT / study), {"inhibitory": rule}, seed=1, allow_drop=allow_drop)
 
 
-def test_port_refuses_a_term_that_rounds_to_zero_before_running_anything(monkeypatch):
-    from codesign.hardware.loihi2 import network
-    from codesign.hardware.loihi2.network import PortParams, port
-
-    def no_run(*args, **kwargs):
-        raise AssertionError("ran a network before refusing the rule")
-
-    monkeypatch.setattr(network, "run_brian2", no_run)
-    monkeypatch.setattr(network, "run_lava", no_run)
+def test_port_refuses_a_term_that_rounds_to_zero_naming_it_before_running_anything():
     with pytest.raises(CodesignError) as info:
-        port(STUDY_BEST, PortParams(), 1)
+        _prepared(STUDY_BEST)
     text = str(info.value)
-    # pre_y: 255 * 0.01 * 0.00185 / impulse, far below 2^-7 at every eta and weight scale the port tries.
-    assert text.startswith("term 0.00184969*eta*y -> x0*y1: scale -0.000295 (eta 0.01, weight scale 255) rounds to 0, "
-                           "below Loihi 2's smallest 2^-7 = 0.0078125; refused at every setting tried (eta 0.01-0.04, "
-                           "weight scales 127.5-255 (at most 255 / w_max: the 8-bit weight register))")
+    # pre_y: 255 * 0.01 * 0.00185 / impulse 16 is far below Loihi's smallest scale 2^-7, even 4 times larger.
+    assert text == ("models/target-rate.yaml: synapses.inhibitory.rule: term eta_inhibitory*inhibitory_pre_y*y -> "
+                    "x0*y1: scale -0.000295 rounds to 0, below Loihi 2's smallest 2^-7, even with its learning rate "
+                    "raised 4 times (fix: port with --allow-drop to drop it (listed among the changes), or raise the "
+                    "rule's eta)")
     assert "--allow-drop" in text and "\n" not in text
 
 
-@pytest.mark.parametrize("w_typical", [None, 0.147, 0.3])
-def test_port_weight_scale_stays_inside_the_weight_register(w_typical):
-    """The study's best rule once got weight scales 510 (w_typical None) and 393 (0.147, what it
-    settles at in Brian2): w_max = 1 was beyond Loihi's 8-bit register (255), which clipped w at 0.5 and 0.65."""
-    from codesign.hardware.loihi2.network import PortParams, _coefficients, compile_spike_trace, set_point
-
-    params = PortParams()
-    target = load_loihi2_target(ROOT / "hw_targets/loihi2.yaml")
-    compiled, eta = compile_spike_trace(STUDY_BEST, params, target, w_typical, allow_drop=True)
-    assert compiled.weight_scale * params.w_max <= 255
-    assert [t.product() for t in compiled.dropped][0] == "x0*y1"
-    # ...and the scale it chose still keeps the predicted set point.
-    w = (w_typical or params.w_inhibitory_init) * 255 / compiled.weight_scale
-    exact, quantised = (set_point(c, STUDY_BEST, params, w) for c in (STUDY_BEST.coefficients, _coefficients(compiled)))
-    assert quantised == pytest.approx(exact, rel=0.01)
-
-
-def test_port_refuses_when_no_weight_scale_fits_the_register():
-    # A 1-bit weight register holds w_max = 1 at a scale of at most 1: Vogels' constant (0.4 eta = 0.0036)
-    # and its trace terms (eta / 8 at the smallest impulse) round to 0 at every such scale (below 2^-8).
-    from codesign.hardware.loihi2.network import PortParams, compile_spike_trace
-
-    rule, params, target = vogels(eta=0.009), PortParams(eta=0.009), _loihi2(weight_bits=1)
-    for allow_drop in (True, False):
-        with pytest.raises(CodesignError) as info:
-            compile_spike_trace(rule, params, target, allow_drop=allow_drop)
-        text = str(info.value)
-        assert text.startswith("every term's scale rounds to 0 (-0.4*eta -> x0: 0.0036; ")
-        assert ("refused at every setting tried (eta 0.009, weight scales 0.5-1 (at most 1 / w_max: the 1-bit "
-                "weight register))") in text
-        assert "\n" not in text
-    # The 8-bit register admits 255.
-    assert compile_spike_trace(rule, params, _loihi2(weight_bits=8))[0].weight_scale == 255
+@pytest.mark.parametrize("study, w_max", [("studies/target-rate.yaml", 1.0), ("studies/target-rate-loihi2.yaml", 0.5)])
+def test_port_weight_scale_fills_the_weight_register_and_never_passes_it(study, w_max):
+    """The neuron's threshold in Lava units is chosen so that w's upper bound is the register's 255: a
+    check of the old port saw a scale of 510 put w_max = 1 at twice the 8-bit register."""
+    net = _prepared(STUDY_BEST, allow_drop=True, study=study).net
+    rule = net.synapses["inhibitory"].rule
+    assert rule.weight_scale * w_max == pytest.approx(255, rel=1e-12)
+    assert rule.weight_sign == -1  # gi's driving force is negative: inhibitory Loihi weights
+    # The fixed excitatory synapse delivers what the model's w_e delivers, in the same Lava units:
+    # per unit of conductance, ge's driving force (60 mV) is 3/2 gi's (20 mV x tau_i / tau_e).
+    excitatory = net.synapses["excitatory"]
+    assert excitatory.efficacy / (rule.weight_sign * rule.weight_scale) == pytest.approx(-1.5, rel=1e-12)
 
 
 def test_port_drops_terms_only_when_allowed_and_lists_them():
-    from codesign.hardware.loihi2.network import PortParams, compile_spike_trace, port_changes
-
-    params = PortParams()
-    target = load_loihi2_target(ROOT / "hw_targets/loihi2.yaml")
-    compiled, eta = compile_spike_trace(STUDY_BEST, params, target, 0.14, allow_drop=True)
-    changes = port_changes(STUDY_BEST, params, compiled, eta)
-    dropped = [c for c in changes if c["kind"] == "dropped"]
-    assert [c["product"] for c in dropped] == [t.product() for t in compiled.dropped]
-    assert dropped[0]["term"] == "0.00184969*eta*y" and "dropped: scale" in dropped[0]["text"]
-    assert "y" not in [f for t in compiled.terms if t.dependency == "x0" for f in t.factors]
-
-
-def test_port_params_come_from_the_studys_model_constants():
-    """The port network takes the target rate, inhibitory input rate and weights of the study's model,
-    with the study's own constants (the Loihi 2 study narrows w_max to 0.5); sizes and times stay the port's."""
-    from codesign.hardware.loihi2.network import port_params
-    from codesign.spec import load_study
-
-    params = port_params(load_study(ROOT / "studies/target-rate-loihi2.yaml").model, learn_s=1.5)
-    assert (params.target_rate_hz, params.rate_inhibitory_hz, params.w_inhibitory_init, params.w_max) == \
-        (10.0, 10.0, 0.05, 0.5)
-    assert (params.learn_s, params.measure_s, params.n_inhibitory) == (1.5, 4.0, 400)
-    with pytest.raises(CodesignError, match=r"models/oja.yaml: synapses: port runs one spike_trace rule; model oja"):
-        port_params(load_study(ROOT / "studies/oja.yaml").model)
+    net = _prepared(STUDY_BEST, allow_drop=True).net
+    rule = net.synapses["inhibitory"].rule
+    # pre_w (eta 0.01 x -0.39 = -0.0039, whatever the weight scale) rounds to 0 at the rule's eta and is kept
+    # with eta 4 times larger (where the worst term quantises best); pre_y would need 20 times: dropped.
+    assert [t.product() for t in rule.dropped] == ["x0*y1"]
+    assert "x0*w" in [t.product(signed=False).split("*", 2)[-1] for t in rule.terms]
+    assert any(c.startswith("synapses.inhibitory: eta_inhibitory 0.01 -> 0.04 (4 times)") for c in net.changes)
+    assert max(t.relative_error for t in rule.terms) < 0.12
+    assert any(c.startswith("synapses.inhibitory: term eta_inhibitory*inhibitory_pre_y*y -> x0*y1 dropped: scale")
+               for c in net.changes), net.changes
 
 
-def test_port_inputs_are_the_model_librarys_poisson_draw():
-    """input_spikes draws what the target-rate model's ``poisson`` stimulus draws for the same seed,
-    sizes, rates and time grid (the port network's inputs are the model's, until issue 16 runs the model)."""
-    import dataclasses
-
-    from codesign.hardware import load_target
-    from codesign.hardware.loihi2.network import PortParams, input_spikes
-    from codesign.models import ModelTask, load_model
-    from codesign.schema import Where
-
-    params = PortParams(learn_s=0.5, measure_s=0.7)
-    model = load_model(ROOT / "models/target-rate.yaml").with_constants(
-        {"n_excitatory": params.n_excitatory, "n_inhibitory": params.n_inhibitory, "rate_excitatory": "20*Hz",
-         "rate_inhibitory": "10*Hz", "learn": "0.5*second", "measure": "0.7*second"}, Where("test"))
-    model = dataclasses.replace(model, dt="1*ms")
-    stimulus = ModelTask(model, load_target(ROOT / "hw_targets/cpu.yaml")).stimuli["poisson"]
-    indices, times = stimulus.draw(np.random.default_rng(5), [model.constants], model, {}).spikes
-    spikes = input_spikes(params, seed=5)
-    assert spikes.shape == (600, 1200) and spikes.sum() > 9000  # 1.2 s x (200 x 20 Hz + 400 x 10 Hz)
-    drawn = np.zeros_like(spikes)
-    drawn[indices, np.rint(times * 1000).astype(int)] = 1
-    assert len(indices) == spikes.sum()
-    np.testing.assert_array_equal(drawn, spikes)
+def test_port_inputs_are_the_models_own_draw_on_the_chips_steps():
+    """Each input spike of the study's draw (0.1 ms grid) lands in the 1 ms step it falls in."""
+    prepared = _prepared(vogels(eta=0.01))
+    index, times = prepared.task.inputs(1)["poisson"].spikes
+    chip = prepared.net.inputs["inputs"]
+    assert chip.shape == (1000, 20000)
+    expected = np.zeros_like(chip)
+    expected[index, np.floor(times * 1000 + 1e-9).astype(int)] = 1
+    np.testing.assert_array_equal(chip, expected)
+    merged = len(index) - int(chip.sum())
+    assert merged > 0 and f"{merged} of them merging with another" in prepared.net.changes[0]
 
 
 def test_vogels_port_lists_what_changed():
-    from codesign.hardware.loihi2.network import PortParams, compile_spike_trace, port_changes
+    changes = _prepared(vogels(eta=0.01)).net.changes
+    assert changes[1].startswith("groups.neuron: runs its loihi2: variant (current-based")
+    assert changes[2] == "groups.neuron: LIF, vth 1275 Lava units for v_th - v_reset (euler, dt 1 ms), fixed point " \
+                         "du 818, dv 205"
+    # w_e 0.05 x 60 mV driving force: 19.125 Lava units at this threshold, 19 in 8 bits.
+    assert changes[3] == "synapses.excitatory: ge_post jumps of 19.125 Lava units, 19 in fixed point (8-bit " \
+                         "mantissas << 0; relative error up to 0.65%)"
+    assert changes[4] == "synapses.inhibitory: Loihi weight = -255 w (255 of the 8-bit register's 255 at w's upper " \
+                         "bound 1)"
+    quantised = [c for c in changes if "quantised to" in c]
+    assert len(quantised) == 3 and all("(relative error 1.96%)" in c for c in quantised)
+    assert sum("saturates at 7.94" in c for c in changes) == 2
 
-    params = PortParams()
-    target = load_loihi2_target(ROOT / "hw_targets/loihi2.yaml")
-    rule = vogels(eta=0.01)
-    compiled, eta = compile_spike_trace(rule, params, target, 0.14)
-    changes = port_changes(rule, params, compiled, eta)
-    kinds = [c["kind"] for c in changes]
-    assert kinds == ["weight_scale", "quantised", "quantised", "quantised", "trace_impulse", "trace_impulse"]
-    assert changes[0]["scale"] == 255.0
-    assert [c["relative_error"] for c in changes[1:4]] == pytest.approx([0.0196078] * 3, rel=1e-5)
-    assert changes[1]["text"] == ("term -0.4*eta -> 4*2^-2*x0: scale 1.02 quantised to 4*2^-2 = 1 "
-                                  "(relative error 1.96%)")
-    assert "saturates at 7.94" in changes[4]["text"]
-    # A retuned eta comes first; a trace decay that is not a whole number of steps is listed.
-    retuned = port_changes(rule, params, compiled, 0.0125)[0]
-    assert (retuned["kind"], retuned["from"], retuned["to"]) == ("eta", 0.01, 0.0125)
-    assert retuned["text"] == "eta 0.01 -> 0.0125: retuned so that the quantised rule keeps its predicted set point"
-    odd = vogels(eta=0.01, tau_ms=20.4)
-    compiled, eta = compile_spike_trace(odd, params, target, 0.14)
-    decays = [c for c in port_changes(odd, params, compiled, eta) if c["kind"] == "trace_decay"]
-    assert [(c["trace"], c["tau"]) for c in decays] == [("x", 20), ("y", 20)]
-    assert decays[0]["relative_error"] == pytest.approx(0.4 / 20.4)
+
+def test_a_conductance_based_group_without_a_variant_is_refused_in_one_line(tmp_path):
+    import yaml
+
+    from codesign.hardware.loihi2.port import prepare
+    from codesign.spec import load_study
+
+    model = yaml.safe_load((ROOT / "models/target-rate.yaml").read_text())
+    del model["groups"]["neuron"]["loihi2"]
+    (tmp_path / "model.yaml").write_text(yaml.safe_dump(model))
+    study = yaml.safe_load((ROOT / "studies/target-rate.yaml").read_text())
+    study.update(model="model.yaml", target=str(ROOT / "hw_targets/cpu.yaml"))
+    (tmp_path / "study.yaml").write_text(yaml.safe_dump(study))
+    with pytest.raises(CodesignError) as info:
+        prepare(load_study(tmp_path / "study.yaml"), {"inhibitory": vogels(eta=0.01)})
+    assert str(info.value) == (f"{tmp_path / 'model.yaml'}: groups.neuron: not a neuron lava-nc 0.10.0 runs: "
+                               "conductance-based: v multiplies ge, gi (Lava's LIF adds a current to v) (fix: give the "
+                               "group a loihi2: variant in the model file (a current-based LIF))")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -481,96 +432,8 @@ def test_direct_lava_rule_and_compiled_brian2_rule_learn_identical_weights():
     np.testing.assert_array_equal(learned_compiled, learned_direct)
 
 
-@pytest.mark.lava
-@pytest.mark.slow
-def test_port_vogels_keeps_the_rate_on_lava_fixed_point():
-    from codesign.hardware.loihi2.network import PortParams, port
-
-    result = port(vogels(eta=0.01), PortParams(), seed=1)
-    assert set(result) >= {"brian2", "lava_float", "lava_fixed", "changes"}
-    # Its scales quantise alike (2 % each), so neither eta nor the weight scale moves.
-    assert [c["kind"] for c in result["changes"]][:4] == ["weight_scale", "quantised", "quantised", "quantised"]
-    assert result["network"]["eta"] == 0.01 and result["rule"]["weight"]["scale"] == 255
-    for key in ("brian2", "lava_float", "lava_fixed"):
-        assert math.isfinite(result[key]["loss"])
-    rate = result["lava_fixed"]["rates_hz"][0]
-    assert abs(rate - 10.0) <= 1.0, rate
-    assert result["lava_float"]["weight_correlation"] > 0.95
-    assert result["lava_float"]["weight_relative_error"] < 0.1
-
-
-@pytest.mark.lava
-@pytest.mark.science
-def test_port_vogels_on_a_shorter_run_keeps_the_rate_on_lava_fixed_point(science_seed):
-    """The port's claim in make test: Vogels' rule on Lava's fixed-point engine holds the target
-    rate, and Lava follows Brian2's weights. The port network of studies/target-rate.yaml (as
-    ``codesign port`` builds it) for 4 s instead of 6: 1.5 s of learning, the rate over 2.5 s.
-
-    To converge in the shorter time the rule learns twice as fast (eta 0.02; Vogels' set point does
-    not depend on eta): 1.5 s at eta 0.02 is 1.5 times the learning of the full port (2 s at 0.01).
-    The weights then fluctuate about the set point twice as much, so the whole trajectory's relative
-    error against Brian2 is bounded by 0.2 instead of 0.1 (measured 0.10-0.13). The rates keep the
-    full tests' bounds: 1 Hz on Lava (2.5 spikes in 2.5 s), 10 % on Brian2. Measured over input
-    seeds 1-6: Brian2 10.0-10.8 Hz, Lava float and fixed point 9.6-10.4 Hz, float weight correlation
-    0.971-0.990.
-    """
-    from codesign.hardware.loihi2.network import port
-    from codesign.hardware.loihi2.network import port_params
-    from codesign.spec import load_study
-
-    model = load_study(ROOT / "studies/target-rate.yaml").model
-    result = port(vogels(eta=0.02), port_params(model, learn_s=1.5, measure_s=2.5), seed=science_seed(1))
-    assert result["network"]["eta"] == pytest.approx(0.02)
-    assert result["rule"]["dropped"] == []  # Vogels' rule as it is, no term lost to quantisation
-    (brian2,) = result["brian2"]["rates_hz"]
-    assert brian2 == pytest.approx(10.0, rel=0.10)
-    for backend in ("lava_float", "lava_fixed"):
-        (rate,) = result[backend]["rates_hz"]
-        assert abs(rate - 10.0) <= 1.0, (backend, rate)
-    assert result["lava_float"]["weight_correlation"] > 0.95
-    assert result["lava_float"]["weight_relative_error"] < 0.2
-
-
-@pytest.mark.lava
-def test_lava_float_matches_brian2_spike_for_spike_when_scales_are_exact():
-    """The port network in Lava floating point and in Brian2 (with Loihi's order of events in a step)
-    are the same dynamics: with eta = 1/102 every scale of Vogels' rule is exact (255 eta 0.4 = 1,
-    255 eta / 16 = 5*2^-5), and the two simulators agree spike for spike."""
-    from codesign.hardware.loihi2.network import (PortParams, compile_spike_trace, input_spikes, run_brian2,
-                                                  run_lava)
-
-    params = PortParams(learn_s=0.4, measure_s=0.4, eta=1 / 102, trace_impulse=16, sample_every=100)
-    target = load_loihi2_target(ROOT / "hw_targets/loihi2.yaml")
-    compiled, eta = compile_spike_trace(vogels(), params, target)
-    assert compiled.dw == "4*2^-2*x0 - 5*2^-5*x0*y1 - 5*2^-5*y0*x1"
-    assert max(t.relative_error for t in compiled.terms) < 1e-12
-    spikes = input_spikes(params, seed=4)
-    brian2 = run_brian2(vogels(), params, spikes, compiled.weight_scale, lava_order=True)
-    lava = run_lava(compiled, params, spikes, fixed_pt=False)
-    assert len(brian2.spike_steps) > 10
-    np.testing.assert_array_equal(lava.spike_steps, brian2.spike_steps)
-    np.testing.assert_allclose(lava.weights, brian2.weights, rtol=0, atol=1e-9)
-
-
 #: The best rule of the target-rate study (results/target-rate/best_rule.yaml, trial 319).
 STUDY_BEST = SpikeTraceRule({"pre_1": -0.76177721278461, "pre_y": 0.0018496860419781047,
                              "pre_w": -0.39020336963113156, "post_1": 0.6836259281692221,
                              "post_x": 0.3501028857184292, "post_w": 0.5252238136222909},
                             eta=0.01, tau_x_ms=12.11405773000966, tau_y_ms=10.339021094987926, name="trial 319")
-
-
-@pytest.mark.lava
-@pytest.mark.slow
-def test_port_study_best_rule_keeps_the_rate_on_lava_fixed_point():
-    from codesign.hardware.loihi2.network import PortParams, port
-
-    result = port(STUDY_BEST, PortParams(), seed=1, allow_drop=True)
-    # Its pre_y scale is far below Loihi's smallest (2^-7): dropped, and listed among the changes. eta
-    # and the weight scale (inside the 8-bit register) are chosen so that the quantised rule's
-    # predicted set point stays within 1 % of the exact one.
-    assert [t["product"] for t in result["rule"]["dropped"]] == ["x0*y1"]
-    assert [c["product"] for c in result["changes"] if c["kind"] == "dropped"] == ["x0*y1"]
-    assert result["rule"]["weight"]["scale"] <= 255
-    points = result["rule"]["set_point_hz"]
-    assert abs(points["quantised"] / points["exact"] - 1) < 0.01
-    assert abs(result["lava_fixed"]["rates_hz"][0] - 10.0) <= 1.0

@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 import os
 
+import numpy as np
+import yaml
+
 import optuna
 import pytest
 from optuna.trial import TrialState
@@ -286,10 +289,12 @@ def test_the_energy_objective_is_the_per_operation_energy_without_the_static_sha
 
 
 def test_port_refuses_a_rate_based_study(write_study, capsys):
-    assert main(["port", write_study()]) == 2
-    assert capsys.readouterr().err == (
-        "codesign: error: studies/tiny.yaml: model: port runs one spike_trace rule; model oja has slots "
-        "{'w': 'polynomial'} (fix: port a study of models/target-rate.yaml)\n")
+    """Oja's network is rates, not spikes: its groups have no neuron Lava runs, refused in one line."""
+    assert main(["port", write_study(), "--rule", "oja"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("codesign: error: ") and err.count("\n") == 1
+    assert "models/oja.yaml: groups.inputs: not a neuron lava-nc 0.10.0 runs: no threshold (fix: give the group a " \
+           "loihi2: variant" in err
 
 
 def _study_best_rule_file(folder) -> str:
@@ -311,55 +316,34 @@ def test_port_finds_its_default_target_outside_the_checkout(tmp_path, monkeypatc
     rule = _study_best_rule_file(tmp_path)
     assert main(["port", str(ROOT / "studies/target-rate.yaml"), "--rule", rule, "--json"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("codesign: error: term 0.00184969*eta*y -> x0*y1: scale -0.000295 (eta 0.01, weight scale "
-                          "255) rounds to 0")
+    assert "synapses.inhibitory.rule: term eta_inhibitory*inhibitory_pre_y*y -> x0*y1: scale -0.000295 rounds to 0" \
+           in err
     assert "(fix: port with --allow-drop" in err and err.count("\n") == 1
 
 
+@pytest.mark.lava
 def test_port_allow_drop_lists_what_changed(tmp_path, monkeypatch, capsys):
-    """--allow-drop ports the rule and lists the dropped term among the changes (JSON and table);
-    the Brian2 and Lava runs are replaced by a stub: this checks the compilation and the report."""
-    import numpy as np
-
-    from codesign.hardware.loihi2 import network
+    """--allow-drop ports the rule on a short protocol and lists the dropped term (JSON and table)."""
     from codesign.hardware.target import bundled_target
     from tests.conftest import ROOT
 
-    def stub(*args, **kwargs):
-        weights = np.random.default_rng(0).uniform(0.1, 0.2, (60, 400))
-        return network.Run(np.arange(0, 6000, 100), weights, 0.0)
-
-    monkeypatch.setattr(network, "run_brian2", stub)
-    monkeypatch.setattr(network, "run_lava", stub)
+    study = yaml.safe_load((ROOT / "studies/target-rate.yaml").read_text())
+    study.update(model=str(ROOT / "models/target-rate.yaml"), target="cpu",
+                 constants={"learn": "0.3*second", "measure": "0.2*second"})
+    (tmp_path / "short.yaml").write_text(yaml.safe_dump(study))
     monkeypatch.chdir(tmp_path)
-    command = ["port", str(ROOT / "studies/target-rate.yaml"), "--rule", _study_best_rule_file(tmp_path),
-               "--allow-drop"]
+    command = ["port", "short.yaml", "--rule", _study_best_rule_file(tmp_path), "--allow-drop"]
     assert main([*command, "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["network"]["target"] == str(bundled_target("loihi2")) and result["network"]["allow_drop"]
-    dropped = [c for c in result["changes"] if c["kind"] == "dropped"]
-    assert [c["product"] for c in dropped] == ["x0*y1"]
-    assert [c["kind"] for c in result["changes"]][:2] == ["eta", "weight_scale"]  # eta 0.01 -> 0.0238
-    assert result["rule"]["weight"]["scale"] <= 255
+    assert [t["product"] for t in result["rule"]["inhibitory"]["dropped"]] == ["x0*y1"]
+    dropped = [c for c in result["changes"] if "x0*y1 dropped" in c]
+    assert len(dropped) == 1
+    for run in ("brian2", "brian2_chip_order", "lava_float", "lava_fixed"):
+        assert np.isfinite(result[run]["loss"]) and result[run]["seconds"] > 0
     assert main(command) == 0
     out = capsys.readouterr().out
-    assert f"\n  dropped: {dropped[0]['text']}\n" in out
-
-
-@pytest.mark.slow
-@pytest.mark.lava
-def test_port_vogels_to_loihi2_keeps_the_rate(tmp_path, monkeypatch, capsys):
-    from tests.conftest import ROOT
-
-    monkeypatch.chdir(tmp_path)  # the default target is found outside the checkout too
-    assert main(["port", str(ROOT / "studies/target-rate.yaml"), "--rule", "vogels", "--json"]) == 0
-    result = json.loads(capsys.readouterr().out)
-    for backend in ("brian2", "lava_float", "lava_fixed"):
-        for rate in result[backend]["rates_hz"]:
-            assert rate == pytest.approx(10.0, rel=0.10)
-    assert result["lava_float"]["weight_correlation"] > 0.95
-    assert [c["kind"] for c in result["changes"]] == ["weight_scale", "quantised", "quantised", "quantised",
-                                                       "trace_impulse", "trace_impulse"]
+    assert f"  {dropped[0]}\n" in out
 
 
 def test_a_study_whose_first_candidates_all_diverge_still_finishes(write_study):

@@ -78,7 +78,7 @@ def test_the_installed_wheel_runs_from_another_directory(installed_wheel, tmp_pa
     assert f"model oja ({venv}" in report.splitlines()[0]  # the wheel's own file, not the checkout's
     assert "Brian2 prepared" in report
     where = _run([str(installed_wheel / "python"), "-c", "import codesign\n"
-                  "from codesign.hardware.loihi2.network import DEFAULT_TARGET\n"
+                  "from codesign.hardware.loihi2.port import DEFAULT_TARGET\n"
                   "print(codesign.__file__); print(DEFAULT_TARGET.resolve(), DEFAULT_TARGET.is_file())"],
                  cwd=elsewhere, env=env).stdout.split()
     assert where[0].startswith(str(venv)) and where[1].startswith(str(venv)) and where[2] == "True", where

@@ -15,12 +15,36 @@ from typing import Any, Literal
 from codesign.expressions import ExpressionError, evaluate
 from codesign.schema import Where, build, read_yaml
 
-__all__ = ["GroupSpec", "SynapseSpec", "RuleRef", "ParamSpec", "LibrarySpec", "PhaseSpec", "ModelSpec",
+__all__ = ["GroupSpec", "GroupVariant", "SynapseSpec", "RuleRef", "ParamSpec", "LibrarySpec", "PhaseSpec", "ModelSpec",
            "load_model", "constant_names", "model_file", "bundled_model", "bundled_model_names", "is_bare_name"]
 
 #: Names Brian2 gives its own meaning in equations: a constant may not take them.
 RESERVED = frozenset({"t", "dt", "i", "j", "N", "N_pre", "N_post", "N_incoming", "N_outgoing", "xi", "lastspike",
                       "not_refractory", "t_in_timesteps", "lastupdate", "delay"})
+
+
+@dataclasses.dataclass(frozen=True)
+class GroupVariant:
+    """A neuron group as Loihi 2 runs it (a group's ``loihi2:``): where the chip cannot run the group's
+    own equations (a conductance-based neuron, two compartments), ``codesign port`` runs this instead and
+    reports it as a change. The keys given replace the group's own; the synapses' text stays as written,
+    so the variant keeps the variables the synapses jump into."""
+
+    model: str | None = None
+    threshold: str | None = None
+    reset: str | None = None
+    #: ``0*ms`` for none (lava-nc 0.10.0's LIFRefractory has no fixed-point model).
+    refractory: str | None = None
+    method: str | None = None
+    initial: dict[str, Any] | None = None
+    #: Why the variant stands in fairly for the group (shown in the port's report).
+    note: str = ""
+
+    def apply(self, group: GroupSpec) -> GroupSpec:
+        """``group`` with this variant's keys in place of its own."""
+        given = {field.name: getattr(self, field.name) for field in dataclasses.fields(self)
+                 if field.name != "note" and getattr(self, field.name) is not None}
+        return dataclasses.replace(group, loihi2=None, **given)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +70,8 @@ class GroupSpec:
     events: dict[str, str] = dataclasses.field(default_factory=dict)
     #: Initial values: variable -> value or expression of the constants.
     initial: dict[str, Any] = dataclasses.field(default_factory=dict)
+    #: The group as Loihi 2 runs it, where it cannot run the group itself (``codesign port``).
+    loihi2: GroupVariant | None = None
 
 
 @dataclasses.dataclass(frozen=True)

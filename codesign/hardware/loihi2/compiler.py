@@ -673,6 +673,12 @@ class CompiledRule:
             products.append((1 if t.mantissa > 0 else -1, t.product(t.exponent + t.shift, signed=False)))
         return _join(products)
 
+    @property
+    def silent_dw(self) -> str:
+        """``dw`` with every product scaled by 0: a phase without learning sets it (``LearningDense.dw``), so
+        weights hold while the traces keep running, as Brian2's learning rate times 0 does."""
+        return " + ".join("0*" + "*".join([t.dependency, *t.factors]) for t in self.terms)
+
     def rule_kwargs(self, fixed_pt: bool = False) -> dict[str, Any]:
         kwargs: dict[str, Any] = {"dw": self.dw_fixed if fixed_pt else self.dw, "t_epoch": self.limits.t_epoch}
         for trace in self.traces:
