@@ -169,10 +169,15 @@ def test_lava_float_matches_brian2_in_chip_order(refractory):
     spikes = input_spikes()
     brian_steps, brian_v = run_brian2_chip_order(group, CONSTANTS, [("I", spikes, "w")])
     lava_steps, lava_v = run_lava(neuron, [(spikes, neuron.inputs["I"] * float(CONSTANTS["w"]))], False)
-    assert len(brian_steps) > 20
-    np.testing.assert_array_equal(lava_steps, brian_steps)
-    threshold_distance = float(CONSTANTS["v_th"] - CONSTANTS["v_reset"])
-    assert np.max(np.abs(neuron.to_brian2(lava_v) - brian_v)) <= 1e-12 * threshold_distance
+    assert_same_run(neuron, CONSTANTS, (lava_steps, lava_v), (brian_steps, brian_v))
+
+
+def assert_same_run(neuron, constants, lava, brian2) -> None:
+    """The same spike steps, and v within 1e-12 of the threshold distance."""
+    assert len(brian2[0]) > 20
+    np.testing.assert_array_equal(lava[0], brian2[0])
+    threshold_distance = float(constants["v_th"] - constants["v_reset"])
+    assert np.max(np.abs(neuron.to_brian2(lava[1]) - brian2[1])) <= 1e-12 * threshold_distance
 
 
 @pytest.mark.lava
@@ -183,10 +188,7 @@ def test_lava_float_matches_brian2_in_chip_order_with_two_currents():
                                                  [("ge", excitatory, "w_e"), ("gi", inhibitory, "w_i")])
     lava_steps, lava_v = run_lava(neuron, [(excitatory, neuron.inputs["ge"] * TWO_CONSTANTS["w_e"]),
                                            (inhibitory, neuron.inputs["gi"] * TWO_CONSTANTS["w_i"])], False)
-    assert len(brian_steps) > 20
-    np.testing.assert_array_equal(lava_steps, brian_steps)
-    threshold_distance = float(TWO_CONSTANTS["v_th"] - TWO_CONSTANTS["v_reset"])
-    assert np.max(np.abs(neuron.to_brian2(lava_v) - brian_v)) <= 1e-12 * threshold_distance
+    assert_same_run(neuron, TWO_CONSTANTS, (lava_steps, lava_v), (brian_steps, brian_v))
 
 
 @pytest.mark.lava
