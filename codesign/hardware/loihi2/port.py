@@ -77,10 +77,10 @@ def port(spec: Any, candidate: Mapping[str, Any], seed: int = 0, target: Target 
     """Port ``candidate`` (slot -> rule) of the study ``spec`` to Loihi 2 and run it four ways (:data:`RUNS`).
 
     Returns, per run, ``loss``, the loss's metrics and ``seconds`` (or ``refused``, why it could not
-    run, or ``failed``, the fault that stopped it); ``text``: per plastic synapse, the Brian2 text compiled (the model file's with its family's, as
-    the study searched it); ``rule``: per plastic synapse, the Loihi products, traces and quantisation;
-    ``changes``: every way the chip's network differs from the study's, one line each; ``network``: the
-    port's settings.
+    run, or ``failed``, the fault that stopped it); ``text``: per plastic synapse, the Brian2 text
+    compiled (the model file's with its family's, as the study searched it); ``rule``: per plastic
+    synapse, the Loihi products, traces and quantisation; ``changes``: every way the chip's network
+    differs from the study's, one line each; ``network``: the port's settings.
     """
     from codesign.hardware.loihi2.chip_order import run_chip_order
     from codesign.models.task import ModelTask
@@ -88,12 +88,18 @@ def port(spec: Any, candidate: Mapping[str, Any], seed: int = 0, target: Target 
     prepared = prepare(spec, candidate, seed, target, allow_drop=allow_drop)
     task, net = prepared.task, prepared.net
     lava = _start_lava(net, seed)  # the slowest runs first; Brian2 runs meanwhile
-    results = {"brian2": _evaluate(task, candidate, seed, prepared.terms)}
-    variants = {name: g.loihi2.apply(g) for name, g in task.model.groups.items() if g.loihi2 is not None}
-    if variants:
-        model = dataclasses.replace(task.model, groups={**task.model.groups, **variants})
-        results["brian2_variant"] = _evaluate(ModelTask(model, task.target), candidate, seed, prepared.terms)
-    runs = {"brian2_chip_order": run_chip_order(net), **_finish_lava(lava)}
+    try:
+        results = {"brian2": _evaluate(task, candidate, seed, prepared.terms)}
+        variants = {name: g.loihi2.apply(g) for name, g in task.model.groups.items() if g.loihi2 is not None}
+        if variants:
+            model = dataclasses.replace(task.model, groups={**task.model.groups, **variants})
+            results["brian2_variant"] = _evaluate(ModelTask(model, task.target), candidate, seed, prepared.terms)
+        runs = {"brian2_chip_order": run_chip_order(net)}
+    except BaseException:
+        for process, _ in lava.values():  # no Lava run outlives the port
+            process.terminate()
+        raise
+    runs.update(_finish_lava(lava))
     for key, run in runs.items():
         if isinstance(run, CodesignError):  # e.g. a group without a fixed-point model: reported, the others stand
             results[key] = {"refused": run.message}
