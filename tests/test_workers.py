@@ -110,7 +110,9 @@ def test_a_worker_killed_mid_batch_loses_nothing(write_study, workdir, storage, 
         retries = [t for t in trials if t.system_attrs.get("failed_trial") == number]
         assert len(retries) == 1, f"trial {number} of the killed worker should be retried once"
         assert retries[0].state in (TrialState.COMPLETE, TrialState.PRUNED)
-        assert retries[0].params == p
+        # The same candidate; a trial killed while its parameters were being stored (PostgreSQL writes them
+        # one by one) has only some of them, and its retry asks the sampler for the rest.
+        assert p.items() <= retries[0].params.items() and p
         assert retries[0].system_attrs[WORKER_ATTR] != owner
     failed = [t for t in trials if t.state == TrialState.FAIL]
     assert all(t.number in killed or t.user_attrs.get("surplus") for t in failed)
