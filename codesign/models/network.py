@@ -497,7 +497,7 @@ class BatchedNetwork:
         if group.spec.method:
             kwargs["method"] = group.spec.method
         if group.events:
-            kwargs["events"] = group.events
+            kwargs["events"] = dict(group.events)  # Brian2 adds "spike" to the dict it is given
         try:
             made = b2.NeuronGroup(group.size, group.model, clock=clock, namespace=namespace, name=group.name, **kwargs)
             for event, code in group.on_event.items():
