@@ -164,3 +164,18 @@ def test_an_unknown_event_is_a_one_line_error_listing_the_groups_events(tmp_path
     assert error.value.key == key
     line = error.value.one_line()
     assert "\n" not in line and "'burst'" in line and "spike, early, above" in line
+
+
+def test_an_event_drawn_at_random_follows_the_seed(tmp_path, monkeypatch):
+    """rand() in an event's condition (a burst drawn with some probability): the run is seeded."""
+    (tmp_path / "events_probe.py").write_text(PROBE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    cell = {**MODEL["groups"]["cell"], "events": {"coin": "rand() < 0.3"}}
+    path = model_file(tmp_path, {"kind": "events_probe:counts", "record": ["cell:coin@test/trial"]},
+                      groups={"cell": cell})
+    task = ModelTask(load_model(path), load_target(ROOT / "hw_targets" / "cpu.yaml"))
+    first, again, other = (np.array(task.evaluate(ZERO[:1], seed=s)[0].metrics["cell:coin@test/trial"])
+                           for s in (1, 1, 2))
+    np.testing.assert_array_equal(first, again)
+    assert not np.array_equal(first, other)
+    assert abs(first.mean() / 300 - 0.3) < 0.05  # 300 steps per pass

@@ -386,8 +386,7 @@ class BatchedNetwork:
         digest = hashlib.sha256()
         for group in self.groups.values():
             digest.update(repr((group.name, group.spec.kind, group.size, group.model, group.threshold, group.reset,
-                                repr(group.refractory), sorted(group.events.items()), sorted(group.on_event.items()),
-                                group.spec.method, group.spec.rates,
+                                repr(group.refractory), sorted(group.events.items()), group.spec.method, group.spec.rates,
                                 sorted(group.spec.initial.items()), self.spike_capacity.get(group.name))).encode())
         for s in self.synapses.values():
             digest.update(repr((s.name, s.spec.source, s.spec.target, s.copies, s.model, s.on_pre, s.on_post,
@@ -461,7 +460,7 @@ class BatchedNetwork:
                 readable[f"{source}@trial_i"], readable[f"{source}@trial_t"] = (monitor, "i"), (monitor, "t")
             draws_random = bool(monitors) or self.emulation is not None and self.emulation.draws_random or any(
                 "rand" in constant_names(t) or "randn" in constant_names(t)
-                for t in [g.model for g in self.groups.values()] + [g.reset for g in self.groups.values()]
+                for t in [t for g in self.groups.values() for t in (g.model, g.threshold, g.reset, *g.events.values())]
                 + [s.on_pre for s in self.synapses.values()] + [s.on_post for s in self.synapses.values()]
                 + [s.model for s in self.synapses.values()])
             return NetworkBuild(objects=list(objects.values()) + list(monitors.values()) + list(timed_events.values()),
@@ -592,7 +591,8 @@ class BatchedNetwork:
 def counter(event: str, phase: str) -> str:
     """The group variable counting ``event`` in ``phase``: ``count_PHASE`` for spikes (as before there
     were other events: the code, and so the builds in the cache, of spike counts stay the same),
-    ``count_PHASE__EVENT`` for a custom event."""
+    ``count_PHASE__EVENT`` for a custom event (its code is part of :meth:`BatchedNetwork.key` through
+    the records)."""
     return f"count_{phase}" if event == SPIKE else f"count_{phase}__{event}"
 
 
