@@ -76,8 +76,8 @@ class Recordings:
     ``values``: ``"group.var"`` -> (draws, n) final values; ``"synapse.var"`` -> (draws, n_post, n_pre),
     a dense matrix (0 where no synapse). ``counts``: ``"group@phase"`` -> (draws, n) spikes in that
     phase, ``"group:EVENT@phase"`` a custom event's, and with ``/trial`` -> (draws, passes, n) per pass
-    (see :class:`CountRecord`). ``facts``: stimulus name -> its facts (``cov``, ``eigenvectors``...). ``constants``: each
-    draw's constants (they differ between conditions).
+    (see :class:`CountRecord`). ``facts``: stimulus name -> its facts (``cov``, ``eigenvectors``...).
+    ``constants``: each draw's constants (they differ between conditions).
     """
 
     values: dict[str, np.ndarray]
