@@ -458,17 +458,20 @@ class BatchedNetwork:
             readable.update({f"{name}@spikes": (monitor, "count") for name, monitor in monitors.items()})
             for source, monitor in timed_events.items():
                 readable[f"{source}@trial_i"], readable[f"{source}@trial_t"] = (monitor, "i"), (monitor, "t")
-            draws_random = bool(monitors) or self.emulation is not None and self.emulation.draws_random or any(
-                "rand" in constant_names(t) or "randn" in constant_names(t)
-                for t in [t for g in self.groups.values() for t in (g.model, g.threshold, g.reset, *g.events.values())]
-                + [s.on_pre for s in self.synapses.values()] + [s.on_post for s in self.synapses.values()]
-                + [s.model for s in self.synapses.values()])
             return NetworkBuild(objects=list(objects.values()) + list(monitors.values()) + list(timed_events.values()),
                                 duration=self.steps * dt, settable=settable,
                                 readable=readable, timed_arrays=timed, spike_inputs=spike_inputs,
-                                draws_random=draws_random)
+                                draws_random=bool(monitors) or self.draws_random())
 
         return construct
+
+    def draws_random(self) -> bool:
+        """Whether a run draws random numbers (so that its seed matters): the emulation's rounding, or
+        ``rand()`` / ``randn()`` anywhere in the text (Poisson groups are counted by the caller)."""
+        texts = [t for g in self.groups.values() for t in (g.model, g.threshold, g.reset, *g.events.values())]
+        texts += [t for s in self.synapses.values() for t in (s.model, s.on_pre, s.on_post)]
+        emulated = self.emulation is not None and self.emulation.draws_random
+        return emulated or any({"rand", "randn"} & constant_names(t) for t in texts)
 
     def _make_group(self, b2: Any, group: _Group, clock: Any, namespace: dict[str, Any]) -> Any:
         where = self.model.where.child("groups").child(group.name)

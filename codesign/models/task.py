@@ -352,8 +352,7 @@ class ModelTask:
                 else:
                     values[name] = out[name].reshape(K, R, network.groups[owner].n)
         facts = {name: d.facts for name, d in draws.items()}
-        phases = {p.name: self.model.phase_window(p.name) for p in self.model.protocol}
-        seconds = {name: self.model.cycles * (end - start) for name, (start, end) in phases.items()}
+        phases, seconds = self.model.phase_windows(), self.model.phase_seconds()
         present = {name: network.present(name) for name in network.synapses}
         duration = self.model.duration_s  # once: it evaluates the protocol's expressions
         return [Recordings({n: v[k] for n, v in values.items()}, {n: v[k] for n, v in counts.items()}, facts,
