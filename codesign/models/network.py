@@ -32,13 +32,11 @@ import numpy as np
 from codesign.backends import NetworkBuild, network_clock, spike_input
 from codesign.errors import CodesignError
 from codesign.models.emulation import Emulation
+from codesign.models.losses.base import SPIKE, TRIALS, CountRecord, check_event
 from codesign.models.spec import GroupSpec, ModelSpec, PhaseSpec, SynapseSpec, constant_names
 from codesign.rules import FAMILIES
 
 __all__ = ["BatchedNetwork", "Layout", "synapse_text", "brian_error", "owner_key", "brian_message", "TRIALS"]
-
-#: The suffix of a record counting spikes per trial: ``group@phase/trial``.
-TRIALS = "/trial"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,7 +77,8 @@ class _Group:
     refractory: Any
     events: dict[str, str]
     hosted: dict[str, str]  # per-copy variable -> unit, declared here
-    counters: list[str]  # count_PHASE variables
+    counters: list[tuple[str, str]]  # (event, phase) counted in a variable (see counter)
+    on_event: dict[str, str]  # custom event -> its counters' code
 
 
 @dataclasses.dataclass
@@ -142,16 +141,22 @@ class BatchedNetwork:
         n = self.model.group_size(name)
         shared = spec.per == "draw"
         size = n * (self.layout.draws if shared else self.layout.copies)
-        counters = sorted({r.partition("@")[2] for r in self.records
-                           if r.partition("@")[0] == name and "@" in r and not r.endswith(TRIALS)})
+        counted = [CountRecord.parse(r) for r in self.records]
+        counters = sorted({(c.event, c.phase) for c in counted if c and c.group == name and not c.per_trial})
         threshold = spec.threshold
         reset = spec.reset
-        if counters or threshold:
+        spike_phases = [phase for event, phase in counters if event == SPIKE]
+        if spike_phases or threshold:
             if not threshold:
                 raise where.child("threshold").error("spike counts are recorded but the group has no threshold",
                                                      fix="give the group a threshold, or record another group")
-            lines = [f"count_{phase} += {self._window(phase)}" for phase in counters]
+            lines = [f"{counter(SPIKE, phase)} += {self._window(phase)}" for phase in spike_phases]
             reset = _join(reset, *lines, "spike_count += 1")
+        # A custom event's counts: code of its own, run on the event as the reset is on a spike.
+        on_event: dict[str, str] = {}
+        for event, phase in counters:
+            if event != SPIKE:
+                on_event[event] = _join(on_event.get(event), f"{counter(event, phase)} += {self._window(phase)}") or ""
         hosted = {}
         threshold, reset = _substitute(threshold, self.timed_constants), _substitute(reset, self.timed_constants)
         events_text = {e: _substitute(c, self.timed_constants) for e, c in spec.events.items()}
@@ -173,7 +178,7 @@ class BatchedNetwork:
                     if f"{var}_post" in words:
                         hosted[var] = unit
         declared = [f"{var} : {unit} (constant)" for var, unit in hosted.items()]
-        declared += [f"count_{phase} : 1" for phase in counters]
+        declared += [f"{counter(event, phase)} : 1" for event, phase in counters]
         if threshold:
             declared.append("spike_count : 1")
         local = {"i": f"(i % {n})", "N": str(n)}
@@ -186,7 +191,7 @@ class BatchedNetwork:
         if spec.refractory is not None:
             refractory = self._quantity_or_text(spec.refractory, where.child("refractory"))
         return _Group(name, spec, n, shared, size, texts_out[0] or "", texts_out[1], texts_out[2], refractory, events,
-                      hosted, counters)
+                      hosted, counters, on_event)
 
     def _blocks(self) -> tuple[int, list[tuple[PhaseSpec, int, int]]]:
         """The protocol on a grid of blocks of ``g`` time steps (g: the largest step count dividing every
@@ -340,12 +345,13 @@ class BatchedNetwork:
         posts, pres = np.nonzero(mask)
         return pres, posts
 
-    def trial_groups(self) -> list[str]:
-        """Groups whose spikes are counted per trial (records ``group@phase/trial``)."""
-        return sorted({r.partition("@")[0] for r in self.records if r.endswith(TRIALS)})
+    def trial_events(self) -> list[tuple[str, str]]:
+        """(group, event) counted per trial (records ``group@phase/trial``, ``group:EVENT@phase/trial``)."""
+        return sorted({(c.group, c.event) for c in map(CountRecord.parse, self.records) if c and c.per_trial})
 
     def trial_counts(self, group: str, phase: str, indices: np.ndarray, times: np.ndarray) -> np.ndarray:
-        """Spikes of ``group`` in ``phase`` of each pass: (copies, cycles, n) from a run's monitor."""
+        """Events of ``group`` in ``phase`` of each pass: (copies, cycles, n) from a run's monitor of
+        that event (its neuron indices and times)."""
         g = self.groups[group]
         block, spans = self._blocks()
         first, last = next((f * block, l * block) for p, f, l in spans if p.name == phase)
@@ -360,11 +366,18 @@ class BatchedNetwork:
         return out
 
     def _check_records(self) -> None:
+        where = self.model.where.child("loss")
         for name in self.records:
-            owner, sep, var = name.partition("@") if "@" in name else name.partition(".")
-            if owner not in self.groups and owner not in self.synapses:
-                raise self.model.where.child("loss").error(f"records {name!r}: no group or synapse {owner!r}",
-                                                           fix="name one of the model's groups or synapses")
+            record = CountRecord.parse(name)
+            if record is None:
+                owner = name.partition(".")[0]
+                if owner not in self.groups and owner not in self.synapses:
+                    raise where.error(f"records {name!r}: no group or synapse {owner!r}",
+                                      fix="name one of the model's groups or synapses")
+            elif record.group not in self.groups:
+                raise where.error(f"records {name!r}: no group {record.group!r}", fix="name one of the model's groups")
+            else:
+                check_event(self.model, record.group, record.event, where)
 
     # -- identity ------------------------------------------------------------------------------------
 
@@ -421,8 +434,9 @@ class BatchedNetwork:
                 objects[s.name] = self._make_synapses(b2, s, objects, clock, namespace)
             monitors = {g.name: b2.SpikeMonitor(objects[g.name], record=False, name=f"{g.name}_spikes")
                         for g in self.groups.values() if g.spec.kind == "poisson"}
-            # Spike counts per trial: the spikes of the groups read per trial, binned after the run.
-            timed_spikes = {g: b2.SpikeMonitor(objects[g], name=f"{g}_trials") for g in self.trial_groups()}
+            # Counts per trial: the events of the groups read per trial, binned after the run.
+            timed_events = {CountRecord(g, "", event).source: _event_monitor(b2, objects[g], event)
+                            for g, event in self.trial_events()}
             settable: dict[str, tuple[Any, str]] = {}
             for group in self.groups.values():
                 for var in group.hosted:
@@ -432,27 +446,32 @@ class BatchedNetwork:
                     settable[f"{s.name}.{var}"] = (objects[s.name], var)
             readable = {}
             for name in self.records:
-                if name.endswith(TRIALS):
-                    continue  # binned from the group's monitor
-                owner, _, var = name.partition("@") if "@" in name else name.partition(".")
-                readable[name] = (objects[owner], f"count_{var}" if "@" in name else var)
+                record = CountRecord.parse(name)
+                if record is None:
+                    owner, _, var = name.partition(".")
+                    readable[name] = (objects[owner], var)
+                elif not record.per_trial:  # per trial: binned from the event's monitor
+                    readable[name] = (objects[record.group], counter(record.event, record.phase))
             for group in self.groups.values():
                 if group.spec.threshold:
                     readable[f"{group.name}@spikes"] = (objects[group.name], "spike_count")
             readable.update({f"{name}@spikes": (monitor, "count") for name, monitor in monitors.items()})
-            for name, monitor in timed_spikes.items():
-                readable[f"{name}@trial_i"], readable[f"{name}@trial_t"] = (monitor, "i"), (monitor, "t")
-            draws_random = bool(monitors) or self.emulation is not None and self.emulation.draws_random or any(
-                "rand" in constant_names(t) or "randn" in constant_names(t)
-                for t in [g.model for g in self.groups.values()] + [g.reset for g in self.groups.values()]
-                + [s.on_pre for s in self.synapses.values()] + [s.on_post for s in self.synapses.values()]
-                + [s.model for s in self.synapses.values()])
-            return NetworkBuild(objects=list(objects.values()) + list(monitors.values()) + list(timed_spikes.values()),
+            for source, monitor in timed_events.items():
+                readable[f"{source}@trial_i"], readable[f"{source}@trial_t"] = (monitor, "i"), (monitor, "t")
+            return NetworkBuild(objects=list(objects.values()) + list(monitors.values()) + list(timed_events.values()),
                                 duration=self.steps * dt, settable=settable,
                                 readable=readable, timed_arrays=timed, spike_inputs=spike_inputs,
-                                draws_random=draws_random)
+                                draws_random=bool(monitors) or self.draws_random())
 
         return construct
+
+    def draws_random(self) -> bool:
+        """Whether a run draws random numbers (so that its seed matters): the emulation's rounding, or
+        ``rand()`` / ``randn()`` anywhere in the text (Poisson groups are counted by the caller)."""
+        texts = [t for g in self.groups.values() for t in (g.model, g.threshold, g.reset, *g.events.values())]
+        texts += [t for s in self.synapses.values() for t in (s.model, s.on_pre, s.on_post)]
+        emulated = self.emulation is not None and self.emulation.draws_random
+        return emulated or any({"rand", "randn"} & constant_names(t) for t in texts)
 
     def _make_group(self, b2: Any, group: _Group, clock: Any, namespace: dict[str, Any]) -> Any:
         where = self.model.where.child("groups").child(group.name)
@@ -480,9 +499,11 @@ class BatchedNetwork:
         if group.spec.method:
             kwargs["method"] = group.spec.method
         if group.events:
-            kwargs["events"] = group.events
+            kwargs["events"] = dict(group.events)  # Brian2 adds "spike" to the dict it is given
         try:
             made = b2.NeuronGroup(group.size, group.model, clock=clock, namespace=namespace, name=group.name, **kwargs)
+            for event, code in group.on_event.items():
+                made.run_on_event(event, code)
             for var, value in group.spec.initial.items():
                 setattr(made, var, self.model.value(value, where.child("initial").child(var)))
         except CodesignError:
@@ -568,6 +589,22 @@ class BatchedNetwork:
         mask = np.zeros((s.n_post, s.n_pre), dtype=bool)
         mask[s.post, s.pre] = True
         return mask
+
+
+def counter(event: str, phase: str) -> str:
+    """The group variable counting ``event`` in ``phase``: ``count_PHASE`` for spikes (as before there
+    were other events: the code, and so the builds in the cache, of spike counts stay the same),
+    ``count_PHASE__EVENT`` for a custom event (its code is part of :meth:`BatchedNetwork.key` through
+    the records)."""
+    return f"count_{phase}" if event == SPIKE else f"count_{phase}__{event}"
+
+
+def _event_monitor(b2: Any, group: Any, event: str) -> Any:
+    """The monitor of the times of ``event`` in ``group``: a SpikeMonitor for spikes, as before there
+    were other events (the same code), else an EventMonitor."""
+    if event == SPIKE:
+        return b2.SpikeMonitor(group, name=f"{group.name}_trials")
+    return b2.EventMonitor(group, event, name=f"{group.name}_{event}_trials")
 
 
 def synapse_text(spec: SynapseSpec, terms: tuple[str, ...],

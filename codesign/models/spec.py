@@ -37,6 +37,8 @@ class GroupVariant:
     refractory: str | None = None
     method: str | None = None
     initial: dict[str, Any] | None = None
+    #: Its custom events (``{}`` for none: Lava's LIF sends spikes only).
+    events: dict[str, str] | None = None
     #: Why the variant stands in fairly for the group (shown in the port's report).
     note: str = ""
 
@@ -331,6 +333,14 @@ class ModelSpec:
                 return start, start + length
             start += length
         raise KeyError(name)
+
+    def phase_windows(self) -> dict[str, tuple[float, float]]:
+        """Each phase's (start, end) in seconds within one pass."""
+        return {p.name: self.phase_window(p.name) for p in self.protocol}
+
+    def phase_seconds(self) -> dict[str, float]:
+        """Seconds spent in each phase over the whole protocol (every pass)."""
+        return {name: self.cycles * (end - start) for name, (start, end) in self.phase_windows().items()}
 
     def with_constants(self, overrides: dict[str, Any], where: Where, draws: Any = None) -> ModelSpec:
         """This model with ``overrides`` (a study's ``constants:``) in place of its own, and ``draws``."""

@@ -21,7 +21,8 @@ from codesign.models.conditions import changed_constants, check_conditions
 from codesign.models.emulation import Emulation
 from codesign.models.evaluation import Evaluation
 from codesign.models.losses import Recordings, make_loss, resolve_values
-from codesign.models.network import TRIALS, BatchedNetwork, Layout, brian_error
+from codesign.models.losses.base import CountRecord
+from codesign.models.network import BatchedNetwork, Layout, brian_error
 from codesign.models.spec import ModelSpec
 from codesign.models.stimuli import Stimulus, StimulusDraw, stimulus_kind
 from codesign.rules import FAMILIES, Candidate, Rule, load_candidate, named_rule
@@ -336,14 +337,14 @@ class ModelTask:
         values: dict[str, np.ndarray] = {}
         counts: dict[str, np.ndarray] = {}
         for name in self.records:
-            if name.endswith(TRIALS):  # (K, R, cycles, n)
-                group, _, phase = name[: -len(TRIALS)].partition("@")
-                binned = network.trial_counts(group, phase, out[f"{group}@trial_i"], out[f"{group}@trial_t"])
-                counts[name] = (np.broadcast_to(binned, (K,) + binned.shape) if network.groups[group].shared
+            record = CountRecord.parse(name)
+            if record is not None and record.per_trial:  # (K, R, cycles, n)
+                binned = network.trial_counts(record.group, record.phase, out[f"{record.source}@trial_i"],
+                                              out[f"{record.source}@trial_t"])
+                counts[name] = (np.broadcast_to(binned, (K,) + binned.shape) if network.groups[record.group].shared
                                 else binned.reshape(K, R, *binned.shape[1:]))
-            elif "@" in name:
-                group = network.groups[name.partition("@")[0]]
-                counts[name] = out[name].reshape(K, R, group.n)
+            elif record is not None:
+                counts[name] = out[name].reshape(K, R, network.groups[record.group].n)
             else:
                 owner = name.partition(".")[0]
                 if owner in network.synapses:
@@ -351,8 +352,7 @@ class ModelTask:
                 else:
                     values[name] = out[name].reshape(K, R, network.groups[owner].n)
         facts = {name: d.facts for name, d in draws.items()}
-        phases = {p.name: self.model.phase_window(p.name) for p in self.model.protocol}
-        seconds = {name: self.model.repeat * (end - start) for name, (start, end) in phases.items()}
+        phases, seconds = self.model.phase_windows(), self.model.phase_seconds()
         present = {name: network.present(name) for name in network.synapses}
         duration = self.model.duration_s  # once: it evaluates the protocol's expressions
         return [Recordings({n: v[k] for n, v in values.items()}, {n: v[k] for n, v in counts.items()}, facts,

@@ -197,6 +197,10 @@ def _group(model: ModelSpec, name: str, group: GroupSpec, incoming: Mapping[str,
 
     variant = group.loihi2 is not None
     spec = group.loihi2.apply(group) if variant else group
+    if spec.events:  # a group's custom events: those of its variant count (a variant may drop them)
+        raise CodesignError(f"custom events ({', '.join(spec.events)}): Lava's LIF sends its spikes only",
+                            file=model.file, key=f"groups.{name}.events",
+                            fix="give the group a loihi2: variant without events, or port a model without them")
     namespace = {**model.constants, **_candidate_values(model, candidate, terms)}
     dt = dt_ms * ms
 
@@ -461,24 +465,22 @@ class ChipRun:
     def recordings(self, net: ChipNetwork, records: list[str]) -> Any:
         """The loss library's recordings of this run (one draw), for the loss's ``records``."""
         from codesign.models.losses import Recordings
-        from codesign.models.network import TRIALS
+        from codesign.models.losses.base import CountRecord
 
         model = net.model
         ends = np.cumsum([p.steps for p in net.phases])
         values: dict[str, np.ndarray] = {}
         counts: dict[str, np.ndarray] = {}
         for name in records:
-            group, _, phase = name.partition("@")
-            if name.endswith(TRIALS):
-                counts[name] = self._counts(net, group, phase[: -len(TRIALS)], ends)[None]
-            elif phase:
-                counts[name] = self._counts(net, group, phase, ends).sum(axis=0)[None]
-            else:
+            record = CountRecord.parse(name)
+            if record is None:
                 values[name] = self._value(net, name)[None]
-        phases = {p.name: model.phase_window(p.name) for p in model.protocol}
-        seconds = {name: model.repeat * (end - start) for name, (start, end) in phases.items()}
+                continue
+            per_pass = self._counts(net, record.group, record.phase, ends)
+            counts[name] = (per_pass if record.per_trial else per_pass.sum(axis=0))[None]
         present = {name: s.mask for name, s in net.synapses.items()}
-        return Recordings(values, counts, net.facts, [model.constants], model.duration_s, phases, present, seconds)
+        return Recordings(values, counts, net.facts, [model.constants], model.duration_s, model.phase_windows(),
+                          present, model.phase_seconds())
 
     def _counts(self, net: ChipNetwork, group: str, phase: str, ends: np.ndarray) -> np.ndarray:
         """(cycles, n) spikes of ``group`` in ``phase`` in each pass through the protocol."""

@@ -21,7 +21,52 @@ from codesign.errors import UnknownNameError
 from codesign.models.evaluation import LOSS_CAP, Evaluation
 from codesign.schema import Where, build
 
-__all__ = ["Recordings", "Loss", "LOSSES", "make_loss"]
+__all__ = ["Recordings", "Loss", "LOSSES", "make_loss", "CountRecord", "check_event", "SPIKE", "TRIALS"]
+
+#: The suffix of a record counting events per pass through the protocol: ``group@phase/trial``.
+TRIALS = "/trial"
+#: The event of a group's threshold; its other events are those its ``events:`` names.
+SPIKE = "spike"
+
+
+@dataclasses.dataclass(frozen=True)
+class CountRecord:
+    """A record of event counts: ``group@phase`` (spikes in a phase, summed over its passes),
+    ``group:EVENT@phase`` (a custom event's, ``events:`` of the group), either with ``/trial``
+    (the counts of every pass through the protocol). ``group:spike@phase`` is ``group@phase``."""
+
+    group: str
+    phase: str
+    event: str = SPIKE
+    per_trial: bool = False
+
+    @classmethod
+    def parse(cls, name: str) -> CountRecord | None:
+        """The counts ``name`` records; None for a variable (``group.var``, ``synapse.var``)."""
+        owner, at, phase = name.partition("@")
+        if not at:
+            return None
+        group, _, event = owner.partition(":")
+        return cls(group, phase.removesuffix(TRIALS), event or SPIKE, phase.endswith(TRIALS))
+
+    @property
+    def source(self) -> str:
+        """What is counted: ``group`` (its spikes) or ``group:EVENT``."""
+        return self.group if self.event == SPIKE else f"{self.group}:{self.event}"
+
+    @property
+    def name(self) -> str:
+        """The record's name as a loss reads it in :attr:`Recordings.counts` (spikes without ``:spike``)."""
+        return f"{self.source}@{self.phase}{TRIALS if self.per_trial else ''}"
+
+
+def check_event(model: Any, group: str, event: str, where: Where) -> None:
+    """Raise the one-line error of ``where`` if ``group`` of ``model`` has no event ``event``."""
+    spec = model.groups[group]
+    known = [SPIKE, *spec.events]
+    if event not in known:
+        raise where.error(f"group {group} has no event {event!r}",
+                          fix=f"events of {group}: {', '.join(known)} (add one to groups.{group}.events)")
 
 
 @dataclasses.dataclass
@@ -30,8 +75,9 @@ class Recordings:
 
     ``values``: ``"group.var"`` -> (draws, n) final values; ``"synapse.var"`` -> (draws, n_post, n_pre),
     a dense matrix (0 where no synapse). ``counts``: ``"group@phase"`` -> (draws, n) spikes in that
-    phase. ``facts``: stimulus name -> its facts (``cov``, ``eigenvectors``...). ``constants``: each
-    draw's constants (they differ between conditions).
+    phase, ``"group:EVENT@phase"`` a custom event's, and with ``/trial`` -> (draws, passes, n) per pass
+    (see :class:`CountRecord`). ``facts``: stimulus name -> its facts (``cov``, ``eigenvectors``...).
+    ``constants``: each draw's constants (they differ between conditions).
     """
 
     values: dict[str, np.ndarray]
@@ -63,7 +109,7 @@ class Loss:
         self.params, self.model, self.where = params, model, where
 
     def records(self) -> list[str]:
-        """What the network must record: ``group.var``, ``synapse.var`` or ``group@phase`` (spike counts)."""
+        """What the network must record: ``group.var``, ``synapse.var`` or counts (:class:`CountRecord`)."""
         raise NotImplementedError
 
     def __call__(self, rec: Recordings) -> Evaluation:

@@ -10,10 +10,26 @@ from typing import Any, Sequence
 import numpy as np
 
 from codesign.models.evaluation import Evaluation
-from codesign.models.losses.base import LOSSES, Loss, Recordings
+from codesign.models.losses.base import LOSSES, SPIKE, CountRecord, Loss, Recordings, check_event
 from codesign.schema import Where
 
 __all__: list[str] = []
+
+
+def _record(loss: Loss, per_trial: bool) -> str:
+    """The counts ``loss`` reads (its ``group``'s ``event`` in its ``phase``), each key checked against the model."""
+    p, model = loss.params, loss.model
+    if p.group not in model.groups:
+        raise loss.where.child("group").error(f"unknown group {p.group!r}", fix=f"groups: {', '.join(model.groups)}")
+    if p.phase not in {ph.name for ph in model.protocol}:
+        raise loss.where.child("phase").error(f"unknown phase {p.phase!r}",
+                                              fix=f"phases: {', '.join(ph.name for ph in model.protocol)}")
+    check_event(model, p.group, p.event, loss.where.child("event"))
+    return _name(p, per_trial)
+
+
+def _name(params: Any, per_trial: bool) -> str:
+    return CountRecord(params.group, params.phase, params.event, per_trial).name
 
 # -- Target rate -------------------------------------------------------------------------------------
 
@@ -34,6 +50,8 @@ class _RateParams:
     #: The Poisson rate of the plastic inputs, for the solution-manifold plot: an expression of the
     #: constants, kept as text because a study's conditions may vary it (the plot evaluates it per condition).
     input_rate: str | None = None
+    #: The event whose rate is read: ``spike`` or one of the group's ``events:`` (e.g. a burst).
+    event: str = SPIKE
 
 
 class RateToTarget(Loss):
@@ -59,13 +77,7 @@ class RateToTarget(Loss):
         return float(value / Hz)
 
     def records(self) -> list[str]:
-        if self.params.group not in self.model.groups:
-            raise self.where.child("group").error(f"unknown group {self.params.group!r}",
-                                                  fix=f"groups: {', '.join(self.model.groups)}")
-        if self.params.phase not in {p.name for p in self.model.protocol}:
-            raise self.where.child("phase").error(f"unknown phase {self.params.phase!r}",
-                                                  fix=f"phases: {', '.join(p.name for p in self.model.protocol)}")
-        names = [f"{self.params.group}@{self.params.phase}"]
+        names = [_record(self, per_trial=False)]
         if self.params.weights:
             self._check_name("weights", self.params.weights, ("synapses",))
             names.append(self.params.weights)
@@ -73,7 +85,7 @@ class RateToTarget(Loss):
 
     def __call__(self, rec: Recordings) -> Evaluation:
         p = self.params
-        rates = rec.counts[f"{p.group}@{p.phase}"].mean(axis=1) / rec.phase_seconds[p.phase]
+        rates = rec.counts[_name(p, per_trial=False)].mean(axis=1) / rec.phase_seconds[p.phase]
         error = (rates - p.target) / p.target
         metrics: dict[str, Any] = {"rates_hz": [float(x) for x in rates], "max_rate_error": float(np.max(np.abs(error)))}
         arrays = {}
@@ -112,6 +124,8 @@ class _TrialRateParams:
     threshold: float | None = dataclasses.field(default=None, metadata={"min": 0.0})
     #: Score only the last this many passes through the trials (what was learned); default: all.
     last: int | None = dataclasses.field(default=None, metadata={"min": 1})
+    #: The event whose rate is read: ``spike`` or one of the group's ``events:`` (e.g. a burst).
+    event: str = SPIKE
 
 
 class TrialRates(Loss):
@@ -124,20 +138,14 @@ class TrialRates(Loss):
     Params = _TrialRateParams
 
     def records(self) -> list[str]:
-        from codesign.models.network import TRIALS
-
         p = self.params
         if not self.model.trials:
             raise self.where.error("the model has no trials", fix="add trials: [{CONSTANT: value}, ...] to the model")
-        if p.group not in self.model.groups:
-            raise self.where.child("group").error(f"unknown group {p.group!r}", fix=f"groups: {', '.join(self.model.groups)}")
-        if p.phase not in {ph.name for ph in self.model.protocol}:
-            raise self.where.child("phase").error(f"unknown phase {p.phase!r}",
-                                                  fix=f"phases: {', '.join(ph.name for ph in self.model.protocol)}")
+        record = _record(self, per_trial=True)
         if any(p.target not in t for t in self.model.trials):
             raise self.where.child("target").error(f"not every trial sets {p.target!r}",
                                                    fix=f"give each trial a value of {p.target}")
-        return [f"{p.group}@{p.phase}{TRIALS}"]
+        return [record]
 
     def targets(self) -> np.ndarray:
         """The target rate (Hz) of each pass."""
@@ -148,11 +156,9 @@ class TrialRates(Loss):
                          for c in range(self.model.cycles)])
 
     def __call__(self, rec: Recordings) -> Evaluation:
-        from codesign.models.network import TRIALS
-
         p = self.params
         start, end = rec.phases[p.phase]
-        counts = rec.counts[f"{p.group}@{p.phase}{TRIALS}"]  # (draws, cycles, n)
+        counts = rec.counts[_name(p, per_trial=True)]  # (draws, cycles, n)
         rates = counts.mean(axis=2) / (end - start)
         targets = self.targets()
         scored = slice(-p.last * len(self.model.trials), None) if p.last else slice(None)
@@ -177,6 +183,8 @@ class _ClassificationParams:
     #: Rates are divided by this (Hz) before the softmax: a rate difference of ``scale`` is one nat.
     scale: float = dataclasses.field(default=10.0, metadata={"min": 1e-9})
     last: int | None = dataclasses.field(default=None, metadata={"min": 1})
+    #: The event whose rate is read: ``spike`` or one of the group's ``events:`` (e.g. a burst).
+    event: str = SPIKE
 
 
 class Classification(TrialRates):
@@ -188,22 +196,16 @@ class Classification(TrialRates):
     Params = _ClassificationParams
 
     def records(self) -> list[str]:
-        from codesign.models.network import TRIALS
-
         p = self.params
         if not self.model.trials or any(p.label not in t for t in self.model.trials):
             raise self.where.child("label").error(f"not every trial sets {p.label!r}",
                                                   fix=f"add trials: [{{{p.label}: 0, ...}}, ...] to the model")
-        if p.group not in self.model.groups:
-            raise self.where.child("group").error(f"unknown group {p.group!r}", fix=f"groups: {', '.join(self.model.groups)}")
-        return [f"{p.group}@{p.phase}{TRIALS}"]
+        return [_record(self, per_trial=True)]
 
     def __call__(self, rec: Recordings) -> Evaluation:
-        from codesign.models.network import TRIALS
-
         p = self.params
         start, end = rec.phases[p.phase]
-        rates = rec.counts[f"{p.group}@{p.phase}{TRIALS}"] / (end - start)  # (draws, cycles, classes)
+        rates = rec.counts[_name(p, per_trial=True)] / (end - start)  # (draws, cycles, classes)
         classes = rates.shape[2]
         where = self.model.where.child("trials")
         labels = np.array([int(float(self.model.value(self.model.trial_of(c)[p.label], where)))
