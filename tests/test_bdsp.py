@@ -70,3 +70,65 @@ def test_burst_probability_follows_the_sigmoid_of_dendritic_voltage():
     for neuron, t in zip(np.asarray(bursts.i)[:200], np.asarray(bursts.t / ms)[:200]):
         before = t_spikes[(i_spikes == neuron) & (t_spikes < t - 1e-6)]
         assert 4.9 <= t - before.max() <= 15.0 + 1e-6, (neuron, t, before[-3:])
+
+
+# -- 2. feedback moves each hidden population's burst probability with the right sign -------------------
+
+
+PHASES = ("base", "plus", "minus")
+
+
+def burst_counts(arrays: dict) -> tuple[float, dict]:
+    """A user loss that hands the counts of events and bursts per phase back as metrics."""
+    metrics = {name: np.asarray(value).tolist() for name, value in arrays.items()}
+    return 0.0, metrics
+
+
+def test_feedback_moves_hidden_burst_probabilities_with_opposite_signs(workdir):
+    """Plasticity off, the pattern (1, 1), the output dendrites' current stepped 400 (base) -> 900 (plus)
+    -> -100 pA (minus), 3 s each, the first second of each left out of the counts by its own phase. More
+    output bursts reach hidden 1 through net excitatory feedback and hidden 2 through net inhibitory
+    feedback: hidden 1's burst probability rises with them, hidden 2's falls."""
+    import copy
+
+    import yaml
+
+    from codesign.hardware.target import bundled_target, load_target
+    from codesign.models import load_model
+    from codesign.models.task import ModelTask
+
+    data = yaml.safe_load((ROOT / "models/bdsp-xor.yaml").read_text())
+    data = copy.deepcopy(data)
+    data["trials"] = [{"x1": 1, "x2": 1, "y": 0, "y_rate": "2*Hz"}]
+    currents = {"base": "400*pA", "plus": "900*pA", "minus": "-100*pA"}
+    data["protocol"] = []
+    for name in PHASES:
+        data["protocol"] += [{"name": f"{name}_settle", "duration": "1*second", "plastic": [],
+                              "values": {"I_d_output": currents[name]}},
+                             {"name": name, "duration": "2*second", "plastic": [],
+                              "values": {"I_d_output": currents[name]}}]
+    record = [f"{group}:{event}@{phase}" for group in ("hidden", "output") for event in ("event", "burst", "spike")
+              for phase in PHASES]
+    data["loss"] = {"kind": "tests.test_bdsp:burst_counts", "record": record}
+    (workdir / "models/bdsp-feedback.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    model = load_model(workdir / "models/bdsp-feedback.yaml")
+    task = ModelTask(model, load_target(bundled_target("cpu-standalone")))
+    candidate = task.candidate("bdsp", {"ih": 0.0, "ho": 0.0})  # text rules: their params set eta
+    metrics = task.evaluate([candidate], seed=2)[0].metrics
+    n = int(model.constants["N_pop"])
+
+    def probability(group: str, phase: str, part: slice) -> float:
+        events = np.asarray(metrics[f"{group}:event@{phase}"])[0, part].sum()
+        bursts = np.asarray(metrics[f"{group}:burst@{phase}"])[0, part].sum()
+        return bursts / events
+
+    for key in sorted(metrics):
+        counts = np.asarray(metrics[key])[0]
+        print(key, counts[:n].sum(), counts[n:].sum())
+    output = [np.asarray(metrics[f"output:burst@{p}"]).sum() for p in PHASES]
+    hidden1 = [probability("hidden", p, slice(0, n)) for p in PHASES]
+    hidden2 = [probability("hidden", p, slice(n, 2 * n)) for p in PHASES]
+    print("output bursts", output, "hidden1 BP", np.round(hidden1, 3), "hidden2 BP", np.round(hidden2, 3))
+    assert output[1] > output[0] > output[2]
+    assert hidden1[1] > hidden1[0] > hidden1[2]
+    assert hidden2[1] < hidden2[0] < hidden2[2]
