@@ -227,5 +227,78 @@ class Classification(TrialRates):
         return Evaluation(Evaluation.capped(loss), metrics, {"rates": rates})
 
 
-for _cls in (RateToTarget, TrialRates, Classification):
+# -- Binary targets per trial: cross-entropy of a rate read as a probability -------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class _TrialBCEParams:
+    #: The group whose mean rate is read in ``phase`` of every trial.
+    group: str
+    phase: str
+    #: The constant each trial sets to its target: 1 (high rate) or 0 (low rate).
+    label: str
+    #: The rates (Hz) read as probability 0 and 1: p = (rate - low) / (high - low), clipped to [eps, 1 - eps].
+    low: float = dataclasses.field(default=2.0, metadata={"min": 0.0})
+    high: float = dataclasses.field(default=10.0, metadata={"min": 0.0})
+    eps: float = dataclasses.field(default=0.01, metadata={"min": 1e-9, "max": 0.5})
+    #: A trial is right when its rate is on its label's side of this rate (Hz); default: halfway.
+    threshold: float | None = dataclasses.field(default=None, metadata={"min": 0.0})
+    last: int | None = dataclasses.field(default=None, metadata={"min": 1})
+    event: str = SPIKE
+    #: The metrics' prefix: ``NAME_correct`` counts the trials on the right side (e.g. ``xor``).
+    name: str = "trials"
+
+
+class TrialBCE(Loss):
+    """Each trial asks for a high or a low rate (its ``label``, 1 or 0; e.g. XOR): the rate is read as a
+    probability p = (rate - low) / (high - low), clipped, and the loss is the binary cross-entropy of p
+    against the label, summed over the trials of a pass and averaged over the scored passes and the draws
+    (Payeur et al. 2021's cost). Metrics: ``GROUP_rates_hz`` (per trial, in the order of ``trials``, mean
+    over the scored passes and draws), ``NAME_correct`` (trials of the last pass on the right side of
+    ``threshold``, mean over draws), and per draw (``per_draw``) when there are several."""
+
+    kind = "trial_bce"
+    Params = _TrialBCEParams
+
+    def records(self) -> list[str]:
+        p = self.params
+        if p.high <= p.low:
+            raise self.where.child("high").error(f"high ({p.high:g} Hz) is not above low ({p.low:g} Hz)",
+                                                 fix="give high > low")
+        if not self.model.trials or any(p.label not in t for t in self.model.trials):
+            raise self.where.child("label").error(f"not every trial sets {p.label!r}",
+                                                  fix=f"add trials: [{{{p.label}: 0 or 1, ...}}, ...] to the model")
+        return [_record(self, per_trial=True)]
+
+    def labels(self) -> np.ndarray:
+        """Each pass's label (0 or 1)."""
+        where = self.model.where.child("trials")
+        return np.array([float(self.model.value(self.model.trial_of(c)[self.params.label], where))
+                         for c in range(self.model.cycles)])
+
+    def __call__(self, rec: Recordings) -> Evaluation:
+        p = self.params
+        start, end = rec.phases[p.phase]
+        rates = rec.counts[_name(p, per_trial=True)].mean(axis=2) / (end - start)  # (draws, passes)
+        labels, n_trials = self.labels(), len(self.model.trials)
+        if not np.isin(labels, (0.0, 1.0)).all():
+            return Evaluation(Evaluation.capped(math.inf), {"diverged_reason": f"{p.label} is not 0 or 1 in every trial"},
+                              diverged=True)
+        scored = slice(-p.last * n_trials, None) if p.last else slice(None)
+        prob = np.clip((rates[:, scored] - p.low) / (p.high - p.low), p.eps, 1 - p.eps)
+        y = labels[scored]
+        bce = -(y * np.log(prob) + (1 - y) * np.log(1 - prob))  # (draws, scored passes)
+        threshold = p.threshold if p.threshold is not None else (p.low + p.high) / 2
+        right = ((rates[:, -n_trials:] > threshold) == (labels[-n_trials:] > 0.5)).sum(axis=1)  # the last pass
+        per_trial = rates[:, scored].reshape(rates.shape[0], -1, n_trials).mean(axis=1)  # (draws, trials)
+        metrics: dict[str, Any] = {f"{p.group}_rates_hz": per_trial.mean(axis=0).tolist(),
+                                   f"{p.name}_correct": float(right.mean())}
+        if rates.shape[0] > 1:
+            metrics["per_draw"] = [{"loss": float(b.sum() / (b.size / n_trials)), f"{p.group}_rates_hz": r.tolist(),
+                                    f"{p.name}_correct": int(c)} for b, r, c in zip(bce, per_trial, right)]
+        loss = float(bce.sum(axis=1).mean() / (bce.shape[1] / n_trials))
+        return Evaluation(Evaluation.capped(loss), metrics, {"rates": rates})
+
+
+for _cls in (RateToTarget, TrialRates, Classification, TrialBCE):
     LOSSES.register(_cls.kind, _cls)
