@@ -98,11 +98,12 @@ def _neuron_group(b2: Any, group: ChipGroup, clock: Any, namespace: dict[str, An
 def _synapses(b2: Any, net: ChipNetwork, s: ChipSynapse, objects: dict[str, Any], clock: Any) -> Any:
     from brian2.utils.stringtools import word_substitute
 
-    model, on_pre, on_post = s.gated_text if s.gated_text is not None and net.gated() else s.text
+    gated = s.gated_text is not None and net.gated()
+    model, on_pre, on_post = s.gated_text if gated else s.text
     pending = {f"{name}_post": f"{name}_in_post" for name in net.groups[s.spec.target].neuron.inputs}
     on_pre = word_substitute(on_pre or "", pending)
     namespace = s.brian2_namespace()
-    if s.gated_text is not None and net.gated():
+    if gated:
         namespace[f"plastic_{s.name}"] = _gate(b2, net, s.name)
     pathways: Any = {"on_pre": on_pre, "on_post": on_post or None}
     if s.plastic:
