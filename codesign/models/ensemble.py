@@ -106,8 +106,8 @@ def _symmetric_feedback(initial: Weights, rng: np.random.Generator) -> Feedback:
 
 
 def _random_feedback(initial: Weights, rng: np.random.Generator) -> Feedback:
-    # Drawn once like the initial weights, never learnt: feedback alignment, the foil.
-    fixed = [rng.uniform(-1.0, 1.0, w[:, :-1].T.shape) * np.abs(w).max() for w in initial[1:]]  # their spread
+    # Drawn once over the range of the initial weights and never learnt: feedback alignment, the foil.
+    fixed = [rng.uniform(-1.0, 1.0, w[:, :-1].T.shape) * np.abs(w).max() for w in initial[1:]]
     return lambda weights: fixed
 
 
