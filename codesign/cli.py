@@ -391,6 +391,30 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ensemble(args: argparse.Namespace) -> int:
+    from codesign.models.ensemble import train_xor
+
+    result = train_xor(args.hidden, args.feedback, args.burst_probability, args.epochs, args.seed)
+    summary = result.summary()
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return 0
+    from rich.table import Table
+
+    table = Table(title=f"BDSP, ensemble limit: 2-{args.hidden}-1 on XOR, {args.feedback} feedback, "
+                        f"{args.burst_probability} burst probability, {args.epochs} updates, seed {args.seed}")
+    for column in ("layer", "angle to -gradient, mean (deg)", "at the last update (deg)"):
+        table.add_column(column, justify="left" if column == "layer" else "right")
+    for layer, angle in summary["angle_deg"].items():
+        table.add_row(layer, f"{angle['mean']:.3g}", f"{angle['final']:.3g}")
+    console = _console()
+    console.print(table)
+    console.print("outputs for (0,0), (0,1), (1,0), (1,1): " + ", ".join(f"{o:.3f}" for o in summary["outputs"])
+                  + f"; XOR right on {summary['xor_correct']} of 4; loss {summary['loss_initial']:.3g} -> "
+                    f"{summary['loss']:.3g}", highlight=False)
+    return 0
+
+
 def _study_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("study", metavar="STUDY.yaml", help="study file, e.g. studies/oja.yaml")
     p.add_argument("--storage", help="Optuna storage URL: journal:PATH or postgresql://USER@HOST/DB "
@@ -475,6 +499,21 @@ def _check_arguments(p: argparse.ArgumentParser) -> None:
     _json_option(p)
 
 
+def _ensemble_arguments(p: argparse.ArgumentParser) -> None:
+    from codesign.models.ensemble import BURST_PROBABILITY, FEEDBACK
+
+    p.add_argument("--feedback", choices=list(FEEDBACK), default="symmetric",
+                   help="feedback weights: W^T (symmetric) or fixed random ones (feedback alignment)")
+    p.add_argument("--burst-probability", choices=list(BURST_PROBABILITY), default="linear",
+                   help="burst probability as a function of apical input (same slope at baseline)")
+    p.add_argument("--hidden", type=_positive, default=2, help="hidden ensembles (default 2)")
+    p.add_argument("--epochs", type=_positive, default=3000, help="updates, each over the four patterns "
+                                                                  "(default 3000)")
+    p.add_argument("--seed", type=_seed, default=1, help="draws the initial (and random feedback) weights")
+    _json_option(p, "print a JSON object: angle_deg (per layer: mean over training, final), outputs (for (0,0), "
+                    "(0,1), (1,0), (1,1)), xor_correct (of 4), loss (final), and the settings")
+
+
 @dataclasses.dataclass(frozen=True)
 class Command:
     """A subcommand: its name, its one-line help (also its description, unless it has a longer one), what
@@ -502,6 +541,11 @@ COMMANDS = (
                         "prepared on the numpy runtime (identifiers, units), nothing is simulated or compiled; "
                         "prints the batched network (groups, synapses, per-candidate variables, what is compiled "
                         "once and what each run sets)"),
+    Command("ensemble", "train XOR by burst-dependent plasticity in the ensemble limit; angle of its updates to "
+            "the gradient", _ensemble_arguments, cmd_ensemble,
+            description="train a 2-N-1 network of ensembles (event rate, burst probability) on XOR by the "
+                        "burst-dependent plasticity update (Payeur et al. 2021) and report, per layer, the angle "
+                        "between its updates and the true gradient of the same network's loss"),
 )
 
 

@@ -210,8 +210,8 @@ def _group(model: ModelSpec, name: str, group: GroupSpec, incoming: Mapping[str,
 
     probe = neuron(DEFAULT_VTH, False)
     texts = {s: _synapse_text(model, s, incoming[s], candidate, terms) for s in incoming}
-    need = [_register_need(model, s, incoming[s], probe, *texts[s][:2], limits) for s in incoming
-            if incoming[s].plastic]
+    learning = {s: _learning(model, s, incoming[s], probe, *texts[s][:2]) for s in incoming if incoming[s].plastic}
+    need = [_register_need(model, s, rule, probe, limits) for s, rule in learning.items()]
     vth = DEFAULT_VTH if not need or min(need) >= 1.0 else max(1, math.floor(DEFAULT_VTH * min(need) + 1e-9))
     floating = neuron(vth, False)
     try:
@@ -226,8 +226,8 @@ def _group(model: ModelSpec, name: str, group: GroupSpec, incoming: Mapping[str,
                    f"({floating.discretisation})" + (f", fixed point du {fixed.fixed_pt['du']}, dv "
                                                      f"{fixed.fixed_pt['dv']}" if fixed else ""))
     chip = ChipGroup(name, model.group_size(name), spec, floating, fixed, variant)
-    synapses = {s: _synapse(model, s, incoming[s], floating, pattern[s], *texts[s], draw, limits, dt_ms, allow_drop,
-                            changes) for s in incoming}
+    synapses = {s: _synapse(model, s, incoming[s], floating, pattern[s], *texts[s], learning.get(s), draw, limits,
+                            dt_ms, allow_drop, changes) for s in incoming}
     return chip, synapses
 
 
@@ -265,11 +265,26 @@ def _expanded(model: ModelSpec, name: str, spec: SynapseSpec, text: tuple, names
                             fix=exc.fix) from None
 
 
-def _register_need(model: ModelSpec, name: str, spec: SynapseSpec, probe: LavaNeuron, text: tuple, namespace: dict,
+@dataclasses.dataclass(frozen=True)
+class _Learning:
+    """A plastic synapse's rule as expanded from its text, and what its transmission adds to: the target's
+    input ``variable``, ``factor`` times the weight."""
+
+    expanded: ExpandedRule
+    variable: str
+    factor: float
+
+
+def _learning(model: ModelSpec, name: str, spec: SynapseSpec, neuron: LavaNeuron, text: tuple,
+              namespace: dict) -> _Learning:
+    expanded = _expanded(model, name, spec, text, namespace)
+    return _Learning(expanded, *_transmission(model, name, spec, text, namespace, neuron, expanded.weight))
+
+
+def _register_need(model: ModelSpec, name: str, learning: _Learning, probe: LavaNeuron,
                    limits: Loihi2Limits) -> float:
     """How much the threshold must shrink (< 1) for the synapse's upper weight bound to fit the register."""
-    expanded = _expanded(model, name, spec, text, namespace)
-    variable, factor = _transmission(model, name, spec, text, namespace, probe, expanded.weight)
+    expanded, variable, factor = learning.expanded, learning.variable, learning.factor
     high = expanded.bounds[1]
     if high is None or high <= 0:
         raise CodesignError("the rule keeps w in no upper bound, so Loihi's weight register has no scale",
@@ -316,7 +331,8 @@ def _transmission(model: ModelSpec, name: str, spec: SynapseSpec, text: tuple, n
 
 
 def _synapse(model: ModelSpec, name: str, spec: SynapseSpec, neuron: LavaNeuron, pattern: Any, text: tuple,
-             namespace: dict, gated: tuple | None, units: dict[str, str], draw: Mapping[str, Any], limits: Loihi2Limits, dt_ms: float, allow_drop: bool,
+             namespace: dict, gated: tuple | None, units: dict[str, str], learning: _Learning | None,
+             draw: Mapping[str, Any], limits: Loihi2Limits, dt_ms: float, allow_drop: bool,
              changes: list[str]) -> ChipSynapse:
     key = f"synapses.{name}"
     n_pre, n_post, pre, post = pattern.n_pre, pattern.n_post, pattern.pre, pattern.post
@@ -335,9 +351,8 @@ def _synapse(model: ModelSpec, name: str, spec: SynapseSpec, neuron: LavaNeuron,
     if len(pre) != (len(np.unique(pre)) if from_inputs else n_pre) * n_post:
         raise CodesignError("a plastic synapse that connects only some pairs: LearningDense learns every pair",
                             file=model.file, key=f"{key}.connect", fix="connect every pair (connect: 'True', p: 1)")
-    expanded = _expanded(model, name, spec, text, namespace)
-    variable, factor = _transmission(model, name, spec, text, namespace, neuron, expanded.weight)
-    efficacy = neuron.inputs[variable] * factor
+    expanded, variable = learning.expanded, learning.variable
+    efficacy = neuron.inputs[variable] * learning.factor
     rate = FAMILIES[spec.rule.family].gate_variable(spec.rule)
     rule, factor = _compile(model, name, expanded, abs(efficacy), 1 if efficacy > 0 else -1, limits, dt_ms,
                             allow_drop, retunable=rate in namespace)

@@ -64,6 +64,8 @@ def _neuron_group(b2: Any, group: ChipGroup, clock: Any, namespace: dict[str, An
     """Lava's LIF step on the group's own variables: currents first, then the membrane."""
     from brian2.units.fundamentalunits import DIMENSIONLESS
 
+    from codesign.expressions import evaluate
+
     neuron, spec = group.neuron, group.spec
     equations = b2.Equations(spec.model)
     # get_unit names a dimensionless unit radian: write 1.
@@ -89,24 +91,19 @@ def _neuron_group(b2: Any, group: ChipGroup, clock: Any, namespace: dict[str, An
                           refractory=refractory * clock.dt if refractory else False, clock=clock, namespace=namespace)
     cell.run_regularly("\n".join(step), when="start")
     for var, value in spec.initial.items():
-        setattr(cell, var, b2.Quantity(_value(value, namespace)))
+        setattr(cell, var, b2.Quantity(evaluate(value, namespace)))
     return cell
-
-
-def _value(text: Any, namespace: dict[str, Any]) -> Any:
-    from codesign.expressions import evaluate
-
-    return evaluate(text, namespace)
 
 
 def _synapses(b2: Any, net: ChipNetwork, s: ChipSynapse, objects: dict[str, Any], clock: Any) -> Any:
     from brian2.utils.stringtools import word_substitute
 
-    model, on_pre, on_post = s.gated_text if s.gated_text is not None and net.gated() else s.text
+    gated = s.gated_text is not None and net.gated()
+    model, on_pre, on_post = s.gated_text if gated else s.text
     pending = {f"{name}_post": f"{name}_in_post" for name in net.groups[s.spec.target].neuron.inputs}
     on_pre = word_substitute(on_pre or "", pending)
     namespace = s.brian2_namespace()
-    if s.gated_text is not None and net.gated():
+    if gated:
         namespace[f"plastic_{s.name}"] = _gate(b2, net, s.name)
     pathways: Any = {"on_pre": on_pre, "on_post": on_post or None}
     if s.plastic:

@@ -1,8 +1,9 @@
 """A chip network in Lava (lava-nc 0.10.0, ``Loihi2SimCfg``): floating point or Loihi 2's fixed point.
 
-Spike inputs are RingBuffer sources (one per synapse, holding the rows it reads), neuron groups LIF
-processes with a RingBuffer sink, fixed synapses Dense, plastic ones LearningDense whose post traces
-take the target's spikes. The protocol runs phase by phase in one network: a phase in which a
+Neuron groups are LIF processes with a RingBuffer sink; plastic synapses LearningDense whose post
+traces take the target's spikes, fed from spike inputs by a RingBuffer source holding the rows they
+read; fixed synapses from neuron groups Dense; fixed synapses from spike inputs are folded into one
+source per target of the input they deliver each step (:func:`_input_source`). The protocol runs phase by phase in one network: a phase in which a
 plastic synapse does not learn sets its ``dw`` to the same products scaled by 0, so its weights hold
 while its traces run on (exact in both modes with whole-number impulses, which the compiler chooses:
 lava re-reads the impulses as integers after any ``set``).
