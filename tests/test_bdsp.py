@@ -102,7 +102,7 @@ def test_feedback_moves_hidden_burst_probabilities_with_opposite_signs(workdir):
     from codesign.models.task import ModelTask
 
     data = copy.deepcopy(yaml.safe_load((ROOT / "models/bdsp-xor.yaml").read_text()))
-    data["trials"] = [{"x1": 0, "x2": 0, "y": 0}]
+    data["trials"], data["repeat"] = [{"x1": 0, "x2": 0, "y": 0}], 1
     for group in ("hidden", "output"):
         data["constants"][f"I_s_{group}"] = "400*pA"
         text = data["groups"][group]["model"]

@@ -247,6 +247,11 @@ class _TrialBCEParams:
     event: str = SPIKE
     #: The metrics' prefix: ``NAME_correct`` counts the trials on the right side (e.g. ``xor``).
     name: str = "trials"
+    #: Burst probabilities to follow (metric ``burst_probability``, and the plot): group -> the names of
+    #: its equal parts (e.g. ``hidden: [hidden 1, hidden 2]``); each part's ``burst`` count over its
+    #: ``event`` count in ``phase``, per pass.
+    burst_probability: dict[str, list[str]] = dataclasses.field(default_factory=dict)
+    burst: str = "burst"
 
 
 class TrialBCE(Loss):
@@ -268,7 +273,33 @@ class TrialBCE(Loss):
         if not self.model.trials or any(p.label not in t for t in self.model.trials):
             raise self.where.child("label").error(f"not every trial sets {p.label!r}",
                                                   fix=f"add trials: [{{{p.label}: 0 or 1, ...}}, ...] to the model")
-        return [_record(self, per_trial=True)]
+        return [_record(self, per_trial=True)] + [r.name for r in self._burst_records()]
+
+    def _burst_records(self) -> list[CountRecord]:
+        p, out = self.params, []
+        for group, parts in p.burst_probability.items():
+            where = self.where.child("burst_probability").child(group)
+            if group not in self.model.groups:
+                raise where.error(f"unknown group {group!r}", fix=f"groups: {', '.join(self.model.groups)}")
+            if not parts or self.model.group_size(group) % len(parts):
+                raise where.error(f"not {group}'s equal parts", fix=f"write {group}: [NAME, ...], a name per equal part")
+            for event in (p.event, p.burst):
+                check_event(self.model, group, event, where)
+                out.append(CountRecord(group, p.phase, event, per_trial=True))
+        return out
+
+    def burst_probabilities(self, rec: Recordings) -> dict[str, np.ndarray]:
+        """Each part's burst probability per pass, over the draws' neurons: part -> (passes,)."""
+        p, out = self.params, {}
+        for group, parts in p.burst_probability.items():
+            events = rec.counts[CountRecord(group, p.phase, p.event, True).name]  # (draws, passes, n)
+            bursts = rec.counts[CountRecord(group, p.phase, p.burst, True).name]
+            size = events.shape[2] // len(parts)
+            for k, part in enumerate(parts):
+                cut = slice(k * size, (k + 1) * size)
+                n_events = events[:, :, cut].sum(axis=(0, 2))
+                out[str(part)] = bursts[:, :, cut].sum(axis=(0, 2)) / np.maximum(n_events, 1)
+        return out
 
     def labels(self) -> np.ndarray:
         """Each pass's label (0 or 1)."""
@@ -296,8 +327,23 @@ class TrialBCE(Loss):
         if rates.shape[0] > 1:
             metrics["per_draw"] = [{"loss": float(b.sum() / (b.size / n_trials)), f"{p.group}_rates_hz": r.tolist(),
                                     f"{p.name}_correct": int(c)} for b, r, c in zip(bce, per_trial, right)]
+        probabilities = self.burst_probabilities(rec)
+        if probabilities:  # in the last pass, over its trials
+            metrics["burst_probability"] = {part: float(bp[-n_trials:].mean()) for part, bp in probabilities.items()}
         loss = float(bce.sum(axis=1).mean() / (bce.shape[1] / n_trials))
-        return Evaluation(Evaluation.capped(loss), metrics, {"rates": rates})
+        return Evaluation(Evaluation.capped(loss), metrics,
+                          {"rates": rates, **{f"burst_probability:{k}": v for k, v in probabilities.items()}})
+
+    def plot(self, evaluation: Evaluation, path: Path, title: str = "") -> bool:
+        from codesign.models.plots import plot_trial_learning
+
+        p = self.params
+        threshold = p.threshold if p.threshold is not None else (p.low + p.high) / 2
+        trials = [", ".join(f"{k} {v}" for k, v in t.items() if k != p.label) for t in self.model.trials]
+        parts = {k.partition(":")[2]: v for k, v in evaluation.arrays.items() if k.startswith("burst_probability:")}
+        plot_trial_learning(evaluation.arrays["rates"], trials, threshold, parts, path,
+                            f"{p.group} {p.event} rate" + (f"; {title}" if title else ""))
+        return True
 
 
 for _cls in (RateToTarget, TrialRates, Classification, TrialBCE):
