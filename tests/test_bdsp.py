@@ -142,3 +142,21 @@ def test_feedback_moves_hidden_burst_probabilities_with_opposite_signs(workdir):
     assert hidden1[1] - hidden1[0] > 0.05 and hidden1[0] - hidden1[2] > 0.05
     assert hidden2[0] - hidden2[1] > 0.05 and hidden2[2] - hidden2[0] > 0.05
     assert events.max() / events.min() < 1.1  # bursts, not events, carry the feedback
+
+
+# -- the port says what Loihi 2 cannot run of this model, all of it at once -----------------------------
+
+
+def test_the_port_lists_everything_loihi2_cannot_run_in_one_line(workdir):
+    """Two compartments, stochastic second spikes, event/burst routing, Poisson noise groups, a teaching
+    current switched per phase and patterns per trial: one line, exit 2, each part named by its key."""
+    from tests.test_port import refused
+
+    study = workdir / "studies/bdsp-xor.yaml"
+    study.write_text((ROOT / "studies/bdsp-xor.yaml").read_text())
+    err = refused(workdir, study, "bdsp")
+    for key, words in [("protocol.1.values", "teach_on"), ("trials", "per pass"),
+                       ("groups.hidden.events", "event, burst, eb"), ("groups.hidden.model", "(vd, wd)"),
+                       ("groups.output.reset", "random numbers"), ("groups.noise_dend_i.kind", "poisson group")]:
+        assert f"{key}: " in err and words in err.split(f"{key}: ", 1)[1].split(";")[0], (key, err)
+    assert err.startswith("codesign: error: models/bdsp-xor.yaml: protocol.1.values: ")
