@@ -200,6 +200,7 @@ def _candidate_argument(spec, rule: str | None, storage: str | None):
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from codesign.report import evaluate_candidate
+    from codesign.search.study import make_task
     from codesign.spec import load_study
 
     spec = load_study(args.study, args.target)
@@ -212,6 +213,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
               "knobs": knobs or {}, "loss": evaluation.loss, "diverged": evaluation.diverged, **evaluation.metrics}
     if many:
         result.update(_over_seeds(runs))
+    if args.plot and make_task(spec).plot(evaluation, args.plot, title=f"{name}, seed {seed}"):
+        result["plot"] = str(args.plot)
     front = None
     if args.rule is None and len(spec.objectives) > 1:
         from codesign.report import evaluate_front
@@ -221,6 +224,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
+    _print_eval(spec, name, cand, knobs, runs, result, front)
+    return 0
+
+
+def _print_eval(spec: Any, name: str, cand: Any, knobs: dict | None, runs: list, result: dict[str, Any],
+                front: list | None) -> None:
+    (evaluation, seed), many = runs[0], len(runs) > 1
     console = _console()
     for slot, rule in cand.items():
         console.print(f"rule {name}, {slot}: {rule.readable()}")
@@ -238,6 +248,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
                       + "".join(f"; {k}: {_fmt(v)}" for k, v in other.metrics.items() if k != "conditions"))
     if many:
         console.print(f"mean over seeds {', '.join(map(str, result['seed']))}: loss [bold]{result['loss']:.4g}[/]")
+    if "plot" in result:
+        console.print(f"figure: {result['plot']}")
     for condition in evaluation.metrics.get("conditions", []):
         console.print(f"held-out condition {_condition_text(condition['values'])}: loss [bold]{condition['loss']:.4g}[/]")
         for key, value in condition.items():
@@ -254,7 +266,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
                           ", ".join(f"{k} {v}" for k, v in entry["knobs"].items()),
                           _fmt(entry["loss"]), _fmt(entry["held_out_loss"]))
         console.print(table)
-    return 0
 
 
 def _over_seeds(runs: list) -> dict[str, Any]:
@@ -466,6 +477,8 @@ def _eval_arguments(p: argparse.ArgumentParser) -> None:
     _target_option(p)
     p.add_argument("--rule", help="a rule the task knows by name (oja task: oja, hebb, anti_hebbian, anti_oja, "
                                   "zero) or a rule file; default: the study's best")
+    p.add_argument("--plot", type=Path, metavar="FILE.png", help="draw what the rule learned (first seed), where the "
+                                                                 "model's loss has a figure (e.g. trial_bce: learning)")
     p.add_argument("--seed", type=_seed, nargs="+", metavar="SEED",
                    help="input seed, or several: each run in turn, the loss and metrics averaged, each seed's "
                         "under per_seed (default: the study's held-out seed)")

@@ -160,3 +160,41 @@ def test_the_port_lists_everything_loihi2_cannot_run_in_one_line(workdir):
                        ("groups.output.reset", "random numbers"), ("groups.noise_dend_i.kind", "poisson group")]:
         assert f"{key}: " in err and words in err.split(f"{key}: ", 1)[1].split(";")[0], (key, err)
     assert err.startswith("codesign: error: models/bdsp-xor.yaml: protocol.1.values: ")
+
+
+# -- 3. the teaching signal at the top: the output's burst probability moves the way each pattern asks --
+
+
+def test_the_teaching_current_moves_output_bursts_the_way_each_pattern_asks(workdir):
+    """Two epochs of the model as it is (bdsp): in each learning window the output dendrites get a current
+    from each neuron's own event rate. Untrained, the output fires about 1-4 Hz for (0,0), (0,1), (1,0)
+    and about 12 Hz for (1,1): the patterns that ask for 10 Hz get more bursts per event than in their
+    prediction window, (1,1), which asks for 2 Hz, far fewer; (0,0), already at 2 Hz or below, gets no
+    current. Measured (seed 1): burst probability predict -> learn (0,0) 0.41 -> 0.48, (0,1) 0.46 -> 0.66,
+    (1,0) 0.43 -> 0.59, (1,1) 0.46 -> 0.02."""
+    import copy
+
+    import yaml
+
+    from codesign.hardware.target import bundled_target, load_target
+    from codesign.models import load_model
+    from codesign.models.task import ModelTask
+
+    data = copy.deepcopy(yaml.safe_load((ROOT / "models/bdsp-xor.yaml").read_text()))
+    data["constants"]["epochs"] = 2
+    data["loss"] = {"kind": "tests.test_bdsp:burst_counts",
+                    "record": [f"output:{e}@{p}/trial" for e in ("event", "burst") for p in ("predict", "learn")]}
+    (workdir / "models/bdsp-teach.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    task = ModelTask(load_model(workdir / "models/bdsp-teach.yaml"), load_target(bundled_target("cpu-standalone")))
+    metrics = task.evaluate([task.candidate("bdsp", {"ih": 0.0, "ho": 0.0})], seed=1)[0].metrics
+
+    def probability(phase: str) -> np.ndarray:  # per pattern, both epochs
+        events = np.asarray(metrics[f"output:event@{phase}/trial"])[0].sum(axis=1).reshape(2, 4).sum(axis=0)
+        bursts = np.asarray(metrics[f"output:burst@{phase}/trial"])[0].sum(axis=1).reshape(2, 4).sum(axis=0)
+        return bursts / events
+
+    predict, learn = probability("predict"), probability("learn")
+    print("output burst probability, predict", np.round(predict, 2), "learn", np.round(learn, 2))
+    assert learn[1] > predict[1] + 0.1 and learn[2] > predict[2] + 0.1  # taught up: (0,1), (1,0)
+    assert learn[3] < predict[3] - 0.3  # taught down: (1,1)
+    assert abs(learn[0] - predict[0]) < 0.15  # no current
