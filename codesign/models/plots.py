@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -151,13 +152,13 @@ def plot_trial_learning(rates: np.ndarray, trials: Sequence[str], threshold: flo
     ax.legend(fontsize=7)
     if burst_probability:
         ax = axes[0, 1]
-        for part, bp in burst_probability.items():
-            ax.plot(np.arange(len(bp)) / n_trials + 1, bp, lw=0.8, label=part)
+        for part, bp in burst_probability.items():  # over each pass's trials
+            ax.plot(passes, bp.reshape(-1, n_trials).mean(axis=1), label=part)
         ax.set_xlabel("pass through the trials (epoch)")
-        ax.set_ylabel("burst probability")
+        ax.set_ylabel("burst probability (mean over the trials)")
         ax.set_ylim(0, 1)
         ax.legend(fontsize=7)
-    fig.suptitle(title, fontsize=9)
+    fig.suptitle("\n".join(textwrap.wrap(title, 150)), fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
