@@ -200,23 +200,37 @@ def _candidate_argument(spec, rule: str | None, storage: str | None):
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from codesign.report import evaluate_candidate
+    from codesign.search.study import make_task
     from codesign.spec import load_study
 
     spec = load_study(args.study, args.target)
     _check_runnable(spec.target)
     name, cand, knobs = _candidate_argument(spec, args.rule, args.storage)
-    evaluation, seed = evaluate_candidate(spec, cand, args.seed, knobs)
+    seeds = args.seed or [None]
+    runs = [evaluate_candidate(spec, cand, seed, knobs) for seed in seeds]
+    (evaluation, seed), many = runs[0], len(runs) > 1
     result = {"rule": name, "equation": "; ".join(r.equation() for r in cand.values()), "seed": seed,
               "knobs": knobs or {}, "loss": evaluation.loss, "diverged": evaluation.diverged, **evaluation.metrics}
+    if many:
+        result.update(_over_seeds(runs))
+    if args.plot and make_task(spec).plot(evaluation, args.plot, title=f"{name}, seed {seed}"):
+        result["plot"] = str(args.plot)
     front = None
     if args.rule is None and len(spec.objectives) > 1:
         from codesign.report import evaluate_front
 
-        front = evaluate_front(spec, _load_existing_study(spec, args.storage), args.seed)
+        front = evaluate_front(spec, _load_existing_study(spec, args.storage), seeds[0])
         result["pareto"] = front
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
+    _print_eval(spec, name, cand, knobs, runs, result, front)
+    return 0
+
+
+def _print_eval(spec: Any, name: str, cand: Any, knobs: dict | None, runs: list, result: dict[str, Any],
+                front: list | None) -> None:
+    (evaluation, seed), many = runs[0], len(runs) > 1
     console = _console()
     for slot, rule in cand.items():
         console.print(f"rule {name}, {slot}: {rule.readable()}")
@@ -229,6 +243,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
     for key, value in evaluation.metrics.items():
         if key != "conditions":
             console.print(f"  {key}: {_fmt(value)}")
+    for other, other_seed in runs[1:]:
+        console.print(f"seed {other_seed}: loss [bold]{other.loss:.4g}[/]" + (" (diverged)" if other.diverged else "")
+                      + "".join(f"; {k}: {_fmt(v)}" for k, v in other.metrics.items() if k != "conditions"))
+    if many:
+        console.print(f"mean over seeds {', '.join(map(str, result['seed']))}: loss [bold]{result['loss']:.4g}[/]")
+    if "plot" in result:
+        console.print(f"figure: {result['plot']}")
     for condition in evaluation.metrics.get("conditions", []):
         console.print(f"held-out condition {_condition_text(condition['values'])}: loss [bold]{condition['loss']:.4g}[/]")
         for key, value in condition.items():
@@ -245,7 +266,24 @@ def cmd_eval(args: argparse.Namespace) -> int:
                           ", ".join(f"{k} {v}" for k, v in entry["knobs"].items()),
                           _fmt(entry["loss"]), _fmt(entry["held_out_loss"]))
         console.print(table)
-    return 0
+
+
+def _over_seeds(runs: list) -> dict[str, Any]:
+    """Several held-out seeds: the loss and every numeric metric (numbers, lists of numbers) averaged over
+    them, each seed's own results under ``per_seed``."""
+    per_seed = [{"seed": seed, "loss": e.loss, "diverged": e.diverged, **e.metrics} for e, seed in runs]
+    merged: dict[str, Any] = {"seed": [r["seed"] for r in per_seed], "diverged": any(r["diverged"] for r in per_seed)}
+    import numpy as np
+
+    for key in per_seed[0]:
+        values = [r.get(key) for r in per_seed]
+        try:
+            mean = np.mean(np.asarray(values, dtype=float), axis=0)
+        except (TypeError, ValueError):  # not numeric, or ragged: only per seed
+            continue
+        if key not in ("seed", "diverged"):
+            merged[key] = mean.tolist()
+    return {**merged, "per_seed": per_seed}
 
 
 def _condition_text(condition: dict[str, Any]) -> str:
@@ -439,7 +477,11 @@ def _eval_arguments(p: argparse.ArgumentParser) -> None:
     _target_option(p)
     p.add_argument("--rule", help="a rule the task knows by name (oja task: oja, hebb, anti_hebbian, anti_oja, "
                                   "zero) or a rule file; default: the study's best")
-    p.add_argument("--seed", type=_seed, help="input seed (default: the study's held-out seed)")
+    p.add_argument("--plot", type=Path, metavar="FILE.png", help="draw what the rule learned (first seed), where the "
+                                                                 "model's loss has a figure (e.g. trial_bce: learning)")
+    p.add_argument("--seed", type=_seed, nargs="+", metavar="SEED",
+                   help="input seed, or several: each run in turn, the loss and metrics averaged, each seed's "
+                        "under per_seed (default: the study's held-out seed)")
     _json_option(p)
 
 

@@ -53,6 +53,18 @@ def test_a_study_from_python_gives_what_the_commands_give(workdir, write_study, 
     assert as_rules.loss == as_file.loss == _json(["eval", path, "--json"], capsys)["loss"]
 
 
+def test_eval_on_several_seeds_reports_each_and_their_mean(workdir, write_study, capsys):
+    path = write_study()
+    one, two = (_json(["eval", path, "--rule", "oja", "--seed", seed, "--json"], capsys) for seed in ("5", "6"))
+    both = _json(["eval", path, "--rule", "oja", "--seed", "5", "6", "--json"], capsys)
+    assert both["seed"] == [5, 6] and [r["seed"] for r in both["per_seed"]] == [5, 6]
+    assert [r["loss"] for r in both["per_seed"]] == [one["loss"], two["loss"]] and one["loss"] != two["loss"]
+    assert both["loss"] == pytest.approx((one["loss"] + two["loss"]) / 2)
+    for key, value in one.items():  # every numeric metric averaged
+        if isinstance(value, float) and key != "loss":
+            assert both[key] == pytest.approx((value + two[key]) / 2), key
+
+
 def test_a_study_refuses_what_it_cannot_evaluate(workdir, write_study):
     study = codesign.load_study(write_study())
     with pytest.raises(CodesignError, match=r"theta_200: not parameters of study tiny .*theta_110, theta_021"):

@@ -53,7 +53,7 @@ def write(path: Path, data) -> str:
                                                  "stimuli.stimulus.size: expected an integer, got nan"),
     ({"seed": 2**32}, "seed: must be between 0 and 2147483647"),
     ({"constants": {"duration": "1e9*second"}}, "constants: models/oja.yaml cannot run with this: protocol: 1e+09 s "
-                                                "in steps of 1 ms is 1,000,000,000,000 time steps, more than 10,000,000"),
+                                                "in steps of 1 ms is 1,000,000,000,000 time steps, more than 100,000,000"),
     # 1,000 inputs fit 8 draws (the model's); 1,000 draws of them do not.
     ({"constants": {"n_inputs": 1000}, "draws": 1000}, "draws: models/oja.yaml cannot run with this: stimuli: the "
                                                        "input draws would hold 300,000,000 values or spikes, more "

@@ -105,6 +105,51 @@ def test_trial_rates_loss_sees_a_wrong_answer(tmp_path):
     assert evaluation.loss > 1.0
 
 
+BCE = {"kind": "trial_bce", "group": "cell", "phase": "test", "label": "hot", "low": 2, "high": 10, "name": "xor"}
+
+
+def test_trial_bce_reads_rates_as_probabilities_against_each_trials_label(tmp_path):
+    """Trial 1 silent (label 0), trial 2 driven far above `high` (label 1): p clips to 0.01 and 0.99, so
+    the cross-entropy summed over the two trials is 2 ln(1/0.99); swapping the labels makes it 2 ln(100)."""
+    trials = [{"drive": 0, "hot": 0}, {"drive": 2, "hot": 1}]
+    constants = {**BASE["constants"], "hot": 0}
+    right = evaluate(model_file(tmp_path, repeat=3, trials=trials, constants=constants,
+                                loss={**BCE, "last": 2}), RULES[:1])[0]
+    assert right.loss == pytest.approx(-2 * np.log(0.99))
+    assert right.metrics["xor_correct"] == 2.0
+    assert right.metrics["cell_rates_hz"][0] == 0 and right.metrics["cell_rates_hz"][1] > 100
+    assert [len(d["cell_rates_hz"]) for d in right.metrics["per_draw"]] == [2, 2]  # two draws
+    swapped = [{"drive": 0, "hot": 1}, {"drive": 2, "hot": 0}]
+    wrong = evaluate(model_file(tmp_path, repeat=3, trials=swapped, constants=constants, loss=BCE), RULES[:1])[0]
+    assert wrong.loss == pytest.approx(2 * np.log(100))
+    assert wrong.metrics["xor_correct"] == 0.0
+
+
+def test_trial_bce_follows_burst_probabilities_per_part(tmp_path):
+    """A custom event `burst` on every second spike of neuron 1 only: part b's burst probability is the
+    ratio of its counts (about 0.5), part a's is 0."""
+    groups = {**BASE["groups"], "cell": {**BASE["groups"]["cell"], "model": "dv/dt = (I_ext * drive - v) / tau : 1\nn : 1",
+                                         "reset": "v = 0\nn += 1", "events": {"burst": "v > 1 and i == 1 and n % 2 == 1"}}}
+    path = model_file(tmp_path, groups=groups, trials=[{"drive": 2, "hot": 1}], constants={**BASE["constants"], "hot": 0},
+                      loss={**BCE, "burst_probability": {"cell": ["a", "b"]}})
+    evaluation = evaluate(path, RULES[:1])[0]
+    probability = evaluation.metrics["burst_probability"]
+    assert probability["a"] == 0 and probability["b"] == pytest.approx(0.5, abs=0.05)
+    plot = tmp_path / "learning.png"
+    assert ModelTask(load_model(path), load_target(ROOT / "hw_targets/cpu.yaml")).plot(evaluation, plot)
+    assert plot.stat().st_size > 10_000
+
+
+def test_repeat_may_be_an_expression_of_the_constants(tmp_path):
+    constants = {**BASE["constants"], "drive": 2, "passes": 3}
+    model = load_model(model_file(tmp_path, constants=constants, repeat="passes - 1"))
+    assert model.repeat == 2 and model.cycles == 2
+    study_like = model.with_constants({"passes": 5}, model.where)
+    assert study_like.repeat == 4
+    with pytest.raises(CodesignError, match=r"repeat: must be a whole number of at least 1, got 0"):
+        model.with_constants({"passes": 1}, model.where)
+
+
 def test_poisson_inputs_are_shared_by_candidates_and_reproducible(tmp_path):
     path = model_file(tmp_path)
     a, b = evaluate(path, RULES), evaluate(path, RULES)

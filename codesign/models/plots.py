@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-__all__ = ["plot_pc1", "plot_pca", "plot_rate_solutions"]
+__all__ = ["plot_pc1", "plot_pca", "plot_rate_solutions", "plot_trial_learning"]
 
 
 def plot_pc1(weights: np.ndarray, pc1: np.ndarray, path: Path, title: str = "") -> None:
@@ -126,3 +127,38 @@ def plot_rate_solutions(params: Any, input_rates: Sequence[float], solutions: Se
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return True
+
+
+def plot_trial_learning(rates: np.ndarray, trials: Sequence[str], threshold: float,
+                        burst_probability: dict[str, np.ndarray], path: Path, title: str = "") -> None:
+    """Learning over passes through the trials: each trial's rate (mean over draws) against the threshold
+    that decides it, and beside it the burst probability of each part that has one (e.g. hidden layers)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n_trials = len(trials)
+    per_pass = rates.mean(axis=0).reshape(-1, n_trials)  # (passes, trials)
+    panels = 2 if burst_probability else 1
+    fig, axes = plt.subplots(1, panels, figsize=(5.2 * panels, 3.4), squeeze=False)
+    ax = axes[0, 0]
+    passes = np.arange(1, len(per_pass) + 1)
+    for k, label in enumerate(trials):
+        ax.plot(passes, per_pass[:, k], marker="." if len(passes) < 40 else None, label=label)
+    ax.axhline(threshold, color="k", lw=0.8, ls="--", label=f"{threshold:g} Hz")
+    ax.set_xlabel("pass through the trials (epoch)")
+    ax.set_ylabel("rate (Hz)")
+    ax.legend(fontsize=7)
+    if burst_probability:
+        ax = axes[0, 1]
+        for part, bp in burst_probability.items():  # over each pass's trials
+            ax.plot(passes, bp.reshape(-1, n_trials).mean(axis=1), label=part)
+        ax.set_xlabel("pass through the trials (epoch)")
+        ax.set_ylabel("burst probability (mean over the trials)")
+        ax.set_ylim(0, 1)
+        ax.legend(fontsize=7)
+    fig.suptitle("\n".join(textwrap.wrap(title, 150)), fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

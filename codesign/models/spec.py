@@ -201,8 +201,9 @@ class _ModelFile:
     draws: int | str = 1
     #: The time step (a quantity).
     dt: str = "0.1*ms"
-    #: The phases run this many times in a row (repeated trials): ``repeat`` passes over ``trials``.
-    repeat: int = dataclasses.field(default=1, metadata={"min": 1, "max": 1_000_000})
+    #: The phases run this many times in a row (repeated trials): ``repeat`` passes over ``trials``; a
+    #: whole number or an expression of the constants (a study may then change it through them).
+    repeat: int | str = 1
     #: Trials in turn: the constants each sets for one pass through the phases (e.g. the XOR patterns).
     trials: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     synapses: dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -232,6 +233,7 @@ class ModelSpec:
     #: Constants and ``draws`` as written (numbers or expressions), for a study's overrides.
     raw_constants: dict[str, Any] = dataclasses.field(default_factory=dict)
     raw_draws: Any = 1
+    raw_repeat: Any = 1
 
     @property
     def where(self) -> Where:
@@ -362,7 +364,8 @@ def _resolve(model: ModelSpec, raw: dict[str, Any], where: Where) -> ModelSpec:
         except ExpressionError as exc:
             raise here.error(str(exc), fix="use numbers, Brian2 units and constants defined above this one") from None
     resolved = dataclasses.replace(model, constants=constants, raw_constants=dict(raw))
-    return dataclasses.replace(resolved, draws=resolved.integer(model.raw_draws, model.where.child("draws")))
+    return dataclasses.replace(resolved, draws=resolved.integer(model.raw_draws, model.where.child("draws")),
+                               repeat=resolved.integer(model.raw_repeat, model.where.child("repeat")))
 
 
 def _identifier(name: str, key: Where) -> None:
@@ -430,8 +433,7 @@ def load_model(path: str | Path) -> ModelSpec:
         raise where.child("synapses").error(f"rule slots repeat: {slots}", fix="give each plastic synapse its own slot")
     model = ModelSpec(name=raw.name or path.stem, file=str(path), constants={}, draws=1, dt=raw.dt, groups=groups,
                       synapses=synapses, stimuli=stimuli, protocol=tuple(raw.protocol), loss=loss, named=raw.named,
-                      repeat=raw.repeat, trials=tuple(raw.trials),
-                      raw_draws=raw.draws)
+                      trials=tuple(raw.trials), raw_draws=raw.draws, raw_repeat=raw.repeat)
     for name in raw.constants:
         _identifier(str(name), where.child("constants").child(str(name)))
         if name in RESERVED:

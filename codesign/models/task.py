@@ -31,8 +31,9 @@ from codesign.schema import Where, build
 __all__ = ["ModelTask", "MAX_STEPS", "MAX_INPUT_VALUES", "used_terms", "pad"]
 
 #: What one simulation may ask: past these a batch would run for hours, or its input draws would not
-#: fit in memory (the studies in studies/: at most 200,000 time steps and 1,440,000 input values or spikes).
-MAX_STEPS = 10_000_000
+#: fit in memory (the studies in studies/: at most 3,200,000 time steps, studies/bdsp-xor.yaml's, and 1,440,000
+#: input values or spikes).
+MAX_STEPS = 100_000_000
 MAX_INPUT_VALUES = 20_000_000
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from typing import Any, Mapping
 
 import numpy as np
@@ -131,7 +132,7 @@ def chip_network(model: ModelSpec, candidate: Mapping[str, Any], terms: Mapping[
     for Loihi 2 at ``dt_ms``. Raises a one-line :class:`CodesignError` for what the chip cannot run."""
     from codesign.models.network import BatchedNetwork, Layout
 
-    _refuse_per_phase_values(model)
+    refused = _per_phase_values(model)
     pattern = BatchedNetwork(model, terms, Layout(1, 1), None, []).synapses
     changes: list[str] = []
     inputs, facts = _inputs(model, draw, dt_ms, changes)
@@ -140,27 +141,81 @@ def chip_network(model: ModelSpec, candidate: Mapping[str, Any], terms: Mapping[
     for name, group in model.groups.items():
         if group.kind == "neurons":
             incoming = {s: spec for s, spec in model.synapses.items() if spec.target == name}
-            groups[name], mapped = _group(model, name, group, incoming, candidate, terms, pattern, draw, limits,
-                                          dt_ms, allow_drop, changes)
+            try:
+                groups[name], mapped = _group(model, name, group, incoming, candidate, terms, pattern, draw, limits,
+                                              dt_ms, allow_drop, changes)
+            except CodesignError as exc:  # every group is looked at: the refusal lists all that the chip cannot run
+                refused += getattr(exc, "refusals", [exc])
+                continue
             synapses.update(mapped)
         elif group.kind != "spikes":
-            raise CodesignError(f"a {group.kind} group: the port gives the chip spike trains drawn by a stimulus",
-                                file=model.file, key=f"groups.{name}.kind",
-                                fix="write kind: spikes, fed by a poisson stimulus")
+            refused.append(CodesignError(f"a {group.kind} group: the port gives the chip spike trains drawn by a "
+                                         "stimulus", file=model.file, key=f"groups.{name}.kind",
+                                         fix="write kind: spikes, fed by a poisson stimulus"))
+    _refuse(refused)
     phases = _phases(model, dt_ms, {n for n, s in synapses.items() if s.plastic})
     return ChipNetwork(model, dt_ms, inputs, groups, {n: synapses[n] for n in model.synapses}, phases, facts,
                        changes)
 
 
-def _refuse_per_phase_values(model: ModelSpec) -> None:
-    for i, phase in enumerate(model.protocol):
-        if phase.values:
-            raise CodesignError(f"phase {phase.name} sets {', '.join(phase.values)}: the port does not yet change "
-                                "constants between phases", file=model.file, key=f"protocol.{i}.values",
-                                fix="port a model whose phases change only which synapses learn")
+def _per_phase_values(model: ModelSpec) -> list[CodesignError]:
+    refused = [CodesignError(f"phase {phase.name} sets {', '.join(phase.values)}: the port does not yet change "
+                             "constants between phases", file=model.file, key=f"protocol.{i}.values",
+                             fix="port a model whose phases change only which synapses learn")
+               for i, phase in enumerate(model.protocol) if phase.values]
     if model.trials:
-        raise CodesignError("trials set constants per pass: the port does not yet change constants between passes",
-                            file=model.file, key="trials", fix="port a model without trials:")
+        refused.append(CodesignError("trials set constants per pass: the port does not yet change constants between "
+                                     "passes", file=model.file, key="trials", fix="port a model without trials:"))
+    return refused
+
+
+def _beyond_lif(model: ModelSpec, name: str, group: GroupSpec) -> list[CodesignError]:
+    """What a group does that no Lava LIF does, whatever its equations' form: compartments (voltages whose
+    dynamics follow the threshold's, e.g. a dendrite) and random numbers (e.g. stochastic bursts)."""
+    from brian2 import Equations, volt
+    from brian2.equations.equations import DIFFERENTIAL_EQUATION
+
+    out = []
+    voltages = {eq.varname: eq.identifiers for eq in Equations(group.model).ordered
+                if eq.type == DIFFERENTIAL_EQUATION and eq.dim == volt.dim}
+    reached = {v for v in voltages if re.search(rf"\b{v}\b", group.threshold or "")}
+    membrane, grew = set(reached), True
+    while grew:  # voltages driven by the threshold's, directly or through one another
+        more = {v for v, uses in voltages.items() if v not in reached and uses & reached}
+        reached, grew = reached | more, bool(more)
+    compartments = sorted(reached - membrane)
+    if compartments:
+        out.append(CodesignError(f"compartments driven by the membrane ({', '.join(compartments)}): Lava's LIF has "
+                                 "one", file=model.file, key=f"groups.{name}.model",
+                                 fix="give the group a loihi2: variant with one compartment"))
+    texts = {"model": group.model, "threshold": group.threshold, "reset": group.reset, **group.events}
+    random = [key for key, text in texts.items() if re.search(r"\brandn?\(", text or "")]
+    if random:
+        out.append(CodesignError(f"random numbers in its {', '.join(random)} (e.g. stochastic bursts): Lava's LIF "
+                                 "draws none", file=model.file, key=f"groups.{name}.{random[0]}",
+                                 fix="give the group a loihi2: variant without rand()"))
+    return out
+
+
+def _refuse(refused: list[CodesignError]) -> None:
+    """One line for everything the chip cannot run: the first refusal, and the others' keys and reasons."""
+    if not refused:
+        return
+    first, others = refused[0], refused[1:]
+    if not others:
+        raise first
+    also = "; ".join(f"{e.key}: {e.message}" for e in others)
+    fixes = list(dict.fromkeys(e.fix for e in refused if e.fix))
+    raise Refusals(refused, f"{first.message}; and {len(others)} more: {also}", file=first.file, key=first.key,
+                   fix="; ".join(fixes) or None)
+
+
+class Refusals(CodesignError):
+    """Several refusals in one line; ``refusals`` keeps them apart (a caller may add its own and say all)."""
+
+    def __init__(self, refusals: list[CodesignError], message: str, **where: Any) -> None:
+        super().__init__(message, **where)
+        self.refusals = refusals
 
 
 def _inputs(model: ModelSpec, draw: Mapping[str, Any], dt_ms: float,
@@ -197,10 +252,11 @@ def _group(model: ModelSpec, name: str, group: GroupSpec, incoming: Mapping[str,
 
     variant = group.loihi2 is not None
     spec = group.loihi2.apply(group) if variant else group
+    refused = []
     if spec.events:  # a group's custom events: those of its variant count (a variant may drop them)
-        raise CodesignError(f"custom events ({', '.join(spec.events)}): Lava's LIF sends its spikes only",
-                            file=model.file, key=f"groups.{name}.events",
-                            fix="give the group a loihi2: variant without events, or port a model without them")
+        refused.append(CodesignError(f"custom events ({', '.join(spec.events)}): Lava's LIF sends its spikes only",
+                                     file=model.file, key=f"groups.{name}.events",
+                                     fix="give the group a loihi2: variant without events, or port a model without them"))
     namespace = {**model.constants, **_candidate_values(model, candidate, terms)}
     dt = dt_ms * ms
 
@@ -208,7 +264,12 @@ def _group(model: ModelSpec, name: str, group: GroupSpec, incoming: Mapping[str,
         return lava_neuron(name, spec, namespace, dt, fixed_point=fixed_point, vth=vth, limits=limits.neuron,
                            file=model.file)
 
-    probe = neuron(DEFAULT_VTH, False)
+    refused += _beyond_lif(model, name, spec)
+    try:
+        probe = neuron(DEFAULT_VTH, False)
+    except CodesignError as exc:
+        refused.append(exc)
+    _refuse(refused)
     texts = {s: _synapse_text(model, s, incoming[s], candidate, terms) for s in incoming}
     learning = {s: _learning(model, s, incoming[s], probe, *texts[s][:2]) for s in incoming if incoming[s].plastic}
     need = [_register_need(model, s, rule, probe, limits) for s, rule in learning.items()]

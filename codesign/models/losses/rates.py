@@ -227,5 +227,124 @@ class Classification(TrialRates):
         return Evaluation(Evaluation.capped(loss), metrics, {"rates": rates})
 
 
-for _cls in (RateToTarget, TrialRates, Classification):
+# -- Binary targets per trial: cross-entropy of a rate read as a probability -------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class _TrialBCEParams:
+    #: The group whose mean rate is read in ``phase`` of every trial.
+    group: str
+    phase: str
+    #: The constant each trial sets to its target: 1 (high rate) or 0 (low rate).
+    label: str
+    #: The rates (Hz) read as probability 0 and 1: p = (rate - low) / (high - low), clipped to [eps, 1 - eps].
+    low: float = dataclasses.field(default=2.0, metadata={"min": 0.0})
+    high: float = dataclasses.field(default=10.0, metadata={"min": 0.0})
+    eps: float = dataclasses.field(default=0.01, metadata={"min": 1e-9, "max": 0.5})
+    #: A trial is right when its rate is on its label's side of this rate (Hz); default: halfway.
+    threshold: float | None = dataclasses.field(default=None, metadata={"min": 0.0})
+    last: int | None = dataclasses.field(default=None, metadata={"min": 1})
+    event: str = SPIKE
+    #: The metrics' prefix: ``NAME_correct`` counts the trials on the right side (e.g. ``xor``).
+    name: str = "trials"
+    #: Burst probabilities to follow (metric ``burst_probability``, and the plot): group -> the names of
+    #: its equal parts (e.g. ``hidden: [hidden 1, hidden 2]``); each part's ``burst`` count over its
+    #: ``event`` count in ``phase``, per pass.
+    burst_probability: dict[str, list[str]] = dataclasses.field(default_factory=dict)
+    burst: str = "burst"
+
+
+class TrialBCE(Loss):
+    """Each trial asks for a high or a low rate (its ``label``, 1 or 0; e.g. XOR): the rate is read as a
+    probability p = (rate - low) / (high - low), clipped, and the loss is the binary cross-entropy of p
+    against the label, summed over the trials of a pass and averaged over the scored passes and the draws
+    (Payeur et al. 2021's cost). Metrics: ``GROUP_rates_hz`` (per trial, in the order of ``trials``, mean
+    over the scored passes and draws), ``NAME_correct`` (trials of the last pass on the right side of
+    ``threshold``, mean over draws), and per draw (``per_draw``) when there are several."""
+
+    kind = "trial_bce"
+    Params = _TrialBCEParams
+
+    def records(self) -> list[str]:
+        p = self.params
+        if p.high <= p.low:
+            raise self.where.child("high").error(f"high ({p.high:g} Hz) is not above low ({p.low:g} Hz)",
+                                                 fix="give high > low")
+        if not self.model.trials or any(p.label not in t for t in self.model.trials):
+            raise self.where.child("label").error(f"not every trial sets {p.label!r}",
+                                                  fix=f"add trials: [{{{p.label}: 0 or 1, ...}}, ...] to the model")
+        return [_record(self, per_trial=True)] + [r.name for r in self._burst_records()]
+
+    def _burst_records(self) -> list[CountRecord]:
+        p, out = self.params, []
+        for group, parts in p.burst_probability.items():
+            where = self.where.child("burst_probability").child(group)
+            if group not in self.model.groups:
+                raise where.error(f"unknown group {group!r}", fix=f"groups: {', '.join(self.model.groups)}")
+            if not parts or self.model.group_size(group) % len(parts):
+                raise where.error(f"not {group}'s equal parts", fix=f"write {group}: [NAME, ...], a name per equal part")
+            for event in (p.event, p.burst):
+                check_event(self.model, group, event, where)
+                out.append(CountRecord(group, p.phase, event, per_trial=True))
+        return out
+
+    def burst_probabilities(self, rec: Recordings) -> dict[str, np.ndarray]:
+        """Each part's burst probability per pass, over the draws' neurons: part -> (passes,)."""
+        p, out = self.params, {}
+        for group, parts in p.burst_probability.items():
+            events = rec.counts[CountRecord(group, p.phase, p.event, True).name]  # (draws, passes, n)
+            bursts = rec.counts[CountRecord(group, p.phase, p.burst, True).name]
+            size = events.shape[2] // len(parts)
+            for k, part in enumerate(parts):
+                cut = slice(k * size, (k + 1) * size)
+                n_events = events[:, :, cut].sum(axis=(0, 2))
+                out[str(part)] = bursts[:, :, cut].sum(axis=(0, 2)) / np.maximum(n_events, 1)
+        return out
+
+    def labels(self) -> np.ndarray:
+        """Each pass's label (0 or 1)."""
+        where = self.model.where.child("trials")
+        return np.array([float(self.model.value(self.model.trial_of(c)[self.params.label], where))
+                         for c in range(self.model.cycles)])
+
+    def __call__(self, rec: Recordings) -> Evaluation:
+        p = self.params
+        start, end = rec.phases[p.phase]
+        rates = rec.counts[_name(p, per_trial=True)].mean(axis=2) / (end - start)  # (draws, passes)
+        labels, n_trials = self.labels(), len(self.model.trials)
+        if not np.isin(labels, (0.0, 1.0)).all():
+            return Evaluation(Evaluation.capped(math.inf), {"diverged_reason": f"{p.label} is not 0 or 1 in every trial"},
+                              diverged=True)
+        scored = slice(-p.last * n_trials, None) if p.last else slice(None)
+        prob = np.clip((rates[:, scored] - p.low) / (p.high - p.low), p.eps, 1 - p.eps)
+        y = labels[scored]
+        bce = -(y * np.log(prob) + (1 - y) * np.log(1 - prob))  # (draws, scored passes)
+        threshold = p.threshold if p.threshold is not None else (p.low + p.high) / 2
+        right = ((rates[:, -n_trials:] > threshold) == (labels[-n_trials:] > 0.5)).sum(axis=1)  # the last pass
+        per_trial = rates[:, scored].reshape(rates.shape[0], -1, n_trials).mean(axis=1)  # (draws, trials)
+        metrics: dict[str, Any] = {f"{p.group}_rates_hz": per_trial.mean(axis=0).tolist(),
+                                   f"{p.name}_correct": float(right.mean())}
+        if rates.shape[0] > 1:
+            metrics["per_draw"] = [{"loss": float(b.sum() / (b.size / n_trials)), f"{p.group}_rates_hz": r.tolist(),
+                                    f"{p.name}_correct": int(c)} for b, r, c in zip(bce, per_trial, right)]
+        probabilities = self.burst_probabilities(rec)
+        if probabilities:  # in the last pass, over its trials
+            metrics["burst_probability"] = {part: float(bp[-n_trials:].mean()) for part, bp in probabilities.items()}
+        loss = float(bce.sum(axis=1).mean() / (bce.shape[1] / n_trials))
+        return Evaluation(Evaluation.capped(loss), metrics,
+                          {"rates": rates, **{f"burst_probability:{k}": v for k, v in probabilities.items()}})
+
+    def plot(self, evaluation: Evaluation, path: Path, title: str = "") -> bool:
+        from codesign.models.plots import plot_trial_learning
+
+        p = self.params
+        threshold = p.threshold if p.threshold is not None else (p.low + p.high) / 2
+        trials = [", ".join(f"{k} {v}" for k, v in t.items() if k != p.label) for t in self.model.trials]
+        parts = {k.partition(":")[2]: v for k, v in evaluation.arrays.items() if k.startswith("burst_probability:")}
+        plot_trial_learning(evaluation.arrays["rates"], trials, threshold, parts, path,
+                            f"{p.group} {p.event} rate" + (f"; {title}" if title else ""))
+        return True
+
+
+for _cls in (RateToTarget, TrialRates, Classification, TrialBCE):
     LOSSES.register(_cls.kind, _cls)
