@@ -27,8 +27,11 @@ def hidden_group_run(seconds: float, seed: int = 3):
     configure_runtime(Target(name="bdsp-test", codegen="numpy"))
     b2.seed(seed)
     n = LEVELS * PER_LEVEL
+    # The rule params the neuron text names (tau_avg, tau_xe), at their defaults, as quantities.
+    params = {name: evaluate(f"({spec.default})*{spec.unit}", {}) for ref in model.rules.values()
+              for name, spec in ref.params.items()}
     cell = b2.NeuronGroup(n, text, threshold=group.threshold, reset=group.reset, events=dict(group.events),
-                          method=group.method, namespace=dict(model.constants), dt=0.1 * b2.ms)
+                          method=group.method, namespace={**model.constants, **params}, dt=0.1 * b2.ms)
     for var, value in group.initial.items():
         setattr(cell, var, evaluate(value, model.constants))
     cell.I_s = 520 * b2.pA
