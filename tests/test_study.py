@@ -289,12 +289,13 @@ def test_the_energy_objective_is_the_per_operation_energy_without_the_static_sha
 
 
 def test_port_refuses_a_rate_based_study(write_study, capsys):
-    """Oja's network is rates, not spikes: its groups have no neuron Lava runs, refused in one line."""
+    """Oja's network is rates, not spikes: its groups have no neuron Lava runs, both refused in one line."""
     assert main(["port", write_study(), "--rule", "oja"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("codesign: error: ") and err.count("\n") == 1
-    assert "models/oja.yaml: groups.inputs: not a neuron lava-nc 0.10.0 runs: no threshold (fix: give the group a " \
-           "loihi2: variant" in err
+    assert err.startswith("codesign: error: models/oja.yaml: groups.inputs: not a neuron lava-nc 0.10.0 runs: no "
+                          "threshold; and 1 more: groups.output: not a neuron lava-nc 0.10.0 runs: no threshold")
+    assert err.endswith("(fix: give the group a loihi2: variant in the model file (a current-based LIF))\n")
 
 
 def _study_best_rule_file(folder) -> str:
