@@ -156,6 +156,11 @@ LOSS_CASES = {
                                             "label": "label"}), class_recordings,
                                loss=(math.log(1 + math.exp(-1)) + math.log(2)) / 2,
                                metrics={"accuracy": 0.5, "confusion": [[1, 0], [1, 0]]}),
+    # p = rate / 20 Hz: pass 0 (label 0) 0 -> clipped to 0.01, -log(0.99); pass 1 (label 1) 10 Hz -> 0.5, -log(0.5);
+    # summed over the pass's two trials. Threshold 5 Hz: both right.
+    "trial_bce": LossCase(trial_model({"kind": "trial_bce", "group": "cell", "phase": "test", "label": "label",
+                                       "low": 0, "high": 20, "threshold": 5, "name": "xor"}), trial_rate_recordings,
+                          loss=-math.log(0.99) - math.log(0.5), metrics={"cell_rates_hz": [0.0, 10.0], "xor_correct": 2}),
 }
 
 

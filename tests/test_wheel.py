@@ -119,7 +119,8 @@ def test_an_unknown_bare_model_name_lists_codesigns_models(workdir, capsys):
     assert main(["check", str(path)]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "model: 'ojja' is neither a file nor" in err
-    assert err.endswith("one of codesign's models: ei-plasticity, oja, pca-network, synaptic-scaling, target-rate)")
+    assert err.endswith("one of codesign's models: bdsp-xor, ei-plasticity, oja, pca-network, synaptic-scaling, "
+                      "target-rate)")
     assert main(["check", "ojja"]) == 2
     assert "'ojja' is neither a file nor" in capsys.readouterr().err
 
