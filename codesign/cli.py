@@ -271,10 +271,10 @@ def _print_eval(spec: Any, name: str, cand: Any, knobs: dict | None, runs: list,
 def _over_seeds(runs: list) -> dict[str, Any]:
     """Several held-out seeds: the loss and every numeric metric (numbers, lists of numbers) averaged over
     them, each seed's own results under ``per_seed``."""
-    per_seed = [{"seed": seed, "loss": e.loss, "diverged": e.diverged, **e.metrics} for e, seed in runs]
-    merged: dict[str, Any] = {"seed": [r["seed"] for r in per_seed], "diverged": any(r["diverged"] for r in per_seed)}
     import numpy as np
 
+    per_seed = [{"seed": seed, "loss": e.loss, "diverged": e.diverged, **e.metrics} for e, seed in runs]
+    merged: dict[str, Any] = {"seed": [r["seed"] for r in per_seed], "diverged": any(r["diverged"] for r in per_seed)}
     for key in per_seed[0]:
         values = [r.get(key) for r in per_seed]
         try:
