@@ -31,6 +31,12 @@ def _record(loss: Loss, per_trial: bool) -> str:
 def _name(params: Any, per_trial: bool) -> str:
     return CountRecord(params.group, params.phase, params.event, per_trial).name
 
+
+def _per_pass(model: Any, constant: str, unit: Any = 1.0) -> np.ndarray:
+    """The value each pass's trial gives ``constant``, in ``unit``: one number per pass."""
+    where = model.where.child("trials")
+    return np.array([float(model.value(model.trial_of(c)[constant], where) / unit) for c in range(model.cycles)])
+
 # -- Target rate -------------------------------------------------------------------------------------
 
 
@@ -147,20 +153,14 @@ class TrialRates(Loss):
                                                    fix=f"give each trial a value of {p.target}")
         return [record]
 
-    def targets(self) -> np.ndarray:
-        """The target rate (Hz) of each pass."""
-        from brian2 import Hz
-
-        where = self.model.where.child("trials")
-        return np.array([float(self.model.value(self.model.trial_of(c)[self.params.target], where) / Hz)
-                         for c in range(self.model.cycles)])
-
     def __call__(self, rec: Recordings) -> Evaluation:
         p = self.params
         start, end = rec.phases[p.phase]
         counts = rec.counts[_name(p, per_trial=True)]  # (draws, cycles, n)
         rates = counts.mean(axis=2) / (end - start)
-        targets = self.targets()
+        from brian2 import Hz
+
+        targets = _per_pass(self.model, p.target, Hz)
         scored = slice(-p.last * len(self.model.trials), None) if p.last else slice(None)
         scale = p.scale or float(np.max(np.abs(targets))) or 1.0
         error = (rates[:, scored] - targets[scored]) / scale
@@ -207,9 +207,7 @@ class Classification(TrialRates):
         start, end = rec.phases[p.phase]
         rates = rec.counts[_name(p, per_trial=True)] / (end - start)  # (draws, cycles, classes)
         classes = rates.shape[2]
-        where = self.model.where.child("trials")
-        labels = np.array([int(float(self.model.value(self.model.trial_of(c)[p.label], where)))
-                           for c in range(self.model.cycles)])
+        labels = _per_pass(self.model, p.label).astype(int)
         if labels.min() < 0 or labels.max() >= classes:
             return Evaluation(Evaluation.capped(math.inf), {"diverged_reason": f"labels outside 0..{classes - 1}"},
                               diverged=True)
@@ -301,17 +299,11 @@ class TrialBCE(Loss):
                 out[str(part)] = bursts[:, :, cut].sum(axis=(0, 2)) / np.maximum(n_events, 1)
         return out
 
-    def labels(self) -> np.ndarray:
-        """Each pass's label (0 or 1)."""
-        where = self.model.where.child("trials")
-        return np.array([float(self.model.value(self.model.trial_of(c)[self.params.label], where))
-                         for c in range(self.model.cycles)])
-
     def __call__(self, rec: Recordings) -> Evaluation:
         p = self.params
         start, end = rec.phases[p.phase]
         rates = rec.counts[_name(p, per_trial=True)].mean(axis=2) / (end - start)  # (draws, passes)
-        labels, n_trials = self.labels(), len(self.model.trials)
+        labels, n_trials = _per_pass(self.model, p.label), len(self.model.trials)
         if not np.isin(labels, (0.0, 1.0)).all():
             return Evaluation(Evaluation.capped(math.inf), {"diverged_reason": f"{p.label} is not 0 or 1 in every trial"},
                               diverged=True)
