@@ -426,6 +426,88 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
     return 0
 
 
+def _model_or_study(value: str, target: str | None) -> tuple[Any, Any, dict[str, float]]:
+    """A model file (or codesign's own model of that name) or a study file: its model, target and etas."""
+    from codesign.hardware import load_target
+    from codesign.models import load_model
+    from codesign.models.spec import model_file
+    from codesign.rules import FAMILIES
+    from codesign.schema import Where, read_yaml
+    from codesign.spec import load_study, resolve_target
+
+    path = Path(value)
+    if path.is_file() and "model" in (read_yaml(path, "study or model file") or {}):
+        spec = load_study(path, target)
+        return spec.model, spec.target, spec.etas
+    model = load_model(model_file(value, Where(None, "MODEL")))
+    chosen = load_target(resolve_target(target or "cpu-standalone", Path.cwd() / "x", Where(None, "--target")))
+    return model, chosen, {slot: FAMILIES[family].default_eta for slot, family in model.slots.items()}
+
+
+def cmd_record(args: argparse.Namespace) -> int:
+    from codesign.models import ModelTask
+    from codesign.models.recordings import default_recorded, record, save_trajectories
+    from codesign.schema import Where
+
+    model, target, etas = _model_or_study(args.model, args.target)
+    if args.eta is not None:
+        etas = {slot: args.eta for slot in etas}
+    task = ModelTask(model, target)
+    candidate = task.candidate(args.rule, etas, key="--rule")
+    activity, weights = default_recorded(model, Where(None, "--activity"))
+    every = args.every if args.every is not None else 20 * model.dt_s
+    teacher = {slot: {"family": model.slots[slot], "eta": getattr(rule, "eta", None), "name": args.rule,
+                      "coefficients": dict(getattr(rule, "coefficients", {}))} for slot, rule in candidate.items()}
+    _writable(args.output, None, fix="give -o a path you can write to")
+    recorded = record(model, target, candidate, trajectories=args.trajectories, seed=args.seed, noise=args.noise,
+                      fraction=args.recorded_fraction, every=every, activity=args.activity or activity,
+                      weights=None if args.no_weights else (args.weights or weights), teacher=teacher)
+    save_trajectories(args.output, recorded)
+    print(f"recorded {args.trajectories} trajectories of {recorded.duration_s:g} s ({model.name}, rule {args.rule}), "
+          f"{int(recorded.recorded.sum())} of {len(recorded.recorded)} units, noise {args.noise:g}: {args.output}")
+    return 0
+
+
+def cmd_infer(args: argparse.Namespace) -> int:
+    from codesign.search.infer import InferSettings, infer
+
+    settings = InferSettings(str(args.recordings), model=args.model, terms=args.terms, fit=args.fit,
+                             n_trials=args.trials or 3000, batch_size=args.batch_size, seed=args.seed or 0,
+                             eta=args.eta, target=args.target or "cpu-standalone", storage=args.storage)
+    result = infer(settings)
+    if args.json:
+        print(json.dumps(result, indent=2, default=float))
+        return 0
+    _print_inferred(result)
+    return 0
+
+
+def _print_inferred(result: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    console = _console()
+    console.print(f"inferred rule ({result['trials']} trials, {result['seconds']:.0f} s, fitted on "
+                  f"{result['fitted_trajectories']} trajectories): {result['readable']}, eta {result['eta']:g}",
+                  highlight=False)
+    held = result["held_out"]
+    console.print(f"held out ({result['held_out_trajectories']} trajectories): loss {held['loss']:.4g}, activity R^2 "
+                  f"{held['activity_r2']:.4f}" + (f", weights R^2 {held['weights_r2']:.4f}" if "weights_r2" in held else ""),
+                  highlight=False)
+    teacher = result["teacher"].get("coefficients")
+    table = Table(title="coefficients" + (" (the teacher's at its eta; recordings fix the scale)" if teacher else ""))
+    table.add_column("term")
+    table.add_column("inferred", justify="right")
+    if teacher is not None:
+        table.add_column("teacher", justify="right")
+    scale = (result["teacher"].get("eta") or result["eta"]) / result["eta"]
+    for term, value in result["coefficients"].items():
+        row = [term, f"{value:+.4f}"]
+        if teacher is not None:
+            row.append(f"{teacher.get(term, 0.0) * scale:+.4f}")
+        table.add_row(*row)
+    console.print(table)
+
+
 def _study_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("study", metavar="STUDY.yaml", help="study file, e.g. studies/oja.yaml")
     p.add_argument("--storage", help="Optuna storage URL: journal:PATH or postgresql://USER@HOST/DB "
@@ -527,6 +609,37 @@ def _ensemble_arguments(p: argparse.ArgumentParser) -> None:
                     "(0,1), (1,0), (1,1)), xor_correct (of 4), loss (final), and the settings")
 
 
+def _record_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", metavar="MODEL_OR_STUDY", help="a model file, one of codesign's models (oja), or a study file")
+    p.add_argument("--rule", required=True, help="the teacher: a rule the model knows by name, or a rule file")
+    p.add_argument("--eta", type=float, help="the teacher's learning rate (default: the study's, else the family's)")
+    p.add_argument("--trajectories", type=_positive, default=12, help="input draws recorded (default 12)")
+    p.add_argument("--noise", type=float, default=0.0, help="measurement noise: Gaussian, this many times each unit's "
+                                                             "standard deviation (default 0)")
+    p.add_argument("--recorded-fraction", type=float, default=1.0, help="fraction of the units recorded (default 1)")
+    p.add_argument("--every", type=float, help="sampling interval in seconds (default 20 time steps)")
+    p.add_argument("--activity", help="the recorded variable, GROUP.VAR (default: the plastic synapse's postsynaptic one)")
+    p.add_argument("--weights", help="the weights, SYNAPSE.VAR (default: the plastic synapse's)")
+    p.add_argument("--no-weights", action="store_true", help="do not store the weights (as in most real recordings)")
+    p.add_argument("--seed", type=_seed, default=0, help="input seed (default 0)")
+    _target_option(p)
+    p.add_argument("-o", "--output", type=Path, required=True, metavar="FILE.npz", help="the recordings file to write")
+
+
+def _infer_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("recordings", type=Path, metavar="RECORDINGS.npz", help="a recordings file (codesign record)")
+    p.add_argument("--model", help="the model (default: the one the recordings name)")
+    p.add_argument("--terms", nargs="+", default=["all"], help="searched terms of the model's rule family (default all)")
+    p.add_argument("--fit", type=_positive, help="trajectories fitted, the rest held out (default two thirds)")
+    p.add_argument("--eta", type=float, help="the fitted rule's learning rate (default: the teacher's, else the family's)")
+    p.add_argument("--batch-size", type=_positive, default=16, help="candidates per batch, the CMA-ES population (default 16)")
+    p.add_argument("--seed", type=_seed, help="the sampler's seed (default 0)")
+    p.add_argument("--storage", help="Optuna storage URL (default: a journal under results/infer-NAME/)")
+    _trials_option(p)
+    _target_option(p)
+    _json_option(p, "print a JSON object: coefficients, teacher, held_out (loss, activity_r2, weights_r2), readable")
+
+
 @dataclasses.dataclass(frozen=True)
 class Command:
     """A subcommand: its name, its one-line help (also its description, unless it has a longer one), what
@@ -554,6 +667,10 @@ COMMANDS = (
                         "prepared on the numpy runtime (identifiers, units), nothing is simulated or compiled; "
                         "prints the batched network (groups, synapses, per-candidate variables, what is compiled "
                         "once and what each run sets)"),
+    Command("record", "record a teacher rule learning: inputs, activity (noisy, partly recorded) and weights",
+            _record_arguments, cmd_record),
+    Command("infer", "infer a rule from recordings: fit simulated to recorded activity, report held-out R^2",
+            _infer_arguments, cmd_infer),
     Command("ensemble", "train XOR by burst-dependent plasticity in the ensemble limit; angle of its updates to "
             "the gradient", _ensemble_arguments, cmd_ensemble,
             description="train a 2-N-1 network of ensembles (event rate, burst probability) on XOR by the "

@@ -8,7 +8,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-__all__ = ["plot_pc1", "plot_pca", "plot_rate_solutions", "plot_trial_learning"]
+__all__ = ["plot_pc1", "plot_pca", "plot_rate_solutions", "plot_trial_learning", "plot_trajectories"]
 
 
 def plot_pc1(weights: np.ndarray, pc1: np.ndarray, path: Path, title: str = "") -> None:
@@ -159,6 +159,37 @@ def plot_trial_learning(rates: np.ndarray, trials: Sequence[str], threshold: flo
         ax.set_ylim(0, 1)
         ax.legend(fontsize=7)
     fig.suptitle("\n".join(textwrap.wrap(title, 150)), fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_trajectories(arrays: dict[str, np.ndarray], every: float, path: Path, title: str = "", shown: int = 3) -> None:
+    """Simulated against recorded activity (and weights, where recorded) for the first trajectories."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [("simulated", "recorded", "activity")]
+    if "recorded_weights" in arrays:
+        panels.append(("simulated_weights", "recorded_weights", "weights"))
+    n = min(shown, len(arrays["recorded"]))
+    fig, axes = plt.subplots(len(panels), n, figsize=(3.2 * n, 2.4 * len(panels) + 0.4), squeeze=False)
+    for row, (sim_key, rec_key, label) in enumerate(panels):
+        for r in range(n):
+            ax = axes[row, r]
+            recorded = arrays[rec_key][r].reshape(len(arrays[rec_key][r]), -1)[:, :4]
+            simulated = arrays[sim_key][r].reshape(len(arrays[sim_key][r]), -1)[:, :4]
+            t = np.arange(len(recorded)) * every
+            ax.plot(t, recorded, color="0.6", lw=2.5)
+            ax.plot(t, simulated, lw=1)
+            ax.set_title(f"trajectory {r}: {label}", fontsize=9)
+            ax.set_xlabel("time (s)")
+    axes[0, 0].plot([], [], color="0.6", lw=2.5, label="recorded")
+    axes[0, 0].plot([], [], lw=1, label="simulated")
+    axes[0, 0].legend(fontsize=7)
+    fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
