@@ -450,6 +450,8 @@ def cmd_record(args: argparse.Namespace) -> int:
     from codesign.schema import Where
 
     model, target, etas = _model_or_study(args.model, args.target)
+    if args.constants:
+        model = model.with_constants(_assignments(args.constants), Where(None, "--constants"))
     if args.eta is not None:
         etas = {slot: args.eta for slot in etas}
     task = ModelTask(model, target)
@@ -466,6 +468,16 @@ def cmd_record(args: argparse.Namespace) -> int:
     print(f"recorded {args.trajectories} trajectories of {recorded.duration_s:g} s ({model.name}, rule {args.rule}), "
           f"{int(recorded.recorded.sum())} of {len(recorded.recorded)} units, noise {args.noise:g}: {args.output}")
     return 0
+
+
+def _assignments(items: Sequence[str]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        name, equals, value = item.partition("=")
+        if not equals or not name.strip():
+            raise CodesignError(f"{item!r} is not NAME=VALUE", key="--constants", fix="write e.g. --constants n_outputs=20")
+        out[name.strip()] = value.strip()
+    return out
 
 
 def cmd_infer(args: argparse.Namespace) -> int:
@@ -622,6 +634,7 @@ def _record_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", help="the weights, SYNAPSE.VAR (default: the plastic synapse's)")
     p.add_argument("--no-weights", action="store_true", help="do not store the weights (as in most real recordings)")
     p.add_argument("--seed", type=_seed, default=0, help="input seed (default 0)")
+    p.add_argument("--constants", nargs="+", metavar="NAME=VALUE", help="constants of the model to set (e.g. n_outputs=20)")
     _target_option(p)
     p.add_argument("-o", "--output", type=Path, required=True, metavar="FILE.npz", help="the recordings file to write")
 

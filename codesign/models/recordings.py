@@ -199,7 +199,7 @@ def record(model: Any, target: Any, candidate: Any, *, trajectories: int, seed: 
     activity_values[:, :, ~recorded] = np.nan
     series = inputs[stimulus].series
     info = {"dt": recorder.dt_s, "every": every, "stimulus": stimulus, "activity_var": activity,
-            "weights_var": weights, "model": model.file, "teacher": teacher, "noise": noise,
+            "weights_var": weights, "model": model.file, "constants": model.raw_constants, "teacher": teacher, "noise": noise,
             "recorded_fraction": fraction, "seed": seed}
     return Trajectories(inputs=series.reshape(len(series), trajectories, -1).transpose(1, 0, 2),
                         activity=activity_values, recorded=recorded, initial=dict(inputs[stimulus].initial), info=info,

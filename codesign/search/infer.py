@@ -63,7 +63,7 @@ def infer_study(settings: InferSettings) -> tuple[Any, Any]:
     path = Path(model_path)
     if not path.is_file():  # recorded elsewhere: codesign's own model of that name
         path = bundled_model(path.stem if path.suffix in (".yaml", ".yml") else str(model_path), where)
-    model = load_model(path)
+    model = load_model(path).with_constants(info.get("constants") or {}, Where(settings.recordings, "info.constants"))
     if len(model.slots) != 1:
         raise CodesignError(f"model {model.name} has {len(model.slots)} rule slots", key="--model",
                             fix="infer the rule of a model with one plastic synapse")
@@ -77,7 +77,10 @@ def infer_study(settings: InferSettings) -> tuple[Any, Any]:
     terms = settings.terms if isinstance(settings.terms, str) else list(settings.terms)
     rule = RuleSpec(family=family, terms=terms, bounds=tuple(settings.bounds),
                     eta=settings.eta if settings.eta is not None else teacher.get("eta"))
-    rule.validate(Where(None, "--terms"))
+    try:
+        rule.validate(Where(None, "rule"))
+    except CodesignError as exc:  # the rule's own key is the option here
+        raise CodesignError(exc.message, key="--terms", fix=exc.fix) from None
     name = "infer-" + Path(settings.recordings).stem.replace(".", "-")
     spec = StudySpec(name=name, file=str(settings.recordings), model=fitted, target=target, rules={slot: rule},
                      sampler=SamplerSpec(settings.sampler), n_trials=settings.n_trials, batch_size=settings.batch_size,
