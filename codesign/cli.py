@@ -446,7 +446,8 @@ def _model_or_study(value: str, target: str | None) -> tuple[Any, Any, dict[str,
 
 def cmd_record(args: argparse.Namespace) -> int:
     from codesign.models import ModelTask
-    from codesign.models.recordings import default_recorded, record, save_trajectories
+    from codesign.models.recorder import default_recorded, record
+    from codesign.models.recordings import save_trajectories
     from codesign.schema import Where
 
     model, target, etas = _model_or_study(args.model, args.target)

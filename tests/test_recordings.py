@@ -13,7 +13,8 @@ from codesign.cli import main
 from codesign.hardware import load_target
 from codesign.hardware.target import bundled_target
 from codesign.models import ModelTask, load_model
-from codesign.models.recordings import load_trajectories, recording_model, save_trajectories
+from codesign.models.recorder import recording_model
+from codesign.models.recordings import load_trajectories, save_trajectories
 from codesign.schema import Where
 from codesign.search.infer import InferSettings, infer
 

@@ -456,20 +456,7 @@ class BatchedNetwork:
             for s in self.synapses.values():
                 for var in set(self.initialised_synapse_vars(s.name)):
                     settable[f"{s.name}.{var}"] = (objects[s.name], var)
-            readable = {}
-            series_monitors = []
-            for name in self.records:
-                record, series = CountRecord.parse(name), SeriesRecord.parse(name)
-                if series is not None:
-                    series_monitors.append(b2.StateMonitor(objects[series.owner], series.var, record=True,
-                                                           dt=series.every * b2.second,
-                                                           name=f"series_{len(series_monitors)}"))
-                    readable[name] = (series_monitors[-1], series.var)
-                elif record is None:
-                    owner, _, var = name.partition(".")
-                    readable[name] = (objects[owner], var)
-                elif not record.per_trial:  # per trial: binned from the event's monitor
-                    readable[name] = (objects[record.group], counter(record.event, record.phase))
+            readable, series_monitors = self._recorded(b2, objects)
             for group in self.groups.values():
                 if group.spec.threshold:
                     readable[f"{group.name}@spikes"] = (objects[group.name], "spike_count")
@@ -483,6 +470,23 @@ class BatchedNetwork:
                                 draws_random=bool(monitors) or self.draws_random())
 
         return construct
+
+    def _recorded(self, b2: Any, objects: Mapping[str, Any]) -> tuple[dict[str, tuple[Any, str]], list[Any]]:
+        """Where each record is read after a run, and the monitors that sample the series records."""
+        readable: dict[str, tuple[Any, str]] = {}
+        series_monitors = []
+        for name in self.records:
+            record, series = CountRecord.parse(name), SeriesRecord.parse(name)
+            if series is not None:
+                series_monitors.append(b2.StateMonitor(objects[series.owner], series.var, record=True,
+                                                       dt=series.every * b2.second, name=f"series_{len(series_monitors)}"))
+                readable[name] = (series_monitors[-1], series.var)
+            elif record is None:
+                owner, _, var = name.partition(".")
+                readable[name] = (objects[owner], var)
+            elif not record.per_trial:  # per trial: binned from the event's monitor
+                readable[name] = (objects[record.group], counter(record.event, record.phase))
+        return readable, series_monitors
 
     def draws_random(self) -> bool:
         """Whether a run draws random numbers (so that its seed matters): the emulation's rounding, or

@@ -50,7 +50,8 @@ def infer_study(settings: InferSettings) -> tuple[Any, Any]:
     """The fitting study (a :class:`~codesign.spec.StudySpec`) and the held-out trajectories' task."""
     from codesign.hardware import load_target
     from codesign.models import ModelTask, load_model
-    from codesign.models.recordings import load_trajectories, recording_model
+    from codesign.models.recorder import recording_model
+    from codesign.models.recordings import load_trajectories
     from codesign.models.spec import bundled_model
     from codesign.spec import RuleSpec, SamplerSpec, StudySpec, resolve_target
 
