@@ -94,12 +94,35 @@ def test_infer_recovers_oja_with_13_free_terms(workdir: Path, capsys):
 def test_infer_prints_the_table_next_to_the_teacher(workdir: Path, capsys):
     record(capsys, "oja.npz", "--trajectories", "3", "--seed", "2")
     capsys.readouterr()
-    assert main(["infer", "oja.npz", "--terms", "theta_110", "theta_021", "--trials", "32", "--fit", "2",
-                 "--json"]) == 0
+    assert main(["infer", "oja.npz", "--terms", "all", "--trials", "32", "--fit", "2", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
-    assert set(result["coefficients"]) == {"theta_110", "theta_021"}
+    assert len(result["coefficients"]) == 27
     assert result["teacher"]["coefficients"] == {"theta_110": 1.0, "theta_021": -1.0}
     assert result["trials"] == 32 and result["fitted_trajectories"] == 2
+    assert main(["infer", "oja.npz", "--terms", "all", "--trials", "32", "--fit", "2"]) == 0  # resumes: no new trial
+    out = capsys.readouterr().out
+    assert "inferred rule (32 trials" in out and "held out (1 trajectories)" in out
+    assert any(line.split()[1:2] == ["theta_110"] and line.split()[-2] == "+1.0000" for line in out.splitlines()), out
+
+
+def test_robustness_sweep_finds_the_rule_without_noise_and_loses_it_with_noise(workdir: Path, capsys):
+    from codesign.search.robustness import SweepSettings, coefficient_error, summary, sweep
+
+    assert coefficient_error({"theta_110": 1.0, "theta_021": -1.0}, {"theta_110": 1.0, "theta_021": -1.0}) == 0
+    assert coefficient_error({"theta_110": 0.0, "theta_021": 0.0}, {"theta_110": 1.0, "theta_021": -1.0}) == 1
+    model = load_model("models/oja.yaml").with_constants({"duration": "2*second", "n_inputs": 4}, Where(None, "x"))
+    target = load_target(bundled_target("cpu-standalone"))
+    candidate = ModelTask(model, target).candidate("oja", {"w": 10.0})
+    teacher = {"w": {"family": "polynomial", "eta": 10.0, "coefficients": {"theta_110": 1.0, "theta_021": -1.0}}}
+    settings = SweepSettings(model, target, candidate, teacher, "output.y", "plastic.w", 0.02, Path("sweep"),
+                             noise=(0.0, 3.0), fractions=(), seeds=(1,), trajectories=6, fit=4,
+                             terms=("theta_110", "theta_021", "theta_000"), n_trials=480)
+    rows = sweep(settings)
+    clean, noisy = rows
+    assert clean["weights_r2"] > 0.99 and clean["coefficient_error"] < 0.05
+    assert noisy["coefficient_error"] > 2 * clean["coefficient_error"] and noisy["activity_r2"] < 0.5
+    assert [p["value"] for p in summary(rows)] == [0.0, 3.0]
+    assert json.loads(Path("sweep/robustness.json").read_text()) == json.loads(json.dumps(rows))
 
 
 def _arrays(path: str) -> dict:

@@ -8,7 +8,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-__all__ = ["plot_pc1", "plot_pca", "plot_rate_solutions", "plot_trial_learning", "plot_trajectories"]
+__all__ = ["plot_pc1", "plot_pca", "plot_rate_solutions", "plot_trial_learning", "plot_trajectories",
+           "plot_robustness"]
 
 
 def plot_pc1(weights: np.ndarray, pc1: np.ndarray, path: Path, title: str = "") -> None:
@@ -189,6 +190,43 @@ def plot_trajectories(arrays: dict[str, np.ndarray], every: float, path: Path, t
     axes[0, 0].plot([], [], color="0.6", lw=2.5, label="recorded")
     axes[0, 0].plot([], [], lw=1, label="simulated")
     axes[0, 0].legend(fontsize=7)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_robustness(summary: Sequence[dict[str, Any]], path: Path, title: str = "") -> None:
+    """Held-out R^2 and coefficient error against measurement noise and against the recorded fraction
+    (medians over seeds, bars from the lowest to the highest seed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    axes_names = [("noise", "measurement noise (x unit SD)"), ("recorded_fraction", "fraction of units recorded")]
+    fig, axes = plt.subplots(2, 2, figsize=(8, 5.6), squeeze=False)
+    for col, (axis, label) in enumerate(axes_names):
+        points = [s for s in summary if s["axis"] == axis]
+        x = np.array([s["value"] for s in points], dtype=float)
+        for row, keys in enumerate((("weights_r2", "activity_r2"), ("coefficient_error",))):
+            ax = axes[row, col]
+            for key in keys:
+                have = [i for i, s in enumerate(points) if key in s]
+                if not have:
+                    continue
+                med = np.array([points[i][key]["median"] for i in have])
+                low = med - np.array([points[i][key]["min"] for i in have])
+                high = np.array([points[i][key]["max"] for i in have]) - med
+                ax.errorbar(x[have], med, yerr=[low, high], marker="o", capsize=3, label=key.replace("_", " "))
+            ax.set_xscale("symlog", linthresh=0.01) if axis == "noise" else ax.set_xscale("log")
+            if row == 1:
+                ax.set_yscale("log")
+                ax.set_xlabel(label)
+            ax.legend(fontsize=7)
+            ax.grid(alpha=0.3)
+    axes[0, 0].set_ylabel("held-out R^2")
+    axes[1, 0].set_ylabel("coefficient error")
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

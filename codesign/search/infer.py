@@ -94,7 +94,7 @@ def infer(settings: InferSettings) -> dict[str, Any]:
     teacher's), the held-out metrics, trials and seconds."""
     from codesign.report.summary import best_trial
     from codesign.search.space import candidate
-    from codesign.search.study import open_study
+    from codesign.search.study import count_trials, open_study
     from codesign.search.worker import run_worker
 
     spec, held_out = infer_study(settings)
@@ -107,7 +107,8 @@ def infer(settings: InferSettings) -> dict[str, Any]:
     evaluation = held_out.evaluate([found], seed=spec.seed)[0]
     teacher = _teacher(settings.recordings, slot)
     return {"study": spec.name, "slot": slot, "family": rule.family, "eta": rule.learning_rate,
-            "fit_loss": best.values[0], "trials": stats.trials, "seconds": time.perf_counter() - began,
+            "fit_loss": best.values[0], "trials": count_trials(study)[0], "new_trials": stats.trials,
+            "seconds": time.perf_counter() - began,
             "fitted_trajectories": spec.model.draws, "held_out_trajectories": held_out.model.draws,
             "coefficients": {t: float(best.params.get(spec.param_name(slot, t), 0.0)) for t in rule.searched},
             "teacher": teacher, "held_out": {"loss": evaluation.loss, **evaluation.metrics},
