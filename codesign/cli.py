@@ -692,10 +692,10 @@ def _record_arguments(p: argparse.ArgumentParser) -> None:
 
 def _robustness_arguments(p: argparse.ArgumentParser) -> None:
     _teacher_options(p, 9)
-    p.add_argument("--noise", type=float, nargs="+", default=[0.0, 0.01, 0.03, 0.1, 0.3, 1.0],
-                   help="measurement noise levels, all units recorded (default 0 0.01 0.03 0.1 0.3 1)")
-    p.add_argument("--recorded-fraction", type=float, nargs="+", default=[1.0, 0.3, 0.1, 0.03, 0.01],
-                   help="fractions of the units recorded, no noise (default 1 0.3 0.1 0.03 0.01)")
+    p.add_argument("--noise", type=float, nargs="*", default=[0.0, 0.01, 0.03, 0.1, 0.3, 1.0],
+                   help="measurement noise levels, all units recorded (default 0 0.01 0.03 0.1 0.3 1; none: skip)")
+    p.add_argument("--recorded-fraction", type=float, nargs="*", default=[1.0, 0.3, 0.1, 0.03, 0.01],
+                   help="fractions of the units recorded, no noise (default 1 0.3 0.1 0.03 0.01; none: skip)")
     p.add_argument("--seeds", type=_seed, nargs="+", default=[1, 2, 3], help="seeds per point (default 1 2 3)")
     p.add_argument("--terms", nargs="+", default=["theta_110", "theta_021", "theta_001", "theta_000"],
                    help="terms inferred (default theta_110 theta_021 theta_001 theta_000)")

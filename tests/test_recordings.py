@@ -154,6 +154,9 @@ def test_bad_record_and_infer_options_are_one_line_errors(workdir: Path, capsys)
     assert "--constants: 'n_outputs' is not NAME=VALUE" in one_line_error(
         capsys, "record", "oja", "--rule", "oja", "--constants", "n_outputs", "-o", "x.npz")
     assert "--rule: unknown rule 'nope'" in one_line_error(capsys, "record", "oja", "--rule", "nope", "-o", "x.npz")
+    assert "--recorded-fraction: 1.5 is not a fraction" in one_line_error(
+        capsys, "record", "oja", "--rule", "oja", "--recorded-fraction", "1.5", "-o", "x.npz")
+    assert "--noise: noise nan" in one_line_error(capsys, "record", "oja", "--rule", "oja", "--noise", "nan", "-o", "x.npz")
     record(capsys, "three.npz", "--trajectories", "3")
     assert "--fit: fits 3 of 3 trajectories and holds none out" in one_line_error(capsys, "infer", "three.npz", "--fit", "3")
     assert "--terms: unknown term 'theta_999'" in one_line_error(capsys, "infer", "three.npz", "--terms", "theta_999")

@@ -52,6 +52,11 @@ def record(model: Any, target: Any, candidate: Any, *, trajectories: int, seed: 
     from codesign.models.task import ModelTask
     from codesign.schema import Where
 
+    if not 0 < fraction <= 1:
+        raise CodesignError(f"{fraction:g} is not a fraction of the units", key="--recorded-fraction",
+                            fix="give a number above 0 and at most 1")
+    if not 0 <= noise < float("inf"):
+        raise CodesignError(f"noise {noise:g}", key="--noise", fix="give a finite number of at least 0")
     where = Where(model.file)
     recorder = recording_model(model, activity, weights, every, where, count=trajectories)
     task = ModelTask(recorder, target)
