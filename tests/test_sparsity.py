@@ -10,15 +10,17 @@ import pytest
 import yaml
 
 from codesign.cli import main
-from codesign.report import best_trial, check_stability
+from codesign.report import best_summary, best_trial, check_stability, evaluate_candidate, held_out_seed
+from codesign.rules import FAMILIES
 from codesign.search.launcher import run_study
 from codesign.search.rounds import existing_rounds, final_round
-from codesign.search.space import distributions
+from codesign.search.space import candidate, distributions
 from codesign.search.study import count_trials, finished_trials, open_study
 from codesign.spec import load_study
 
 from tests.conftest import ROOT
 from tests.test_bad_input import one_line_error
+from tests.test_demo import assert_oja_form
 
 TERMS = ["theta_110", "theta_021", "theta_001", "theta_000", "theta_020"]
 
@@ -137,3 +139,45 @@ def test_sparsity_on_a_study_of_text_rules_only_is_refused(workdir, capsys):
     path.write_text(yaml.safe_dump({**study, "sparsity": {"l1": 0.1}}))
     err = one_line_error(capsys, "run", "studies/scaling.yaml")
     assert "studies/scaling.yaml: sparsity: this study searches only text rules' params" in err, err
+
+
+def rediscovered_form(spec) -> tuple[dict[str, float], dict]:
+    """The last round's best rule normalised by theta_110, over every term of the family (dropped ones 0),
+    after the study's stability check; and that check's record."""
+    final_spec, final_study = final_round(spec)
+    record = check_stability(final_spec, final_study)
+    summary = best_summary(final_spec, final_study)
+    assert record["passed"] == summary["trial"]
+    return {term: summary["normalised"].get(term, 0.0) for term in FAMILIES["polynomial"].terms}, summary
+
+
+def held_out_divergences(spec, summary, seeds: int = 3) -> int:
+    """Draws on which the rule of ``summary`` diverges, over ``seeds`` held-out seeds (eval's default and the
+    next ones; not the stability check's)."""
+    final_spec, _ = final_round(spec)
+    cand = candidate(final_spec, summary["coefficients"])
+    seed = held_out_seed(spec, None)
+    return sum(evaluate_candidate(spec, cand, seed=seed + i)[0].metrics["n_diverged"] for i in range(seeds))
+
+
+@pytest.mark.science
+def test_oja_all_terms_on_a_smaller_budget_rediscovers_oja(shortened_study):
+    """studies/oja-all.yaml (all 27 terms, L1 penalty, refinement, stability check) on a smaller budget:
+    SHORT_BUDGET, and the demo's criteria on the rule's form (tests/test_demo.py::assert_oja_form);
+    the rule diverges on no draw of 3 held-out seeds. MEASURED_SHORT"""
+    spec = load_study(shortened_study("oja-all", sparsity={"l1": 0.03, "refine": {"rounds": 3, "threshold": 0.3,
+                                                                                  "n_trials": 200}}))
+    run_study(spec)
+    normalised, summary = rediscovered_form(spec)
+    assert_oja_form(normalised)
+    assert held_out_divergences(spec, summary) == 0
+
+
+@pytest.mark.slow
+def test_oja_all_study_rediscovers_oja(shortened_study):
+    """studies/oja-all.yaml as shipped (1,800 trials). MEASURED_FULL"""
+    spec = load_study(shortened_study("oja-all"))
+    run_study(spec)
+    normalised, summary = rediscovered_form(spec)
+    assert_oja_form(normalised)
+    assert held_out_divergences(spec, summary) == 0
