@@ -161,21 +161,18 @@ def held_out_divergences(spec, summary, seeds: int = 3) -> int:
 
 
 @pytest.mark.science
-def test_oja_all_terms_on_a_smaller_budget_rediscovers_oja(shortened_study):
-    """studies/oja-all.yaml (all 27 terms, L1 penalty, refinement, stability check) on a smaller budget:
-    SHORT_BUDGET, and the demo's criteria on the rule's form (tests/test_demo.py::assert_oja_form);
-    the rule diverges on no draw of 3 held-out seeds. MEASURED_SHORT"""
-    spec = load_study(shortened_study("oja-all", sparsity={"l1": 0.03, "refine": {"rounds": 3, "threshold": 0.3,
-                                                                                  "n_trials": 200}}))
-    run_study(spec)
-    normalised, summary = rediscovered_form(spec)
-    assert_oja_form(normalised)
-    assert held_out_divergences(spec, summary) == 0
-
-
-@pytest.mark.slow
 def test_oja_all_study_rediscovers_oja(shortened_study):
-    """studies/oja-all.yaml as shipped (1,800 trials). MEASURED_FULL"""
+    """studies/oja-all.yaml as shipped (all 27 terms, L1 penalty 0.03, 600 trials and 4 refinement rounds
+    of 300, stability check): the demo's criteria on the rule's form (tests/test_demo.py::assert_oja_form),
+    and the rule diverges on no draw of 3 held-out seeds.
+
+    Not shortened: the budgets tried below 1,800 trials fail on some seeds. 600 + 2 rounds of 300 (1,200)
+    leaves theta_021 / theta_110 at -1.19 on study seed 3 and theta_010 at 0.25 on seed 2; 600 + 3 rounds
+    of 200 drops theta_110 on seed 3 (a round too short to settle drops a term the next one needs);
+    300 + 3 rounds of 150 ends with theta_101 at 0.19 on seed 1 and without theta_021 on seed 2. The full
+    budget passes on seeds 1-5 (and 11, the seed its settings were chosen on); this test took 225-232 s
+    on seeds 1 and 5, run side by side on the 2-core machine while other jobs kept it busy.
+    """
     spec = load_study(shortened_study("oja-all"))
     run_study(spec)
     normalised, summary = rediscovered_form(spec)
