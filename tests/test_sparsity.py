@@ -86,6 +86,23 @@ def test_refinement_rounds_with_two_workers(write_study):
     assert set(finished_trials(study)[0].params) == set(rounds[1].spec.rule.searched)
 
 
+def test_a_study_given_refinement_later_resumes_into_its_rounds(write_study):
+    """Round 0 is the study's own Optuna study: a study run without refinement, then with it, keeps its
+    trials and goes on to round 1; run once more, it has nothing left to do."""
+    path = write_study(rule={"terms": TERMS, "eta": 5.0}, n_trials=12)
+    first = run_study(load_study(path))
+    before = [(t.number, t.values) for t in finished_trials(first)]
+    path = write_study(rule={"terms": TERMS, "eta": 5.0}, n_trials=12,
+                       sparsity={"refine": {"rounds": 1, "threshold": 0.5, "n_trials": 6}})
+    spec = load_study(path)
+    run_study(spec)
+    rounds = existing_rounds(spec)
+    assert [(t.number, t.values) for t in finished_trials(rounds[0].study)] == before
+    assert count_trials(rounds[1].study) == (6, 0)
+    run_study(spec)
+    assert [count_trials(r.study) for r in existing_rounds(spec)] == [(12, 0), (6, 0)]
+
+
 def stability_study(write_study) -> tuple:
     """A study holding two finished trials: anti-Oja's rule (dw = eta (-x y + y^2 w), whose y^2 w term blows
     the weights up in finite time; the model's named rule anti_oja) with the better loss, then Oja's. (Hebb's
