@@ -100,10 +100,14 @@ class Study:
 
     def run(self, n_trials: int | None = None, workers: int = 1) -> Study:
         """Run (or resume) the study until it has ``n_trials`` finished trials (default: its ``n_trials``),
-        with ``workers`` local processes, as ``codesign run`` does (without writing results/)."""
+        with ``workers`` local processes, as ``codesign run`` does (without writing results/): refinement
+        rounds, then the stability check, where the study file asks for them."""
+        from codesign.report import check_stability
         from codesign.search.launcher import run_study
+        from codesign.search.rounds import final_round
 
         run_study(self.spec, self.storage, n_trials, workers)
+        check_stability(*final_round(self.spec, self.storage))
         return self
 
     @property
@@ -114,18 +118,24 @@ class Study:
         return open_study(self.spec, self.storage)
 
     def best(self, top: int = 5) -> dict[str, Any]:
-        """The best rule and the ``top`` best distinct ones, as ``codesign best --json`` prints them."""
+        """The best rule and the ``top`` best distinct ones, as ``codesign best --json`` prints them (with
+        refinement rounds, the last round's, and every round's summary)."""
         from codesign.report import best_summary
+        from codesign.search.rounds import existing_rounds, final_round
 
-        return best_summary(self.spec, self.optuna, top)
+        rounds = existing_rounds(self.spec, self.storage)
+        spec, study = final_round(self.spec, self.storage, rounds)
+        return best_summary(spec, study, top, rounds=rounds if len(rounds) > 1 else ())
 
     def best_candidate(self) -> dict[str, Rule]:
         """The best trial's candidate (slot -> rule), to evaluate or save (``codesign.rules.save_candidate``)."""
         from codesign.report import best_trial
+        from codesign.search.rounds import final_round
         from codesign.search.space import candidate
 
-        trial = best_trial(self.spec, self.optuna)
-        return candidate(self.spec, trial.params, name=f"{self.spec.name} trial {trial.number}")
+        spec, study = final_round(self.spec, self.storage)
+        trial = best_trial(spec, study)
+        return candidate(spec, trial.params, name=f"{spec.name} trial {trial.number}")
 
     def trials(self) -> list[dict[str, Any]]:
         """Every trial: number, state, loss (None unless finished), objective values, parameters, metrics

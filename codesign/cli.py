@@ -26,10 +26,11 @@ def _console():
 
 
 def _load_existing_study(spec, storage: str | None):
-    """The study from its storage, without creating one where nothing ran yet."""
+    """The study's last refinement round (spec, study; see :func:`codesign.search.rounds.final_round`) and
+    every round (one without refinement) from its storage, without creating one where nothing ran yet."""
     import optuna
 
-    from codesign.search.study import open_study
+    from codesign.search.rounds import existing_rounds, final_round
 
     from codesign.search.storage import redact
 
@@ -38,9 +39,10 @@ def _load_existing_study(spec, storage: str | None):
         raise CodesignError(f"no results yet for study {spec.name!r} ({url[len('journal:'):]} is missing)",
                             file=spec.file, fix=f"run: codesign run {spec.file}")
     try:
-        return open_study(spec, storage)
+        rounds = existing_rounds(spec, storage)
     except (optuna.exceptions.StorageInternalError, ValueError) as exc:
         raise CodesignError(f"cannot open storage: {redact(str(exc), url)}", file=file, key=key) from None
+    return (*final_round(spec, storage, rounds), rounds)
 
 
 def _print_rule_table(console, summary: dict[str, Any]) -> None:
@@ -60,6 +62,19 @@ def _print_rule_table(console, summary: dict[str, Any]) -> None:
         console.print(f"{slot}: {rule['readable']}")
     if summary["metrics"]:
         console.print("metrics: " + ", ".join(f"{k} = {_fmt(v)}" for k, v in summary["metrics"].items()))
+    for entry in summary.get("rounds", []):
+        dropped = ", ".join(f"{name} ({size:.2g})" for name, size in entry["dropped"].items()) or "none"
+        console.print(f"round {entry['round']} ({entry['study']}): {len(entry['searched'])} parameters, "
+                      f"best loss {_fmt(entry['best_loss'])} (trial {entry['best_trial']})"
+                      + (f"; dropped from trial {entry['from_trial']}: {dropped}" if entry["round"] else ""),
+                      highlight=False)
+    if "stability" in summary:
+        check = summary["stability"]
+        console.print(f"stability on held-out seeds {', '.join(map(str, check['seeds']))}: "
+                      f"{len(check['rejected'])} of {len(check['checked'])} best trials rejected"
+                      + "".join(f"; trial {n} {why}" for n, why in check["rejected"].items())
+                      + ("" if check["passed"] is not None else "; none passed, the best unchecked trial is shown"),
+                      highlight=False)
     if summary.get("pareto"):
         front = Table(title="Pareto front (feasible trials)")
         front.add_column("trial", justify="right")
@@ -97,7 +112,7 @@ def _check_runnable(target) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from codesign.report import best_summary, write_results
+    from codesign.report import best_summary, check_stability, write_results
     from codesign.spec import load_study
     from codesign.search.storage import mask
     from codesign.search.launcher import run_study
@@ -121,9 +136,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         def on_progress(done: int, total: int, best: float | None) -> None:
             progress.update(bar, completed=done, best="-" if best is None else f"{best:.4g}")
 
-        study = run_study(spec, args.storage, args.trials, args.workers, on_progress)
+        run_study(spec, args.storage, args.trials, args.workers, on_progress)
+    spec, study, rounds = _load_existing_study(spec, args.storage)
+    check_stability(spec, study)
     paths = write_results(spec, study)
-    _print_rule_table(console, best_summary(spec, study))
+    _print_rule_table(console, best_summary(spec, study, rounds=rounds if len(rounds) > 1 else ()))
     console.print("written: " + ", ".join(str(p) for p in paths.values()))
     return 0
 
@@ -176,7 +193,8 @@ def cmd_best(args: argparse.Namespace) -> int:
     from codesign.spec import load_study
 
     spec = load_study(args.study)
-    summary = best_summary(spec, _load_existing_study(spec, args.storage))
+    spec, study, rounds = _load_existing_study(spec, args.storage)
+    summary = best_summary(spec, study, rounds=rounds if len(rounds) > 1 else ())
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
@@ -192,7 +210,8 @@ def _candidate_argument(spec, rule: str | None, storage: str | None):
     from codesign.search.study import make_task
 
     if rule is None:
-        trial = best_trial(spec, _load_existing_study(spec, storage))
+        spec, study, _ = _load_existing_study(spec, storage)
+        trial = best_trial(spec, study)
         return (f"{spec.name} best (trial {trial.number})", candidate(spec, trial.params),
                 knob_values(spec, trial.params) or None)
     return rule, make_task(spec).candidate(rule, spec.etas, key="--rule"), None
@@ -213,13 +232,17 @@ def cmd_eval(args: argparse.Namespace) -> int:
               "knobs": knobs or {}, "loss": evaluation.loss, "diverged": evaluation.diverged, **evaluation.metrics}
     if many:
         result.update(_over_seeds(runs))
+    if spec.sparsity is not None:  # what the study's objective adds to the loss for this rule
+        from codesign.search.sparsity import candidate_penalty
+
+        result["l1_penalty"] = candidate_penalty(spec, cand)
     if args.plot and make_task(spec).plot(evaluation, args.plot, title=f"{name}, seed {seed}"):
         result["plot"] = str(args.plot)
     front = None
     if args.rule is None and len(spec.objectives) > 1:
         from codesign.report import evaluate_front
 
-        front = evaluate_front(spec, _load_existing_study(spec, args.storage), seeds[0])
+        front = evaluate_front(spec, _load_existing_study(spec, args.storage)[1], seeds[0])
         result["pareto"] = front
     if args.json:
         print(json.dumps(result, indent=2))
@@ -248,6 +271,8 @@ def _print_eval(spec: Any, name: str, cand: Any, knobs: dict | None, runs: list,
                       + "".join(f"; {k}: {_fmt(v)}" for k, v in other.metrics.items() if k != "conditions"))
     if many:
         console.print(f"mean over seeds {', '.join(map(str, result['seed']))}: loss [bold]{result['loss']:.4g}[/]")
+    if "l1_penalty" in result:
+        console.print(f"the study's L1 penalty on this rule: {result['l1_penalty']:.4g} (not in the losses above)")
     if "plot" in result:
         console.print(f"figure: {result['plot']}")
     for condition in evaluation.metrics.get("conditions", []):

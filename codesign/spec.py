@@ -17,7 +17,8 @@ from codesign.schema import Where, build, read_yaml
 from codesign.search.objectives import OBJECTIVES
 from codesign.search.samplers import SAMPLERS
 
-__all__ = ["RuleSpec", "SamplerSpec", "StudySpec", "ConditionsSpec", "load_study"]
+__all__ = ["RuleSpec", "SamplerSpec", "StudySpec", "ConditionsSpec", "SparsitySpec", "RefineSpec", "StabilitySpec",
+           "load_study"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -154,6 +155,49 @@ class ConditionsSpec:
 
 
 @dataclasses.dataclass(frozen=True)
+class RefineSpec:
+    """Successive refinement (``sparsity: {refine: ...}``): after the search, drop every family term whose
+    size relative to its slot's largest, |theta| / max |theta|, is below ``threshold``, and search the
+    survivors again, ``rounds`` times; each round is its own Optuna study (``NAME/refine-K``)."""
+
+    rounds: int = dataclasses.field(default=1, metadata={"min": 1, "max": 20})
+    threshold: float = dataclasses.field(default=0.05, metadata={"min": 0.0, "max": 1.0})
+    #: Trials of each refinement round; default: the study's ``n_trials``.
+    n_trials: int | None = dataclasses.field(default=None, metadata={"min": 1})
+
+    def validate(self, where: Where) -> None:
+        if not 0.0 < self.threshold < 1.0:
+            raise where.child("threshold").error(f"must be between 0 and 1 (exclusive), got {self.threshold:g}",
+                                                 fix="write threshold: 0.05 (terms below 5% of the largest are dropped)")
+
+
+@dataclasses.dataclass(frozen=True)
+class SparsitySpec:
+    """A sparse search (``sparsity:``): an L1 penalty ``l1 * sum |theta|`` over the searched coefficients
+    of the rule families (not a text rule's params, trace time constants or hardware knobs) added to the
+    loss objective, and optionally successive refinement (``refine:``)."""
+
+    l1: float = dataclasses.field(default=0.0, metadata={"min": 0.0, "help": "write l1: 0.01, or 0 for no penalty"})
+    refine: RefineSpec | None = None
+
+    def validate(self, where: Where) -> None:
+        if self.l1 == 0.0 and self.refine is None:
+            raise where.error("neither l1 nor refine is set", fix="write sparsity: {l1: 0.01}, add refine:, "
+                                                                   "or remove sparsity")
+
+
+@dataclasses.dataclass(frozen=True)
+class StabilitySpec:
+    """Before a study reports its best rule (``stability:``): its ``top`` best trials run again on
+    ``seeds`` input seeds it never trained on (nor does ``codesign eval`` by default), the study's draws
+    each; a rule that diverges on any is rejected, and the next ``top`` are checked while none passed
+    (three times at most)."""
+
+    seeds: int = dataclasses.field(default=3, metadata={"min": 1, "max": 100})
+    top: int = dataclasses.field(default=5, metadata={"min": 1, "max": 1000})
+
+
+@dataclasses.dataclass(frozen=True)
 class _StudyFile:
     model: str = dataclasses.field(metadata={"help": "name a model file, e.g. model: models/oja.yaml"})
     target: str = dataclasses.field(metadata={"help": "name a file in hw_targets/, e.g. hw_targets/cpu.yaml"})
@@ -188,6 +232,8 @@ class _StudyFile:
     #: ``trace_bits``), as a multi-objective study.
     #: Objectives of :data:`codesign.search.objectives.OBJECTIVES`.
     objectives: list[str] = dataclasses.field(default_factory=lambda: ["loss"])
+    sparsity: SparsitySpec | None = None
+    stability: StabilitySpec | None = None
 
     def validate(self, where: Where) -> None:
         for i, name in enumerate(self.objectives):
@@ -227,6 +273,21 @@ class StudySpec:
     heartbeat_s: int = 10
     retries: int = 3
     conditions: ConditionsSpec = ConditionsSpec()
+    sparsity: SparsitySpec | None = None
+    stability: StabilitySpec | None = None
+    #: The refinement round this spec searches (0: the first search; see :mod:`codesign.search.rounds`),
+    #: and the parameters it tries first (the previous round's best, on the surviving terms).
+    round: int = 0
+    start: dict[str, float] | None = None
+
+    @property
+    def study_name(self) -> str:
+        """The Optuna study of this round: ``NAME``, then ``NAME/refine-K``."""
+        return self.name if self.round == 0 else f"{self.name}/refine-{self.round}"
+
+    @property
+    def l1(self) -> float:
+        return self.sparsity.l1 if self.sparsity is not None else 0.0
 
     @property
     def rule(self) -> RuleSpec:
@@ -356,7 +417,10 @@ def load_study(path: str | Path, target: str | None = None) -> StudySpec:
                      rules=rules, sampler=raw.sampler, n_trials=raw.n_trials, batch_size=raw.batch_size,
                      seed=raw.seed, storage=raw.storage, hardware=raw.hardware, objectives=tuple(raw.objectives),
                      trial_timeout_s=raw.trial_timeout_s, heartbeat_s=raw.heartbeat_s, retries=raw.retries,
-                     conditions=raw.conditions)
+                     conditions=raw.conditions, sparsity=raw.sparsity, stability=raw.stability)
+    if spec.sparsity is not None and not any(not FAMILIES[r.family].free_text for r in rules.values()):
+        raise where.child("sparsity").error("this study searches only text rules' params, which have units and "
+                                            "ranges of their own: nothing to make sparse", fix="remove sparsity")
     for name in spec.objectives:
         OBJECTIVES[name].check(spec, where.child("objectives"))
     _refuse_what_the_model_cannot_run(spec, own, raw, where)

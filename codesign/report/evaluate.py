@@ -13,7 +13,7 @@ from codesign.search.study import EVAL_SEED_OFFSET, feasible, finished_trials, m
 from codesign.spec import StudySpec
 from codesign.report.summary import pareto_front
 
-__all__ = ["held_out_seed", "evaluate_candidates", "evaluate_candidate", "evaluate_front", "precision_sweep"]
+__all__ = ["held_out_seed", "evaluate_candidates", "evaluate_trials", "evaluate_candidate", "evaluate_front", "precision_sweep"]
 
 
 def held_out_seed(spec: StudySpec, seed: int | None) -> int:
@@ -61,6 +61,12 @@ def evaluate_candidate(spec: StudySpec, cand: Candidate, seed: int | None = None
     """One candidate: see :func:`evaluate_candidates`."""
     evaluations, seed = evaluate_candidates(spec, [cand], seed, [knobs])
     return evaluations[0], seed
+
+
+def evaluate_trials(spec: StudySpec, trials: Sequence[optuna.trial.FrozenTrial], seed: int) -> list[Evaluation]:
+    """Trials' candidates, with their hardware knobs, on input seed ``seed`` (the training conditions)."""
+    knobs = [knob_values(spec, t.params) for t in trials]
+    return _evaluate(spec, [candidate(spec, t.params) for t in trials], seed, knobs if spec.hardware.knobs else None)
 
 
 def evaluate_front(spec: StudySpec, study: optuna.Study, seed: int | None = None) -> list[dict[str, Any]]:

@@ -4,28 +4,39 @@ from __future__ import annotations
 
 import collections
 import re
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import optuna
 
 from codesign.errors import CodesignError
 from codesign.rules import FAMILIES
+from codesign.search.rounds import Round, best_finished
 from codesign.search.space import candidate, distributions
 from codesign.search.study import count_trials, feasible, finished_trials
 from codesign.spec import StudySpec
 
-__all__ = ["best_trial", "pareto_front", "rule_summary", "distinct_best", "best_summary"]
+__all__ = ["best_trial", "pareto_front", "rule_summary", "round_summary", "distinct_best", "best_summary"]
 
 
 def best_trial(spec: StudySpec, study: optuna.Study) -> optuna.trial.FrozenTrial:
-    """The best trial; in a multi-objective study, the lowest-loss feasible trial of the Pareto front."""
-    if not finished_trials(study):
+    """The best trial; in a multi-objective study, the lowest-loss feasible trial of the Pareto front. Trials
+    the stability check rejected (:mod:`codesign.report.stability`) are passed over."""
+    rejected = rejected_trials(study)
+    trials = [t for t in finished_trials(study) if t.number not in rejected]
+    if not trials:
         raise _no_best_trial(spec, study)
     if len(spec.objectives) == 1:
-        return study.best_trial
-    front = pareto_front(spec, study) or list(finished_trials(study))
+        if not rejected:
+            return study.best_trial
+        return min(trials, key=lambda t: (not feasible(t), t.values[0], t.number))
+    front = [t for t in pareto_front(spec, study) if t.number not in rejected] or trials
     return min(front, key=lambda t: t.values[0])
+
+
+def rejected_trials(study: optuna.Study) -> set[int]:
+    """The trials the study's last stability check rejected (:mod:`codesign.report.stability`)."""
+    return {int(number) for number in study.user_attrs.get("stability", {}).get("rejected", {})}
 
 
 def _no_best_trial(spec: StudySpec, study: optuna.Study) -> CodesignError:
@@ -120,11 +131,27 @@ def distinct_best(spec: StudySpec, study: optuna.Study, n: int = 5, min_distance
     return [trial for trial, _ in chosen]
 
 
-def best_summary(spec: StudySpec, study: optuna.Study, top: int = 5) -> dict[str, Any]:
-    """The best candidate (see :func:`rule_summary`) and the best few distinct ones under ``top``."""
+def round_summary(r: Round) -> dict[str, Any]:
+    """One refinement round: its Optuna study, the parameters it searched, those it dropped from the
+    round before (with their size there), and its best (penalised) loss and trial."""
+    best = best_finished(r.spec, r.study)
+    return {"round": r.spec.round, "study": r.spec.study_name, "searched": list(distributions(r.spec)),
+            "dropped": r.dropped, "from_trial": r.from_trial, "n_finished": count_trials(r.study)[0],
+            "best_trial": None if best is None else best.number, "best_loss": None if best is None else best.values[0]}
+
+
+def best_summary(spec: StudySpec, study: optuna.Study, top: int = 5,
+                 rounds: Sequence[Round] = ()) -> dict[str, Any]:
+    """The best candidate (see :func:`rule_summary`) and the best few distinct ones under ``top``; with
+    refinement ``rounds`` (:func:`codesign.search.rounds.existing_rounds`), each round's terms, what it
+    dropped and its best loss; and the stability check's outcome, if the study had one."""
     pruned = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.PRUNED,))
     summary = {"study": spec.name, "n_finished": count_trials(study)[0], "n_pruned": len(pruned),
                **rule_summary(spec, best_trial(spec, study))}
+    if rounds:
+        summary["rounds"] = [round_summary(r) for r in rounds]
+    if "stability" in study.user_attrs:
+        summary["stability"] = study.user_attrs["stability"]
     summary["top"] = [rule_summary(spec, t) for t in distinct_best(spec, study, top)]
     if len(spec.objectives) > 1:
         summary["pareto"] = [{"trial": t.number, **dict(zip(spec.objectives, t.values)), "params": t.params}

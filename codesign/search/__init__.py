@@ -13,5 +13,7 @@ One module per concept; import what you need from it (this package imports none 
   current generation.
 * :mod:`~codesign.search.worker`: the ask / evaluate / tell loop of one worker.
 * :mod:`~codesign.search.launcher`: a study run by N local worker processes.
+* :mod:`~codesign.search.sparsity` and :mod:`~codesign.search.rounds`: the L1 penalty, and a study
+  searched in refinement rounds on the terms that survive.
 * :mod:`~codesign.search.storage` and :mod:`~codesign.search.liveness`: storages, and workers that die.
 """

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -14,7 +15,8 @@ import optuna
 from codesign.errors import CodesignError
 from codesign.search.samplers import SAMPLERS
 from codesign.search.storage import ENV_VAR
-from codesign.search.study import best_value, count_trials, open_study, reclaim_dead_trials
+from codesign.search.rounds import final_round, round_count
+from codesign.search.study import best_value, count_trials, open_study, open_study_storage, reclaim_dead_trials
 from codesign.search.worker import run_worker, write_stats
 from codesign.spec import StudySpec
 
@@ -24,61 +26,97 @@ __all__ = ["run_study"]
 def run_study(spec: StudySpec, storage_url: str | None = None, n_trials: int | None = None, workers: int = 1,
               on_progress: Callable[[int, int, float | None], None] | None = None,
               stats_dir: Path | None = None) -> optuna.Study:
-    """Run the study to ``n_trials`` finished trials with ``workers`` local processes.
+    """Run the study to ``n_trials`` finished trials with ``workers`` local processes; return its study (with
+    refinement rounds, the last round's: see :func:`codesign.search.rounds.final_round` for its spec).
 
     With one worker the batches run in this process; with more, each is a ``codesign worker``
     subprocess on the same storage and this process only watches the storage for progress. The
     storage URL reaches the workers in ``$CODESIGN_STORAGE``, not on their command lines (which
     anyone on the machine can read). A worker that is killed does not stop the study: the others
     retry its trials. ``stats_dir``: each worker writes its :class:`WorkerStats` there as JSON.
+    ``n_trials`` replaces every refinement round's; ``on_progress`` gets the trials finished and wanted
+    over all rounds, and the current round's best.
     """
-    target = n_trials or spec.n_trials
     study = open_study(spec, storage_url)
     reclaim_dead_trials(study, spec)
-
-    def report(s: optuna.Study) -> None:
-        if on_progress is not None:
-            on_progress(count_trials(s)[0], target, best_value(s))
-
-    report(study)
+    progress = _Progress(spec, n_trials, on_progress)
+    progress(study)
     if workers <= 1:
-        stats = run_worker(spec, storage_url, target, 0, on_batch=report)
+        stats = run_worker(spec, storage_url, n_trials, 0, on_batch=progress)
         if stats_dir is not None:
             write_stats(stats, Path(stats_dir) / "worker-0.json")
-        return study
-    procs, logs = _start_workers(spec, storage_url, target, workers, stats_dir)
+    else:
+        _run_workers(spec, storage_url, n_trials, workers, stats_dir, progress)
+    return study if round_count(spec) == 1 else final_round(spec, storage_url)[1]
+
+
+class _Progress:
+    """Trials finished over every round so far, for ``on_progress``; called with the current round's study."""
+
+    def __init__(self, spec: StudySpec, n_trials: int | None,
+                 on_progress: Callable[[int, int, float | None], None] | None) -> None:
+        refine = spec.sparsity.refine if spec.sparsity is not None else None
+        later = n_trials or (refine.n_trials if refine is not None else None) or spec.n_trials
+        self.total = (n_trials or spec.n_trials) + later * (round_count(spec) - 1)
+        self.on_progress = on_progress
+        self.studies: dict[str, optuna.Study] = {}
+
+    def __call__(self, study: optuna.Study) -> None:
+        self.studies[study.study_name] = study
+        if self.on_progress is not None:
+            done = sum(count_trials(s)[0] for s in self.studies.values())
+            self.on_progress(done, self.total, best_value(study))
+
+    def watch(self, spec: StudySpec, storage: optuna.storages.BaseStorage) -> None:
+        """Report the latest round that the workers have started in ``storage``."""
+        names = set(optuna.study.get_all_study_names(storage))
+        for k in range(round_count(spec)):
+            name = dataclasses.replace(spec, round=k).study_name
+            if name in names and name not in self.studies:
+                self.studies[name] = optuna.load_study(study_name=name, storage=storage)
+        latest = [s for s in self.studies.values() if s.study_name in names][-1]
+        self(latest)
+
+
+def _run_workers(spec: StudySpec, storage_url: str | None, n_trials: int | None, workers: int,
+                 stats_dir: Path | None, progress: _Progress) -> None:
+    """Run the study in ``workers`` ``codesign worker`` processes, watching the storage for progress."""
+    storage = open_study_storage(spec, storage_url)
+    procs, logs = _start_workers(spec, storage_url, n_trials, workers, stats_dir)
     try:
         while any(p.poll() is None for p in procs):
             time.sleep(0.5)
-            report(study)
+            progress.watch(spec, storage)
     finally:
         for p in procs:
             if p.poll() is None:
                 p.terminate()
         for p in procs:
             p.wait()
-    report(study)
+    progress.watch(spec, storage)
     _check_workers(spec, procs, logs)
     killed = [-p.returncode for p in procs if p.returncode < 0]
-    finished = count_trials(study)[0]
-    if finished < target:
+    last = list(progress.studies.values())[-1]
+    finished, total = sum(count_trials(s)[0] for s in progress.studies.values()), progress.total
+    if finished < total or len(progress.studies) < round_count(spec):
         raise CodesignError(f"all {workers} workers stopped (killed by signals {killed}) with {finished} of "
-                            f"{target} trials finished", file=spec.file, fix="run the same command again to resume")
+                            f"{total} trials finished (in {last.study_name})", file=spec.file,
+                            fix="run the same command again to resume")
     if killed:
         print(f"codesign: {len(killed)} worker(s) killed by signal(s) {killed}; the others retried their trials",
               file=sys.stderr)
-    return study
 
 
-def _start_workers(spec: StudySpec, storage_url: str | None, target: int, workers: int,
+def _start_workers(spec: StudySpec, storage_url: str | None, n_trials: int | None, workers: int,
                    stats_dir: Path | None) -> tuple[list[subprocess.Popen], list[Path]]:
     """Start ``workers`` ``codesign worker`` processes; each one's stderr goes to its log file."""
     # A population (CMA-ES, NSGA-II) is shared out between the workers; without one, each worker
     # evaluates whole batches, which simulate more cheaply per trial than small ones.
     population = SAMPLERS[spec.sampler.name].population
     share = -(-spec.batch_size // workers) if population else spec.batch_size
-    command = [sys.executable, "-m", "codesign", "worker", spec.file, "--trials", str(target),
-               "--batch-size", str(share), "--quiet"]
+    command = [sys.executable, "-m", "codesign", "worker", spec.file, "--batch-size", str(share), "--quiet"]
+    if n_trials is not None:
+        command += ["--trials", str(n_trials)]
     if spec.target.file:
         command += ["--target", spec.target.file]  # the study's, or the one --target gave
     env = {**os.environ, ENV_VAR: spec.storage_url(storage_url)}

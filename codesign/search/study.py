@@ -17,23 +17,33 @@ from codesign.search.samplers import sampler
 from codesign.search.storage import RetryCallback, open_storage
 from codesign.spec import StudySpec
 
-__all__ = ["open_study", "make_task", "count_trials", "reclaim_dead_trials", "retry_callback", "best_value",
-           "feasible", "finished_trials", "TRAIN_SEED_OFFSET", "EVAL_SEED_OFFSET"]
+__all__ = ["open_study", "open_study_storage", "make_task", "count_trials", "reclaim_dead_trials", "retry_callback",
+           "best_value", "feasible", "finished_trials", "TRAIN_SEED_OFFSET", "EVAL_SEED_OFFSET",
+           "STABILITY_SEED_OFFSET"]
 
 #: Input seeds: the study trains every candidate on the same draws (common random numbers, so the
 #: loss is a deterministic function of the rule) and ``codesign eval`` uses draws never trained on.
 TRAIN_SEED_OFFSET = 0
 EVAL_SEED_OFFSET = 1_000_003
+#: The stability check's held-out seeds (:mod:`codesign.report.stability`): seed + this, + 1, ...
+STABILITY_SEED_OFFSET = 2 * EVAL_SEED_OFFSET
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
-def open_study(spec: StudySpec, storage_url: str | None = None, worker_index: int = 0) -> optuna.Study:
-    """Create the study in its storage, or load it if it exists (a study run again resumes)."""
-    url, file, key = spec.storage_source(storage_url)
-    storage = open_storage(url, spec.heartbeat_s, spec.retries, file=file, key=key)
-    return optuna.create_study(study_name=spec.name, storage=storage, sampler=sampler(spec, worker_index),
+def open_study(spec: StudySpec, storage_url: str | None = None, worker_index: int = 0,
+               storage: optuna.storages.BaseStorage | None = None) -> optuna.Study:
+    """Create the study (of ``spec``'s refinement round) in its storage, or load it if it exists (a study
+    run again resumes). ``storage``: one already open (a journal is read once per storage object)."""
+    storage = open_study_storage(spec, storage_url) if storage is None else storage
+    return optuna.create_study(study_name=spec.study_name, storage=storage, sampler=sampler(spec, worker_index),
                                directions=["minimize"] * len(spec.objectives), load_if_exists=True)
+
+
+def open_study_storage(spec: StudySpec, storage_url: str | None = None) -> optuna.storages.BaseStorage:
+    """The study's storage (see :meth:`codesign.spec.StudySpec.storage_source`), opened."""
+    url, file, key = spec.storage_source(storage_url)
+    return open_storage(url, spec.heartbeat_s, spec.retries, file=file, key=key)
 
 
 def make_task(spec: StudySpec) -> ModelTask:

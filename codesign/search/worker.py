@@ -26,8 +26,10 @@ from codesign.search import liveness
 from codesign.search.generations import ask_batch, population
 from codesign.search.liveness import BatchGuard, TrialTimeout
 from codesign.search.objectives import OBJECTIVES
+from codesign.search.rounds import rounds_to_run
 from codesign.search.samplers import SAMPLERS
 from codesign.search.space import candidate, distributions, knob_values, searched_terms
+from codesign.search.sparsity import l1_penalty
 from codesign.search.study import TRAIN_SEED_OFFSET, count_trials, make_task, open_study, retry_callback
 from codesign.spec import StudySpec
 
@@ -49,6 +51,11 @@ class WorkerStats:
     #: of the processes it ran (C++ standalone simulations), so CPU per trial is comparable between runs.
     steady_trials: int = 0
     steady_cpu_s: float = 0.0
+
+    def add(self, other: WorkerStats) -> None:
+        """Add another run's time (the next refinement round's) to this one's."""
+        for field in dataclasses.fields(self):
+            setattr(self, field.name, getattr(self, field.name) + getattr(other, field.name))
 
     @property
     def storage_s(self) -> float:
@@ -79,9 +86,13 @@ def run_worker(spec: StudySpec, storage_url: str | None = None, n_trials: int | 
     marked failed before the error propagates, so no trial is left RUNNING by a live worker; a batch
     that runs past ``trial_timeout_s`` is failed and the worker goes on
     (:class:`codesign.search.liveness.BatchGuard`). Every second (while it evaluates too) the worker
-    reclaims the trials of dead workers.
+    reclaims the trials of dead workers. A study with refinement rounds is run round after round
+    (:mod:`codesign.search.rounds`), ``n_trials`` (when given) for each.
     """
-    return _Worker(spec, storage_url, n_trials, worker_index, batch_size, poll_s).run(on_batch)
+    stats = WorkerStats()
+    for round_spec in rounds_to_run(spec, storage_url, n_trials):
+        stats.add(_Worker(round_spec, storage_url, None, worker_index, batch_size, poll_s).run(on_batch))
+    return stats
 
 
 def _cpu_seconds() -> float:
@@ -100,6 +111,8 @@ class _Worker:
         self.target = n_trials or spec.n_trials
         self.share = batch_size or spec.batch_size
         self.study = open_study(spec, storage_url, worker_index)
+        if spec.start is not None:  # a refinement round tries the last round's best (on its survivors) first
+            self.study.enqueue_trial(spec.start, skip_if_exists=True)
         if SAMPLERS[spec.sampler.name].generations:
             import cmaes  # noqa: F401  (Optuna imports it, and SciPy with it, on the first ask: part of starting up)
         self.key, self.popsize = population(self.study, spec.sampler.name, spec.batch_size)
@@ -189,6 +202,8 @@ def objective_values(spec: StudySpec, evaluation: Evaluation, knobs: Mapping[str
 def tell(spec: StudySpec, study: optuna.Study, trial: optuna.Trial, evaluation: Evaluation,
          knobs: Mapping[str, float]) -> None:
     """Record a result. A diverged candidate (NaN weights, runaway rate) is pruned with its reason.
+    With ``sparsity:``, the L1 penalty is added to the first objective (not to a diverged candidate's
+    ceiling), and metrics ``unpenalised_loss`` and ``l1_penalty`` say what it was made of.
 
     With one objective its loss (the ceiling) is reported as an intermediate value first, so that
     samplers that take pruned trials into account (CMA-ES here) still rank it and a generation
@@ -197,8 +212,14 @@ def tell(spec: StudySpec, study: optuna.Study, trial: optuna.Trial, evaluation: 
     and the trial's retry counts instead.
     """
     try:
-        trial.set_user_attr("metrics", evaluation.metrics)
         values, fits = objective_values(spec, evaluation, knobs)
+        penalty = l1_penalty(spec, trial.params)
+        if spec.sparsity is not None:  # the loss objective is penalised; the metrics keep the loss itself
+            values[0] += 0.0 if evaluation.diverged else penalty
+            trial.set_user_attr("metrics", {**evaluation.metrics, "unpenalised_loss": evaluation.loss,
+                                            "l1_penalty": penalty})
+        else:
+            trial.set_user_attr("metrics", evaluation.metrics)
         trial.set_constraint("fits_target", 0.0 if fits else 1.0)  # samplers avoid infeasible candidates
         if evaluation.diverged:
             trial.set_user_attr("diverged_reason", evaluation.metrics.get("diverged_reason", "diverged"))
