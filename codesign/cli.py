@@ -501,9 +501,13 @@ def cmd_infer(args: argparse.Namespace) -> int:
     from codesign.search.infer import InferSettings, infer
 
     terms = "all" if args.terms == ["all"] else args.terms
+    if args.refine and not (args.refine[0] == int(args.refine[0]) and 1 <= args.refine[0] <= 20):
+        raise CodesignError(f"{args.refine[0]:g} rounds", key="--refine", fix="give a whole number of rounds from 1 to 20")
     settings = InferSettings(str(args.recordings), model=args.model, terms=terms, fit=args.fit,
                              n_trials=args.trials or 3000, batch_size=args.batch_size, seed=args.seed or 0,
-                             eta=args.eta, target=args.target or "cpu-standalone", storage=args.storage)
+                             eta=args.eta, target=args.target or "cpu-standalone", storage=args.storage,
+                             l1=args.l1, refine_rounds=int(args.refine[0]) if args.refine else 0,
+                             refine_threshold=args.refine[1] if args.refine else 0.05)
     result = infer(settings)
     if args.json:
         print(json.dumps(result, indent=2, default=float))
@@ -739,6 +743,9 @@ def _infer_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=_positive, default=16, help="candidates per batch, the CMA-ES population (default 16)")
     p.add_argument("--seed", type=_seed, help="the sampler's seed (default 0)")
     p.add_argument("--storage", help="Optuna storage URL (default: a journal under results/infer-NAME/)")
+    p.add_argument("--l1", type=float, default=0.0, help="L1 penalty on the coefficients added to the loss (default 0)")
+    p.add_argument("--refine", type=float, nargs=2, metavar=("ROUNDS", "THRESHOLD"),
+                   help="then search again, ROUNDS times, on the terms with |theta| / max |theta| >= THRESHOLD")
     _trials_option(p)
     _target_option(p)
     _json_option(p, "print a JSON object: coefficients, teacher, held_out (loss, activity_r2, weights_r2), readable")

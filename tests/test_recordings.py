@@ -79,6 +79,18 @@ def test_infer_recovers_oja_from_noise_free_recordings(workdir: Path, capsys):
     assert result["held_out"]["weights_r2"] > 0.99 and result["held_out_trajectories"] == 2
 
 
+def test_infer_with_l1_and_refinement_drops_the_terms_the_teacher_lacks(workdir: Path, capsys):
+    record(capsys, "noisy.npz", "--trajectories", "6", "--seed", "4", "--noise", "0.1")
+    result = infer(InferSettings("noisy.npz", terms=["theta_110", "theta_021", "theta_001", "theta_000"],
+                                 n_trials=400, batch_size=16, fit=4, l1=0.001, refine_rounds=1, refine_threshold=0.05))
+    assert [r["terms"] for r in result["rounds"]] == [["theta_110", "theta_021", "theta_001", "theta_000"],
+                                                      ["theta_110", "theta_021"]]
+    c = result["coefficients"]
+    assert c["theta_001"] == c["theta_000"] == 0.0 and result["trials"] == 800
+    assert c["theta_110"] == pytest.approx(1.0, rel=0.05) and c["theta_021"] == pytest.approx(-1.0, rel=0.05)
+    assert result["held_out"]["weights_r2"] > 0.99
+
+
 @pytest.mark.slow
 def test_infer_recovers_oja_with_13_free_terms(workdir: Path, capsys):
     record(capsys, "oja.npz", "--trajectories", "12", "--seed", "7")
@@ -160,6 +172,9 @@ def test_bad_record_and_infer_options_are_one_line_errors(workdir: Path, capsys)
     record(capsys, "three.npz", "--trajectories", "3")
     assert "--fit: fits 3 of 3 trajectories and holds none out" in one_line_error(capsys, "infer", "three.npz", "--fit", "3")
     assert "--terms: unknown term 'theta_999'" in one_line_error(capsys, "infer", "three.npz", "--terms", "theta_999")
+    assert "--refine: 1.5 rounds" in one_line_error(capsys, "infer", "three.npz", "--refine", "1.5", "0.1")
+    assert "--refine: threshold 2" in one_line_error(capsys, "infer", "three.npz", "--refine", "1", "2")
+    assert "--l1: l1 -1" in one_line_error(capsys, "infer", "three.npz", "--l1", "-1")
 
 
 def test_recordings_of_another_duration_are_refused(workdir: Path, capsys):

@@ -36,6 +36,10 @@ class InferSettings:
     target: str = "cpu-standalone"
     sampler: str = "cmaes"
     storage: str | None = None
+    #: L1 penalty on the coefficients, and refinement rounds (``sparsity:`` of a study).
+    l1: float = 0.0
+    refine_rounds: int = 0
+    refine_threshold: float = 0.05
 
 
 def _fit_count(settings: InferSettings, available: int) -> int:
@@ -85,8 +89,20 @@ def infer_study(settings: InferSettings) -> tuple[Any, Any]:
     name = "infer-" + Path(settings.recordings).stem.replace(".", "-")
     spec = StudySpec(name=name, file=str(settings.recordings), model=fitted, target=target, rules={slot: rule},
                      sampler=SamplerSpec(settings.sampler), n_trials=settings.n_trials, batch_size=settings.batch_size,
-                     seed=settings.seed, storage=settings.storage)
+                     seed=settings.seed, storage=settings.storage, sparsity=_sparsity(settings))
     return spec, ModelTask(held_out, target)
+
+
+def _sparsity(settings: InferSettings) -> Any:
+    from codesign.spec import RefineSpec, SparsitySpec
+
+    if not settings.l1 >= 0:
+        raise CodesignError(f"l1 {settings.l1:g}", key="--l1", fix="give a penalty of at least 0")
+    if not 0 < settings.refine_threshold < 1:
+        raise CodesignError(f"threshold {settings.refine_threshold:g}", key="--refine",
+                            fix="give a threshold between 0 and 1 (exclusive), e.g. --refine 2 0.05")
+    refine = RefineSpec(settings.refine_rounds, settings.refine_threshold) if settings.refine_rounds else None
+    return SparsitySpec(settings.l1, refine) if settings.l1 or refine else None
 
 
 def infer(settings: InferSettings) -> dict[str, Any]:
@@ -94,23 +110,28 @@ def infer(settings: InferSettings) -> dict[str, Any]:
     teacher's), the held-out metrics, trials and seconds."""
     from codesign.report.summary import best_trial
     from codesign.search.space import candidate
-    from codesign.search.study import count_trials, open_study
+    from codesign.search.rounds import existing_rounds, final_round
+    from codesign.search.study import count_trials
     from codesign.search.worker import run_worker
 
     spec, held_out = infer_study(settings)
     began = time.perf_counter()
     stats = run_worker(spec)
-    study = open_study(spec)
+    rounds = existing_rounds(spec)
+    spec, study = final_round(spec, rounds=rounds)
     best = best_trial(spec, study)  # a one-line error where every trial diverged
     (slot, rule), = spec.rules.items()
     found = candidate(spec, best.params, name="inferred")
     evaluation = held_out.evaluate([found], seed=spec.seed)[0]
     teacher = _teacher(settings.recordings, slot)
     return {"study": spec.name, "slot": slot, "family": rule.family, "eta": rule.learning_rate,
-            "fit_loss": best.values[0], "trials": count_trials(study)[0], "new_trials": stats.trials,
+            "fit_loss": best.user_attrs.get("metrics", {}).get("unpenalised_loss", best.values[0]),
+            "trials": sum(count_trials(r.study)[0] for r in rounds), "new_trials": stats.trials,
+            "rounds": [{"round": r.spec.round, "terms": list(r.spec.rule.searched)} for r in rounds],
             "seconds": time.perf_counter() - began,
             "fitted_trajectories": spec.model.draws, "held_out_trajectories": held_out.model.draws,
-            "coefficients": {t: float(best.params.get(spec.param_name(slot, t), 0.0)) for t in rule.searched},
+            "coefficients": {t: float(best.params.get(spec.param_name(slot, t), 0.0))
+                             for t in rounds[0].spec.rule.searched},  # those refinement dropped are 0
             "teacher": teacher, "held_out": {"loss": evaluation.loss, **evaluation.metrics},
             "readable": found[slot].readable()}
 
