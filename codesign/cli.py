@@ -576,6 +576,9 @@ def _print_inferred(result: dict[str, Any]) -> None:
     console.print(f"inferred rule ({result['trials']} trials, {result['seconds']:.0f} s, fitted on "
                   f"{result['fitted_trajectories']} trajectories): {result['readable']}, eta {result['eta']:g}",
                   highlight=False)
+    if len(result["rounds"]) > 1:
+        console.print("refinement: " + ", then ".join(f"{len(r['terms'])} terms" for r in result["rounds"])
+                      + f" ({', '.join(result['rounds'][-1]['terms'])}); dropped terms are 0", highlight=False)
     held = result["held_out"]
     console.print(f"held out ({result['held_out_trajectories']} trajectories): loss {held['loss']:.4g}, activity R^2 "
                   f"{held['activity_r2']:.4f}" + (f", weights R^2 {held['weights_r2']:.4f}" if "weights_r2" in held else ""),
