@@ -204,8 +204,10 @@ def plot_robustness(summary: Sequence[dict[str, Any]], path: Path, title: str = 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    axes_names = [("noise", "measurement noise (x unit SD)"), ("recorded_fraction", "fraction of units recorded")]
-    fig, axes = plt.subplots(2, 2, figsize=(8, 5.6), squeeze=False)
+    axes_names = [(axis, label) for axis, label in (("noise", "measurement noise (x unit SD)"),
+                                                    ("recorded_fraction", "fraction of units recorded"))
+                  if any(s["axis"] == axis for s in summary)]
+    fig, axes = plt.subplots(2, len(axes_names), figsize=(4 * len(axes_names), 5.6), squeeze=False)
     for col, (axis, label) in enumerate(axes_names):
         points = [s for s in summary if s["axis"] == axis]
         x = np.array([s["value"] for s in points], dtype=float)
