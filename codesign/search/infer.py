@@ -101,7 +101,8 @@ def _sparsity(settings: InferSettings) -> Any:
     if not 0 < settings.refine_threshold < 1:
         raise CodesignError(f"threshold {settings.refine_threshold:g}", key="--refine",
                             fix="give a threshold between 0 and 1 (exclusive), e.g. --refine 2 0.05")
-    refine = RefineSpec(settings.refine_rounds, settings.refine_threshold) if settings.refine_rounds else None
+    # Trajectories fix the rule's scale: the penalty picks the terms, the rounds refit them unpenalised.
+    refine = RefineSpec(settings.refine_rounds, settings.refine_threshold, relax=True) if settings.refine_rounds else None
     return SparsitySpec(settings.l1, refine) if settings.l1 or refine else None
 
 
