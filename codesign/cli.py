@@ -451,6 +451,153 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
     return 0
 
 
+def _model_or_study(value: str, target: str | None) -> tuple[Any, Any, dict[str, float]]:
+    """A model file (or codesign's own model of that name) or a study file: its model, target and etas."""
+    from codesign.hardware import load_target
+    from codesign.models import load_model
+    from codesign.models.spec import model_file
+    from codesign.rules import FAMILIES
+    from codesign.schema import Where, read_yaml
+    from codesign.spec import load_study, resolve_target
+
+    path = Path(value)
+    if path.is_file() and "model" in (read_yaml(path, "study or model file") or {}):
+        spec = load_study(path, target)
+        return spec.model, spec.target, spec.etas
+    model = load_model(model_file(value, Where(None, "MODEL")))
+    chosen = load_target(resolve_target(target or "cpu-standalone", Path.cwd() / "x", Where(None, "--target")))
+    return model, chosen, {slot: FAMILIES[family].default_eta for slot, family in model.slots.items()}
+
+
+def cmd_record(args: argparse.Namespace) -> int:
+    from codesign.models.recorder import default_recorded, record
+    from codesign.models.recordings import save_trajectories
+    from codesign.schema import Where
+
+    model, target, candidate, teacher = _teacher_arguments(args)
+    activity, weights = default_recorded(model, Where(None, "--activity"))
+    every = args.every if args.every is not None else 20 * model.dt_s
+    _writable(args.output, None, fix="give -o a path you can write to")
+    recorded = record(model, target, candidate, trajectories=args.trajectories, seed=args.seed, noise=args.noise,
+                      fraction=args.recorded_fraction, every=every, activity=args.activity or activity,
+                      weights=None if args.no_weights else (args.weights or weights), teacher=teacher)
+    save_trajectories(args.output, recorded)
+    print(f"recorded {args.trajectories} trajectories of {recorded.duration_s:g} s ({model.name}, rule {args.rule}), "
+          f"{int(recorded.recorded.sum())} of {len(recorded.recorded)} units, noise {args.noise:g}: {args.output}")
+    return 0
+
+
+def _assignments(items: Sequence[str]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        name, equals, value = item.partition("=")
+        if not equals or not name.strip():
+            raise CodesignError(f"{item!r} is not NAME=VALUE", key="--constants", fix="write e.g. --constants n_outputs=20")
+        out[name.strip()] = value.strip()
+    return out
+
+
+def cmd_infer(args: argparse.Namespace) -> int:
+    from codesign.search.infer import InferSettings, infer
+
+    terms = "all" if args.terms == ["all"] else args.terms
+    if args.refine and not (args.refine[0] == int(args.refine[0]) and 1 <= args.refine[0] <= 20):
+        raise CodesignError(f"{args.refine[0]:g} rounds", key="--refine", fix="give a whole number of rounds from 1 to 20")
+    settings = InferSettings(str(args.recordings), model=args.model, terms=terms, fit=args.fit,
+                             n_trials=args.trials or 3000, batch_size=args.batch_size, seed=args.seed or 0,
+                             eta=args.eta, target=args.target or "cpu-standalone", storage=args.storage,
+                             l1=args.l1, refine_rounds=int(args.refine[0]) if args.refine else 0,
+                             refine_threshold=args.refine[1] if args.refine else 0.05)
+    result = infer(settings)
+    if args.json:
+        print(json.dumps(result, indent=2, default=float))
+        return 0
+    _print_inferred(result)
+    return 0
+
+
+def _teacher_arguments(args: argparse.Namespace) -> tuple[Any, Any, dict[str, Any], dict[str, Any]]:
+    """The model (with ``--constants``), target, teacher candidate and its description, from record's options."""
+    from codesign.models import ModelTask
+    from codesign.schema import Where
+
+    model, target, etas = _model_or_study(args.model, args.target)
+    if args.constants:
+        model = model.with_constants(_assignments(args.constants), Where(None, "--constants"))
+    if args.eta is not None:
+        etas = {slot: args.eta for slot in etas}
+    candidate = ModelTask(model, target).candidate(args.rule, etas, key="--rule")
+    teacher = {slot: {"family": model.slots[slot], "eta": getattr(rule, "eta", None), "name": args.rule,
+                      "coefficients": dict(getattr(rule, "coefficients", {}))} for slot, rule in candidate.items()}
+    return model, target, candidate, teacher
+
+
+def cmd_robustness(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from codesign.models.plots import plot_robustness
+    from codesign.models.recorder import default_recorded
+    from codesign.schema import Where
+    from codesign.search.robustness import SweepSettings, summary, sweep
+
+    model, target, candidate, teacher = _teacher_arguments(args)
+    activity, weights = default_recorded(model, Where(None, "--activity"))
+    _writable(args.output / "robustness.json", None, fix="give -o a folder you can write to")
+    settings = SweepSettings(model, target, candidate, teacher, args.activity or activity, args.weights or weights,
+                             args.every if args.every is not None else 20 * model.dt_s, args.output,
+                             noise=args.noise, fractions=args.recorded_fraction, seeds=args.seeds,
+                             terms=args.terms, n_trials=args.trials or 800, trajectories=args.trajectories,
+                             fit=args.fit)
+    console = _console()
+    rows = sweep(settings, lambda r: console.print(
+        f"{r['axis']} {r['value']:g}, seed {r['seed']}: weights R^2 {r['weights_r2']:.4f}, activity R^2 "
+        f"{r['activity_r2']:.4f}, coefficient error {r['coefficient_error']:.3g} ({r['seconds']:.0f} s)", highlight=False))
+    points = summary(rows)
+    (args.output / "robustness_summary.json").write_text(json.dumps(points, indent=1))
+    plot_robustness(points, args.output / "robustness.png", f"{model.name}, teacher {args.rule}: "
+                    f"{len(args.terms)} terms, {len(args.seeds)} seeds per point")
+    table = Table(title="robustness (median over seeds, [min, max])")
+    for column in ("axis", "value", "weights R^2", "activity R^2", "coefficient error"):
+        table.add_column(column, justify="left" if column == "axis" else "right")
+    for p in points:
+        cells = [f"{p[k]['median']:.4g} [{p[k]['min']:.3g}, {p[k]['max']:.3g}]" if k in p else "-"
+                 for k in ("weights_r2", "activity_r2", "coefficient_error")]
+        table.add_row(p["axis"], f"{p['value']:g}", *cells)
+    console.print(table)
+    console.print(f"written: {args.output / 'robustness.json'}, {args.output / 'robustness_summary.json'}, "
+                  f"{args.output / 'robustness.png'}")
+    return 0
+
+
+def _print_inferred(result: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    console = _console()
+    console.print(f"inferred rule ({result['trials']} trials, {result['seconds']:.0f} s, fitted on "
+                  f"{result['fitted_trajectories']} trajectories): {result['readable']}, eta {result['eta']:g}",
+                  highlight=False)
+    if len(result["rounds"]) > 1:
+        console.print("refinement: " + ", then ".join(f"{len(r['terms'])} terms" for r in result["rounds"])
+                      + f" ({', '.join(result['rounds'][-1]['terms'])}); dropped terms are 0", highlight=False)
+    held = result["held_out"]
+    console.print(f"held out ({result['held_out_trajectories']} trajectories): loss {held['loss']:.4g}, activity R^2 "
+                  f"{held['activity_r2']:.4f}" + (f", weights R^2 {held['weights_r2']:.4f}" if "weights_r2" in held else ""),
+                  highlight=False)
+    teacher = result["teacher"].get("coefficients")
+    table = Table(title="coefficients" + (" (the teacher's at its eta; recordings fix the scale)" if teacher else ""))
+    table.add_column("term")
+    table.add_column("inferred", justify="right")
+    if teacher is not None:
+        table.add_column("teacher", justify="right")
+    scale = (result["teacher"].get("eta") or result["eta"]) / result["eta"]
+    for term, value in result["coefficients"].items():
+        row = [term, f"{value:+.4f}"]
+        if teacher is not None:
+            row.append(f"{teacher.get(term, 0.0) * scale:+.4f}")
+        table.add_row(*row)
+    console.print(table)
+
+
 def _study_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("study", metavar="STUDY.yaml", help="study file, e.g. studies/oja.yaml")
     p.add_argument("--storage", help="Optuna storage URL: journal:PATH or postgresql://USER@HOST/DB "
@@ -552,6 +699,61 @@ def _ensemble_arguments(p: argparse.ArgumentParser) -> None:
                     "(0,1), (1,0), (1,1)), xor_correct (of 4), loss (final), and the settings")
 
 
+def _teacher_options(p: argparse.ArgumentParser, trajectories: int) -> None:
+    p.add_argument("model", metavar="MODEL_OR_STUDY", help="a model file, one of codesign's models (oja), or a study file")
+    p.add_argument("--rule", required=True, help="the teacher: a rule the model knows by name, or a rule file")
+    p.add_argument("--eta", type=float, help="the teacher's learning rate (default: the study's, else the family's)")
+    p.add_argument("--trajectories", type=_positive, default=trajectories,
+                   help=f"input draws recorded (default {trajectories})")
+    p.add_argument("--every", type=float, help="sampling interval in seconds (default 20 time steps)")
+    p.add_argument("--activity", help="the recorded variable, GROUP.VAR (default: the plastic synapse's postsynaptic one)")
+    p.add_argument("--weights", help="the weights, SYNAPSE.VAR (default: the plastic synapse's)")
+    p.add_argument("--constants", nargs="+", metavar="NAME=VALUE", help="constants of the model to set (e.g. n_outputs=20)")
+    _target_option(p)
+
+
+def _record_arguments(p: argparse.ArgumentParser) -> None:
+    _teacher_options(p, 12)
+    p.add_argument("--noise", type=float, default=0.0, help="measurement noise: Gaussian, this many times each unit's "
+                                                             "standard deviation (default 0)")
+    p.add_argument("--recorded-fraction", type=float, default=1.0, help="fraction of the units recorded (default 1)")
+    p.add_argument("--no-weights", action="store_true", help="do not store the weights (as in most real recordings)")
+    p.add_argument("--seed", type=_seed, default=0, help="input seed (default 0)")
+    p.add_argument("-o", "--output", type=Path, required=True, metavar="FILE.npz", help="the recordings file to write")
+
+
+def _robustness_arguments(p: argparse.ArgumentParser) -> None:
+    _teacher_options(p, 9)
+    p.add_argument("--noise", type=float, nargs="*", default=[0.0, 0.01, 0.03, 0.1, 0.3, 1.0],
+                   help="measurement noise levels, all units recorded (default 0 0.01 0.03 0.1 0.3 1; none: skip)")
+    p.add_argument("--recorded-fraction", type=float, nargs="*", default=[1.0, 0.3, 0.1, 0.03, 0.01],
+                   help="fractions of the units recorded, no noise (default 1 0.3 0.1 0.03 0.01; none: skip)")
+    p.add_argument("--seeds", type=_seed, nargs="+", default=[1, 2, 3], help="seeds per point (default 1 2 3)")
+    p.add_argument("--terms", nargs="+", default=["theta_110", "theta_021", "theta_001", "theta_000"],
+                   help="terms inferred (default theta_110 theta_021 theta_001 theta_000)")
+    p.add_argument("--fit", type=_positive, default=6, help="trajectories fitted, the rest held out (default 6)")
+    _trials_option(p)
+    p.add_argument("-o", "--output", type=Path, required=True, metavar="FOLDER", help="where recordings, journals, "
+                                                                                     "the table and figure go")
+
+
+def _infer_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("recordings", type=Path, metavar="RECORDINGS.npz", help="a recordings file (codesign record)")
+    p.add_argument("--model", help="the model (default: the one the recordings name)")
+    p.add_argument("--terms", nargs="+", default=["all"], help="searched terms of the model's rule family (default all)")
+    p.add_argument("--fit", type=_positive, help="trajectories fitted, the rest held out (default two thirds)")
+    p.add_argument("--eta", type=float, help="the fitted rule's learning rate (default: the teacher's, else the family's)")
+    p.add_argument("--batch-size", type=_positive, default=16, help="candidates per batch, the CMA-ES population (default 16)")
+    p.add_argument("--seed", type=_seed, help="the sampler's seed (default 0)")
+    p.add_argument("--storage", help="Optuna storage URL (default: a journal under results/infer-NAME/)")
+    p.add_argument("--l1", type=float, default=0.0, help="L1 penalty on the coefficients added to the loss (default 0)")
+    p.add_argument("--refine", type=float, nargs=2, metavar=("ROUNDS", "THRESHOLD"),
+                   help="then search again, ROUNDS times, on the terms with |theta| / max |theta| >= THRESHOLD")
+    _trials_option(p)
+    _target_option(p)
+    _json_option(p, "print a JSON object: coefficients, teacher, held_out (loss, activity_r2, weights_r2), readable")
+
+
 @dataclasses.dataclass(frozen=True)
 class Command:
     """A subcommand: its name, its one-line help (also its description, unless it has a longer one), what
@@ -579,6 +781,12 @@ COMMANDS = (
                         "prepared on the numpy runtime (identifiers, units), nothing is simulated or compiled; "
                         "prints the batched network (groups, synapses, per-candidate variables, what is compiled "
                         "once and what each run sets)"),
+    Command("record", "record a teacher rule learning: inputs, activity (noisy, partly recorded) and weights",
+            _record_arguments, cmd_record),
+    Command("infer", "infer a rule from recordings: fit simulated to recorded activity, report held-out R^2",
+            _infer_arguments, cmd_infer),
+    Command("robustness", "infer a teacher's rule from noisier and sparser recordings: R^2 and coefficient error "
+            "per point", _robustness_arguments, cmd_robustness),
     Command("ensemble", "train XOR by burst-dependent plasticity in the ensemble limit; angle of its updates to "
             "the gradient", _ensemble_arguments, cmd_ensemble,
             description="train a 2-N-1 network of ensembles (event rate, burst probability) on XOR by the "

@@ -164,6 +164,10 @@ class RefineSpec:
     threshold: float = dataclasses.field(default=0.05, metadata={"min": 0.0, "max": 1.0})
     #: Trials of each refinement round; default: the study's ``n_trials``.
     n_trials: int | None = dataclasses.field(default=None, metadata={"min": 1})
+    #: Refit the surviving terms without the L1 penalty (the relaxed lasso): the penalty chooses the
+    #: terms, not their size. For losses that fix a rule's scale (fits to recordings), where the penalty
+    #: would only shrink the coefficients.
+    relax: bool = False
 
     def validate(self, where: Where) -> None:
         if not 0.0 < self.threshold < 1.0:

@@ -138,7 +138,31 @@ def trial_rate_recordings() -> Recordings:
     return recordings(counts={f"cell@test{TRIALS}": counts}, phases={"rest": (0.0, 0.1), "test": (0.1, 0.2)})
 
 
+def trajectory_model(tmp_path: Path) -> Path:
+    """models/oja.yaml fitted to recordings: its stimulus of kind recorded, its loss trajectory_fit."""
+    model = yaml.safe_load((ROOT / "models" / "oja.yaml").read_text())
+    model["stimuli"] = {"stimulus": {"kind": "recorded", "file": "recordings.npz", "initial": ["plastic.w"]}}
+    model["loss"] = {"kind": "trajectory_fit", "activity": "output.y", "stimulus": "stimulus", "every": 0.02}
+    path = tmp_path / "fit.yaml"
+    path.write_text(yaml.safe_dump(model, sort_keys=False))
+    return path
+
+
+def trajectory_recordings() -> Recordings:
+    """Two outputs, only the first recorded (the second's simulated values must not count). Draw 0 fits
+    exactly; draw 1 is off by 1 at its last sample: squared errors 0 and 1/3, over the recordings'
+    variance 5.5 / 6: loss 2/11. R^2 1 and 1 - 1/2 (median 0.75)."""
+    observed = np.array([[[0.0, np.nan], [1.0, np.nan], [2.0, np.nan]], [[1.0, np.nan], [2.0, np.nan], [3.0, np.nan]]])
+    simulated = np.array([[[0.0, 100.0], [1.0, -5.0], [2.0, 7.0]], [[1.0, 3.0], [2.0, 3.0], [4.0, 3.0]]])
+    facts = {"stimulus": {"activity": observed, "recorded": np.array([[True, False]] * 2)}}
+    rec = recordings({"plastic.w": np.zeros((2, 2, 5))}, facts=facts)
+    rec.series = {"output.y/every:0.02": simulated}
+    return rec
+
+
 LOSS_CASES = {
+    "trajectory_fit": LossCase(trajectory_model, trajectory_recordings, loss=2 / 11,
+                               metrics={"activity_r2": 0.75, "n_diverged": 0}),
     "pc1_alignment": LossCase(shipped("oja"), pc1_recordings, loss=0.5,
                               metrics={"abs_cos_pc1": 1.0, "min_abs_cos_pc1": 1.0, "weight_norm": 1.5, "n_diverged": 0}),
     "pca_subspace": LossCase(shipped("pca-network"), pca_recordings, loss=(0 + 0.5 + 6) / 3, diverged=True,

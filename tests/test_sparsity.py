@@ -75,6 +75,18 @@ def test_refinement_drops_terms_below_the_threshold_and_searches_only_the_surviv
     assert best["rounds"][1]["dropped"] == pytest.approx(rounds[1].dropped)
 
 
+def test_relaxed_refinement_refits_the_survivors_without_the_penalty(write_study):
+    path = write_study(rule={"terms": TERMS, "eta": 5.0}, n_trials=12,
+                       sparsity={"l1": 0.01, "refine": {"rounds": 1, "threshold": 0.5, "n_trials": 8, "relax": True}})
+    spec = load_study(path)
+    run_study(spec)
+    first, second = existing_rounds(spec)
+    penalties = [[t.user_attrs["metrics"]["l1_penalty"] for t in finished_trials(r.study)] for r in (first, second)]
+    assert all(p > 0 for p in penalties[0]) and penalties[1] == [0.0] * 8
+    for trial in finished_trials(second.study):
+        assert trial.values[0] == trial.user_attrs["metrics"]["unpenalised_loss"]
+
+
 def test_refinement_rounds_with_two_workers(write_study):
     path = write_study(rule={"terms": TERMS, "eta": 5.0}, n_trials=12,
                        sparsity={"refine": {"rounds": 1, "threshold": 0.5, "n_trials": 12}})

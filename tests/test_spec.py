@@ -46,7 +46,7 @@ def test_a_good_study_loads_with_its_types(workdir):
         ({"model": "models/ojja.yaml"}, "model: model file 'models/ojja.yaml' not found (fix: give a path to a file "
                                         "in models/"),
         ({"constants": {"n_input": 4}}, "constants.n_input: not a constant of the model models/oja.yaml (fix: "
-                                        "constants of this model: n_inputs, duration)"),
+                                        "constants of this model: n_inputs, n_outputs, duration)"),
         ({"constants": {"n_inputs": "five"}}, "constants.n_inputs: unknown name 'five' (fix: use numbers, Brian2 "
                                               "units and constants defined above this one)"),
         ({"constants": {"n_inputs": 2.5}}, "constants: models/oja.yaml cannot run with this: stimuli.stimulus.size: "

@@ -32,7 +32,7 @@ import numpy as np
 from codesign.backends import NetworkBuild, network_clock, spike_input
 from codesign.errors import CodesignError
 from codesign.models.emulation import Emulation
-from codesign.models.losses.base import SPIKE, TRIALS, CountRecord, check_event
+from codesign.models.losses.base import SPIKE, TRIALS, CountRecord, SeriesRecord, check_event
 from codesign.models.spec import GroupSpec, ModelSpec, PhaseSpec, SynapseSpec, constant_names
 from codesign.rules import FAMILIES
 
@@ -369,7 +369,10 @@ class BatchedNetwork:
         where = self.model.where.child("loss")
         for name in self.records:
             record = CountRecord.parse(name)
-            if record is None:
+            series = SeriesRecord.parse(name)
+            if series is not None:
+                self._check_series(series, where)
+            elif record is None:
                 owner = name.partition(".")[0]
                 if owner not in self.groups and owner not in self.synapses:
                     raise where.error(f"records {name!r}: no group or synapse {owner!r}",
@@ -378,6 +381,15 @@ class BatchedNetwork:
                 raise where.error(f"records {name!r}: no group {record.group!r}", fix="name one of the model's groups")
             else:
                 check_event(self.model, record.group, record.event, where)
+
+    def _check_series(self, series: SeriesRecord, where: Any) -> None:
+        if series.owner not in self.groups and series.owner not in self.synapses:
+            raise where.error(f"records {series.name!r}: no group or synapse {series.owner!r}",
+                              fix="name one of the model's groups or synapses")
+        ratio = series.every / self.model.dt_s
+        if ratio < 1 or abs(ratio - round(ratio)) > 1e-6:
+            raise where.error(f"samples {series.owner}.{series.var} every {series.every:g} s, not a whole number of "
+                              f"time steps of {self.model.dt_s:g} s", fix="sample at a multiple of dt")
 
     # -- identity ------------------------------------------------------------------------------------
 
@@ -444,26 +456,37 @@ class BatchedNetwork:
             for s in self.synapses.values():
                 for var in set(self.initialised_synapse_vars(s.name)):
                     settable[f"{s.name}.{var}"] = (objects[s.name], var)
-            readable = {}
-            for name in self.records:
-                record = CountRecord.parse(name)
-                if record is None:
-                    owner, _, var = name.partition(".")
-                    readable[name] = (objects[owner], var)
-                elif not record.per_trial:  # per trial: binned from the event's monitor
-                    readable[name] = (objects[record.group], counter(record.event, record.phase))
+            readable, series_monitors = self._recorded(b2, objects)
             for group in self.groups.values():
                 if group.spec.threshold:
                     readable[f"{group.name}@spikes"] = (objects[group.name], "spike_count")
             readable.update({f"{name}@spikes": (monitor, "count") for name, monitor in monitors.items()})
             for source, monitor in timed_events.items():
                 readable[f"{source}@trial_i"], readable[f"{source}@trial_t"] = (monitor, "i"), (monitor, "t")
-            return NetworkBuild(objects=list(objects.values()) + list(monitors.values()) + list(timed_events.values()),
+            return NetworkBuild(objects=list(objects.values()) + list(monitors.values()) + list(timed_events.values())
+                                + series_monitors,
                                 duration=self.steps * dt, settable=settable,
                                 readable=readable, timed_arrays=timed, spike_inputs=spike_inputs,
                                 draws_random=bool(monitors) or self.draws_random())
 
         return construct
+
+    def _recorded(self, b2: Any, objects: Mapping[str, Any]) -> tuple[dict[str, tuple[Any, str]], list[Any]]:
+        """Where each record is read after a run, and the monitors that sample the series records."""
+        readable: dict[str, tuple[Any, str]] = {}
+        series_monitors = []
+        for name in self.records:
+            record, series = CountRecord.parse(name), SeriesRecord.parse(name)
+            if series is not None:
+                series_monitors.append(b2.StateMonitor(objects[series.owner], series.var, record=True,
+                                                       dt=series.every * b2.second, name=f"series_{len(series_monitors)}"))
+                readable[name] = (series_monitors[-1], series.var)
+            elif record is None:
+                owner, _, var = name.partition(".")
+                readable[name] = (objects[owner], var)
+            elif not record.per_trial:  # per trial: binned from the event's monitor
+                readable[name] = (objects[record.group], counter(record.event, record.phase))
+        return readable, series_monitors
 
     def draws_random(self) -> bool:
         """Whether a run draws random numbers (so that its seed matters): the emulation's rounding, or

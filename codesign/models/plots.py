@@ -8,7 +8,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-__all__ = ["plot_pc1", "plot_pca", "plot_rate_solutions", "plot_trial_learning"]
+__all__ = ["plot_pc1", "plot_pca", "plot_rate_solutions", "plot_trial_learning", "plot_trajectories",
+           "plot_robustness"]
 
 
 def plot_pc1(weights: np.ndarray, pc1: np.ndarray, path: Path, title: str = "") -> None:
@@ -159,6 +160,76 @@ def plot_trial_learning(rates: np.ndarray, trials: Sequence[str], threshold: flo
         ax.set_ylim(0, 1)
         ax.legend(fontsize=7)
     fig.suptitle("\n".join(textwrap.wrap(title, 150)), fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_trajectories(arrays: dict[str, np.ndarray], every: float, path: Path, title: str = "", shown: int = 3) -> None:
+    """Simulated against recorded activity (and weights, where recorded) for the first trajectories."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [("simulated", "recorded", "activity")]
+    if "recorded_weights" in arrays:
+        panels.append(("simulated_weights", "recorded_weights", "weights"))
+    n = min(shown, len(arrays["recorded"]))
+    fig, axes = plt.subplots(len(panels), n, figsize=(3.2 * n, 2.4 * len(panels) + 0.4), squeeze=False)
+    for row, (sim_key, rec_key, label) in enumerate(panels):
+        for r in range(n):
+            ax = axes[row, r]
+            recorded = arrays[rec_key][r].reshape(len(arrays[rec_key][r]), -1)[:, :4]
+            simulated = arrays[sim_key][r].reshape(len(arrays[sim_key][r]), -1)[:, :4]
+            t = np.arange(len(recorded)) * every
+            ax.plot(t, recorded, color="0.6", lw=2.5)
+            ax.plot(t, simulated, lw=1)
+            ax.set_title(f"trajectory {r}: {label}", fontsize=9)
+            ax.set_xlabel("time (s)")
+    axes[0, 0].plot([], [], color="0.6", lw=2.5, label="recorded")
+    axes[0, 0].plot([], [], lw=1, label="simulated")
+    axes[0, 0].legend(fontsize=7)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_robustness(summary: Sequence[dict[str, Any]], path: Path, title: str = "") -> None:
+    """Held-out R^2 and coefficient error against measurement noise and against the recorded fraction
+    (medians over seeds, bars from the lowest to the highest seed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    axes_names = [(axis, label) for axis, label in (("noise", "measurement noise (x unit SD)"),
+                                                    ("recorded_fraction", "fraction of units recorded"))
+                  if any(s["axis"] == axis for s in summary)]
+    fig, axes = plt.subplots(2, len(axes_names), figsize=(4 * len(axes_names), 5.6), squeeze=False)
+    for col, (axis, label) in enumerate(axes_names):
+        points = [s for s in summary if s["axis"] == axis]
+        x = np.array([s["value"] for s in points], dtype=float)
+        for row, keys in enumerate((("weights_r2", "activity_r2"), ("coefficient_error",))):
+            ax = axes[row, col]
+            for key in keys:
+                have = [i for i, s in enumerate(points) if key in s]
+                if not have:
+                    continue
+                med = np.array([points[i][key]["median"] for i in have])
+                low = med - np.array([points[i][key]["min"] for i in have])
+                high = np.array([points[i][key]["max"] for i in have]) - med
+                ax.errorbar(x[have], med, yerr=[low, high], marker="o", capsize=3, label=key.replace("_", " "))
+            ax.set_xscale("symlog", linthresh=0.01) if axis == "noise" else ax.set_xscale("log")
+            if row == 1:
+                ax.set_yscale("log")
+                ax.set_xlabel(label)
+            ax.legend(fontsize=7)
+            ax.grid(alpha=0.3)
+    axes[0, 0].set_ylabel("held-out R^2")
+    axes[1, 0].set_ylabel("coefficient error")
+    fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -18,7 +18,8 @@ import numpy as np
 from codesign.registry import Registry
 from codesign.schema import Where
 
-__all__ = ["StimulusDraw", "Stimulus", "STIMULI", "stimulus_kind", "GaussianStimulus", "PoissonStimulus"]
+__all__ = ["StimulusDraw", "Stimulus", "STIMULI", "stimulus_kind", "GaussianStimulus", "PoissonStimulus",
+           "RecordedStimulus"]
 
 
 @dataclasses.dataclass
@@ -220,9 +221,66 @@ class PoissonStimulus(Stimulus):
         return max(1, math.ceil(lam + SPIKE_MARGIN_SD * math.sqrt(lam) + 10))
 
 
+@dataclasses.dataclass(frozen=True)
+class RecordedParams:
+    #: A recordings file (:mod:`codesign.models.recordings`) whose inputs this stimulus plays.
+    file: str
+    #: Its trajectories ``first`` .. ``first + draws - 1`` are the model's draws.
+    first: int = dataclasses.field(default=0, metadata={"min": 0})
+    #: The synapse variables ("synapse.variable") it sets to each trajectory's recorded initial values.
+    initial: list[str] = dataclasses.field(default_factory=list)
+
+    def validate(self, where: Where) -> None:
+        pass
+
+
+class RecordedStimulus(Stimulus):
+    """The inputs of a recordings file, one trajectory per draw, whatever the seed: the recorded
+    trajectories are the data. Initial values of synapse variables are the recorded ones.
+
+    Facts: ``activity`` (draws, samples, units), ``recorded`` (draws, units) and, when recorded,
+    ``weights`` (draws, samples, n_post, n_pre).
+    """
+
+    kind = "recorded"
+    Params = RecordedParams
+
+    def trajectories(self, model: Any):
+        from codesign.models.recordings import load_trajectories
+
+        recorded = load_trajectories(self.params.file)
+        available = recorded.count - self.params.first
+        if available < model.draws:
+            raise self.where.child("first").error(
+                f"{self.params.file} holds {recorded.count} trajectories; from {self.params.first} on there are "
+                f"{max(available, 0)}, and the model takes {model.draws} draws", fix="lower draws or first")
+        steps = int(round(model.duration_s / model.dt_s))
+        if abs(recorded.dt - model.dt_s) > 1e-12 or recorded.inputs.shape[1] != steps:
+            raise self.where.child("file").error(
+                f"{recorded.inputs.shape[1]} steps of {recorded.dt:g} s recorded, the model runs {steps} of "
+                f"{model.dt_s:g} s", fix="set the model's dt and duration to the recordings' (record with the same model)")
+        return recorded.block(self.params.first, model.draws)
+
+    def columns(self, model: Any) -> int:
+        return self.trajectories(model).inputs.shape[2]
+
+    def draw(self, rng, draws, model, shapes) -> StimulusDraw:
+        recorded = self.trajectories(model)
+        for name, shape in shapes.items():
+            if name not in recorded.initial or recorded.initial[name].shape[1:] != shape:
+                raise self.where.child("file").error(f"no initial values of {name} of shape {shape} recorded",
+                                                     fix="record with the same model")
+        series = recorded.inputs.transpose(1, 0, 2).reshape(recorded.inputs.shape[1], -1)
+        facts = {"activity": recorded.activity,
+                 "recorded": np.broadcast_to(recorded.recorded, (recorded.count, len(recorded.recorded)))}
+        if recorded.weights is not None:
+            facts["weights"] = recorded.weights
+        return StimulusDraw(series=series, initial={name: recorded.initial[name] for name in shapes}, facts=facts)
+
+
 #: Every stimulus kind by the name used in model files (``stimuli: {NAME: {kind: ...}}``).
 STIMULI: Registry[type[Stimulus]] = Registry("stimulus kind")
-for _cls in (GaussianStimulus, PoissonStimulus):
+for _cls in (GaussianStimulus, PoissonStimulus, RecordedStimulus):
     STIMULI.register(_cls.kind, _cls)
 
 

@@ -21,7 +21,7 @@ from codesign.models.conditions import changed_constants, check_conditions
 from codesign.models.emulation import Emulation
 from codesign.models.evaluation import Evaluation
 from codesign.models.losses import Recordings, make_loss, resolve_values
-from codesign.models.losses.base import CountRecord
+from codesign.models.losses.base import CountRecord, SeriesRecord
 from codesign.models.network import BatchedNetwork, Layout, brian_error
 from codesign.models.spec import ModelSpec
 from codesign.models.stimuli import Stimulus, StimulusDraw, stimulus_kind
@@ -164,7 +164,7 @@ class ModelTask:
                 # The first stimulus draws from the seed itself, later ones from (seed, index).
                 rng = np.random.default_rng(seed if index == 0 else [seed, index])
                 shapes = {}
-                for target in (stim.params.initial if hasattr(stim.params, "initial") else {}):
+                for target in getattr(stim.params, "initial", {}):
                     owner = target.partition(".")[0]
                     if owner not in self.model.synapses:
                         raise stim.where.child("initial").child(target).error(
@@ -272,10 +272,35 @@ class ModelTask:
                     for c, e in enumerate(per_condition[k])]
         return out
 
+    def recordings(self, candidate: Rule | Candidate, seed: int) -> tuple[Recordings, dict[str, StimulusDraw]]:
+        """What one candidate's network recorded on the training conditions' draws of ``seed`` (what its
+        loss reads), and the inputs it ran on (``codesign record``)."""
+        cands = self.candidates([candidate])
+        recordings, _ = self._simulate(cands, seed, None, 1, None, self.conditions)
+        return recordings[0], self.inputs(seed, self.conditions)
+
     def _run(self, cands: Sequence[Mapping[str, Rule]], seed: int, terms: Any, size: int,
              knobs: Sequence[Mapping[str, Any]] | None, conditions: Sequence[Mapping[str, Any]]):
         """Run one network of ``conditions``; returns a function giving each candidate's evaluation on
         the first ``n`` conditions, or on condition ``only``."""
+        recordings, counts = self._simulate(cands, seed, terms, size, knobs, conditions)
+
+        def evaluations(n: int, only: int | None = None) -> list[Evaluation]:
+            chosen = (np.arange(only * self.model.draws, (only + 1) * self.model.draws) if only is not None
+                      else np.arange(n * self.model.draws))
+            result = []
+            for k in range(len(cands)):
+                evaluation = self.loss(recordings[k].subset(chosen))
+                evaluation.counts = counts[k]
+                result.append(evaluation)
+            return result
+
+        return evaluations
+
+    def _simulate(self, cands: Sequence[Mapping[str, Rule]], seed: int, terms: Any, size: int,
+                  knobs: Sequence[Mapping[str, Any]] | None, conditions: Sequence[Mapping[str, Any]]
+                  ) -> tuple[list[Recordings], list[EventCounts]]:
+        """Run one network of ``conditions``: each candidate's recordings and event counts."""
         held = self.held_terms(cands, terms)
         network = self.network(held, size, len(conditions))
         layout = network.layout
@@ -316,20 +341,7 @@ class ModelTask:
             # The model's Brian2 text, checked when the network is prepared: an object's, or the
             # network's as a whole (two summed variables writing one variable).
             raise brian_error(self.model, exc) from None
-        recordings = self._recordings(network, out, draws, constants)
-        counts = self._counts(network, out, spikes)
-
-        def evaluations(n: int, only: int | None = None) -> list[Evaluation]:
-            chosen = (np.arange(only * self.model.draws, (only + 1) * self.model.draws) if only is not None
-                      else np.arange(n * self.model.draws))
-            result = []
-            for k in range(len(cands)):
-                evaluation = self.loss(recordings[k].subset(chosen))
-                evaluation.counts = counts[k]
-                result.append(evaluation)
-            return result
-
-        return evaluations
+        return self._recordings(network, out, draws, constants), self._counts(network, out, spikes)
 
     def _recordings(self, network: BatchedNetwork, out: Mapping[str, np.ndarray], draws: Mapping[str, StimulusDraw],
                     constants: list[dict[str, Any]]) -> list[Recordings]:
@@ -337,9 +349,12 @@ class ModelTask:
         K, R = layout.candidates, layout.draws
         values: dict[str, np.ndarray] = {}
         counts: dict[str, np.ndarray] = {}
+        series: dict[str, np.ndarray] = {}
         for name in self.records:
-            record = CountRecord.parse(name)
-            if record is not None and record.per_trial:  # (K, R, cycles, n)
+            record, sampled = CountRecord.parse(name), SeriesRecord.parse(name)
+            if sampled is not None:
+                series[name] = self._series(network, sampled, out[name])
+            elif record is not None and record.per_trial:  # (K, R, cycles, n)
                 binned = network.trial_counts(record.group, record.phase, out[f"{record.source}@trial_i"],
                                               out[f"{record.source}@trial_t"])
                 counts[name] = (np.broadcast_to(binned, (K,) + binned.shape) if network.groups[record.group].shared
@@ -357,7 +372,22 @@ class ModelTask:
         present = {name: network.present(name) for name in network.synapses}
         duration = self.model.duration_s  # once: it evaluates the protocol's expressions
         return [Recordings({n: v[k] for n, v in values.items()}, {n: v[k] for n, v in counts.items()}, facts,
-                           constants, duration, phases, present, seconds) for k in range(K)]
+                           constants, duration, phases, present, seconds, {n: v[k] for n, v in series.items()})
+                for k in range(K)]
+
+    @staticmethod
+    def _series(network: BatchedNetwork, record: SeriesRecord, samples: np.ndarray) -> np.ndarray:
+        """A sampled variable as (K, R, samples, n), or (K, R, samples, n_post, n_pre) for a synapse's."""
+        K, R = network.layout.candidates, network.layout.draws
+        steps = samples.shape[-1]
+        if record.owner in network.synapses:
+            dense = np.stack([network.dense(record.owner, samples[:, t]) for t in range(steps)])  # (samples, copies, ...)
+            return dense.reshape(steps, K, R, *dense.shape[2:]).transpose(1, 2, 0, 3, 4)
+        group = network.groups[record.owner]
+        per_copy = samples.reshape(-1, group.n, steps).transpose(0, 2, 1)  # (copies or draws, samples, n)
+        if group.shared:
+            return np.broadcast_to(per_copy, (K,) + per_copy.shape)
+        return per_copy.reshape(K, R, steps, group.n)
 
     def _counts(self, network: BatchedNetwork, out: Mapping[str, np.ndarray],
                 spikes: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> list[EventCounts]:

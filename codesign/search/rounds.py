@@ -56,7 +56,8 @@ def refined(spec: StudySpec, trial: FrozenTrial) -> tuple[StudySpec, dict[str, f
     kept, dropped = survivors(spec, trial.params, refine.threshold)
     rules = {slot: dataclasses.replace(rule, terms=list(kept[slot])) if slot in kept else rule
              for slot, rule in spec.rules.items()}
-    following = dataclasses.replace(spec, rules=rules, round=spec.round + 1, start=None,
+    sparsity = dataclasses.replace(spec.sparsity, l1=0.0) if refine.relax else spec.sparsity
+    following = dataclasses.replace(spec, rules=rules, round=spec.round + 1, start=None, sparsity=sparsity,
                                     n_trials=refine.n_trials or spec.n_trials)
     start = {name: trial.params[name] for name in distributions(following) if name in trial.params}
     return dataclasses.replace(following, start=start), dropped

@@ -7,7 +7,7 @@ is imported.
 
 from __future__ import annotations
 
-from codesign.models.losses import pca, rates  # noqa: F401  (register their losses)
+from codesign.models.losses import pca, rates, trajectory  # noqa: F401  (register their losses)
 from codesign.models.losses.base import LOSSES, Loss, Recordings, UserLoss, make_loss, resolve_values
 
 __all__ = ["LOSSES", "Loss", "Recordings", "UserLoss", "make_loss", "resolve_values"]

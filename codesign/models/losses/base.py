@@ -21,7 +21,8 @@ from codesign.errors import UnknownNameError
 from codesign.models.evaluation import LOSS_CAP, Evaluation
 from codesign.schema import Where, build
 
-__all__ = ["Recordings", "Loss", "LOSSES", "make_loss", "CountRecord", "check_event", "SPIKE", "TRIALS"]
+__all__ = ["Recordings", "Loss", "LOSSES", "make_loss", "CountRecord", "SeriesRecord", "check_event", "SPIKE",
+           "TRIALS"]
 
 #: The suffix of a record counting events per pass through the protocol: ``group@phase/trial``.
 TRIALS = "/trial"
@@ -60,6 +61,30 @@ class CountRecord:
         return f"{self.source}@{self.phase}{TRIALS if self.per_trial else ''}"
 
 
+@dataclasses.dataclass(frozen=True)
+class SeriesRecord:
+    """A variable sampled during the run every ``every`` seconds: ``owner.var/every:SECONDS`` (a group's
+    or a synapse's variable), sampled at t = 0, every, 2 every, ... before that step's update."""
+
+    owner: str
+    var: str
+    every: float
+
+    SEPARATOR: ClassVar[str] = "/every:"
+
+    @classmethod
+    def parse(cls, name: str) -> SeriesRecord | None:
+        head, separator, every = name.partition(cls.SEPARATOR)
+        if not separator:
+            return None
+        owner, _, var = head.partition(".")
+        return cls(owner, var, float(every))
+
+    @property
+    def name(self) -> str:
+        return f"{self.owner}.{self.var}{self.SEPARATOR}{self.every!r}"
+
+
 def check_event(model: Any, group: str, event: str, where: Where) -> None:
     """Raise the one-line error of ``where`` if ``group`` of ``model`` has no event ``event``."""
     spec = model.groups[group]
@@ -76,7 +101,9 @@ class Recordings:
     ``values``: ``"group.var"`` -> (draws, n) final values; ``"synapse.var"`` -> (draws, n_post, n_pre),
     a dense matrix (0 where no synapse). ``counts``: ``"group@phase"`` -> (draws, n) spikes in that
     phase, ``"group:EVENT@phase"`` a custom event's, and with ``/trial`` -> (draws, passes, n) per pass
-    (see :class:`CountRecord`). ``facts``: stimulus name -> its facts (``cov``, ``eigenvectors``...).
+    (see :class:`CountRecord`). ``series``: a :class:`SeriesRecord`'s name -> (draws, samples, n) for a
+    group's variable, (draws, samples, n_post, n_pre) for a synapse's (0 where no synapse).
+    ``facts``: stimulus name -> its facts (``cov``, ``eigenvectors``...).
     ``constants``: each draw's constants (they differ between conditions).
     """
 
@@ -90,13 +117,14 @@ class Recordings:
     present: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
     #: Seconds spent in each phase over the whole protocol (all repetitions).
     phase_seconds: dict[str, float] = dataclasses.field(default_factory=dict)
+    series: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
 
     def subset(self, draws: np.ndarray) -> Recordings:
         """The recordings of some draws only (one condition's)."""
         return Recordings({k: v[draws] for k, v in self.values.items()}, {k: v[draws] for k, v in self.counts.items()},
                           {s: {k: v[draws] for k, v in f.items()} for s, f in self.facts.items()},
                           [self.constants[r] for r in draws], self.duration_s, self.phases, self.present,
-                          self.phase_seconds)
+                          self.phase_seconds, {k: v[draws] for k, v in self.series.items()})
 
 
 class Loss:

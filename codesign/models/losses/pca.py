@@ -18,15 +18,16 @@ __all__: list[str] = []
 
 @dataclasses.dataclass(frozen=True)
 class _Pc1Params:
-    #: The synapse weights (one output's) that must become the unit first principal component.
+    #: The synapse weights (each output's row) that must become the unit first principal component.
     weights: str
     #: The Gaussian stimulus whose covariance defines the component.
     stimulus: str
 
 
 class Pc1Alignment(Loss):
-    """Distance of the final weight vector from the unit first principal component (sign ignored),
-    averaged over draws; metrics ``abs_cos_pc1``, ``min_abs_cos_pc1``, ``weight_norm``, ``n_diverged``."""
+    """Distance of each output's final weight vector from the unit first principal component (sign
+    ignored), averaged over outputs and draws; metrics ``abs_cos_pc1``, ``min_abs_cos_pc1``,
+    ``weight_norm``, ``n_diverged`` (draws with a NaN or infinite weight)."""
 
     kind = "pc1_alignment"
     Params = _Pc1Params
@@ -36,22 +37,22 @@ class Pc1Alignment(Loss):
         return [self.params.weights]
 
     def __call__(self, rec: Recordings) -> Evaluation:
-        weights = rec.values[self.params.weights][:, 0, :]  # one output: (draws, n_pre)
-        pc1 = rec.facts[self.params.stimulus]["eigenvectors"][:, :, 0]
+        rows = rec.values[self.params.weights]  # (draws, outputs, n_pre)
+        pc1 = rec.facts[self.params.stimulus]["eigenvectors"][:, None, :, 0]
         with np.errstate(all="ignore"):
-            distance = np.minimum(np.linalg.norm(weights - pc1, axis=-1), np.linalg.norm(weights + pc1, axis=-1))
-            cosine = np.abs(np.sum(weights * pc1, axis=-1)) / np.linalg.norm(weights, axis=-1)
-        finite = np.all(np.isfinite(weights), axis=-1)
+            distance = np.minimum(np.linalg.norm(rows - pc1, axis=-1), np.linalg.norm(rows + pc1, axis=-1))
+            cosine = np.abs(np.sum(rows * pc1, axis=-1)) / np.linalg.norm(rows, axis=-1)
+        finite = np.all(np.isfinite(rows), axis=-1)
         loss = Evaluation.capped(float(np.mean(np.where(finite, distance, np.inf))))
         metrics: dict[str, Any] = {
             "abs_cos_pc1": float(np.mean(np.where(finite, cosine, 0.0))),
             "min_abs_cos_pc1": float(np.min(np.where(finite, cosine, 0.0))),
-            "weight_norm": float(np.mean(np.linalg.norm(np.where(finite[:, None], weights, 0.0), axis=-1))),
-            "n_diverged": int(np.sum(~finite)),
+            "weight_norm": float(np.mean(np.linalg.norm(np.where(finite[..., None], rows, 0.0), axis=-1))),
+            "n_diverged": int(np.sum(~finite.all(axis=1))),
         }
         if not finite.all():
-            metrics["diverged_reason"] = f"NaN or infinite weights on {int(np.sum(~finite))} of {len(finite)} draws"
-        return Evaluation(loss, metrics, {"weights": weights, "pc1": pc1}, diverged=not finite.all())
+            metrics["diverged_reason"] = (f"NaN or infinite weights on {metrics['n_diverged']} of {len(finite)} draws")
+        return Evaluation(loss, metrics, {"weights": rows[:, 0], "pc1": pc1[:, 0]}, diverged=not finite.all())
 
     def plot(self, evaluation: Evaluation, path: Path, title: str = "") -> bool:
         from codesign.models.plots import plot_pc1

@@ -1,0 +1,96 @@
+"""Fitting a rule to recordings (Mehta et al. 2024, SCIENCE.md section 2): every candidate is simulated on
+the recorded inputs from the recorded initial weights, and its activity is compared with the recorded
+units' (stimulus kind ``recorded``, :mod:`codesign.models.recordings`)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from codesign.models.evaluation import LOSS_CAP, Evaluation
+from codesign.models.losses.base import LOSSES, Loss, Recordings, SeriesRecord
+
+__all__ = ["r_squared"]
+
+
+def r_squared(simulated: np.ndarray, observed: np.ndarray) -> np.ndarray:
+    """R^2 per trajectory (first axis): 1 - residual / total sum of squares, the total about each unit's
+    (or weight's) mean over the trajectory's samples (axis 1)."""
+    axes = tuple(range(1, observed.ndim))
+    with np.errstate(all="ignore"):  # a runaway candidate's residual overflows to inf: R^2 -inf
+        residual = np.sum((simulated - observed) ** 2, axis=axes)
+        total = np.sum((observed - observed.mean(axis=1, keepdims=True)) ** 2, axis=axes)
+        return np.where(total > 0, 1.0 - residual / np.where(total > 0, total, 1.0), np.where(residual > 0, -np.inf, 1.0))
+
+
+@dataclasses.dataclass(frozen=True)
+class _TrajectoryParams:
+    #: The recorded variable (``GROUP.VAR``) and the stimulus of kind ``recorded`` that holds its recordings.
+    activity: str
+    stimulus: str
+    #: Sampling interval of the recordings, in seconds.
+    every: float = dataclasses.field(metadata={"min": 1e-9})
+    #: The weights (``SYNAPSE.VAR``), for their R^2 where the recordings hold them.
+    weights: str | None = None
+
+
+class TrajectoryFit(Loss):
+    """Mean squared error between the simulated and the recorded activity of the recorded units, over the
+    variance of the recordings (0 is a perfect fit; 1 is no better than each unit's mean). Metrics:
+    ``activity_r2`` (median over trajectories), ``weights_r2`` (median, where weights were recorded),
+    ``n_diverged``."""
+
+    kind = "trajectory_fit"
+    Params = _TrajectoryParams
+
+    def records(self) -> list[str]:
+        p = self.params
+        self._check_name("activity", p.activity, ("groups",))
+        names = [SeriesRecord(*p.activity.split(".", 1), p.every).name]
+        if p.weights is not None:
+            self._check_name("weights", p.weights, ("synapses",))
+            names.append(SeriesRecord(*p.weights.split(".", 1), p.every).name)
+        if p.stimulus not in self.model.stimuli:  # of kind recorded to be fitted to; any kind to record
+            raise self.where.child("stimulus").error(f"{p.stimulus!r} is not a stimulus of the model",
+                                                     fix=f"name one: {', '.join(self.model.stimuli) or 'none'}")
+        return names
+
+    def __call__(self, rec: Recordings) -> Evaluation:
+        p = self.params
+        facts = rec.facts[p.stimulus]
+        if "activity" not in facts:
+            raise self.where.child("stimulus").error(f"{p.stimulus!r} holds no recordings to fit",
+                                                     fix="make it a stimulus of kind recorded (codesign infer does)")
+        recorded = facts["recorded"][0]
+        simulated = rec.series[self.records()[0]]
+        samples = min(simulated.shape[1], facts["activity"].shape[1])
+        sim, obs = simulated[:, :samples, recorded], facts["activity"][:, :samples, recorded]
+        finite = np.all(np.isfinite(sim), axis=(1, 2))
+        with np.errstate(all="ignore"):
+            error = np.mean((sim - obs) ** 2, axis=(1, 2))
+        scale = max(float(np.var(obs)), 1e-300)
+        loss = float(np.mean(np.where(finite, error, np.inf))) / scale
+        metrics: dict[str, Any] = {"activity_r2": float(np.median(np.where(finite, r_squared(sim, obs), -np.inf))),
+                                   "n_diverged": int(np.sum(~finite))}
+        arrays = {"simulated": sim, "recorded": obs}
+        if p.weights is not None and "weights" in facts:
+            weights = rec.series[self.records()[1]][:, :samples]
+            known = facts["weights"][:, :samples]
+            ok = np.all(np.isfinite(weights), axis=tuple(range(1, weights.ndim)))
+            metrics["weights_r2"] = float(np.median(np.where(ok, r_squared(weights, known), -np.inf)))
+            arrays.update(simulated_weights=weights, recorded_weights=known)
+        if not finite.all():
+            metrics["diverged_reason"] = f"NaN or infinite activity on {int(np.sum(~finite))} of {len(finite)} trajectories"
+        return Evaluation(min(loss, LOSS_CAP), metrics, arrays, diverged=not finite.all())
+
+    def plot(self, evaluation: Evaluation, path: Path, title: str = "") -> bool:
+        from codesign.models.plots import plot_trajectories
+
+        plot_trajectories(evaluation.arrays, self.params.every, path, title)
+        return True
+
+
+LOSSES.register(TrajectoryFit.kind, TrajectoryFit)
