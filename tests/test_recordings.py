@@ -110,6 +110,7 @@ def test_infer_prints_the_table_next_to_the_teacher(workdir: Path, capsys):
     assert any(line.split()[1:2] == ["theta_110"] and line.split()[-2] == "+1.0000" for line in out.splitlines()), out
 
 
+@pytest.mark.slow  # 20-30 s: make test was at its 20-minute limit
 def test_robustness_sweep_finds_the_rule_without_noise_and_loses_it_with_noise(workdir: Path, capsys):
     from codesign.search.robustness import SweepSettings, coefficient_error, summary, sweep
 
