@@ -470,17 +470,14 @@ def _model_or_study(value: str, target: str | None) -> tuple[Any, Any, dict[str,
 
 
 def cmd_record(args: argparse.Namespace) -> int:
-    from codesign.models.recorder import default_recorded, record
+    from codesign.models.recorder import record
     from codesign.models.recordings import save_trajectories
-    from codesign.schema import Where
 
-    model, target, candidate, teacher = _teacher_arguments(args)
-    activity, weights = default_recorded(model, Where(None, "--activity"))
-    every = args.every if args.every is not None else 20 * model.dt_s
+    model, target, candidate, teacher, (activity, weights, every) = _teacher_arguments(args)
     _writable(args.output, None, fix="give -o a path you can write to")
     recorded = record(model, target, candidate, trajectories=args.trajectories, seed=args.seed, noise=args.noise,
-                      fraction=args.recorded_fraction, every=every, activity=args.activity or activity,
-                      weights=None if args.no_weights else (args.weights or weights), teacher=teacher)
+                      fraction=args.recorded_fraction, every=every, activity=activity,
+                      weights=None if args.no_weights else weights, teacher=teacher)
     save_trajectories(args.output, recorded)
     print(f"recorded {args.trajectories} trajectories of {recorded.duration_s:g} s ({model.name}, rule {args.rule}), "
           f"{int(recorded.recorded.sum())} of {len(recorded.recorded)} units, noise {args.noise:g}: {args.output}")
@@ -516,9 +513,11 @@ def cmd_infer(args: argparse.Namespace) -> int:
     return 0
 
 
-def _teacher_arguments(args: argparse.Namespace) -> tuple[Any, Any, dict[str, Any], dict[str, Any]]:
-    """The model (with ``--constants``), target, teacher candidate and its description, from record's options."""
+def _teacher_arguments(args: argparse.Namespace) -> tuple[Any, Any, dict[str, Any], dict[str, Any], tuple]:
+    """The model (with ``--constants``), target, teacher candidate, its description, and what is recorded
+    (activity, weights, sampling interval), from record's options."""
     from codesign.models import ModelTask
+    from codesign.models.recorder import default_recorded
     from codesign.schema import Where
 
     model, target, etas = _model_or_study(args.model, args.target)
@@ -529,22 +528,23 @@ def _teacher_arguments(args: argparse.Namespace) -> tuple[Any, Any, dict[str, An
     candidate = ModelTask(model, target).candidate(args.rule, etas, key="--rule")
     teacher = {slot: {"family": model.slots[slot], "eta": getattr(rule, "eta", None), "name": args.rule,
                       "coefficients": dict(getattr(rule, "coefficients", {}))} for slot, rule in candidate.items()}
-    return model, target, candidate, teacher
+    activity, weights = args.activity, args.weights
+    if activity is None or weights is None:  # a model whose rule names them; else both options are needed
+        found = default_recorded(model, Where(None, "--activity"))
+        activity, weights = activity or found[0], weights or found[1]
+    every = args.every if args.every is not None else 20 * model.dt_s
+    return model, target, candidate, teacher, (activity, weights, every)
 
 
 def cmd_robustness(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from codesign.models.plots import plot_robustness
-    from codesign.models.recorder import default_recorded
-    from codesign.schema import Where
     from codesign.search.robustness import SweepSettings, summary, sweep
 
-    model, target, candidate, teacher = _teacher_arguments(args)
-    activity, weights = default_recorded(model, Where(None, "--activity"))
+    model, target, candidate, teacher, recorded = _teacher_arguments(args)
     _writable(args.output / "robustness.json", None, fix="give -o a folder you can write to")
-    settings = SweepSettings(model, target, candidate, teacher, args.activity or activity, args.weights or weights,
-                             args.every if args.every is not None else 20 * model.dt_s, args.output,
+    settings = SweepSettings(model, target, candidate, teacher, *recorded, args.output,
                              noise=args.noise, fractions=args.recorded_fraction, seeds=args.seeds,
                              terms=args.terms, n_trials=args.trials or 800, trajectories=args.trajectories,
                              fit=args.fit)

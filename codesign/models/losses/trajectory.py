@@ -46,13 +46,16 @@ class TrajectoryFit(Loss):
     kind = "trajectory_fit"
     Params = _TrajectoryParams
 
+    def _series(self, name: str) -> str:
+        return SeriesRecord(*name.split(".", 1), self.params.every).name
+
     def records(self) -> list[str]:
         p = self.params
         self._check_name("activity", p.activity, ("groups",))
-        names = [SeriesRecord(*p.activity.split(".", 1), p.every).name]
+        names = [self._series(p.activity)]
         if p.weights is not None:
             self._check_name("weights", p.weights, ("synapses",))
-            names.append(SeriesRecord(*p.weights.split(".", 1), p.every).name)
+            names.append(self._series(p.weights))
         if p.stimulus not in self.model.stimuli:  # of kind recorded to be fitted to; any kind to record
             raise self.where.child("stimulus").error(f"{p.stimulus!r} is not a stimulus of the model",
                                                      fix=f"name one: {', '.join(self.model.stimuli) or 'none'}")
@@ -65,7 +68,7 @@ class TrajectoryFit(Loss):
             raise self.where.child("stimulus").error(f"{p.stimulus!r} holds no recordings to fit",
                                                      fix="make it a stimulus of kind recorded (codesign infer does)")
         recorded = facts["recorded"][0]
-        simulated = rec.series[self.records()[0]]
+        simulated = rec.series[self._series(p.activity)]
         samples = min(simulated.shape[1], facts["activity"].shape[1])
         sim, obs = simulated[:, :samples, recorded], facts["activity"][:, :samples, recorded]
         finite = np.all(np.isfinite(sim), axis=(1, 2))
@@ -77,7 +80,7 @@ class TrajectoryFit(Loss):
                                    "n_diverged": int(np.sum(~finite))}
         arrays = {"simulated": sim, "recorded": obs}
         if p.weights is not None and "weights" in facts:
-            weights = rec.series[self.records()[1]][:, :samples]
+            weights = rec.series[self._series(p.weights)][:, :samples]
             known = facts["weights"][:, :samples]
             ok = np.all(np.isfinite(weights), axis=tuple(range(1, weights.ndim)))
             metrics["weights_r2"] = float(np.median(np.where(ok, r_squared(weights, known), -np.inf)))
