@@ -473,11 +473,12 @@ def cmd_record(args: argparse.Namespace) -> int:
     from codesign.models.recorder import record
     from codesign.models.recordings import save_trajectories
 
-    model, target, candidate, teacher, (activity, weights, every) = _teacher_arguments(args)
+    model, target, candidate, teacher, what = _teacher_arguments(args)
     _writable(args.output, None, fix="give -o a path you can write to")
-    recorded = record(model, target, candidate, trajectories=args.trajectories, seed=args.seed, noise=args.noise,
-                      fraction=args.recorded_fraction, every=every, activity=activity,
-                      weights=None if args.no_weights else weights, teacher=teacher)
+    if args.no_weights:
+        what = dataclasses.replace(what, weights=None)
+    recorded = record(model, target, candidate, what, trajectories=args.trajectories, seed=args.seed, noise=args.noise,
+                      fraction=args.recorded_fraction, teacher=teacher)
     save_trajectories(args.output, recorded)
     print(f"recorded {args.trajectories} trajectories of {recorded.duration_s:g} s ({model.name}, rule {args.rule}), "
           f"{int(recorded.recorded.sum())} of {len(recorded.recorded)} units, noise {args.noise:g}: {args.output}")
@@ -513,11 +514,11 @@ def cmd_infer(args: argparse.Namespace) -> int:
     return 0
 
 
-def _teacher_arguments(args: argparse.Namespace) -> tuple[Any, Any, dict[str, Any], dict[str, Any], tuple]:
+def _teacher_arguments(args: argparse.Namespace) -> tuple[Any, Any, dict[str, Any], dict[str, Any], Any]:
     """The model (with ``--constants``), target, teacher candidate, its description, and what is recorded
-    (activity, weights, sampling interval), from record's options."""
+    (a :class:`codesign.models.recorder.Recorded`), from record's options."""
     from codesign.models import ModelTask
-    from codesign.models.recorder import default_recorded
+    from codesign.models.recorder import Recorded, default_recorded
     from codesign.schema import Where
 
     model, target, etas = _model_or_study(args.model, args.target)
@@ -528,12 +529,14 @@ def _teacher_arguments(args: argparse.Namespace) -> tuple[Any, Any, dict[str, An
     candidate = ModelTask(model, target).candidate(args.rule, etas, key="--rule")
     teacher = {slot: {"family": model.slots[slot], "eta": getattr(rule, "eta", None), "name": args.rule,
                       "coefficients": dict(getattr(rule, "coefficients", {}))} for slot, rule in candidate.items()}
-    activity, weights = args.activity, args.weights
-    if activity is None or weights is None:  # a model whose rule names them; else both options are needed
-        found = default_recorded(model, Where(None, "--activity"))
-        activity, weights = activity or found[0], weights or found[1]
-    every = args.every if args.every is not None else 20 * model.dt_s
-    return model, target, candidate, teacher, (activity, weights, every)
+    given = {"activity": args.activity, "weights": args.weights}
+    found = {"every": 20 * model.dt_s}
+    if None in given.values():  # a model whose stimulus or rule names them; else both options are needed
+        found.update(default_recorded(model, Where(None, "--activity")))
+    found.update({k: v for k, v in given.items() if v is not None})
+    if args.every is not None:
+        found["every"] = args.every
+    return model, target, candidate, teacher, Recorded(**found)
 
 
 def cmd_robustness(args: argparse.Namespace) -> int:
@@ -544,7 +547,7 @@ def cmd_robustness(args: argparse.Namespace) -> int:
 
     model, target, candidate, teacher, recorded = _teacher_arguments(args)
     _writable(args.output / "robustness.json", None, fix="give -o a folder you can write to")
-    settings = SweepSettings(model, target, candidate, teacher, *recorded, args.output,
+    settings = SweepSettings(model, target, candidate, teacher, recorded, args.output,
                              noise=args.noise, fractions=args.recorded_fraction, seeds=args.seeds,
                              terms=args.terms, n_trials=args.trials or 800, trajectories=args.trajectories,
                              fit=args.fit)
@@ -579,10 +582,11 @@ def _print_inferred(result: dict[str, Any]) -> None:
     if len(result["rounds"]) > 1:
         console.print("refinement: " + ", then ".join(f"{len(r['terms'])} terms" for r in result["rounds"])
                       + f" ({', '.join(result['rounds'][-1]['terms'])}); dropped terms are 0", highlight=False)
-    held = result["held_out"]
-    console.print(f"held out ({result['held_out_trajectories']} trajectories): loss {held['loss']:.4g}, activity R^2 "
-                  f"{held['activity_r2']:.4f}" + (f", weights R^2 {held['weights_r2']:.4f}" if "weights_r2" in held else ""),
-                  highlight=False)
+    for key, whose in (("held_out", "inferred rule"), ("teacher_held_out", "teacher")):
+        if key in result:
+            figures = ", ".join(f"{name} {value:.4g}" for name, value in result[key].items()
+                                if isinstance(value, (int, float)) and name != "n_diverged")
+            console.print(f"held out ({result['held_out_trajectories']} trajectories), {whose}: {figures}", highlight=False)
     teacher = result["teacher"].get("coefficients")
     table = Table(title="coefficients" + (" (the teacher's at its eta; recordings fix the scale)" if teacher else ""))
     table.add_column("term")

@@ -160,7 +160,33 @@ def trajectory_recordings() -> Recordings:
     return rec
 
 
+def choice_model(tmp_path: Path) -> Path:
+    """models/two-choice.yaml fitted to recorded choices: its stimulus of kind recorded, its loss choice_likelihood."""
+    model = yaml.safe_load((ROOT / "models" / "two-choice.yaml").read_text())
+    model["stimuli"] = {"task": {"kind": "recorded", "file": "recordings.npz", "initial": ["plastic.w"]}}
+    model["loss"] = {"kind": "choice_likelihood", "activity": "choice.accepted", "probability": "choice.p",
+                     "stimulus": "task", "every": 0.001}
+    path = tmp_path / "fit.yaml"
+    path.write_text(yaml.safe_dump(model, sort_keys=False))
+    return path
+
+
+def choice_recordings() -> Recordings:
+    """Two animals, two choices each (accepted, then not): probabilities (1/2, 1/4) and (3/4, 3/4)."""
+    chosen = np.array([[[1.0], [0.0]], [[1.0], [0.0]]])
+    rec = recordings({"plastic.w": np.zeros((2, 1, 10))},
+                     facts={"task": {"activity": chosen, "recorded": np.array([[True]] * 2)}})
+    rec.series = {"choice.p/every:0.001": np.array([[[0.5], [0.25]], [[0.75], [0.75]]])}
+    return rec
+
+
+#: Per animal, -mean log P(choice): (log 2 + log 4/3) / 2 and (log 4/3 + log 4) / 2; the coin's is log 2.
+_NLL = ((math.log(2) + math.log(4 / 3)) / 2, (math.log(4 / 3) + math.log(4)) / 2)
+
 LOSS_CASES = {
+    "choice_likelihood": LossCase(choice_model, choice_recordings, loss=sum(_NLL) / 2 / math.log(2),
+                                  metrics={"nll_per_choice": sum(_NLL) / 2, "n_diverged": 0,
+                                           "deviance_explained": 1 - sum(_NLL) / 2 / math.log(2)}),
     "trajectory_fit": LossCase(trajectory_model, trajectory_recordings, loss=2 / 11,
                                metrics={"activity_r2": 0.75, "n_diverged": 0}),
     "pc1_alignment": LossCase(shipped("oja"), pc1_recordings, loss=0.5,

@@ -13,7 +13,7 @@ from codesign.cli import main
 from codesign.hardware import load_target
 from codesign.hardware.target import bundled_target
 from codesign.models import ModelTask, load_model
-from codesign.models.recorder import recording_model
+from codesign.models.recorder import Recorded, recording_model
 from codesign.models.recordings import load_trajectories, save_trajectories
 from codesign.schema import Where
 from codesign.search.infer import InferSettings, infer
@@ -40,12 +40,12 @@ def test_record_writes_noise_once_and_masks_the_units_not_recorded(workdir: Path
     assert np.all(np.isnan(noisy.activity[:, :, ~noisy.recorded]))
     np.testing.assert_array_equal(clean.inputs, noisy.inputs)  # the same seed: the same draws
     # y = w.x, from the stored inputs and weights: the three arrays line up in time (a sample holds y as
-    # the step before computed it, from that step's inputs, and w one learning step later)
+    # its step computed it, from that step's inputs, and w after that step's learning)
     def mismatch(offset: int) -> float:
         x = clean.inputs[:, np.arange(1, 100) * 20 + offset]
         predicted = np.einsum("rtoi,rti->rto", clean.weights[:, 1:], x)
         return float(np.median(np.abs(predicted - clean.activity[:, 1:])) / clean.activity.std())
-    assert mismatch(-1) < 0.01 and mismatch(0) > 0.3
+    assert mismatch(0) < 0.01 and mismatch(-1) > 0.3
     units = noisy.recorded
     residual = noisy.activity[:, :, units] - clean.activity[:, :, units]
     ratio = residual.std(axis=(0, 1)) / clean.activity[:, :, units].std(axis=(0, 1))
@@ -56,7 +56,7 @@ def test_record_writes_noise_once_and_masks_the_units_not_recorded(workdir: Path
 def test_the_teacher_fits_its_own_recordings_exactly_and_other_rules_do_not(workdir: Path, capsys):
     record(capsys, "oja.npz", "--trajectories", "4", "--seed", "5")
     model = load_model("models/oja.yaml").with_constants({"duration": "2*second", "n_inputs": 4}, Where(None, "x"))
-    fitted = recording_model(model, "output.y", "plastic.w", 0.02, Where(None, "x"), file="oja.npz", count=4)
+    fitted = recording_model(model, Recorded("output.y", "plastic.w", 0.02), Where(None, "x"), file="oja.npz", count=4)
     task = ModelTask(fitted, load_target(bundled_target("cpu")))
     names = ["oja", "zero", "hebb"]
     oja, zero, hebb = task.evaluate([task.candidate(n, {"w": 10.0}) for n in names], seed=0)
@@ -120,7 +120,7 @@ def test_robustness_sweep_finds_the_rule_without_noise_and_loses_it_with_noise(w
     target = load_target(bundled_target("cpu-standalone"))
     candidate = ModelTask(model, target).candidate("oja", {"w": 10.0})
     teacher = {"w": {"family": "polynomial", "eta": 10.0, "coefficients": {"theta_110": 1.0, "theta_021": -1.0}}}
-    settings = SweepSettings(model, target, candidate, teacher, "output.y", "plastic.w", 0.02, Path("sweep"),
+    settings = SweepSettings(model, target, candidate, teacher, Recorded("output.y", "plastic.w", 0.02), Path("sweep"),
                              noise=(0.0, 3.0), fractions=(), seeds=(1,), trajectories=5, fit=3,
                              terms=("theta_110", "theta_021"), n_trials=320)
     rows = sweep(settings)
@@ -174,7 +174,7 @@ def test_bad_record_and_infer_options_are_one_line_errors(workdir: Path, capsys)
 def test_recordings_of_another_duration_are_refused(workdir: Path, capsys):
     record(capsys, "two_seconds.npz", "--trajectories", "3")
     model = load_model("models/oja.yaml").with_constants({"n_inputs": 4}, Where(None, "x"))  # 4 s
-    fitted = recording_model(model, "output.y", "plastic.w", 0.02, Where(None, "x"), file="two_seconds.npz", count=2)
+    fitted = recording_model(model, Recorded("output.y", "plastic.w", 0.02), Where(None, "x"), file="two_seconds.npz", count=2)
     with pytest.raises(Exception, match="2000 steps of 0.001 s recorded, the model runs 4000"):
         ModelTask(fitted, load_target(bundled_target("cpu"))).inputs(0)
 

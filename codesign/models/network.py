@@ -268,7 +268,9 @@ class BatchedNetwork:
         """``NAME(t, ARG)`` of a stimulus read at the columns of the copy's draw."""
         if not text:
             return text
-        draw = f"({index} // {n})" if shared else f"(({index} // {n}) % {self.layout.draws})"
+        # int(i / n), not i // n: Brian2 turns // into a float floor() where a differential equation uses
+        # the call, which NumPy refuses as an index
+        draw = f"int({index} / {n})" if shared else f"(int({index} / {n}) % {self.layout.draws})"
         # ``NAME(t, i)`` with a column per neuron (the usual case): the copy's column is the neuron's own
         # index, modulo the draws' columns where the group is per candidate. One index in the inner loop
         # instead of two integer divisions and a modulo: the Oja bench's C++ went from 0.24 s of CPU per
@@ -479,7 +481,8 @@ class BatchedNetwork:
             record, series = CountRecord.parse(name), SeriesRecord.parse(name)
             if series is not None:
                 series_monitors.append(b2.StateMonitor(objects[series.owner], series.var, record=True,
-                                                       dt=series.every * b2.second, name=f"series_{len(series_monitors)}"))
+                                                       dt=series.every * b2.second, when="end",
+                                                       name=f"series_{len(series_monitors)}"))
                 readable[name] = (series_monitors[-1], series.var)
             elif record is None:
                 owner, _, var = name.partition(".")

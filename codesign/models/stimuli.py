@@ -18,8 +18,8 @@ import numpy as np
 from codesign.registry import Registry
 from codesign.schema import Where
 
-__all__ = ["StimulusDraw", "Stimulus", "STIMULI", "stimulus_kind", "GaussianStimulus", "PoissonStimulus",
-           "RecordedStimulus"]
+__all__ = ["StimulusDraw", "Stimulus", "STIMULI", "stimulus_kind", "make_stimuli", "GaussianStimulus", "PoissonStimulus",
+           "RecordedStimulus", "TwoChoiceStimulus"]
 
 
 @dataclasses.dataclass
@@ -60,6 +60,16 @@ class Stimulus:
 
     def expected_spikes(self, draws: Sequence[Mapping[str, Any]], model: Any) -> float:
         return 0.0
+
+    def recording(self, model: Any) -> dict[str, Any]:
+        """What a recording of a model fed by this stimulus holds and which loss fits it, where the
+        stimulus decides (keys of :func:`codesign.models.recorder.recording_model`); empty: the model's
+        rule does (the variable its ``y`` is bound to, fitted by ``trajectory_fit``)."""
+        return {}
+
+    def as_recorded(self, inputs: np.ndarray, activity: np.ndarray) -> np.ndarray:
+        """The inputs a recordings file keeps (trajectories, steps, columns), given the recorded activity."""
+        return inputs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -278,12 +288,100 @@ class RecordedStimulus(Stimulus):
         return StimulusDraw(series=series, initial={name: recorded.initial[name] for name in shapes}, facts=facts)
 
 
+@dataclasses.dataclass(frozen=True)
+class TwoChoiceParams:
+    #: Inputs per trial (Kenyon cells): the columns 0 .. size - 1; column ``size`` is a uniform number the
+    #: model's choice compares with its probability, column ``size + 1`` the reward a choice would get.
+    size: int = dataclasses.field(metadata={"min": 1, "max": 100000})
+    #: The model's variables (``GROUP.VAR``): the choice made each trial (0 or 1), and its probability.
+    choice: str
+    probability: str
+    #: Odours; each trial presents one at random, as a pattern uniform in [0, 1) per input and draw.
+    odors: int = dataclasses.field(default=2, metadata={"min": 2})
+    #: Standard deviation of the Gaussian trial-to-trial variability added to the pattern.
+    jitter: float = dataclasses.field(default=0.1, metadata={"min": 0.0})
+    #: Range of each odour's reward probability, spread over the draws (stratified, as Gaussian spectra).
+    reward: tuple[float, float] = dataclasses.field(default=(0.0, 1.0), metadata={"min": 0.0, "max": 1.0})
+    #: Initial values of synapse variables: "synapse.variable" -> standard deviation of a zero-mean normal.
+    initial: dict[str, float] = dataclasses.field(default_factory=dict)
+
+    def validate(self, where: Where) -> None:
+        if self.reward[0] > self.reward[1]:
+            raise where.child("reward").error(f"range is reversed: {list(self.reward)}", fix="write [low, high]")
+        for key in ("choice", "probability"):
+            owner, dot, var = getattr(self, key).partition(".")
+            if not (dot and owner.isidentifier() and var.isidentifier()):
+                raise where.child(key).error(f"{getattr(self, key)!r} is not GROUP.VAR", fix="name a variable of a group")
+
+
+class TwoChoiceStimulus(Stimulus):
+    """A probabilistic reward-learning task (Mehta et al. 2024, after fly experiments): each trial one of
+    ``odors`` odours, a choice to accept it drawn with the model's probability, and a reward with the
+    odour's probability if accepted. Recordings keep the behaviour only: the choices (the activity),
+    and the inputs with the uniform column set to force each recorded choice (-1: accepted, 2: not, for
+    a probability in [0, 1]) and the reward column set to the reward received. A candidate fitted to them
+    learns from the animal's own choices and rewards, and the loss is their likelihood.
+
+    Facts: ``odor`` (draws, steps), ``reward_probability`` (draws, odors).
+    """
+
+    kind = "two_choice"
+    Params = TwoChoiceParams
+
+    def columns(self, model: Any) -> int:
+        return self.params.size + 2
+
+    def draw(self, rng, draws, model, shapes) -> StimulusDraw:
+        p = self.params
+        steps, n = int(round(model.duration_s / model.dt_s)), len(draws)
+        series = np.zeros((n, steps, p.size + 2))
+        odors, chances = np.zeros((n, steps), dtype=int), np.zeros((n, p.odors))
+        initial: dict[str, list[np.ndarray]] = {name: [] for name in p.initial}
+        low, high = p.reward
+        for r in range(n):
+            patterns = rng.uniform(0.0, 1.0, (p.odors, p.size))
+            odors[r] = rng.integers(0, p.odors, steps)
+            chances[r] = low + (high - low) * (rng.permutation(p.odors) + rng.uniform(size=p.odors)) / p.odors
+            series[r, :, :p.size] = patterns[odors[r]] + p.jitter * rng.standard_normal((steps, p.size))
+            series[r, :, p.size] = rng.uniform(size=steps)
+            series[r, :, p.size + 1] = rng.uniform(size=steps) < chances[r][odors[r]]
+            for name, std in p.initial.items():
+                initial[name].append(rng.normal(0.0, std, shapes[name]))
+        return StimulusDraw(series=series.transpose(1, 0, 2).reshape(steps, -1),
+                            initial={k: np.stack(v) for k, v in initial.items()},
+                            facts={"odor": odors, "reward_probability": chances})
+
+    def recording(self, model: Any) -> dict[str, Any]:
+        return {"activity": self.params.choice, "probability": self.params.probability, "every": model.dt_s,
+                "fit": "choice_likelihood", "noiseless": "choices are recorded as they were made"}
+
+    def as_recorded(self, inputs: np.ndarray, activity: np.ndarray) -> np.ndarray:
+        size, chosen = self.params.size, activity[:, :inputs.shape[1], 0] > 0.5
+        out = inputs.copy()
+        out[:, :, size] = np.where(chosen, -1.0, 2.0)
+        out[:, :, size + 1] *= chosen
+        return out
+
+
 #: Every stimulus kind by the name used in model files (``stimuli: {NAME: {kind: ...}}``).
 STIMULI: Registry[type[Stimulus]] = Registry("stimulus kind")
-for _cls in (GaussianStimulus, PoissonStimulus, RecordedStimulus):
+for _cls in (GaussianStimulus, PoissonStimulus, RecordedStimulus, TwoChoiceStimulus):
     STIMULI.register(_cls.kind, _cls)
 
 
 def stimulus_kind(kind: str, **where: str | None) -> type[Stimulus]:
     return STIMULI.get_named(kind, **where)
+
+
+def make_stimuli(model: Any) -> dict[str, Stimulus]:
+    """The stimuli of ``model``, each made from its checked parameters (constants resolved)."""
+    from codesign.models.losses.base import resolve_values
+    from codesign.schema import build
+
+    out = {}
+    for name, stim in model.stimuli.items():
+        where = model.where.child("stimuli").child(name)
+        cls = stimulus_kind(stim.kind, file=model.file, key=where.key + ".kind")
+        out[name] = cls(name, build(cls.Params, resolve_values(stim.params, model, where, cls.Params), where), where)
+    return out
 

@@ -24,9 +24,9 @@ from codesign.models.losses import Recordings, make_loss, resolve_values
 from codesign.models.losses.base import CountRecord, SeriesRecord
 from codesign.models.network import BatchedNetwork, Layout, brian_error
 from codesign.models.spec import ModelSpec
-from codesign.models.stimuli import Stimulus, StimulusDraw, stimulus_kind
+from codesign.models.stimuli import Stimulus, StimulusDraw, make_stimuli
 from codesign.rules import FAMILIES, Candidate, Rule, load_candidate, named_rule
-from codesign.schema import Where, build
+from codesign.schema import Where
 
 __all__ = ["ModelTask", "MAX_STEPS", "MAX_INPUT_VALUES", "used_terms", "pad"]
 
@@ -67,11 +67,7 @@ class ModelTask:
         self.conditions = [dict(c) for c in conditions] or [{}]
         check_conditions(model, self.conditions, self.held_out, Where(None, "conditions"))
         self.emulation = Emulation(model, target) if Emulation.needed(model, target, searched_knobs) else None
-        self.stimuli: dict[str, Stimulus] = {}
-        for name, stim in model.stimuli.items():
-            where = model.where.child("stimuli").child(name)
-            cls = stimulus_kind(stim.kind, file=model.file, key=where.key + ".kind")
-            self.stimuli[name] = cls(name, build(cls.Params, resolve_values(stim.params, model, where, cls.Params), where), where)
+        self.stimuli: dict[str, Stimulus] = make_stimuli(model)
         self._networks: dict[Any, BatchedNetwork] = {}
         self._draws: tuple[Any, dict[str, StimulusDraw]] | None = None
         self._check_size()

@@ -54,7 +54,7 @@ def infer_study(settings: InferSettings) -> tuple[Any, Any]:
     """The fitting study (a :class:`~codesign.spec.StudySpec`) and the held-out trajectories' task."""
     from codesign.hardware import load_target
     from codesign.models import ModelTask, load_model
-    from codesign.models.recorder import recording_model
+    from codesign.models.recorder import Recorded, recording_model
     from codesign.models.recordings import load_trajectories
     from codesign.models.spec import bundled_model
     from codesign.spec import RuleSpec, SamplerSpec, StudySpec, resolve_target
@@ -74,9 +74,10 @@ def infer_study(settings: InferSettings) -> tuple[Any, Any]:
                             fix="infer the rule of a model with one plastic synapse")
     (slot, family), = model.slots.items()
     fit = _fit_count(settings, recorded.count)
-    args = (info["activity_var"], info.get("weights_var"), recorded.every, where)
-    fitted = recording_model(model, *args, file=settings.recordings, first=0, count=fit)
-    held_out = recording_model(model, *args, file=settings.recordings, first=fit, count=recorded.count - fit)
+    what = Recorded(info["activity_var"], info.get("weights_var"), recorded.every, info.get("fit", "trajectory_fit"),
+                    info.get("probability_var"))
+    fitted = recording_model(model, what, where, file=settings.recordings, first=0, count=fit)
+    held_out = recording_model(model, what, where, file=settings.recordings, first=fit, count=recorded.count - fit)
     target = load_target(resolve_target(settings.target, Path.cwd() / "study.yaml", Where(None, "--target")))
     teacher = (info.get("teacher") or {}).get(slot, {})
     terms = settings.terms if isinstance(settings.terms, str) else list(settings.terms)
@@ -110,6 +111,7 @@ def infer(settings: InferSettings) -> dict[str, Any]:
     """Fit the rule, then score it on the held-out trajectories: the recovered coefficients (and the
     teacher's), the held-out metrics, trials and seconds."""
     from codesign.report.summary import best_trial
+    from codesign.rules import FAMILIES
     from codesign.search.space import candidate
     from codesign.search.rounds import existing_rounds, final_round
     from codesign.search.study import count_trials
@@ -125,6 +127,12 @@ def infer(settings: InferSettings) -> dict[str, Any]:
     found = candidate(spec, best.params, name="inferred")
     evaluation = held_out.evaluate([found], seed=spec.seed)[0]
     teacher = _teacher(settings.recordings, slot)
+    reference = {}
+    if teacher.get("coefficients") is not None and teacher.get("family") == rule.family:  # the best there is
+        ref = spec.model.rules[slot]
+        taught = FAMILIES[rule.family].rule(ref, teacher["coefficients"], eta=teacher.get("eta") or rule.learning_rate)
+        taught_evaluation = held_out.evaluate([{slot: taught}], seed=spec.seed)[0]
+        reference["teacher_held_out"] = {"loss": taught_evaluation.loss, **taught_evaluation.metrics}
     return {"study": spec.name, "slot": slot, "family": rule.family, "eta": rule.learning_rate,
             "fit_loss": best.user_attrs.get("metrics", {}).get("unpenalised_loss", best.values[0]),
             "trials": sum(count_trials(r.study)[0] for r in rounds), "new_trials": stats.trials,
@@ -134,7 +142,7 @@ def infer(settings: InferSettings) -> dict[str, Any]:
             "coefficients": {t: float(best.params.get(spec.param_name(slot, t), 0.0))
                              for t in rounds[0].spec.rule.searched},  # those refinement dropped are 0
             "teacher": teacher, "held_out": {"loss": evaluation.loss, **evaluation.metrics},
-            "readable": found[slot].readable()}
+            "readable": found[slot].readable(), **reference}
 
 
 def _teacher(recordings: str, slot: str) -> dict[str, Any]:

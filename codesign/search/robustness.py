@@ -24,9 +24,7 @@ class SweepSettings:
     target: Any
     candidate: Any
     teacher: dict[str, Any]
-    activity: str
-    weights: str
-    every: float
+    recorded: Any  # a codesign.models.recorder.Recorded
     output: Path
     noise: Sequence[float] = (0.0, 0.01, 0.03, 0.1, 0.3, 1.0)
     fractions: Sequence[float] = (1.0, 0.3, 0.1, 0.03, 0.01)
@@ -54,9 +52,9 @@ def _point(settings: SweepSettings, axis: str, value: float, seed: int) -> dict[
     noise, fraction = (value, 1.0) if axis == "noise" else (0.0, value)
     stem = f"{axis}-{value:g}-seed{seed}"
     path = settings.output / f"{stem}.npz"
-    recorded = record(settings.model, settings.target, settings.candidate, trajectories=settings.trajectories,
-                      seed=seed, noise=noise, fraction=fraction, every=settings.every, activity=settings.activity,
-                      weights=settings.weights, teacher=settings.teacher)
+    recorded = record(settings.model, settings.target, settings.candidate, settings.recorded,
+                      trajectories=settings.trajectories, seed=seed, noise=noise, fraction=fraction,
+                      teacher=settings.teacher)
     save_trajectories(path, recorded)
     result = infer(InferSettings(str(path), model=settings.model.file, terms=list(settings.terms), fit=settings.fit,
                                  n_trials=settings.n_trials, batch_size=settings.batch_size, seed=seed,

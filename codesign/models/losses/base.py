@@ -64,7 +64,8 @@ class CountRecord:
 @dataclasses.dataclass(frozen=True)
 class SeriesRecord:
     """A variable sampled during the run every ``every`` seconds: ``owner.var/every:SECONDS`` (a group's
-    or a synapse's variable), sampled at t = 0, every, 2 every, ... before that step's update."""
+    or a synapse's variable), sampled at t = 0, every, 2 every, ... at the end of that step: what the
+    step computed from its inputs at time t (a summed input, a choice) and the weights after its update."""
 
     owner: str
     var: str

@@ -96,4 +96,59 @@ class TrajectoryFit(Loss):
         return True
 
 
-LOSSES.register(TrajectoryFit.kind, TrajectoryFit)
+@dataclasses.dataclass(frozen=True)
+class _ChoiceParams(_TrajectoryParams):
+    #: The model's probability of choice 1 each trial (``GROUP.VAR``); ``activity`` names the choice.
+    probability: str = ""
+
+
+class ChoiceLikelihood(TrajectoryFit):
+    """Negative log-likelihood of the recorded choices (0 or 1, the activity of the recordings) under the
+    model's probability of each, per choice, over that of the best constant probability (the choices'
+    mean): 0 would predict every choice, 1 is no better than a biased coin. The candidate learns from the
+    recorded choices and rewards (the recordings' inputs force them). Metrics: ``nll_per_choice`` (nats),
+    ``deviance_explained`` (median over trajectories, 1 - NLL / the coin's), ``weights_r2`` (median, where
+    weights were recorded), ``n_diverged``."""
+
+    kind = "choice_likelihood"
+    Params = _ChoiceParams
+
+    def records(self) -> list[str]:
+        names = super().records()
+        self._check_name("probability", self.params.probability, ("groups",))
+        return names + [self._series(self.params.probability)]
+
+    def __call__(self, rec: Recordings) -> Evaluation:
+        p = self.params
+        facts = rec.facts[p.stimulus]
+        if "activity" not in facts:
+            raise self.where.child("stimulus").error(f"{p.stimulus!r} holds no recorded choices to fit",
+                                                     fix="make it a stimulus of kind recorded (codesign infer does)")
+        chosen = facts["activity"][:, :, :1] > 0.5
+        probability = rec.series[self._series(p.probability)][:, :chosen.shape[1], :1]
+        finite = np.all(np.isfinite(probability), axis=(1, 2))
+        eps = 1e-12  # a probability of exactly 0 or 1 for a choice made costs 27.6 nats, not infinity
+        with np.errstate(all="ignore"):
+            q = np.clip(np.where(chosen, probability, 1.0 - probability), eps, 1.0)
+            nll = -np.mean(np.log(q), axis=(1, 2))
+        rate = np.clip(chosen.mean(axis=(1, 2)), eps, 1.0 - eps)
+        coin = -(rate * np.log(rate) + (1.0 - rate) * np.log(1.0 - rate))
+        loss = float(np.mean(np.where(finite, nll, np.inf)) / max(float(np.mean(coin)), eps))
+        metrics: dict[str, Any] = {"nll_per_choice": float(np.mean(np.where(finite, nll, np.inf))),
+                                   "deviance_explained": float(np.median(np.where(finite, 1.0 - nll / np.maximum(coin, eps),
+                                                                                  -np.inf))),
+                                   "n_diverged": int(np.sum(~finite))}
+        arrays = {"simulated": probability, "recorded": chosen.astype(float)}
+        if p.weights is not None and "weights" in facts:
+            weights = rec.series[self._series(p.weights)][:, :chosen.shape[1]]
+            ok = np.all(np.isfinite(weights), axis=tuple(range(1, weights.ndim)))
+            metrics["weights_r2"] = float(np.median(np.where(ok, r_squared(weights, facts["weights"][:, :chosen.shape[1]]),
+                                                             -np.inf)))
+            arrays.update(simulated_weights=weights, recorded_weights=facts["weights"][:, :chosen.shape[1]])
+        if not finite.all():
+            metrics["diverged_reason"] = f"NaN or infinite probability on {int(np.sum(~finite))} of {len(finite)} trajectories"
+        return Evaluation(min(loss, LOSS_CAP), metrics, arrays, diverged=not finite.all())
+
+
+for _loss in (TrajectoryFit, ChoiceLikelihood):
+    LOSSES.register(_loss.kind, _loss)
