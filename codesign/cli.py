@@ -389,7 +389,7 @@ def _print_neurobench(console: Any, rows: list[dict[str, Any]]) -> None:
     columns = {"effective_acs": "ACs", "effective_macs": "MACs", "dense_ops": "dense", "activation_sparsity":
                "act. sp.", "connection_sparsity": "conn. sp.", "footprint_bytes": "bytes",
                "learning_updates_per_sample": "updates"}
-    table = Table(title="NeuroBench-style figures per sample (ACs, MACs, dense ops, weight updates)",
+    table = Table(title="NeuroBench-style figures per sample",
                   box=box.SIMPLE_HEAD, padding=(0, 0))
     for column in ("target", *columns.values()):
         table.add_column(column, justify="left" if column == "target" else "right")
