@@ -232,6 +232,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
               "knobs": knobs or {}, "loss": evaluation.loss, "diverged": evaluation.diverged, **evaluation.metrics}
     if many:
         result.update(_over_seeds(runs))
+    if evaluation.counts is not None:
+        from codesign.hardware import mean_figures, neurobench_figures
+
+        result["neurobench"] = mean_figures([neurobench_figures(spec.target, e.counts, knobs) for e, _ in runs])
     if spec.sparsity is not None:  # what the study's objective adds to the loss for this rule
         from codesign.search.sparsity import candidate_penalty
 
@@ -271,6 +275,11 @@ def _print_eval(spec: Any, name: str, cand: Any, knobs: dict | None, runs: list,
                       + "".join(f"; {k}: {_fmt(v)}" for k, v in other.metrics.items() if k != "conditions"))
     if many:
         console.print(f"mean over seeds {', '.join(map(str, result['seed']))}: loss [bold]{result['loss']:.4g}[/]")
+    if result.get("neurobench"):
+        console.print("NeuroBench-style figures, per sample (one pass through the protocol)"
+                      + (", mean over seeds:" if many else ":"))
+        for key, value in result["neurobench"].items():
+            console.print(f"  {key}: {_fmt(value)}")
     if "l1_penalty" in result:
         console.print(f"the study's L1 penalty on this rule: {result['l1_penalty']:.4g} (not in the losses above)")
     if "plot" in result:
@@ -361,12 +370,33 @@ def _print_comparison(rows: list[dict[str, Any]], title: str, chart: Path) -> No
     console.print(table)
     if len(kinds) > 1:
         console.print("Energies of different kinds measure different things: compare down a column, never across.")
+    _print_neurobench(console, [r for r in rows if r["neurobench"]])
     for r in rows:
         notes = ([f"error: {r['error']}"] if r["error"] else []) + r["changes"] + \
             [f"not emulated: {x}" for x in r["not_emulated"]] + r["reasons"] + r["unknown"]
         for note in notes:
             console.print(f"  {r['target'] or '?'}: {note}", highlight=False)
     console.print(f"chart: {chart}")
+
+
+def _print_neurobench(console: Any, rows: list[dict[str, Any]]) -> None:
+    """The NeuroBench-style figures of each target's row (README "NeuroBench-style figures")."""
+    from rich import box
+    from rich.table import Table
+
+    if not rows:
+        return
+    columns = {"effective_acs": "ACs", "effective_macs": "MACs", "dense_ops": "dense", "activation_sparsity":
+               "act. sp.", "connection_sparsity": "conn. sp.", "footprint_bytes": "bytes",
+               "learning_updates_per_sample": "updates"}
+    table = Table(title="NeuroBench-style figures per sample",
+                  box=box.SIMPLE_HEAD, padding=(0, 0))
+    for column in ("target", *columns.values()):
+        table.add_column(column, justify="left" if column == "target" else "right")
+    for r in rows:
+        figures = r["neurobench"]
+        table.add_row(r["target"] or "?", *(" -" if figures[k] is None else f" {figures[k]:.3g}" for k in columns))
+    console.print(table)
 
 
 def cmd_port(args: argparse.Namespace) -> int:

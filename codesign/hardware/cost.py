@@ -51,6 +51,21 @@ class EventCounts:
     neurons: int
     synapses: int
     plastic_synapses: int = 0
+    # What the NeuroBench-style figures (codesign.hardware.neurobench) need besides the above.
+    #: Time steps simulated, and passes through the protocol (NeuroBench's samples) in them.
+    steps: int = 0
+    samples: int = 1
+    #: The part of ``synaptic_events`` made by rate synapses (no ``on_pre``: they act at every step).
+    rate_synaptic_events: float = 0.0
+    #: Neurons of the groups that spike (have a threshold), not counting inputs shared by every candidate.
+    spiking_neurons: int = 0
+    #: Entries of every synapse group's dense n_pre x n_post matrix: the synapses there could be.
+    possible_synapses: int = 0
+    #: Values the network stores: weights (one per synapse at least), synaptic traces, and every
+    #: other state variable of its neurons and synapses.
+    weight_values: int = 0
+    trace_values: int = 0
+    state_values: int = 0
 
 
 @dataclasses.dataclass(frozen=True)

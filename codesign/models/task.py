@@ -8,6 +8,7 @@ every seed, and reports per candidate the loss, the loss's metrics and the event
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -401,6 +402,7 @@ class ModelTask:
                                else fired[name].reshape(K, R, group.n))
         synaptic = np.zeros((K, R))
         learning = np.zeros((K, R))
+        rate_events = 0
         for name, s in network.synapses.items():
             out_degree = np.bincount(s.pre, minlength=s.n_pre)
             in_degree = np.bincount(s.post, minlength=s.n_post)
@@ -411,6 +413,7 @@ class ModelTask:
                 synaptic += pre_events
             elif not s.on_pre:  # a rate synapse: every synapse acts at every step
                 synaptic += len(s.pre) * steps
+                rate_events += len(s.pre) * steps
             if s.spec.plastic:
                 if re.search(rf"\bd({'|'.join(weights)})/dt\b", s.model or ""):
                     learning += len(s.pre) * steps
@@ -423,9 +426,13 @@ class ModelTask:
         spiking = [fired[g].sum(axis=2) for g, group in network.groups.items() if g in fired and not group.shared]
         spikes_k = sum(spiking) if spiking else np.zeros((K, R))
         duration = self.model.duration_s
+        shape = dict(steps=steps, samples=self.model.cycles, rate_synaptic_events=float(rate_events),
+                     spiking_neurons=sum(g.n for g in network.groups.values() if not g.shared and g.threshold),
+                     possible_synapses=sum(s.n_pre * s.n_post for s in network.synapses.values()),
+                     **_stored_values(network))
         return [EventCounts(duration_s=duration, synaptic_events=float(synaptic[k].mean()),
                             spikes=float(np.mean(spikes_k[k])), learning_updates=float(learning[k].mean()),
-                            neurons=neurons, synapses=n_syn, plastic_synapses=plastic) for k in range(K)]
+                            neurons=neurons, synapses=n_syn, plastic_synapses=plastic, **shape) for k in range(K)]
 
     # -- plots -----------------------------------------------------------------------------------------
 
@@ -435,3 +442,33 @@ class ModelTask:
     def plot_solutions(self, spec: Any, solutions: Sequence[tuple[Any, float, dict]], path: Path) -> bool:
         """Draw a study's good candidates, each (candidate, loss, metrics), where the loss has such a plot."""
         return self.loss.plot_solutions(spec, solutions, path)
+
+
+def _stored_values(network: BatchedNetwork) -> dict[str, int]:
+    """The values one candidate's network stores: a weight per synapse (a synapse with a constant
+    weight still holds one on hardware), its traces, and the other state variables of its synapses
+    and of its neurons (groups shared by every candidate are its inputs, not its state)."""
+    weights = traces = state = 0
+    for s in network.synapses.values():
+        stored = _state_variables(s.model or "")
+        weight_names = (set(s.spec.weights) | ({s.spec.rule.bind.get("w", "w")} if s.spec.rule else set())) & stored
+        trace_names = set(s.spec.traces) & stored
+        weights += len(s.pre) * max(1, len(weight_names))
+        traces += len(s.pre) * len(trace_names)
+        state += len(s.pre) * len(stored - weight_names - trace_names)
+    for g in network.groups.values():
+        if not g.shared and g.spec.kind == "neurons":
+            state += g.n * len(_state_variables(g.spec.model))
+    return {"weight_values": weights, "trace_values": traces, "state_values": state}
+
+
+@functools.lru_cache(maxsize=256)
+def _state_variables(equations: str) -> frozenset[str]:
+    """Variables Brian2 stores for each neuron or synapse of ``equations``: differential equations and
+    parameters, not subexpressions (computed when read)."""
+    if not equations.strip():
+        return frozenset()
+    from brian2 import Equations
+
+    eqs = Equations(equations)
+    return frozenset(eqs.diff_eq_names | eqs.parameter_names)

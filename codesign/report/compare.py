@@ -1,4 +1,5 @@
-"""One candidate on several targets, side by side: loss, energy of each kind, cores, fit, what changed."""
+"""One candidate on several targets, side by side: loss, energy of each kind, cores, fit, what changed,
+NeuroBench-style figures."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any, Sequence
 
 from codesign.backends import local_backend
 from codesign.errors import CodesignError
-from codesign.hardware import ENERGY_KINDS, Target, cost, load_target
+from codesign.hardware import ENERGY_KINDS, Target, cost, load_target, neurobench_figures
 from codesign.hardware.adapt import adapt_to_target
 from codesign.models import ModelTask
 from codesign.report.evaluate import held_out_seed
@@ -25,7 +26,8 @@ def compare_targets(spec: StudySpec, cand: Candidate, targets: Sequence[Target |
     Each target is simulated on this machine (see :func:`codesign.backends.local_backend`); a target that cannot be
     loaded or evaluated gets a row with its ``error`` and the others are still compared. Rows hold
     the loss, the energy of each kind over the model's simulated duration (``energy``, never a
-    total across kinds), cores, fit, what changed, what was not emulated and why it cannot run.
+    total across kinds), cores, fit, what changed, what was not emulated, why it cannot run and the
+    NeuroBench-style figures at the target's precision (:mod:`codesign.hardware.neurobench`).
     """
     seed = held_out_seed(spec, seed)
     return [_compare_one(spec, cand, target, seed) for target in targets]
@@ -36,7 +38,7 @@ def _compare_one(spec: StudySpec, cand: Candidate, target: Target | str | Path, 
     row: dict[str, Any] = {"target": Path(file).stem if file else None, "file": file, "error": None,
                            "emulated_on": None, "loss": None, "duration_s": None, "energy": {}, "cores": None,
                            "fits": False, "changes": [], "not_emulated": [], "reasons": [], "unknown": [],
-                           "metrics": {}}
+                           "metrics": {}, "neurobench": None}
     try:
         if not isinstance(target, Target):
             target = load_target(target)
@@ -63,6 +65,7 @@ def _evaluate_on(spec: StudySpec, cand: Candidate, target: Target, seed: int, ro
     row.update(duration_s=c.duration_s, energy=c.energy_j, cores=c.cores, fits=c.fits and not blockers,
                unknown=list(c.unknown))
     row["reasons"] += list(c.reasons)
+    row["neurobench"] = neurobench_figures(target, evaluation.counts)
     if not c.energy_j:
         row["unknown"].append("no energy model for this target")
 
