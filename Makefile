@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 .PHONY: help setup demo study workers bench bench-gpu test test-all test-neurobench clean
 
 help:  ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
 setup: $(BIN)/.ready  ## create .venv with the codesign command (installs uv with pip if needed)
 
