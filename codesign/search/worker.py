@@ -47,6 +47,9 @@ class WorkerStats:
     build_s: float = 0.0
     evaluate_s: float = 0.0
     wait_s: float = 0.0
+    #: Parts of ``storage_s``: asking a batch (sampling, creating and claiming its trials) and telling its results.
+    ask_s: float = 0.0
+    tell_s: float = 0.0
     #: After the first batch (which builds the network): trials, and CPU seconds of this process and
     #: of the processes it ran (C++ standalone simulations), so CPU per trial is comparable between runs.
     steady_trials: int = 0
@@ -143,7 +146,9 @@ class _Worker:
                 break
             # No room: the last trials run elsewhere (if their worker dies, the sweep takes them
             # over), or this generation is being evaluated by other workers.
+            asking = time.perf_counter()
             trials = ask_batch(self.study, self.space, size, self.target, self.key, self.popsize) if size > 0 else []
+            self.stats.ask_s += time.perf_counter() - asking
             if not trials:
                 self.wait()
                 continue
@@ -186,8 +191,10 @@ class _Worker:
             print(f"codesign: trials {numbers} ran past trial_timeout_s = {spec.trial_timeout_s:g} s of simulation; "
                   "failed (not retried)", file=sys.stderr)
             return False
+        telling = time.perf_counter()
         for trial, evaluation, knob in zip(trials, evaluations, knobs):
             tell(spec, self.study, trial, evaluation, knob)
+        self.stats.tell_s += time.perf_counter() - telling
         self.stats.trials += len(trials)
         return True
 
