@@ -67,8 +67,12 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def claim(study: optuna.Study, trials: Sequence[optuna.Trial]) -> None:
-    """Mark the trials as this worker's, with their first heartbeat (RDB) before anything else."""
+def claim(study: optuna.Study, trials: Sequence[optuna.Trial | FrozenTrial]) -> None:
+    """Mark trials of the storage as this worker's, with their first heartbeat (RDB), one write each.
+
+    New trials are created owned, in one write for a batch (:mod:`codesign.search.batches`); this is
+    for the waiting retries a worker takes.
+    """
     storage, me = study._storage, this_worker()
     rdb = is_heartbeat_enabled(storage)
     for trial in trials:
@@ -78,16 +82,10 @@ def claim(study: optuna.Study, trials: Sequence[optuna.Trial]) -> None:
 
 
 def _beat(study: optuna.Study, trial_ids: Sequence[int]) -> None:
-    storage = study._storage
-    rdb = is_heartbeat_enabled(storage)
-    for trial_id in trial_ids:
-        try:
-            if rdb:
-                storage.record_heartbeat(trial_id)
-            else:
-                storage.set_trial_system_attr(trial_id, HEARTBEAT_ATTR, time.time())
-        except UpdateFinishedTrialError:
-            pass  # told meanwhile
+    """One heartbeat for every trial of a batch, in one write (:func:`codesign.search.batches.beat`)."""
+    from codesign.search.batches import beat
+
+    beat(study._storage, trial_ids, HEARTBEAT_ATTR, time.time())
 
 
 def fail_trial(study: optuna.Study, trial_id: int, retry: Callable[[optuna.Study, FrozenTrial], None] | None,
