@@ -74,7 +74,9 @@ def codesign_ms(spec, url: str) -> dict[str, float]:
     per = lambda seconds: 1e3 * seconds / n  # noqa: E731
     return {"ms_per_trial": per(stats.storage_s), "ask_ms": per(stats.ask_s),
             "tell_ms": per(stats.tell_s), "other_ms": per(stats.storage_s - stats.ask_s - stats.tell_s),
-            "startup_s": stats.startup_s, "trials": stats.trials}
+            "startup_s": stats.startup_s, "trials": stats.trials,
+            # CPU of this process per trial after the first batch: what a busy machine changes least.
+            "cpu_ms": 1e3 * stats.steady_cpu_s / stats.steady_trials if stats.steady_trials else float("nan")}
 
 
 def raw_optuna_ms(spec, url: str, n_trials: int, batch: int) -> float:

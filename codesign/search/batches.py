@@ -43,7 +43,8 @@ from optuna.storages._heartbeat import is_heartbeat_enabled
 from optuna.study._constrained_optimization import _CONSTRAINTS_KEY
 from optuna.trial import FrozenTrial, TrialState
 
-__all__ = ["BatchView", "Result", "Writer", "WRITERS", "writer", "create", "finish", "beat", "constraint_key"]
+__all__ = ["BatchView", "Result", "Writer", "WRITERS", "writer", "create", "finish", "beat", "live", "LiveTrial",
+           "constraint_key"]
 
 
 def constraint_key(name: str) -> str:
@@ -78,6 +79,8 @@ class BatchView(BaseStorage):
         self.new: dict[int, FrozenTrial] = {}
         #: Trials of the storage taken by this batch (waiting retries), by id.
         self.taken: list[int] = []
+        self._filtered: dict[tuple | None, list[FrozenTrial]] = {}
+        self._new_states = {TrialState.RUNNING}
 
     # Trials of this batch, in memory.
     def create_new_trial(self, study_id: int, template_trial: FrozenTrial | None = None) -> int:
@@ -117,6 +120,7 @@ class BatchView(BaseStorage):
         if trial_id not in self.new:
             return self._through(trial_id, "set_trial_state_values", state, values)
         self.new[trial_id].state = state
+        self._new_states.add(state)
         self.new[trial_id].values = None if values is None else list(values)
         return True
 
@@ -124,6 +128,7 @@ class BatchView(BaseStorage):
         """A change to a trial of the storage: written now, and read back into this view."""
         result = getattr(self.storage, method)(trial_id, *args)
         self._read[trial_id] = self.storage.get_trial(trial_id)
+        self._filtered.clear()
         if method == "set_trial_state_values" and args[0] == TrialState.RUNNING and result:
             self.taken.append(trial_id)  # a waiting retry, now this worker's
         return result
@@ -139,9 +144,15 @@ class BatchView(BaseStorage):
 
     def get_all_trials(self, study_id: int, deepcopy: bool = True,
                        states: Container[TrialState] | None = None) -> list[FrozenTrial]:
-        trials = [*self._read.values(), *self.new.values()] if study_id == self.study_id else \
-            self.storage.get_all_trials(study_id, deepcopy=False)
-        trials = [t for t in trials if states is None or t.state in states]
+        if study_id != self.study_id:
+            return self.storage.get_all_trials(study_id, deepcopy=deepcopy, states=states)
+        # Optuna reads the waiting trials at every ask: the trials read are filtered once per set of states.
+        key = None if states is None else tuple(sorted(states))
+        if key not in self._filtered:
+            self._filtered[key] = [t for t in self._read.values() if states is None or t.state in states]
+        trials = self._filtered[key]
+        if self.new and (states is None or any(s in states for s in self._new_states)):
+            trials = trials + [t for t in self.new.values() if states is None or t.state in states]
         return copy.deepcopy(trials) if deepcopy else trials
 
     def get_trial_id_from_study_id_trial_number(self, study_id: int, trial_number: int) -> int:
@@ -218,6 +229,11 @@ class Writer:
             except UpdateFinishedTrialError:
                 pass
 
+    def live(self, storage: BaseStorage, study_id: int, states: Container[TrialState],
+             keys: Sequence[str]) -> list[Any]:
+        """The study's trials in ``states``: number, state, start and (at least) the system attributes ``keys``."""
+        return storage.get_all_trials(study_id, deepcopy=False, states=states)
+
     def beat(self, storage: BaseStorage, trial_ids: Sequence[int], attr: str, now: float) -> None:
         """Record a heartbeat for each trial: the storage's own, or the time in system attribute ``attr``."""
         for trial_id in trial_ids:
@@ -249,7 +265,8 @@ class JournalWriter(Writer):
             # created; one append is contiguous in the file, so ours are the ones just before it.
             self._append(storage, logs, replay.worker_id)
             last = replay._last_created_trial_id_by_this_process
-            return [copy.deepcopy(replay.get_trial(i)) for i in range(last - len(logs) + 1, last + 1)]
+            # Not copied: the replay replaces a trial's object when it changes, never changes it.
+            return [replay.get_trial(i) for i in range(last - len(logs) + 1, last + 1)]
 
     def finish(self, storage: BaseStorage, results: Sequence[Result]) -> None:
         self._write(storage, [log for result in results for log in _result_logs(result)])
@@ -293,8 +310,25 @@ def _result_logs(result: Result) -> list[dict[str, Any]]:
     return logs
 
 
+def _utc(when: datetime) -> datetime:
+    """A local time as Optuna's RDB storage keeps it (naive UTC)."""
+    return when.astimezone(timezone.utc).replace(tzinfo=None)
+
+
+@dataclasses.dataclass
+class LiveTrial:
+    """What the batch checks and the sweeps read of a trial (the RDB writer reads no more than this)."""
+
+    _trial_id: int
+    number: int
+    state: TrialState
+    datetime_start: datetime | None
+    system_attrs: dict[str, Any]
+
+
 class RdbWriter(Writer):
-    """An RDB storage (PostgreSQL), behind Optuna's cache: a batch is one transaction of bulk inserts and updates."""
+    """An RDB storage (PostgreSQL), behind Optuna's cache: a batch is one transaction of bulk statements
+    (SQLAlchemy Core on Optuna's tables), and the checks read only the columns they need."""
 
     @staticmethod
     def _session(storage: BaseStorage):  # noqa: ANN205
@@ -311,81 +345,99 @@ class RdbWriter(Writer):
             models.StudyModel.find_or_raise_by_id(study_id, session, for_update=True)
             count = session.query(sqlalchemy.func.count(models.TrialModel.trial_id)).filter(
                 models.TrialModel.study_id == study_id).scalar()
-            rows = []
-            for template in templates:
-                row = models.TrialModel(study_id=study_id, number=None, state=TrialState.RUNNING)
-                row.datetime_start = template.datetime_start
-                rows.append(row)
-            session.add_all(rows)
-            session.flush()  # the trial ids
-            rows.sort(key=lambda r: r.trial_id)
-            extra: list[Any] = []
-            for k, (row, template) in enumerate(zip(rows, templates)):
-                row.number = count + k
-                extra.append(models.TrialHeartbeatModel(trial_id=row.trial_id))
-                extra += [models.TrialParamModel(trial_id=row.trial_id, param_name=name,
-                                                 param_value=template.distributions[name].to_internal_repr(value),
-                                                 distribution_json=distribution_to_json(template.distributions[name]))
-                          for name, value in template.params.items()]
-                extra += [models.TrialSystemAttributeModel(trial_id=row.trial_id, key=key, value_json=json.dumps(value))
-                          for key, value in template.system_attrs.items()]
-                extra += [models.TrialUserAttributeModel(trial_id=row.trial_id, key=key, value_json=json.dumps(value))
-                          for key, value in template.user_attrs.items()]
-            session.add_all(extra)
-            created = [(row.trial_id, row.number) for row in rows]
+            ids = session.execute(
+                sqlalchemy.insert(models.TrialModel).returning(models.TrialModel.trial_id, sort_by_parameter_order=True),
+                [{"study_id": study_id, "number": count + k, "state": TrialState.RUNNING,
+                  "_datetime_start_utc": _utc(t.datetime_start)} for k, t in enumerate(templates)]).scalars().all()
+            self._insert(session, models.TrialHeartbeatModel, [{"trial_id": i} for i in ids])
+            self._insert(session, models.TrialParamModel, [
+                {"trial_id": i, "param_name": name, "param_value": t.distributions[name].to_internal_repr(value),
+                 "distribution_json": distribution_to_json(t.distributions[name])}
+                for i, t in zip(ids, templates) for name, value in t.params.items()])
+            for model, field in ((models.TrialSystemAttributeModel, "system_attrs"),
+                                 (models.TrialUserAttributeModel, "user_attrs")):
+                self._insert(session, model, [{"trial_id": i, "key": key, "value_json": json.dumps(value)}
+                                              for i, t in zip(ids, templates)
+                                              for key, value in getattr(t, field).items()])
         trials = []
-        for (trial_id, number), template in zip(created, templates):
+        for k, (trial_id, template) in enumerate(zip(ids, templates)):
             trial = copy.deepcopy(template)
-            trial._trial_id, trial.number = trial_id, number
+            trial._trial_id, trial.number = trial_id, count + k
             trials.append(trial)
         return trials
 
+    @staticmethod
+    def _insert(session, model, rows: list[dict[str, Any]]) -> None:  # noqa: ANN001
+        import sqlalchemy
+
+        if rows:
+            session.execute(sqlalchemy.insert(model), rows)
+
     def finish(self, storage: BaseStorage, results: Sequence[Result]) -> None:
+        import sqlalchemy
         from optuna.storages._rdb import models
 
-        ids = [r.trial_id for r in results]
         with self._session(storage) as session:
-            rows = {row.trial_id: row for row in session.query(models.TrialModel)
-                    .filter(models.TrialModel.trial_id.in_(ids)).with_for_update().all()}
-            told = [r for r in results if r.trial_id in rows and rows[r.trial_id].state == TrialState.RUNNING]
-            told_ids = [r.trial_id for r in told]
-            user, system = (
-                {(a.trial_id, a.key): a for a in session.query(model).filter(model.trial_id.in_(told_ids)).all()}
-                for model in (models.TrialUserAttributeModel, models.TrialSystemAttributeModel))
-            now = datetime.now()
-            for result in told:
-                self._attrs(session, user, models.TrialUserAttributeModel, result.trial_id, result.user_attrs)
-                self._attrs(session, system, models.TrialSystemAttributeModel, result.trial_id, result.system_attrs)
-                for step, value in result.intermediate_values.items():
+            running = set(session.execute(
+                sqlalchemy.select(models.TrialModel.trial_id)
+                .where(models.TrialModel.trial_id.in_([r.trial_id for r in results]),
+                       models.TrialModel.state == TrialState.RUNNING).with_for_update()).scalars())
+            told = [r for r in results if r.trial_id in running]  # the others were failed meanwhile
+            if not told:
+                return
+            ids = [r.trial_id for r in told]
+            for model, field in ((models.TrialUserAttributeModel, "user_attrs"),
+                                 (models.TrialSystemAttributeModel, "system_attrs")):
+                keys = {key for r in told for key in getattr(r, field)}
+                session.execute(sqlalchemy.delete(model).where(model.trial_id.in_(ids), model.key.in_(keys)))
+                self._insert(session, model, [{"trial_id": r.trial_id, "key": key, "value_json": json.dumps(value)}
+                                              for r in told for key, value in getattr(r, field).items()])
+            intermediate = []
+            for r in told:
+                for step, value in r.intermediate_values.items():
                     stored, kind = models.TrialIntermediateValueModel.intermediate_value_to_stored_repr(value)
-                    session.add(models.TrialIntermediateValueModel(trial_id=result.trial_id, step=step,
-                                                                   intermediate_value=stored,
-                                                                   intermediate_value_type=kind))
-                for objective, value in enumerate(result.values or ()):
+                    intermediate.append({"trial_id": r.trial_id, "step": step, "intermediate_value": stored,
+                                         "intermediate_value_type": kind})
+            self._insert(session, models.TrialIntermediateValueModel, intermediate)
+            values = []
+            for r in told:
+                for objective, value in enumerate(r.values or ()):
                     stored, kind = models.TrialValueModel.value_to_stored_repr(value)
-                    session.add(models.TrialValueModel(trial_id=result.trial_id, objective=objective, value=stored,
-                                                       value_type=kind))
-                row = rows[result.trial_id]
-                row.state = result.state
-                row.datetime_complete = now
-
-    @staticmethod
-    def _attrs(session, existing: dict, model, trial_id: int, attrs: dict[str, Any]) -> None:  # noqa: ANN001
-        for key, value in attrs.items():
-            found = existing.get((trial_id, key))
-            if found is not None:
-                found.value_json = json.dumps(value)
-            else:
-                session.add(model(trial_id=trial_id, key=key, value_json=json.dumps(value)))
+                    values.append({"trial_id": r.trial_id, "objective": objective, "value": stored, "value_type": kind})
+            self._insert(session, models.TrialValueModel, values)
+            now = _utc(datetime.now())
+            for state in {r.state for r in told}:
+                session.execute(sqlalchemy.update(models.TrialModel)
+                                .where(models.TrialModel.trial_id.in_([r.trial_id for r in told if r.state == state]))
+                                .values(state=state, _datetime_complete_utc=now))
 
     def beat(self, storage: BaseStorage, trial_ids: Sequence[int], attr: str, now: float) -> None:
         import sqlalchemy
         from optuna.storages._rdb import models
 
         with self._session(storage) as session:
-            session.query(models.TrialHeartbeatModel).filter(models.TrialHeartbeatModel.trial_id.in_(trial_ids)) \
-                .update({models.TrialHeartbeatModel.heartbeat: sqlalchemy.func.current_timestamp()},
-                        synchronize_session=False)
+            session.execute(sqlalchemy.update(models.TrialHeartbeatModel)
+                            .where(models.TrialHeartbeatModel.trial_id.in_(list(trial_ids)))
+                            .values(heartbeat=sqlalchemy.func.current_timestamp()))
+
+    def live(self, storage: BaseStorage, study_id: int, states: Container[TrialState],
+             keys: Sequence[str]) -> list[LiveTrial]:
+        import sqlalchemy
+        from optuna.storages._rdb import models
+
+        trial, attr = models.TrialModel, models.TrialSystemAttributeModel
+        with self._session(storage) as session:
+            rows = session.execute(sqlalchemy.select(trial.trial_id, trial.number, trial.state, trial._datetime_start_utc)
+                                   .where(trial.study_id == study_id, trial.state.in_(list(states)))).all()
+            attrs = session.execute(sqlalchemy.select(attr.trial_id, attr.key, attr.value_json)
+                                    .join(trial, trial.trial_id == attr.trial_id)
+                                    .where(trial.study_id == study_id, trial.state.in_(list(states)),
+                                           attr.key.in_(list(keys)))).all() if keys else []
+        found: dict[int, dict[str, Any]] = {}
+        for trial_id, key, value in attrs:
+            found.setdefault(trial_id, {})[key] = json.loads(value)
+        local = lambda utc: None if utc is None else utc.replace(tzinfo=timezone.utc).astimezone().replace(tzinfo=None)  # noqa: E731
+        return [LiveTrial(i, n, state, local(start), found.get(i, {})) for i, n, state, start in rows]
 
 
 def _writers() -> dict[type, Writer]:
@@ -414,3 +466,9 @@ def finish(storage: BaseStorage, results: Sequence[Result]) -> None:
 def beat(storage: BaseStorage, trial_ids: Sequence[int], attr: str, now: float) -> None:
     if trial_ids:
         writer(storage).beat(storage, trial_ids, attr, now)
+
+
+def live(study: optuna.Study, states: Container[TrialState], keys: Sequence[str] = ()) -> list[Any]:
+    """The study's trials in ``states``, as much of each as the batch checks and the sweeps read
+    (number, state, start, system attributes ``keys``): all of it, except from an RDB storage."""
+    return writer(study._storage).live(study._storage, study._study_id, states, keys)

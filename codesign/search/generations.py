@@ -18,6 +18,7 @@ import optuna
 from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState
 
+from codesign.search import batches
 from codesign.search.batches import BatchView, Result, finish
 from codesign.search.liveness import WORKER_ATTR, claim, this_worker
 from codesign.search.samplers import SAMPLERS
@@ -152,7 +153,7 @@ def ask_batch(study: optuna.Study, space: dict[str, BaseDistribution], size: int
     trials += taken
     if not trials:
         return []
-    live = study.get_trials(deepcopy=False, states=_LIVE)
+    live = batches.live(study, _LIVE, [key] if key else [])
     fits = _fitting(live, {t._trial_id for t in trials}, target, key, popsize)
     finish(study._storage, [Result(t._trial_id, TrialState.FAIL, user_attrs={"surplus": True})
                             for t in trials if not fits[t._trial_id]])

@@ -124,9 +124,12 @@ def reclaim_dead_trials(study: optuna.Study, grace_s: float,
     ``retry`` is used for the trials codesign's own checks find; on an RDB storage Optuna's
     ``fail_stale_trials`` handles stale heartbeats with the storage's own callback.
     """
+    from codesign.search.batches import live
+
     storage = study._storage
     journal = not is_heartbeat_enabled(storage)
-    before = {t._trial_id for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+    read = lambda: live(study, (TrialState.RUNNING,), (WORKER_ATTR, HEARTBEAT_ATTR))  # noqa: E731
+    before = {t._trial_id for t in read()}
     if not before:
         return 0
     reclaimed = 0
@@ -135,7 +138,7 @@ def reclaim_dead_trials(study: optuna.Study, grace_s: float,
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             optuna.storages.fail_stale_trials(study)
     host, now = socket.gethostname(), time.time()
-    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    running = read()
     if not journal:
         still = {t._trial_id for t in running}
         reclaimed += sum(storage.get_trial(i).state == TrialState.FAIL for i in before - still)
