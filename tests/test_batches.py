@@ -88,14 +88,22 @@ def test_a_result_told_after_its_trial_was_failed_is_dropped(write_study, storag
 
 
 _NULL_WORKER = textwrap.dedent("""
-    import sys
+    import sys, time
     from unittest import mock
     sys.path.insert(0, {root!r})
     import codesign.search.worker as worker
     from benchmarks.bookkeeping import NullTask
     from codesign.spec import load_study
+
+    class Slow(NullTask):  # a "simulation" of 0.3 s per batch, so that the two workers overlap
+        def evaluate(self, *args, **kwargs):
+            time.sleep(0.3)
+            return super().evaluate(*args, **kwargs)
+
     spec = load_study(sys.argv[1])
-    with mock.patch.object(worker, "make_task", lambda spec: NullTask(int(sys.argv[2]))):
+    print("ready", flush=True)
+    sys.stdin.readline()  # both start together
+    with mock.patch.object(worker, "make_task", lambda spec: Slow(int(sys.argv[2]))):
         worker.run_worker(spec, worker_index=int(sys.argv[2]))
 """)
 
@@ -108,8 +116,12 @@ def test_two_workers_on_batches_of_256_finish_exactly_the_trials_asked_for(write
     path = write_study(sampler={"name": sampler}, n_trials=n_trials, batch_size=256)
     script = tmp_path / "null_worker.py"
     script.write_text(_NULL_WORKER.format(root=str(ROOT)))
-    procs = [subprocess.Popen([sys.executable, str(script), path, str(i)], stderr=subprocess.PIPE, text=True)
-             for i in range(2)]
+    procs = [subprocess.Popen([sys.executable, str(script), path, str(i)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
+    assert [p.stdout.readline().strip() for p in procs] == ["ready", "ready"]
+    for p in procs:
+        p.stdin.write("go\n")
+        p.stdin.flush()
     errors = [p.communicate(timeout=600)[1] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], [e[-2000:] for e in errors]
     study = open_study(load_study(path))
