@@ -11,13 +11,16 @@ generation is full but not finished.
 from __future__ import annotations
 
 import warnings
+from collections import Counter
 from typing import Sequence
 
 import optuna
 from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState
 
-from codesign.search.liveness import claim
+from codesign.search import batches
+from codesign.search.batches import BatchView, Result, finish
+from codesign.search.liveness import WORKER_ATTR, claim, this_worker
 from codesign.search.samplers import SAMPLERS
 
 __all__ = ["ask_batch", "population"]
@@ -62,66 +65,96 @@ def _generation_open(trials: Sequence[FrozenTrial], key: str | None, popsize: in
     return len(members) < popsize or all(t.state.is_finished() for t in members)
 
 
-def _fits(trials: Sequence[FrozenTrial], trial: optuna.Trial, target: int, key: str | None,
-          popsize: int | None) -> bool:
-    """Whether an asked trial is within the study's target and its CMA-ES generation.
+class _Room:
+    """Whether the current CMA-ES generation takes another trial (:func:`_generation_open`), kept up to
+    date as a batch's trials are asked, without reading every trial again after each."""
+
+    def __init__(self, trials: Sequence[FrozenTrial], key: str | None, popsize: int | None) -> None:
+        self.trials, self.key, self.popsize = list(trials), key, popsize
+        self.current = max((t.system_attrs.get(key, -1) for t in self.trials), default=-1) if key else -1
+        self._count()
+
+    def _count(self) -> None:
+        members = [t for t in self.trials if _in_generation(t, self.key, self.current)] if self.key else []
+        self.members, self.unfinished = len(members), sum(not t.state.is_finished() for t in members)
+
+    def open(self) -> bool:
+        return self.key is None or not self.trials or self.members < self.popsize or self.unfinished == 0
+
+    def add(self, trial: FrozenTrial) -> None:
+        """A RUNNING trial just asked."""
+        self.trials.append(trial)
+        if self.key is None:
+            return
+        tag = trial.system_attrs.get(self.key)
+        if tag is not None and tag > self.current:  # a new generation: count its members once
+            self.current = tag
+            self._count()
+        elif tag is None or tag == self.current:
+            self.members += 1
+            self.unfinished += 1
+
+
+def _fitting(trials: Sequence[FrozenTrial], mine: set[int], target: int, key: str | None,
+             popsize: int | None) -> dict[int, bool]:
+    """Whether each asked trial (ids ``mine``) is within the study's target and its CMA-ES generation.
 
     ``trials`` are the study's live trials read after asking. Workers check and then ask, so two
     can take the same last places. Trial numbers are handed out atomically by the storage, so the
     earlier live trials decide: a trial with ``target`` live trials before it, or ``popsize``
     before it in its generation, is surplus. Only earlier trials count, so of two workers racing
-    for a place one always wins.
+    for a place one always wins. A trial sampled at random (no generation tag: CMA-ES had no
+    finished trial to start from, e.g. when every earlier candidate diverged) has no generation to
+    overfill. One pass in trial order, counting the members of each generation so far.
     """
-    earlier = [t for t in trials if t.number < trial.number]
-    if len(earlier) >= target:
-        return False
-    if popsize is None or key is None:
-        return True
-    mine = next((t.system_attrs.get(key, -1) for t in trials if t.number == trial.number), -1)
-    if mine == -1:
-        # Sampled at random (CMA-ES has no finished trial to start from yet, e.g. when every
-        # earlier candidate diverged): no generation to overfill.
-        return True
-    return sum(_in_generation(t, key, mine) for t in earlier) < popsize
+    fits: dict[int, bool] = {}
+    earlier, tagged, untagged_running = 0, Counter(), 0
+    for trial in sorted(trials, key=lambda t: t.number):
+        tag = trial.system_attrs.get(key) if key is not None else None
+        if trial._trial_id in mine:
+            ok = earlier < target
+            if ok and popsize is not None and tag is not None and tag != -1:
+                ok = tagged[tag] + untagged_running < popsize  # as _in_generation counts them
+            fits[trial._trial_id] = ok
+        earlier += 1
+        if trial.state == TrialState.WAITING:
+            continue
+        if tag is None:
+            untagged_running += trial.state == TrialState.RUNNING
+        else:
+            tagged[tag] += 1
+    return fits
 
 
 def ask_batch(study: optuna.Study, space: dict[str, BaseDistribution], size: int, target: int,
-              key: str | None, popsize: int | None) -> list[optuna.Trial]:
+              key: str | None, popsize: int | None) -> list[FrozenTrial]:
     """Ask up to ``size`` trials that will all be used: none past the target or the generation.
 
-    ``key`` and ``popsize``: see :func:`population`.
-
-    A trial found surplus after asking is failed at once, unevaluated, with ``surplus`` set. Each
-    trial is claimed (owner, first heartbeat) as soon as it is asked. With a CMA-ES population the
-    study is read after each ask, which decides whether the trial fits and whether to ask another;
-    without one, the whole batch is asked and then checked with one read.
+    ``key`` and ``popsize``: see :func:`population`. The sampler proposes the batch against the
+    study as read once (:class:`codesign.search.batches.BatchView`); with a CMA-ES population it
+    stops when the current generation is full. The new trials are then created in one write, owned
+    by this worker (:func:`codesign.search.liveness.claim` for waiting retries taken), and checked
+    against a fresh read: a trial found surplus is failed at once, unevaluated, with ``surplus``
+    set. Returns the trials to evaluate, as stored.
     """
-    def ask() -> optuna.Trial:
+    view = BatchView(study._storage, study._study_id)
+    asking = optuna.load_study(study_name=study.study_name, storage=view, sampler=study.sampler)
+    room = _Room(view.get_all_trials(study._study_id, deepcopy=False, states=_LIVE), key, popsize)
+    asked = 0
+    while asked < size and room.open():
         with warnings.catch_warnings():  # Optuna warns that its heartbeat is meant for optimize(); see liveness
             warnings.simplefilter("ignore", UserWarning)
-            trial = study.ask(space)
-        claim(study, [trial])
-        return trial
-
-    def surplus(trial: optuna.Trial) -> None:
-        trial.set_user_attr("surplus", True)
-        study.tell(trial, state=TrialState.FAIL)
-
-    if key is None:
-        asked = [ask() for _ in range(size)]
-        live = study.get_trials(deepcopy=False, states=_LIVE)
-        fits = [_fits(live, t, target, None, None) for t in asked]
-        for trial, ok in zip(asked, fits):
-            if not ok:
-                surplus(trial)
-        return [t for t, ok in zip(asked, fits) if ok]
-    live = study.get_trials(deepcopy=False, states=_LIVE)
-    trials = []
-    while len(trials) < size and _generation_open(live, key, popsize):
-        trial = ask()
-        live = study.get_trials(deepcopy=False, states=_LIVE)
-        if not _fits(live, trial, target, key, popsize):
-            surplus(trial)
-            break
-        trials.append(trial)
-    return trials
+            trial = asking.ask(space)
+        room.add(view.get_trial(trial._trial_id))
+        asked += 1
+    trials = view.commit({WORKER_ATTR: this_worker()})
+    taken = [study._storage.get_trial(i) for i in view.taken]
+    claim(study, taken)
+    trials += taken
+    if not trials:
+        return []
+    live = batches.live(study, _LIVE, [key] if key else [])
+    fits = _fitting(live, {t._trial_id for t in trials}, target, key, popsize)
+    finish(study._storage, [Result(t._trial_id, TrialState.FAIL, user_attrs={"surplus": True})
+                            for t in trials if not fits[t._trial_id]])
+    return sorted((t for t in trials if fits[t._trial_id]), key=lambda t: t.number)

@@ -67,8 +67,12 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def claim(study: optuna.Study, trials: Sequence[optuna.Trial]) -> None:
-    """Mark the trials as this worker's, with their first heartbeat (RDB) before anything else."""
+def claim(study: optuna.Study, trials: Sequence[optuna.Trial | FrozenTrial]) -> None:
+    """Mark trials of the storage as this worker's, with their first heartbeat (RDB), one write each.
+
+    New trials are created owned, in one write for a batch (:mod:`codesign.search.batches`); this is
+    for the waiting retries a worker takes.
+    """
     storage, me = study._storage, this_worker()
     rdb = is_heartbeat_enabled(storage)
     for trial in trials:
@@ -78,16 +82,10 @@ def claim(study: optuna.Study, trials: Sequence[optuna.Trial]) -> None:
 
 
 def _beat(study: optuna.Study, trial_ids: Sequence[int]) -> None:
-    storage = study._storage
-    rdb = is_heartbeat_enabled(storage)
-    for trial_id in trial_ids:
-        try:
-            if rdb:
-                storage.record_heartbeat(trial_id)
-            else:
-                storage.set_trial_system_attr(trial_id, HEARTBEAT_ATTR, time.time())
-        except UpdateFinishedTrialError:
-            pass  # told meanwhile
+    """One heartbeat for every trial of a batch, in one write (:func:`codesign.search.batches.beat`)."""
+    from codesign.search.batches import beat
+
+    beat(study._storage, trial_ids, HEARTBEAT_ATTR, time.time())
 
 
 def fail_trial(study: optuna.Study, trial_id: int, retry: Callable[[optuna.Study, FrozenTrial], None] | None,
@@ -126,9 +124,12 @@ def reclaim_dead_trials(study: optuna.Study, grace_s: float,
     ``retry`` is used for the trials codesign's own checks find; on an RDB storage Optuna's
     ``fail_stale_trials`` handles stale heartbeats with the storage's own callback.
     """
+    from codesign.search.batches import live
+
     storage = study._storage
     journal = not is_heartbeat_enabled(storage)
-    before = {t._trial_id for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+    read = lambda: live(study, (TrialState.RUNNING,), (WORKER_ATTR, HEARTBEAT_ATTR))  # noqa: E731
+    before = {t._trial_id for t in read()}
     if not before:
         return 0
     reclaimed = 0
@@ -137,7 +138,7 @@ def reclaim_dead_trials(study: optuna.Study, grace_s: float,
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             optuna.storages.fail_stale_trials(study)
     host, now = socket.gethostname(), time.time()
-    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    running = read()
     if not journal:
         still = {t._trial_id for t in running}
         reclaimed += sum(storage.get_trial(i).state == TrialState.FAIL for i in before - still)

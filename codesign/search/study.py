@@ -54,7 +54,9 @@ def make_task(spec: StudySpec) -> ModelTask:
 
 def count_trials(study: optuna.Study) -> tuple[int, int]:
     """(finished, running): finished trials count towards ``n_trials``; failed ones do not."""
-    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING))
+    from codesign.search.batches import live
+
+    trials = live(study, (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING))
     running = sum(t.state == TrialState.RUNNING for t in trials)
     return len(trials) - running, running
 

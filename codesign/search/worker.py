@@ -8,21 +8,24 @@ see :mod:`codesign.search.liveness`.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
+import math
 import os
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Callable, Mapping, Sequence
 
 import optuna
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from codesign.backends import build_seconds
 from codesign.hardware import cost
 from codesign.models import Evaluation
 from codesign.search import liveness
+from codesign.search.batches import Result, constraint_key, finish
 from codesign.search.generations import ask_batch, population
 from codesign.search.liveness import BatchGuard, TrialTimeout
 from codesign.search.objectives import OBJECTIVES
@@ -47,6 +50,9 @@ class WorkerStats:
     build_s: float = 0.0
     evaluate_s: float = 0.0
     wait_s: float = 0.0
+    #: Parts of ``storage_s``: asking a batch (sampling, creating and claiming its trials) and telling its results.
+    ask_s: float = 0.0
+    tell_s: float = 0.0
     #: After the first batch (which builds the network): trials, and CPU seconds of this process and
     #: of the processes it ran (C++ standalone simulations), so CPU per trial is comparable between runs.
     steady_trials: int = 0
@@ -143,7 +149,9 @@ class _Worker:
                 break
             # No room: the last trials run elsewhere (if their worker dies, the sweep takes them
             # over), or this generation is being evaluated by other workers.
+            asking = time.perf_counter()
             trials = ask_batch(self.study, self.space, size, self.target, self.key, self.popsize) if size > 0 else []
+            self.stats.ask_s += time.perf_counter() - asking
             if not trials:
                 self.wait()
                 continue
@@ -157,7 +165,7 @@ class _Worker:
             self.stats.steady_cpu_s = _cpu_seconds() - steady_from[1]
         return self.stats
 
-    def evaluate_and_tell(self, trials: list[optuna.Trial]) -> bool:
+    def evaluate_and_tell(self, trials: list[FrozenTrial]) -> bool:
         """Evaluate one batch and tell its results; False if it ran past its time limit (its trials failed)."""
         spec = self.spec
         knobs = [knob_values(spec, t.params) for t in trials]
@@ -186,8 +194,9 @@ class _Worker:
             print(f"codesign: trials {numbers} ran past trial_timeout_s = {spec.trial_timeout_s:g} s of simulation; "
                   "failed (not retried)", file=sys.stderr)
             return False
-        for trial, evaluation, knob in zip(trials, evaluations, knobs):
-            tell(spec, self.study, trial, evaluation, knob)
+        telling = time.perf_counter()
+        tell_batch(spec, self.study, trials, evaluations, knobs)
+        self.stats.tell_s += time.perf_counter() - telling
         self.stats.trials += len(trials)
         return True
 
@@ -199,34 +208,48 @@ def objective_values(spec: StudySpec, evaluation: Evaluation, knobs: Mapping[str
     return values, result is None or result.fits
 
 
-def tell(spec: StudySpec, study: optuna.Study, trial: optuna.Trial, evaluation: Evaluation,
-         knobs: Mapping[str, float]) -> None:
-    """Record a result. A diverged candidate (NaN weights, runaway rate) is pruned with its reason.
-    With ``sparsity:``, the L1 penalty is added to the first objective (not to a diverged candidate's
-    ceiling), and metrics ``unpenalised_loss`` and ``l1_penalty`` say what it was made of.
+def result(spec: StudySpec, study: optuna.Study, trial: FrozenTrial, evaluation: Evaluation,
+           knobs: Mapping[str, float]) -> Result:
+    """What telling a result records. A diverged candidate (NaN weights, runaway rate) is pruned with its
+    reason. With ``sparsity:``, the L1 penalty is added to the first objective (not to a diverged
+    candidate's ceiling), and metrics ``unpenalised_loss`` and ``l1_penalty`` say what it was made of.
 
-    With one objective its loss (the ceiling) is reported as an intermediate value first, so that
-    samplers that take pruned trials into account (CMA-ES here) still rank it and a generation
-    stays complete. A candidate that does not fit its target is told as infeasible (constraints).
-    A trial failed meanwhile (its worker was taken for dead) keeps its state: the result is dropped,
-    and the trial's retry counts instead.
+    With one objective a diverged candidate's loss (the ceiling) is recorded as an intermediate value
+    and its value, so that samplers that take pruned trials into account (CMA-ES here) still rank it
+    and a generation stays complete (as Optuna's ``study.tell`` does for a pruned trial). A candidate
+    that does not fit its target is told as infeasible (Optuna's constraint ``fits_target``). A value
+    that is NaN fails the trial, as ``study.tell`` does.
     """
-    try:
-        values, fits = objective_values(spec, evaluation, knobs)
-        penalty = l1_penalty(spec, trial.params)
-        if spec.sparsity is not None:  # the loss objective is penalised; the metrics keep the loss itself
-            values[0] += 0.0 if evaluation.diverged else penalty
-            trial.set_user_attr("metrics", {**evaluation.metrics, "unpenalised_loss": evaluation.loss,
-                                            "l1_penalty": penalty})
-        else:
-            trial.set_user_attr("metrics", evaluation.metrics)
-        trial.set_constraint("fits_target", 0.0 if fits else 1.0)  # samplers avoid infeasible candidates
-        if evaluation.diverged:
-            trial.set_user_attr("diverged_reason", evaluation.metrics.get("diverged_reason", "diverged"))
-            if len(values) == 1:
-                trial.report(evaluation.loss, step=0)
-            study.tell(trial, state=TrialState.PRUNED, skip_if_finished=True)
-        else:
-            study.tell(trial, values if len(values) > 1 else values[0], skip_if_finished=True)
-    except optuna.exceptions.UpdateFinishedTrialError:
-        pass
+    values, fits = objective_values(spec, evaluation, knobs)
+    penalty = l1_penalty(spec, trial.params)
+    metrics = evaluation.metrics
+    if spec.sparsity is not None:  # the loss objective is penalised; the metrics keep the loss itself
+        values[0] += 0.0 if evaluation.diverged else penalty
+        metrics = {**evaluation.metrics, "unpenalised_loss": evaluation.loss, "l1_penalty": penalty}
+    told = Result(trial._trial_id, TrialState.COMPLETE, [float(v) for v in values], {"metrics": metrics},
+                  {constraint_key("fits_target"): 0.0 if fits else 1.0})  # samplers avoid infeasible candidates
+    if evaluation.diverged:
+        told.user_attrs["diverged_reason"] = evaluation.metrics.get("diverged_reason", "diverged")
+        told.state, told.values = TrialState.PRUNED, None
+        if len(values) == 1:
+            told.intermediate_values[0] = float(evaluation.loss)
+            told.values = None if math.isnan(evaluation.loss) else [float(evaluation.loss)]
+    elif any(math.isnan(v) for v in told.values):
+        told.state, told.values = TrialState.FAIL, None
+    return told
+
+
+def tell_batch(spec: StudySpec, study: optuna.Study, trials: Sequence[FrozenTrial],
+               evaluations: Sequence[Evaluation], knobs: Sequence[Mapping[str, float]]) -> None:
+    """Tell a batch's results in one write (:func:`codesign.search.batches.finish`), after the sampler's
+    ``after_trial`` for each. A trial failed meanwhile (its worker was taken for dead) keeps its
+    state: the result is dropped, and the trial's retry counts instead.
+    """
+    results = [result(spec, study, t, e, k) for t, e, k in zip(trials, evaluations, knobs)]
+    for trial, told in zip(trials, results):
+        frozen = copy.copy(trial)
+        frozen.system_attrs = {**trial.system_attrs, **told.system_attrs}
+        frozen.user_attrs = {**trial.user_attrs, **told.user_attrs}
+        frozen.intermediate_values = {**trial.intermediate_values, **told.intermediate_values}
+        study.sampler.after_trial(study, frozen, told.state, told.values)
+    finish(study._storage, results)
