@@ -59,8 +59,10 @@ def test_choices_are_not_given_measurement_noise(workdir: Path, capsys):
 @pytest.mark.science
 def test_infer_recovers_the_reward_prediction_error_rule_with_forgetting_from_choices(workdir: Path, capsys,
                                                                                      science_seed):
-    """dw = eta (x (r - E[r]) - 0.05 w) from 12 animals' choices (400 each), 3 free terms. Measured on input
-    seeds 1-4 (README, "Reward-modulated rules from choices")."""
+    """dw = eta (x (r - E[r]) - 0.05 w) from 8 animals' choices (400 each), 3 free terms, scored on 4 held-out
+    animals. Measured on input seeds 1-6 (README, "Reward-modulated rules from choices"): theta_110 0.88-1.06,
+    theta_001 -0.043 to -0.056, |theta_010| / theta_110 at most 0.05, held-out NLL within 0.4 % of the
+    teacher's own, weights R^2 0.974-0.999. 800 choices fix the rule to about 10 %, not to 1 %."""
     record(capsys, "choices.npz", "--trajectories", "12", "--seed", str(science_seed(1)))
     result = infer(InferSettings("choices.npz", terms=["theta_110", "theta_001", "theta_010"], n_trials=640,
                                  batch_size=16, fit=8))
@@ -68,4 +70,4 @@ def test_infer_recovers_the_reward_prediction_error_rule_with_forgetting_from_ch
     assert c["theta_110"] == pytest.approx(1.0, rel=0.15) and c["theta_001"] == pytest.approx(-0.05, rel=0.25)
     assert abs(c["theta_010"]) < 0.1 * c["theta_110"]
     held, best = result["held_out"], result["teacher_held_out"]
-    assert held["nll_per_choice"] < 1.01 * best["nll_per_choice"] and held["weights_r2"] > 0.98
+    assert held["nll_per_choice"] < 1.01 * best["nll_per_choice"] and held["weights_r2"] > 0.95
