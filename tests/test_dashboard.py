@@ -70,6 +70,10 @@ def test_the_dashboard_serves_a_finished_study_with_its_metrics(write_study, sto
         assert main(["dashboard", path, "--port", port, *_storage_option(storage)]) == 2
         err = capsys.readouterr().err
         assert err.startswith("codesign: error: --port: cannot listen on 127.0.0.1:") and err.count("\n") == 1
+        for option, value in (("--port", "70000"), ("--host", "nowhere.invalid")):
+            assert main(["dashboard", path, option, value, *_storage_option(storage)]) == 2
+            err = capsys.readouterr().err
+            assert err.startswith(f"codesign: error: {option}: ") and err.count("\n") == 1, err
     finally:
         server.send_signal(signal.SIGINT)
         out, err = server.communicate(timeout=30)

@@ -1,8 +1,8 @@
 """A live view of a study: optuna-dashboard on the study's own storage, codesign's metrics as columns.
 
 Each trial keeps its metrics in one user attribute, ``metrics`` (a dictionary). optuna-dashboard shows
-a dictionary as a JSON string that cannot be sorted or filtered, so the dashboard reads the storage
-through :class:`MetricsView`, which shows each scalar metric as a user attribute of its own,
+a dictionary as a line of JSON that cannot be sorted or plotted, so the dashboard reads the storage
+through :class:`MetricsView`, which shows each numeric metric as a user attribute of its own,
 ``metric:NAME``. The view is made when the dashboard reads, not stored: writing the same numbers
 again as separate attributes would cost one more storage write per metric and trial (1.6 ms per
 trial for the four metrics of the Oja study on the journal, measured), on the path every trial takes.
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import abc
 import copy
+import errno
 import numbers
 import socketserver
 from pathlib import Path
@@ -33,7 +34,7 @@ METRIC_PREFIX = "metric:"
 
 
 def flat_metrics(user_attrs: dict[str, Any]) -> dict[str, Any]:
-    """The trial's numeric metrics as ``metric:NAME`` attributes, which the dashboard sorts and filters; text
+    """The trial's numeric metrics as ``metric:NAME`` attributes, which the dashboard sorts and plots; text
     (``diverged_reason``, an attribute of its own already) and lists stay in ``metrics`` only."""
     metrics = user_attrs.get("metrics")
     if not isinstance(metrics, dict):
@@ -120,6 +121,13 @@ def open_dashboard(spec: StudySpec, storage_url: str | None = None, host: str = 
     (0: any free port) with optuna-dashboard on it; the study must have run already."""
     from optuna_dashboard import wsgi
 
+    storage, studies = _open_finished(spec, storage_url)
+    return Dashboard(_listen(host, port, wsgi(MetricsView(storage))), studies)
+
+
+def _open_finished(spec: StudySpec, storage_url: str | None) -> tuple[BaseStorage, dict[str, int]]:
+    """The study's storage, and its rounds' study ids by name; an error where it has not run yet
+    (without creating the journal: looking must not start a study)."""
     url, file, key = spec.storage_source(storage_url)
     same_storage = "" if key == "storage" else f" with the same {key}"
     not_yet = dict(file=file, key=key, fix=f"run: codesign run {spec.file}{same_storage}")
@@ -133,10 +141,18 @@ def open_dashboard(spec: StudySpec, storage_url: str | None = None, host: str = 
         raise CodesignError(f"cannot read storage {mask(url)}: {redact(str(exc), url)}", file=file, key=key) from None
     if spec.name not in studies:
         raise CodesignError(f"no study {spec.name!r} in storage {mask(url)} yet", **not_yet)
+    return storage, studies
+
+
+def _listen(host: str, port: int, app: Any) -> WSGIServer:
+    if not 0 <= port <= 65535:
+        raise CodesignError(f"port {port} is not one: ports run from 0 to 65535", key="--port",
+                            fix="give another --port (0: any free one)")
     try:
-        server = make_server(host, port, wsgi(MetricsView(storage)), server_class=_ThreadingServer,
-                             handler_class=_QuietHandler)
+        return make_server(host, port, app, server_class=_ThreadingServer, handler_class=_QuietHandler)
     except OSError as exc:
-        raise CodesignError(f"cannot listen on {host}:{port}: {exc.strerror}", key="--port",
-                            fix="give another --port (0: any free one), or stop what listens there") from None
-    return Dashboard(server, studies)
+        if exc.errno in (errno.EADDRINUSE, errno.EACCES):  # the port is taken, or reserved for root
+            raise CodesignError(f"cannot listen on {host}:{port}: {exc.strerror}", key="--port",
+                                fix="give another --port (0: any free one), or stop what listens there") from None
+        raise CodesignError(f"cannot listen on {host}:{port}: {exc.strerror}", key="--host",
+                            fix="give an address of this machine: 127.0.0.1, or 0.0.0.0 for all of them") from None
