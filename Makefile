@@ -5,9 +5,10 @@ UV := $(PYTHON) -m uv
 BIN := .venv/bin
 STUDY ?= studies/oja.yaml
 N ?= 2
+PORT ?= 8080
 PYTEST_ARGS ?=
 
-.PHONY: help setup demo study workers bench bench-gpu test test-all test-neurobench clean
+.PHONY: help setup demo study workers dashboard bench bench-gpu test test-all test-neurobench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -30,6 +31,9 @@ study: setup  ## run one study: make study STUDY=studies/oja.yaml
 
 workers: setup  ## run a study with N local worker processes on its storage: make workers N=4 STUDY=studies/oja.yaml
 	$(BIN)/codesign run $(STUDY) --workers $(N)
+
+dashboard: setup  ## serve optuna-dashboard on a study's storage until Ctrl-C: make dashboard STUDY=studies/oja.yaml PORT=8080
+	$(BIN)/codesign dashboard $(STUDY) --port $(PORT)
 
 test: setup  ## run the tests: science claims on small budgets included, not those marked slow; cuda ones compile with nvcc where it is
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)

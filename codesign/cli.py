@@ -443,6 +443,23 @@ def _json_value(value: Any) -> Any:
     return value.tolist() if hasattr(value, "tolist") else str(value)
 
 
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    from codesign.report.dashboard import open_dashboard
+    from codesign.search.storage import mask
+    from codesign.spec import load_study
+
+    spec = load_study(args.study)
+    dashboard = open_dashboard(spec, args.storage, args.host, args.port)
+    print(f"optuna-dashboard on {mask(spec.storage_url(args.storage))}: {dashboard.url} (Ctrl-C to stop)")
+    for name, url in dashboard.study_urls().items():
+        print(f"  study {name}: {url}", flush=True)
+    try:
+        dashboard.serve()
+    except KeyboardInterrupt:  # how it is meant to stop: not an interrupted run (main's message)
+        pass
+    return 0
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     from codesign.models.check import check_file, render
     from codesign.models.spec import model_file
@@ -711,6 +728,13 @@ def _port_arguments(p: argparse.ArgumentParser) -> None:
                     "model's metrics, seconds), text, rule, changes, network")
 
 
+def _dashboard_arguments(p: argparse.ArgumentParser) -> None:
+    _study_arguments(p)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine "
+                                                       "only; 0.0.0.0: every interface)")
+    p.add_argument("--port", type=int, default=8080, help="port to listen on (default 8080; 0: any free one)")
+
+
 def _check_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("file", metavar="MODEL.yaml|STUDY.yaml", help="a model file (models/), a study file (studies/), "
                                                                   "or the name of one of codesign's models (oja)")
@@ -809,6 +833,8 @@ COMMANDS = (
             cmd_compare),
     Command("port", "port a study's model and rule to Loihi 2 (Lava) and report how well the loss survives",
             _port_arguments, cmd_port),
+    Command("dashboard", "serve optuna-dashboard on a study's storage, its metrics as metric:NAME columns",
+            _dashboard_arguments, cmd_dashboard),
     Command("check", "validate a model or study file without running it and print the batched network it builds",
             _check_arguments, cmd_check,
             description="validate a model or study file without running it: its Brian2 objects are built and "
