@@ -70,8 +70,7 @@ def write(path: Path, t: Trajectories) -> None:
                   identifier=str(uuid.uuid4()), session_start_time=datetime.datetime.now(datetime.timezone.utc))
 
     def series(name: str, data: np.ndarray, interval: float, what: str) -> Any:
-        return TimeSeries(name=name, data=data, rate=1 / interval, starting_time=0.0,
-                          unit="n.a.", description=what)
+        return TimeSeries(name=name, data=data, rate=1 / interval, starting_time=0.0, unit="n.a.", description=what)
 
     module = nwb.create_processing_module(MODULE, "what codesign needs besides the series: the recorded units "
                                                   "and the initial values of each trajectory")
@@ -92,14 +91,7 @@ def write(path: Path, t: Trajectories) -> None:
 
 
 def read(path: str, error: ErrorAt) -> Trajectories:
-    from pynwb import NWBHDF5IO
-
-    try:
-        io = NWBHDF5IO(path, "r")
-        nwb = io.read()
-    except Exception as exc:  # noqa: BLE001 -- h5py, hdmf and pynwb raise OSError, TypeError, ValueError... for a foreign file
-        raise error(None, f"not an NWB file: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
-                    f"write it with pynwb ({_LAYOUT})") from None
+    io, nwb = _opened(path, error)
     with io:
         inputs = _numbered(nwb.stimulus, "inputs", None, error)
         count = len(inputs)
@@ -113,6 +105,21 @@ def read(path: str, error: ErrorAt) -> Trajectories:
                             activity=_stack(activity, "activity", error, columns=True),
                             recorded=_mask(module, error), initial=_initial(module, count, error), info=info,
                             weights=_stack(weights, "weights", error) if weights else None)
+
+
+def _opened(path: str, error: ErrorAt) -> tuple[Any, Any]:
+    """The open NWBHDF5IO and the NWBFile it read."""
+    from pynwb import NWBHDF5IO
+
+    io = None
+    try:
+        io = NWBHDF5IO(path, "r")
+        return io, io.read()
+    except Exception as exc:  # h5py, hdmf and pynwb raise OSError, TypeError, ValueError, ... for a foreign file
+        if io is not None:
+            io.close()
+        raise error(None, f"not an NWB file: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
+                    f"write it with pynwb ({_LAYOUT})") from None
 
 
 def _numbered(container: Any, prefix: str, count: int | None, error: ErrorAt, optional: bool = False) -> list[Any]:
