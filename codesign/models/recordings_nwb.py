@@ -20,9 +20,10 @@ start of its trajectory) and is sampled regularly, by ``rate`` or by ``timestamp
   gives them too, they must agree).
 
 Optional: ``acquisition/weights_K``, a TimeSeries (samples, n_post, n_pre) of ``weights_var`` sampled with
-the activity, for every trajectory or none; in info, ``weights_var``, ``constants`` (of the model) and,
-for synthetic recordings, ``teacher``, ``noise``, ``recorded_fraction``, ``seed``
-(:mod:`codesign.models.recordings`).
+the activity, for every trajectory or none; in info, ``weights_var``, ``constants`` (of the model),
+``fit`` and ``probability_var`` (the loss that fits the activity: ``trajectory_fit`` by default,
+``choice_likelihood`` with the choice probability for recorded choices) and, for synthetic recordings,
+``teacher``, ``noise``, ``recorded_fraction``, ``seed`` (:mod:`codesign.models.recordings`).
 """
 
 from __future__ import annotations
