@@ -518,8 +518,9 @@ def _model_or_study(value: str, target: str | None) -> tuple[Any, Any, dict[str,
 
 def cmd_record(args: argparse.Namespace) -> int:
     from codesign.models.recorder import record
-    from codesign.models.recordings import save_trajectories
+    from codesign.models.recordings import recordings_format, save_trajectories
 
+    recordings_format(args.output, key="-o")  # before the teacher runs, not after
     model, target, candidate, teacher, what = _teacher_arguments(args)
     _writable(args.output, None, fix="give -o a path you can write to")
     if args.no_weights:
@@ -777,7 +778,8 @@ def _record_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--recorded-fraction", type=float, default=1.0, help="fraction of the units recorded (default 1)")
     p.add_argument("--no-weights", action="store_true", help="do not store the weights (as in most real recordings)")
     p.add_argument("--seed", type=_seed, default=0, help="input seed (default 0)")
-    p.add_argument("-o", "--output", type=Path, required=True, metavar="FILE.npz", help="the recordings file to write")
+    p.add_argument("-o", "--output", type=Path, required=True, metavar="FILE.npz|FILE.nwb",
+                   help="the recordings file to write, NumPy or NWB by its suffix")
 
 
 def _robustness_arguments(p: argparse.ArgumentParser) -> None:
@@ -796,14 +798,15 @@ def _robustness_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _infer_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("recordings", type=Path, metavar="RECORDINGS.npz", help="a recordings file (codesign record)")
+    p.add_argument("recordings", type=Path, metavar="RECORDINGS", help="a recordings file, .npz or .nwb (codesign record)")
     p.add_argument("--model", help="the model (default: the one the recordings name)")
     p.add_argument("--terms", nargs="+", default=["all"], help="searched terms of the model's rule family (default all)")
     p.add_argument("--fit", type=_positive, help="trajectories fitted, the rest held out (default two thirds)")
     p.add_argument("--eta", type=float, help="the fitted rule's learning rate (default: the teacher's, else the family's)")
     p.add_argument("--batch-size", type=_positive, default=16, help="candidates per batch, the CMA-ES population (default 16)")
     p.add_argument("--seed", type=_seed, help="the sampler's seed (default 0)")
-    p.add_argument("--storage", help="Optuna storage URL (default: a journal under results/infer-NAME/)")
+    p.add_argument("--storage", help="Optuna storage URL (default: a journal under results/infer-FILE/, "
+                                     "e.g. infer-oja-nwb/ for oja.nwb)")
     p.add_argument("--l1", type=float, default=0.0, help="L1 penalty on the coefficients added to the loss (default 0)")
     p.add_argument("--refine", type=float, nargs=2, metavar=("ROUNDS", "THRESHOLD"),
                    help="then search again, ROUNDS times, on the terms with |theta| / max |theta| >= THRESHOLD")

@@ -2,7 +2,8 @@
 candidates are simulated on the recorded inputs and scored by ``trajectory_fit``, then the best rule's R^2
 on the trajectories held out of the fit, next to the teacher's coefficients where the recordings name it.
 
-The fit is an ordinary study (one Optuna study in a journal under ``results/infer-NAME/``, CMA-ES by
+The fit is an ordinary study (one Optuna study in a journal under ``results/infer-FILE/``, e.g.
+``results/infer-oja-nwb/`` for ``oja.nwb``: a study per recordings file and format; CMA-ES by
 default, batched candidates), so it resumes where it stopped.
 """
 
@@ -87,7 +88,7 @@ def infer_study(settings: InferSettings) -> tuple[Any, Any]:
         rule.validate(Where(None, "rule"))
     except CodesignError as exc:  # the rule's own key is the option here
         raise CodesignError(exc.message, key="--terms", fix=exc.fix) from None
-    name = "infer-" + Path(settings.recordings).stem.replace(".", "-")
+    name = "infer-" + Path(settings.recordings).name.replace(".", "-")  # oja.npz and oja.nwb: two studies
     spec = StudySpec(name=name, file=str(settings.recordings), model=fitted, target=target, rules={slot: rule},
                      sampler=SamplerSpec(settings.sampler), n_trials=settings.n_trials, batch_size=settings.batch_size,
                      seed=settings.seed, storage=settings.storage, sparsity=_sparsity(settings))
