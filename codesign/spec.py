@@ -283,6 +283,10 @@ class StudySpec:
     #: and the parameters it tries first (the previous round's best, on the surviving terms).
     round: int = 0
     start: dict[str, float] | None = None
+    #: Each slot's terms in the network the trials run in (None: the searched ones). Every refinement
+    #: round keeps round 0's, so that all rounds run in the one network round 0 built (a dropped term's
+    #: coefficient is zero): a round compiles nothing, and ``eval`` finds that build too.
+    network_terms: dict[str, tuple[str, ...]] | None = None
 
     @property
     def study_name(self) -> str:

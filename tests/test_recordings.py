@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from codesign.backends import builds, clear_simulations
 from codesign.cli import main
 from codesign.hardware import load_target
 from codesign.hardware.target import bundled_target
@@ -74,8 +75,11 @@ def test_infer_recovers_oja_from_noise_free_recordings_and_drops_the_terms_it_la
     penalty and one refinement round, which must drop the two terms the teacher lacks. Passed on input
     seeds 1-4."""
     record(capsys, "oja.npz", "--trajectories", "6", "--seed", str(science_seed(1)))
+    clear_simulations()  # the count below starts from nothing this process built before
+    before = builds()
     result = infer(InferSettings("oja.npz", terms=["theta_110", "theta_021", "theta_001", "theta_000"],
                                  n_trials=640, batch_size=16, fit=4, l1=0.001, refine_rounds=1, refine_threshold=0.05))
+    assert builds().networks - before.networks == 2  # the fit's, for both rounds, and the held-out trajectories'
     assert [r["terms"] for r in result["rounds"]] == [["theta_110", "theta_021", "theta_001", "theta_000"],
                                                       ["theta_110", "theta_021"]]
     c = result["coefficients"]

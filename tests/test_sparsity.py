@@ -9,6 +9,7 @@ import optuna
 import pytest
 import yaml
 
+from codesign.backends import builds, clear_simulations
 from codesign.cli import main
 from codesign.report import best_summary, best_trial, check_stability, evaluate_candidate, held_out_seed
 from codesign.rules import FAMILIES
@@ -49,7 +50,12 @@ def test_refinement_drops_terms_below_the_threshold_and_searches_only_the_surviv
     path = write_study(rule={"terms": TERMS, "eta": 5.0}, n_trials=12,
                        sparsity={"l1": 0.01, "refine": {"rounds": 2, "threshold": 0.5, "n_trials": 8}})
     spec = load_study(path)
+    clear_simulations()  # an earlier test may have built round 0's network in this process
+    built = builds()
     run_study(spec)
+    # Every round runs in round 0's network (the dropped terms at zero): built once, and under one key,
+    # which also names the compiled project on disk that other workers and later runs find.
+    assert builds().networks - built.networks == 1
     rounds = existing_rounds(spec)
     assert [r.spec.study_name for r in rounds] == ["tiny", "tiny/refine-1", "tiny/refine-2"]
     for before, after in zip(rounds, rounds[1:]):
@@ -73,6 +79,9 @@ def test_refinement_drops_terms_below_the_threshold_and_searches_only_the_surviv
     assert best["trial"] == best_trial(final_spec, final_study).number
     assert [r["round"] for r in best["rounds"]] == [0, 1, 2]
     assert best["rounds"][1]["dropped"] == pytest.approx(rounds[1].dropped)
+    # The last round's spec (what run's stability check and result files evaluate with) finds that network too.
+    evaluate_candidate(final_spec, candidate(final_spec, best_trial(final_spec, final_study).params))
+    assert builds().networks - built.networks == 1
 
 
 def test_relaxed_refinement_refits_the_survivors_without_the_penalty(write_study):
@@ -102,12 +111,16 @@ def test_a_study_given_refinement_later_resumes_into_its_rounds(write_study):
     """Round 0 is the study's own Optuna study: a study run without refinement, then with it, keeps its
     trials and goes on to round 1; run once more, it has nothing left to do."""
     path = write_study(rule={"terms": TERMS, "eta": 5.0}, n_trials=12)
+    clear_simulations()  # only round 0's network is built below (an earlier test may have built round 1's)
     first = run_study(load_study(path))
     before = [(t.number, t.values) for t in finished_trials(first)]
     path = write_study(rule={"terms": TERMS, "eta": 5.0}, n_trials=12,
                        sparsity={"refine": {"rounds": 1, "threshold": 0.5, "n_trials": 6}})
     spec = load_study(path)
+    built = builds()
     run_study(spec)
+    assert builds().networks == built.networks  # round 1 asks for the network round 0 built
+    assert len(existing_rounds(spec)[1].spec.rule.searched) < len(TERMS)
     rounds = existing_rounds(spec)
     assert [(t.number, t.values) for t in finished_trials(rounds[0].study)] == before
     assert count_trials(rounds[1].study) == (6, 0)

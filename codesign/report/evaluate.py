@@ -8,7 +8,7 @@ import optuna
 
 from codesign.models import Evaluation
 from codesign.rules import Candidate
-from codesign.search.space import candidate, knob_values
+from codesign.search.space import candidate, knob_values, network_terms
 from codesign.search.study import EVAL_SEED_OFFSET, feasible, finished_trials, make_task
 from codesign.spec import StudySpec
 from codesign.report.summary import pareto_front
@@ -27,8 +27,8 @@ def _evaluate(spec: StudySpec, cands: list[Candidate], seed: int, knobs: list[di
         return []
     task = make_task(spec)
     # The study's terms and batch size: the network the study built is reused (no new build).
-    terms = {slot: tuple(spec.rules[slot].searched) + tuple(t for c in cands for t in c[slot].coefficients
-                                                             if t not in spec.rules[slot].searched)
+    held = network_terms(spec)
+    terms = {slot: held[slot] + tuple(t for c in cands for t in c[slot].coefficients if t not in held[slot])
              for slot in cands[0]}
     evaluations = []
     for start in range(0, len(cands), spec.batch_size):

@@ -2,7 +2,7 @@
 
 Round 0 is the study as written. With ``sparsity: {refine: {rounds: R, threshold: T}}``, round K + 1
 searches only the family terms of round K's best trial whose size |theta| / max |theta| is at least T
-(the others are fixed at zero), and tries that trial first (its survivors; so a round's best is never
+(the others are fixed at zero, in the network round 0 built: no round compiles again), and tries that trial first (its survivors; so a round's best is never
 worse than the last round's best with the dropped terms set to zero). Each round is
 its own Optuna study in the study's storage (``NAME``, ``NAME/refine-1``, ...), so workers, resuming
 and dead workers work as in any study: every worker runs the rounds in turn, and since a round ends
@@ -18,7 +18,7 @@ import optuna
 from optuna.trial import FrozenTrial
 
 from codesign.errors import CodesignError
-from codesign.search.space import distributions
+from codesign.search.space import distributions, network_terms
 from codesign.search.sparsity import survivors
 from codesign.search.study import feasible, finished_trials, open_study, open_study_storage
 from codesign.spec import StudySpec
@@ -58,7 +58,7 @@ def refined(spec: StudySpec, trial: FrozenTrial) -> tuple[StudySpec, dict[str, f
              for slot, rule in spec.rules.items()}
     sparsity = dataclasses.replace(spec.sparsity, l1=0.0) if refine.relax else spec.sparsity
     following = dataclasses.replace(spec, rules=rules, round=spec.round + 1, start=None, sparsity=sparsity,
-                                    n_trials=refine.n_trials or spec.n_trials)
+                                    n_trials=refine.n_trials or spec.n_trials, network_terms=network_terms(spec))
     start = {name: trial.params[name] for name in distributions(following) if name in trial.params}
     return dataclasses.replace(following, start=start), dropped
 

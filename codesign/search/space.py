@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from codesign.models.spec import ParamSpec
     from codesign.spec import StudySpec
 
-__all__ = ["distributions", "knob_values", "candidate", "searched_terms"]
+__all__ = ["distributions", "knob_values", "candidate", "searched_terms", "network_terms"]
 
 
 def distributions(spec: StudySpec) -> dict[str, BaseDistribution]:
@@ -68,3 +68,9 @@ def candidate(spec: StudySpec, params: dict[str, float], name: str | None = None
 def searched_terms(spec: StudySpec) -> dict[str, tuple[str, ...]]:
     """Each slot's searched terms."""
     return {slot: rule.searched for slot, rule in spec.rules.items()}
+
+
+def network_terms(spec: StudySpec) -> dict[str, tuple[str, ...]]:
+    """Each slot's terms in the network the study's trials run in: round 0's searched terms, in every
+    refinement round (see :attr:`codesign.spec.StudySpec.network_terms`)."""
+    return dict(spec.network_terms) if spec.network_terms is not None else searched_terms(spec)

@@ -23,7 +23,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from codesign.backends import build_seconds
 from codesign.hardware import cost
-from codesign.models import Evaluation
+from codesign.models import Evaluation, ModelTask
 from codesign.search import liveness
 from codesign.search.batches import Result, constraint_key, finish
 from codesign.search.generations import ask_batch, population
@@ -31,7 +31,7 @@ from codesign.search.liveness import BatchGuard, TrialTimeout
 from codesign.search.objectives import OBJECTIVES
 from codesign.search.rounds import rounds_to_run
 from codesign.search.samplers import SAMPLERS
-from codesign.search.space import candidate, distributions, knob_values, searched_terms
+from codesign.search.space import candidate, distributions, knob_values, network_terms
 from codesign.search.sparsity import l1_penalty
 from codesign.search.study import TRAIN_SEED_OFFSET, count_trials, make_task, open_study, retry_callback
 from codesign.spec import StudySpec
@@ -96,8 +96,11 @@ def run_worker(spec: StudySpec, storage_url: str | None = None, n_trials: int | 
     (:mod:`codesign.search.rounds`), ``n_trials`` (when given) for each.
     """
     stats = WorkerStats()
+    task = None  # one task for every round: they share round 0's network (StudySpec.network_terms)
     for round_spec in rounds_to_run(spec, storage_url, n_trials):
-        stats.add(_Worker(round_spec, storage_url, None, worker_index, batch_size, poll_s).run(on_batch))
+        worker = _Worker(round_spec, storage_url, None, worker_index, batch_size, poll_s, task)
+        stats.add(worker.run(on_batch))
+        task = worker.task
     return stats
 
 
@@ -110,7 +113,7 @@ class _Worker:
     """The state of one worker's loop (see :func:`run_worker`)."""
 
     def __init__(self, spec: StudySpec, storage_url: str | None, n_trials: int | None, worker_index: int,
-                 batch_size: int | None, poll_s: float) -> None:
+                 batch_size: int | None, poll_s: float, task: ModelTask | None = None) -> None:
         started = time.perf_counter()
         self.spec, self.poll_s, self.started = spec, poll_s, started
         self.stats = WorkerStats()
@@ -122,7 +125,7 @@ class _Worker:
         if SAMPLERS[spec.sampler.name].generations:
             import cmaes  # noqa: F401  (Optuna imports it, and SciPy with it, on the first ask: part of starting up)
         self.key, self.popsize = population(self.study, spec.sampler.name, spec.batch_size)
-        self.task = make_task(spec)
+        self.task = task or make_task(spec)
         self.space = distributions(spec)
         self.retry = retry_callback(spec)
         self.sweep_every = min(1.0, float(spec.heartbeat_s))
@@ -177,7 +180,7 @@ class _Worker:
                 with guard:
                     candidates = [candidate(spec, t.params, name=f"trial {t.number}") for t in trials]
                     evaluations = self.task.evaluate(candidates, spec.seed + TRAIN_SEED_OFFSET,
-                                                     terms=searched_terms(spec), capacity=self.share,
+                                                     terms=network_terms(spec), capacity=self.share,
                                                      knobs=knobs if spec.hardware.knobs else None)
             except TrialTimeout:
                 pass  # raised on the way out of the guard: its trials are failed already
