@@ -46,9 +46,19 @@ class SleepTask:
 def _worker(spec, url: str, index: int, sleep_s: float, stats_path: str) -> None:
     import codesign.search.worker as worker
 
-    with mock.patch.object(worker, "make_task", lambda spec: SleepTask(spec.seed + index, sleep_s)):
-        stats = worker.run_worker(spec, url, worker_index=index)
+    try:
+        with mock.patch.object(worker, "make_task", lambda spec: SleepTask(spec.seed + index, sleep_s)):
+            stats = worker.run_worker(spec, url, worker_index=index)
+    except Exception as exc:  # counted and shown by the table: the figure is only as good as the workers that ran
+        Path(stats_path).with_suffix(".error").write_text(f"{type(exc).__name__}: {exc}".splitlines()[0][:300])
+        raise
     worker.write_stats(stats, Path(stats_path))
+
+
+def _create(spec, url: str) -> None:
+    from codesign.search.study import open_study
+
+    open_study(spec, url)
 
 
 def busy_fraction(trials: list, workers: int, batch: int, sleep_s: float) -> float:
@@ -69,9 +79,14 @@ def busy_fraction(trials: list, workers: int, batch: int, sleep_s: float) -> flo
 def _measure(spec, url: str, workers: int, sleep_s: float, folder: Path) -> dict[str, float]:
     from codesign.search.study import open_study
 
-    open_study(spec, url)  # created once, before the workers race for it
     stats_dir = folder / f"stats-{time.monotonic_ns()}"
+    stats_dir.mkdir()
     fork = multiprocessing.get_context("fork")
+    # Created once before the workers race for it, in a process of its own: a forked worker must
+    # not inherit an open database connection.
+    creator = fork.Process(target=_create, args=(spec, url))
+    creator.start()
+    creator.join()
     procs = [fork.Process(target=_worker, args=(spec, url, i, sleep_s, str(stats_dir / f"{i}.json")))
              for i in range(workers)]
     for p in procs:
@@ -79,12 +94,13 @@ def _measure(spec, url: str, workers: int, sleep_s: float, folder: Path) -> dict
     for p in procs:
         p.join()
     stats = [json.loads(p.read_text()) for p in stats_dir.glob("*.json")]
+    errors = sorted({p.read_text() for p in stats_dir.glob("*.error")})
     trials = open_study(spec, url).get_trials(deepcopy=False)
     n = max(sum(s["trials"] for s in stats), 1)
     return {"busy_fraction": busy_fraction(trials, workers, spec.batch_size, sleep_s),
             "finished": sum(t.state.name == "COMPLETE" for t in trials), "workers_done": len(stats),
             "ask_ms": 1e3 * sum(s["ask_s"] for s in stats) / n, "tell_ms": 1e3 * sum(s["tell_s"] for s in stats) / n,
-            "wait_s": sum(s["wait_s"] for s in stats) / max(len(stats), 1)}
+            "wait_s": sum(s["wait_s"] for s in stats) / max(len(stats), 1), "errors": errors}
 
 
 def run_many_workers_bench(quick: bool = False, workers: int = WORKERS) -> dict[str, Any]:
@@ -131,5 +147,8 @@ def print_many_workers_table(result: dict[str, Any], console) -> None:
         table.add_row(storage, f"{busy:.3f}", str(d["finished"]), f"{d['ask_ms']:.2f}", f"{d['tell_ms']:.2f}",
                       f"{d['wait_s']:.2f}")
     console.print(table)
+    for storage, d in result["many_workers_detail"].items():
+        if d["errors"]:
+            console.print(f"{storage}: {setup['workers'] - d['workers_done']} workers failed: {'; '.join(d['errors'])}")
     if "many_workers_postgres_skipped" in result:
         console.print(f"postgres skipped: {result['many_workers_postgres_skipped']}")
