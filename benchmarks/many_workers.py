@@ -120,7 +120,7 @@ def run_many_workers_bench(quick: bool = False, workers: int = WORKERS) -> dict[
         server = None
         try:
             try:
-                server = ThrowawayPostgres().start()
+                server = ThrowawayPostgres(max_connections=4 * workers + 20).start()  # about 3 per worker
             except PostgresUnavailable as exc:
                 result["many_workers_postgres_skipped"] = str(exc)
             for storage, fresh in _storages(folder, server).items():
