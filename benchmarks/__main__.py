@@ -23,10 +23,11 @@ def _parser() -> argparse.ArgumentParser:
                     "a GPU is, cuda_standalone against cpp_standalone on large batches; then trials per second "
                     "of the spiking study with 1 and 2 local workers on the journal file and on a throwaway "
                     "PostgreSQL server, and where a trial's time goes; then the bookkeeping per trial on a null task "
-                    "(no simulation) for batches of 1 to 4,096, next to raw Optuna")
+                    "(no simulation) for batches of 1 to 4,096, next to raw Optuna; then the share of time 32 workers on one storage "
+                    "spend simulating when a batch's simulation is a fixed sleep")
     parser.add_argument("--json", action="store_true", help="print a JSON object (evaluations and trials per second)")
     parser.add_argument("--quick", action="store_true", help="tiny batches: checks the benchmark runs, not for numbers")
-    parser.add_argument("--only", choices=["evaluations", "workers", "bookkeeping"], help="run one of the parts")
+    parser.add_argument("--only", choices=["evaluations", "workers", "bookkeeping", "many-workers"], help="run one of the parts")
     parser.add_argument("--gpu", action="store_true", help="only the GPU table (cuda_standalone against "
                                                            "cpp_standalone on batches that fill a GPU); needs a GPU and nvcc")
     return parser
@@ -79,6 +80,13 @@ def run(args: argparse.Namespace) -> int:
         out.update(bookkeeping)
         if not args.json:
             print_bookkeeping_table(bookkeeping, console)
+    if not args.gpu and args.only in (None, "many-workers"):
+        from benchmarks.many_workers import print_many_workers_table, run_many_workers_bench
+
+        many = run_many_workers_bench(quick=args.quick)
+        out.update(many)
+        if not args.json:
+            print_many_workers_table(many, console)
     if args.json:
         print(json.dumps(out, indent=2))
     return 0

@@ -64,7 +64,8 @@ class ThrowawayPostgres:
 
     user = "codesign"
 
-    def __init__(self) -> None:
+    def __init__(self, max_connections: int = 100) -> None:
+        self.max_connections = max_connections  # PostgreSQL's default; each worker holds about 3
         self.bin = server_binaries()
         if self.bin is None:
             raise PostgresUnavailable("PostgreSQL server binaries (initdb, pg_ctl) not found; "
@@ -99,7 +100,8 @@ class ThrowawayPostgres:
                   "--auth-local=trust", "--auth-host=scram-sha-256", "-E", "UTF8", "--locale=C", "--no-sync")
         for attempt in range(3):  # a free port can be taken by someone else before the server binds it
             self.port = _free_port()
-            options = f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1"
+            options = (f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 "
+                       f"-c max_connections={self.max_connections}")
             try:
                 self._run(str(self.bin / "pg_ctl"), "-D", str(self.folder / "data"), "-l", str(self.folder / "log"),
                           "-w", "-t", "60", "-o", options, "start")

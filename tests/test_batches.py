@@ -104,19 +104,21 @@ _NULL_WORKER = textwrap.dedent("""
     print("ready", flush=True)
     sys.stdin.readline()  # both start together
     with mock.patch.object(worker, "make_task", lambda spec: Slow(int(sys.argv[2]))):
-        worker.run_worker(spec, worker_index=int(sys.argv[2]))
+        worker.run_worker(spec, worker_index=int(sys.argv[2]), batch_size=int(sys.argv[3]))
 """)
 
 
 @pytest.mark.parametrize("sampler", ["random", "cmaes"])
 def test_two_workers_on_batches_of_256_finish_exactly_the_trials_asked_for(write_study, storage, sampler, tmp_path):
     """Two worker processes (a null task: bookkeeping only) racing for the last places of a study of
-    700 trials in batches of 256 (CMA-ES: a population of 256 shared): exactly 700 finished, none twice."""
+    700 trials in batches of 256 (CMA-ES: a population of 256 shared, 128 each, as ``run --workers 2``
+    shares it): exactly 700 finished, none twice."""
     n_trials = 700
     path = write_study(sampler={"name": sampler}, n_trials=n_trials, batch_size=256)
     script = tmp_path / "null_worker.py"
     script.write_text(_NULL_WORKER.format(root=str(ROOT)))
-    procs = [subprocess.Popen([sys.executable, str(script), path, str(i)], stdin=subprocess.PIPE,
+    share = 128 if sampler == "cmaes" else 256
+    procs = [subprocess.Popen([sys.executable, str(script), path, str(i), str(share)], stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
     assert [p.stdout.readline().strip() for p in procs] == ["ready", "ready"]
     for p in procs:

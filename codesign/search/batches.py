@@ -16,6 +16,9 @@ trial). A batch of trials is evaluated together anyway, so codesign writes it to
   go in one write for the whole batch. A trial that was failed meanwhile (its worker taken for dead)
   keeps its state: its part of the write is skipped, as ``study.tell(skip_if_finished=True)`` does.
 - **Heartbeats** (:func:`beat`): one write for all of a batch's trials.
+- **Waiting** (:func:`version`): a worker with nothing to ask (its CMA-ES generation is being
+  finished by others) watches something cheap that changes with the study (the journal's size, a
+  count on PostgreSQL) and asks again as soon as it changes, rather than after a fixed pause.
 
 Each storage has a :class:`Writer` for this (:data:`WRITERS`): the journal appends a list of log
 lines with Optuna's ``append_logs`` (one lock, one fsync), PostgreSQL and other RDB storages write in
@@ -44,7 +47,7 @@ from optuna.study._constrained_optimization import _CONSTRAINTS_KEY
 from optuna.trial import FrozenTrial, TrialState
 
 __all__ = ["BatchView", "Result", "Writer", "WRITERS", "writer", "create", "finish", "beat", "live", "LiveTrial",
-           "constraint_key"]
+           "constraint_key", "version"]
 
 
 def constraint_key(name: str) -> str:
@@ -207,6 +210,14 @@ class BatchView(BaseStorage):
 class Writer:
     """How a batch is written to one kind of storage; this base class uses Optuna's public per-trial API."""
 
+    #: How often a waiting worker reads :meth:`version` (seconds): about what one read costs, times ten.
+    wake_s = 0.01
+
+    def version(self, storage: BaseStorage, study_id: int) -> Any:
+        """Something cheap to read that changes whenever a trial of the study is created or finished
+        (None: the storage has nothing cheaper than reading the trials, and a waiting worker just waits)."""
+        return None
+
     def create(self, storage: BaseStorage, study_id: int, templates: list[FrozenTrial]) -> list[FrozenTrial]:
         """Create RUNNING trials from ``templates`` (params, attributes; the first heartbeat where the storage has one)."""
         ids = [storage.create_new_trial(study_id, template_trial=t) for t in templates]
@@ -248,6 +259,13 @@ class Writer:
 
 class JournalWriter(Writer):
     """The journal: a batch is one ``append_logs`` call (one lock, one fsync) of Optuna's own log lines."""
+
+    wake_s = 0.002  # a stat
+
+    def version(self, storage: BaseStorage, study_id: int) -> Any:
+        import os
+
+        return os.stat(storage._backend._file_path).st_size  # every change is an append
 
     def _append(self, storage: optuna.storages.JournalStorage, logs: list[dict[str, Any]], worker_id: str) -> None:
         for log in logs:
@@ -411,6 +429,16 @@ class RdbWriter(Writer):
                                 .where(models.TrialModel.trial_id.in_([r.trial_id for r in told if r.state == state]))
                                 .values(state=state, _datetime_complete_utc=now))
 
+    def version(self, storage: BaseStorage, study_id: int) -> Any:
+        import sqlalchemy
+        from optuna.storages._rdb import models
+
+        trial = models.TrialModel
+        with self._session(storage) as session:
+            return tuple(session.execute(sqlalchemy.select(sqlalchemy.func.count(trial.trial_id),
+                                                           sqlalchemy.func.count(trial._datetime_complete_utc))
+                                         .where(trial.study_id == study_id)).one())
+
     def beat(self, storage: BaseStorage, trial_ids: Sequence[int], attr: str, now: float) -> None:
         import sqlalchemy
         from optuna.storages._rdb import models
@@ -466,6 +494,12 @@ def finish(storage: BaseStorage, results: Sequence[Result]) -> None:
 def beat(storage: BaseStorage, trial_ids: Sequence[int], attr: str, now: float) -> None:
     if trial_ids:
         writer(storage).beat(storage, trial_ids, attr, now)
+
+
+def version(study: optuna.Study) -> tuple[Any, float]:
+    """(:meth:`Writer.version` of the study, how often to read it while waiting)."""
+    found = writer(study._storage)
+    return found.version(study._storage, study._study_id), found.wake_s
 
 
 def live(study: optuna.Study, states: Container[TrialState], keys: Sequence[str] = ()) -> list[Any]:

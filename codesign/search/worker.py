@@ -25,7 +25,7 @@ from codesign.backends import build_seconds
 from codesign.hardware import cost
 from codesign.models import Evaluation, ModelTask
 from codesign.search import liveness
-from codesign.search.batches import Result, constraint_key, finish
+from codesign.search.batches import Result, constraint_key, finish, version
 from codesign.search.generations import ask_batch, population
 from codesign.search.liveness import BatchGuard, TrialTimeout
 from codesign.search.objectives import OBJECTIVES
@@ -138,8 +138,16 @@ class _Worker:
         self.last_sweep = time.monotonic()
 
     def wait(self) -> None:
-        self.stats.wait_s += self.poll_s
-        time.sleep(self.poll_s)
+        """Until the study changes (others finish their trials of the generation), at most ``poll_s``."""
+        began = time.perf_counter()
+        seen, wake_s = version(self.study)
+        if seen is None:
+            time.sleep(self.poll_s)
+        while seen is not None and time.perf_counter() - began < self.poll_s:
+            time.sleep(wake_s)
+            if version(self.study)[0] != seen:
+                break
+        self.stats.wait_s += time.perf_counter() - began
 
     def run(self, on_batch: Callable[[optuna.Study], None] | None) -> WorkerStats:
         steady_from: tuple[int, float] | None = None

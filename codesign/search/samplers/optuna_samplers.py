@@ -2,13 +2,94 @@
 
 from __future__ import annotations
 
+import copy
+import pickle
 import warnings
 
 import optuna
+from optuna.trial import FrozenTrial, TrialState
 
 from codesign.search.samplers.base import SAMPLERS, SamplerKind
 
-__all__: list[str] = []
+__all__ = ["BatchCmaEsSampler"]
+
+
+class BatchCmaEsSampler(optuna.samplers.CmaEsSampler):
+    """Optuna's CMA-ES, proposing the same trials, at less cost per ask when a batch is asked at once.
+
+    At every ask Optuna restores the optimizer from the last finished trial that stores it (a pickle,
+    hex-encoded) and, once the current generation has ``popsize`` finished trials, tells it their
+    values and stores the told optimizer on the trial being asked. A batch's trials are all asked
+    before any of them finishes, so each of them restored, told and stored it again: kilobytes of
+    storage per trial, and most of the time of an ask. Here the told optimizer is kept, by the
+    stored one it was told from and the trials it was told: a batch tells once and stores it on its
+    first trial. Any other worker (or this one, if that trial fails) tells the same stored optimizer
+    the same trials, which gives the same optimizer. And a pruned trial, which CMA-ES ranks by its
+    last intermediate value, is a shallow copy with that value rather than a deep copy (Optuna deep-copies
+    every pruned trial at every ask).
+
+    This overrides three private methods of Optuna's sampler (``_get_trials``, ``_restore_optimizer``,
+    ``_split_optimizer_str``, unchanged since Optuna 3.x); ``tests/test_samplers.py`` checks that the
+    proposals are Optuna's own.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._stored: dict[int, tuple] = {}  # a trial's stored optimizer (pickle, generation, popsize), by id
+        self._told: dict[tuple, object] = {}  # (stored optimizer's trial, told trials): the told optimizer
+        self._telling: tuple | None = None
+
+    def _get_trials(self, study: optuna.Study) -> list[FrozenTrial]:
+        trials = []
+        for t in study._get_trials(deepcopy=False, use_cache=True):
+            if t.state == TrialState.COMPLETE:
+                trials.append(t)
+            elif t.state == TrialState.PRUNED and t.intermediate_values and self._consider_pruned_trials:
+                _, value = max(t.intermediate_values.items())
+                if value is not None:
+                    ranked = copy.copy(t)
+                    ranked.value = value  # a new list of values: ``t`` is unchanged
+                    trials.append(ranked)
+        return trials
+
+    def _restore_optimizer(self, completed_trials: list[FrozenTrial]):  # noqa: ANN201
+        self._telling = None
+        prefix = self._attr_key_optimizer
+        source = next((t for t in reversed(completed_trials) if any(k.startswith(prefix) for k in t.system_attrs)),
+                      None)
+        if source is None:
+            return None
+        if source._trial_id not in self._stored:
+            chunks = {k: v for k, v in source.system_attrs.items() if k.startswith(prefix)}
+            stored = bytes.fromhex(self._concat_optimizer_attrs(chunks))
+            optimizer = pickle.loads(stored)
+            _keep(self._stored, source._trial_id, (stored, optimizer.generation, optimizer.population_size))
+        stored, generation, popsize = self._stored[source._trial_id]
+        solutions = self._get_solution_trials(completed_trials, generation)
+        if len(solutions) < popsize:
+            return pickle.loads(stored)  # nothing to tell yet
+        key = (source._trial_id, tuple(t._trial_id for t in solutions[:popsize]))
+        if key in self._told:
+            # Told already: Optuna asks from it without telling again. A copy, not a pickle: a pickle
+            # keeps one triangle of the covariance, which changes the last digits of the candidates.
+            return copy.deepcopy(self._told[key])
+        optimizer = pickle.loads(stored)
+        self._telling = (key, optimizer)  # Optuna tells it now, then stores it (_split_optimizer_str)
+        return optimizer
+
+    def _split_optimizer_str(self, optimizer_str: str) -> dict[str, str]:
+        if self._telling is not None:
+            key, told = self._telling
+            _keep(self._told, key, copy.deepcopy(told))
+            self._telling = None
+        return super()._split_optimizer_str(optimizer_str)
+
+
+def _keep(cache: dict, key, value, size: int = 4) -> None:
+    """Add to ``cache``, keeping the latest ``size`` entries: only the current generation's are asked for again."""
+    cache[key] = value
+    while len(cache) > size:
+        del cache[next(iter(cache))]
 
 
 def _cmaes(seed: int, population: int | None, constant_liar: bool) -> optuna.samplers.BaseSampler:
@@ -19,7 +100,7 @@ def _cmaes(seed: int, population: int | None, constant_liar: bool) -> optuna.sam
     warnings.filterwarnings("ignore", "Constraints have been set, but CmaEsSampler", UserWarning)
     with warnings.catch_warnings():  # consider_pruned_trials is marked experimental
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.samplers.CmaEsSampler(popsize=population, seed=seed, warn_independent_sampling=False,
+        return BatchCmaEsSampler(popsize=population, seed=seed, warn_independent_sampling=False,
                                             consider_pruned_trials=True)
 
 
