@@ -120,7 +120,7 @@ def test_an_unknown_bare_model_name_lists_codesigns_models(workdir, capsys):
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "model: 'ojja' is neither a file nor" in err
     assert err.endswith("one of codesign's models: bdsp-xor, ei-plasticity, oja, pca-network, synaptic-scaling, "
-                      "target-rate)")
+                      "target-rate, two-choice)")
     assert main(["check", "ojja"]) == 2
     assert "'ojja' is neither a file nor" in capsys.readouterr().err
 

@@ -13,4 +13,6 @@ from codesign.models.spec import ModelSpec, load_model
 from codesign.models.stimuli import STIMULI
 from codesign.models.task import ModelTask
 
+from codesign.models import recordings_nwb as _recordings_nwb  # noqa: E402,F401  (registers the .nwb format)
+
 __all__ = ["load_model", "ModelSpec", "ModelTask", "Evaluation", "LOSS_CAP", "LOSSES", "STIMULI", "Recordings"]

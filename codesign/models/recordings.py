@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import importlib
 import json
 from pathlib import Path
 from typing import Any, Callable
@@ -87,13 +86,6 @@ class RecordingsFormat:
     locate: Callable[[str, int], str] = lambda key, k: key
 
 
-def _lazy(module: str, name: str) -> Callable[..., Any]:
-    """``module.name``, imported on first call (pynwb takes a second to import)."""
-    def call(*args: Any) -> Any:
-        return getattr(importlib.import_module(module), name)(*args)
-    return call
-
-
 def _write_npz(path: Path, trajectories: Trajectories) -> None:
     arrays = {"inputs": trajectories.inputs, "activity": trajectories.activity, "recorded": trajectories.recorded,
               "info": np.array(json.dumps(trajectories.info))}
@@ -121,12 +113,10 @@ def _read_npz(path: str, error: ErrorAt) -> Trajectories:
         weights=np.asarray(arrays["weights"], dtype=float) if "weights" in arrays else None)
 
 
-_NWB = "codesign.models.recordings_nwb"
-
-#: Recordings formats by file suffix.
+#: Recordings formats by file suffix; :mod:`codesign.models.recordings_nwb` adds ``.nwb`` (the package
+#: imports it).
 FORMATS: dict[str, RecordingsFormat] = {
     ".npz": RecordingsFormat("NumPy .npz", _read_npz, _write_npz),
-    ".nwb": RecordingsFormat("NWB", _lazy(_NWB, "read"), _lazy(_NWB, "write"), _lazy(_NWB, "locate")),
 }
 
 

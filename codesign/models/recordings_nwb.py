@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from codesign.models.recordings import ErrorAt, Trajectories, parse_info
+from codesign.models.recordings import FORMATS, ErrorAt, RecordingsFormat, Trajectories, parse_info
 
 __all__ = ["read", "write", "locate"]
 
@@ -222,3 +222,7 @@ def _initial(module: Any, count: int, error: ErrorAt) -> dict[str, np.ndarray]:
                         "store the initial values as one sample, shape (1, n_post, n_pre)")
         initial[name.replace("__", ".")] = values[:, 0]
     return initial
+
+
+# pynwb is imported on first use, in the functions above: it takes a second or two to import.
+FORMATS[".nwb"] = RecordingsFormat("NWB", read, write, locate)
