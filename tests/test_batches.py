@@ -95,9 +95,9 @@ _NULL_WORKER = textwrap.dedent("""
     from benchmarks.bookkeeping import NullTask
     from codesign.spec import load_study
 
-    class Slow(NullTask):  # a "simulation" of 0.3 s per batch, so that the two workers overlap
+    class Slow(NullTask):  # a "simulation" of 1 s per batch, so that the two workers overlap however slow one starts
         def evaluate(self, *args, **kwargs):
-            time.sleep(0.3)
+            time.sleep(1.0)
             return super().evaluate(*args, **kwargs)
 
     spec = load_study(sys.argv[1])
