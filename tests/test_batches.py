@@ -18,22 +18,11 @@ from codesign.search.generations import ask_batch
 from codesign.search.liveness import WORKER_ATTR
 from codesign.search.space import distributions
 from codesign.search.study import count_trials, open_study, reclaim_dead_trials
-from codesign.search.storage import ENV_VAR
 from codesign.spec import load_study
 
 from tests.conftest import ROOT
+from tests.test_workers import storage  # noqa: F401  (the fixture: the journal, then PostgreSQL)
 
-STORAGES = ["journal", pytest.param("postgres", marks=pytest.mark.postgres)]
-
-
-@pytest.fixture(params=STORAGES)
-def storage(request, monkeypatch) -> str | None:
-    if request.param == "journal":
-        monkeypatch.delenv(ENV_VAR, raising=False)
-        return None
-    url = request.getfixturevalue("postgres_url")
-    monkeypatch.setenv(ENV_VAR, url)
-    return url
 
 
 def _dead_owner() -> str:

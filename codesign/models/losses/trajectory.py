@@ -61,12 +61,17 @@ class TrajectoryFit(Loss):
                                                      fix=f"name one: {', '.join(self.model.stimuli) or 'none'}")
         return names
 
+    def _facts(self, rec: Recordings, what: str = "recordings") -> dict[str, np.ndarray]:
+        """The recordings the stimulus plays (a one-line error if it plays none)."""
+        facts = rec.facts[self.params.stimulus]
+        if "activity" not in facts:
+            raise self.where.child("stimulus").error(f"{self.params.stimulus!r} holds no {what} to fit",
+                                                     fix="make it a stimulus of kind recorded (codesign infer does)")
+        return facts
+
     def __call__(self, rec: Recordings) -> Evaluation:
         p = self.params
-        facts = rec.facts[p.stimulus]
-        if "activity" not in facts:
-            raise self.where.child("stimulus").error(f"{p.stimulus!r} holds no recordings to fit",
-                                                     fix="make it a stimulus of kind recorded (codesign infer does)")
+        facts = self._facts(rec)
         recorded = facts["recorded"][0]
         simulated = rec.series[self._series(p.activity)]
         samples = min(simulated.shape[1], facts["activity"].shape[1])
@@ -120,10 +125,7 @@ class ChoiceLikelihood(TrajectoryFit):
 
     def __call__(self, rec: Recordings) -> Evaluation:
         p = self.params
-        facts = rec.facts[p.stimulus]
-        if "activity" not in facts:
-            raise self.where.child("stimulus").error(f"{p.stimulus!r} holds no recorded choices to fit",
-                                                     fix="make it a stimulus of kind recorded (codesign infer does)")
+        facts = self._facts(rec, "recorded choices")
         chosen = facts["activity"][:, :, :1] > 0.5
         probability = rec.series[self._series(p.probability)][:, :chosen.shape[1], :1]
         finite = np.all(np.isfinite(probability), axis=(1, 2))
