@@ -113,19 +113,14 @@ def run_bookkeeping_bench(quick: bool = False, batch_sizes=BATCH_SIZES, sampler:
     """``{"bookkeeping": {storage: {batch: ms}}, "bookkeeping_raw_optuna": ..., "bookkeeping_phases": ...}``."""
     import warnings
 
-    from tests.postgres import PostgresUnavailable, ThrowawayPostgres
+    from tests.postgres import server_or_none
 
     warnings.filterwarnings("ignore", category=UserWarning, module="optuna")
     result: dict[str, Any] = {"bookkeeping": {}, "bookkeeping_raw_optuna": {}, "bookkeeping_phases": {},
                               "bookkeeping_sampler": sampler}
     with tempfile.TemporaryDirectory(prefix="codesign-bookkeeping-") as tmp:
         folder = Path(tmp)
-        server = None
-        try:
-            try:
-                server = ThrowawayPostgres().start()
-            except PostgresUnavailable as exc:
-                result["bookkeeping_postgres_skipped"] = str(exc)
+        with server_or_none(result, "bookkeeping_postgres_skipped") as server:
             for storage, fresh in _storages(folder, server).items():
                 ours, raw, phases = {}, {}, {}
                 for batch in batch_sizes:
@@ -142,9 +137,6 @@ def run_bookkeeping_bench(quick: bool = False, batch_sizes=BATCH_SIZES, sampler:
                 result["bookkeeping"][storage] = ours
                 result["bookkeeping_raw_optuna"][storage] = raw
                 result["bookkeeping_phases"][storage] = phases
-        finally:
-            if server is not None:
-                server.stop()
     return result
 
 

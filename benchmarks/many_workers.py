@@ -108,7 +108,7 @@ def run_many_workers_bench(quick: bool = False, workers: int = WORKERS) -> dict[
     import warnings
 
     from benchmarks.bookkeeping import _spec, _storages
-    from tests.postgres import PostgresUnavailable, ThrowawayPostgres
+    from tests.postgres import server_or_none
 
     warnings.filterwarnings("ignore", category=UserWarning, module="optuna")
     workers, sleep_s = (4, 0.2) if quick else (workers, SLEEP_S)
@@ -117,20 +117,13 @@ def run_many_workers_bench(quick: bool = False, workers: int = WORKERS) -> dict[
                                                      "sampler": "random"}}
     with tempfile.TemporaryDirectory(prefix="codesign-many-") as tmp:
         folder = Path(tmp)
-        server = None
-        try:
-            try:
-                server = ThrowawayPostgres(max_connections=4 * workers + 20).start()  # about 3 per worker
-            except PostgresUnavailable as exc:
-                result["many_workers_postgres_skipped"] = str(exc)
+        connections = 4 * workers + 20  # about 3 per worker
+        with server_or_none(result, "many_workers_postgres_skipped", max_connections=connections) as server:
             for storage, fresh in _storages(folder, server).items():
                 spec = _spec(folder, f"many_{storage}", "random", workers * BATCH * ROUNDS, BATCH)
                 run = _measure(spec, fresh(f"many_{storage}"), workers, sleep_s, folder)
                 result["many_workers"][storage] = run["busy_fraction"]
                 result["many_workers_detail"][storage] = run
-        finally:
-            if server is not None:
-                server.stop()
     return result
 
 

@@ -132,7 +132,7 @@ def run_workers_bench(quick: bool = False, repeats: int = 2) -> dict[str, Any]:
     (a shared machine only ever makes a run slower). ``quick``: a tiny network and few trials, to
     check that the benchmark runs (not for numbers).
     """
-    from tests.postgres import PostgresUnavailable, ThrowawayPostgres
+    from tests.postgres import server_or_none
     from codesign.spec import load_study
 
     batch = 4 if quick else 12
@@ -141,12 +141,7 @@ def run_workers_bench(quick: bool = False, repeats: int = 2) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="codesign-bench-") as tmp:
         folder = Path(tmp)
         result["fsync_ms"] = fsync_ms(folder)
-        server = None
-        try:
-            try:
-                server = ThrowawayPostgres().start()
-            except PostgresUnavailable as exc:
-                result["postgres_skipped"] = str(exc)
+        with server_or_none(result, "postgres_skipped") as server:
             for case, (label, draws) in enumerate(CASES.items()):
                 n_trials = 16 if quick else (96 if draws <= 4 else 48)
                 draws = 1 if quick else draws
@@ -170,9 +165,6 @@ def run_workers_bench(quick: bool = False, repeats: int = 2) -> dict[str, Any]:
                                 best[k] = run
                     rows[storage] = {"1": best[1], "2": best[2], "ratio": best[2]["trials_per_s"] / best[1]["trials_per_s"]}
                 result["cases"][label] = rows
-        finally:
-            if server is not None:
-                server.stop()
         cma = load_study(_study_file(folder, "bench-cmaes", "cmaes", 16 if quick else 96, batch, quick,
                                      1 if quick else CASES["4 draws"]))
         _prebuild(cma, -(-batch // 2))

@@ -8,6 +8,7 @@ user (or ``nobody``) through ``runuser`` or ``setpriv``, in a folder that user o
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import pwd
@@ -17,8 +18,9 @@ import socket
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import Any, Iterator
 
-__all__ = ["server_binaries", "ThrowawayPostgres", "PostgresUnavailable"]
+__all__ = ["server_binaries", "ThrowawayPostgres", "PostgresUnavailable", "server_or_none"]
 
 
 class PostgresUnavailable(RuntimeError):
@@ -145,3 +147,19 @@ class ThrowawayPostgres:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+@contextlib.contextmanager
+def server_or_none(skipped: dict[str, Any], key: str, **options: Any) -> Iterator[ThrowawayPostgres | None]:
+    """A started server (``options`` as for :class:`ThrowawayPostgres`), stopped on the way out; None where
+    none can start, with the reason in ``skipped[key]`` (a benchmark then measures the journal alone)."""
+    try:
+        server = ThrowawayPostgres(**options).start()
+    except PostgresUnavailable as exc:
+        skipped[key] = str(exc)
+        yield None
+        return
+    try:
+        yield server
+    finally:
+        server.stop()
