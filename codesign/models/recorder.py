@@ -1,7 +1,7 @@
 """Making recordings (``codesign record``) and models that fit them (``codesign infer``): a model whose loss
-is ``trajectory_fit`` on a sampled variable, playing a recordings file's trajectories, or a teacher rule's
-run on the model's own draws with measurement noise and a recorded fraction (:mod:`codesign.models.recordings`
-holds the file format)."""
+fits a sampled variable (``trajectory_fit``, or the loss its stimulus names: ``choice_likelihood`` for a
+choice task), playing a recordings file's trajectories, or a teacher rule's run on the model's own draws
+with measurement noise and a recorded fraction (:mod:`codesign.models.recordings` holds the file format)."""
 
 from __future__ import annotations
 
