@@ -685,7 +685,7 @@ def _worker_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--worker-index", type=int, help="distinguishes the sampler seeds of workers, e.g. "
                                                     "$SLURM_ARRAY_TASK_ID (default: drawn from host and pid)")
     p.add_argument("--batch-size", type=_positive, help="trials evaluated at once by this worker (default: the "
-                                                        "study's batch_size, which is also CMA-ES's population)")
+                                                        "study's batch_size)")
     p.add_argument("--quiet", action="store_true", help="no start and summary lines on stderr")
     p.add_argument("--stats", metavar="FILE.json", help="write where the worker's time went (simulating, "
                                                         "asking and telling, waiting) to this file")

@@ -135,9 +135,23 @@ class SamplerSpec:
 
     #: A sampler of :data:`codesign.search.samplers.SAMPLERS` (cmaes, tpe, nsga2, random).
     name: str = "cmaes"
+    #: Candidates per generation of a sampler with a population (CMA-ES, NSGA-II). By default the
+    #: study's ``batch_size`` times the local workers it is created with (``run --workers N``), so
+    #: that every worker simulates whole batches; set it to search the same way with any number.
+    population: int | None = dataclasses.field(default=None, metadata={"min": 1, "max": 1000000})
 
     def validate(self, where: Where) -> None:
-        SAMPLERS.get_named(self.name, file=where.file, key=where.child("name").key)
+        kind = SAMPLERS.get_named(self.name, file=where.file, key=where.child("name").key)
+        if self.population is None:
+            return
+        if not kind.population:
+            with_one = ", ".join(name for name, k in SAMPLERS.items() if k.population)
+            raise where.child("population").error(f"{self.name} has no population",
+                                                  fix=f"remove population, or use a sampler with one: {with_one}")
+        if self.population < kind.min_batch:
+            raise where.child("population").error(
+                f"{kind.description or self.name}, which needs at least {kind.min_batch} rules; got {self.population}",
+                fix=f"set population: {kind.min_batch} or more")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -250,7 +264,7 @@ class _StudyFile:
             several = ", ".join(name for name, kind in SAMPLERS.items() if kind.multi_objective)
             raise where.child("sampler").child("name").error(
                 f"{self.sampler.name} optimises one objective", fix=f"use a sampler that takes several: {several}")
-        if self.batch_size < sampler.min_batch:
+        if self.sampler.population is None and self.batch_size < sampler.min_batch:
             raise where.child("batch_size").error(
                 f"{sampler.description or self.sampler.name}, which needs at least {sampler.min_batch} rules; "
                 f"got {self.batch_size}", fix=f"set batch_size: {sampler.min_batch} or more, or use another sampler")
@@ -292,6 +306,13 @@ class StudySpec:
     def study_name(self) -> str:
         """The Optuna study of this round: ``NAME``, then ``NAME/refine-K``."""
         return self.name if self.round == 0 else f"{self.name}/refine-{self.round}"
+
+    def population(self, workers: int = 1) -> int | None:
+        """Candidates per generation of a sampler with a population (None for the others): the sampler's
+        ``population``, else ``batch_size`` times the local ``workers`` the study is created with."""
+        if not SAMPLERS[self.sampler.name].population:
+            return None
+        return self.sampler.population or self.batch_size * workers
 
     @property
     def l1(self) -> float:

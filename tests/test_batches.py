@@ -100,8 +100,9 @@ _NULL_WORKER = textwrap.dedent("""
 @pytest.mark.parametrize("sampler", ["random", "cmaes"])
 def test_two_workers_on_batches_of_256_finish_exactly_the_trials_asked_for(write_study, storage, sampler, tmp_path):
     """Two worker processes (a null task: bookkeeping only) racing for the last places of a study of
-    700 trials in batches of 256 (CMA-ES: a population of 256 shared, 128 each, as ``run --workers 2``
-    shares it): exactly 700 finished, none twice."""
+    700 trials in batches of 256 (CMA-ES: the population of 256 its first worker created the study
+    with, shared, 128 each, as ``run --workers 2`` shares it when resuming such a study): exactly 700
+    finished, none twice."""
     n_trials = 700
     path = write_study(sampler={"name": sampler}, n_trials=n_trials, batch_size=256)
     script = tmp_path / "null_worker.py"

@@ -8,7 +8,8 @@ from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 
 from codesign.search.batches import Result, finish
-from codesign.search.generations import ask_batch, population
+from codesign.search.generations import ask_batch
+from codesign.search.samplers import SAMPLERS
 from codesign.search.samplers.optuna_samplers import BatchCmaEsSampler
 
 SPACE = {f"x{i}": FloatDistribution(-1.0, 1.0) for i in range(5)}
@@ -28,7 +29,7 @@ def _run(tmp_path, sampler_class, batches: list[int]) -> list:
         str(tmp_path / f"{sampler_class.__name__}.log")))
     sampler = sampler_class(popsize=8, seed=3, warn_independent_sampling=False, consider_pruned_trials=True)
     study = optuna.create_study(study_name="s", storage=storage, sampler=sampler)
-    key, popsize = population(study, "cmaes", 8)
+    key, popsize = SAMPLERS["cmaes"].generation_key(study.sampler), 8
     target = sum(batches)
     for size in batches:
         trials = ask_batch(study, SPACE, size, target, key, popsize)

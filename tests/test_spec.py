@@ -68,7 +68,11 @@ def test_a_good_study_loads_with_its_types(workdir):
         ({"rule": {"bounds": [1, -1]}}, "rule.bounds: low must be below high"),
         ({"sampler": {"name": "gridd"}}, "sampler.name: unknown sampler 'gridd' (fix: use one of: cmaes, nsga2, random, tpe)"),
         ({"batch_size": 0}, "batch_size: must be between 1 and 100000, got 0"),
-        ({"batch_size": 3}, "batch_size: CMA-ES uses the batch as its population, which needs at least 4"),
+        ({"batch_size": 3}, "batch_size: CMA-ES ranks a population of rules per generation (batch_size, or sampler.population), which needs at least 4"),
+        ({"sampler": {"name": "random", "population": 8}},
+         "sampler.population: random has no population (fix: remove population, or use a sampler with one: cmaes, nsga2)"),
+        ({"sampler": {"population": 3}}, "sampler.population: CMA-ES ranks a population of rules per generation "
+                                         "(batch_size, or sampler.population), which needs at least 4 rules; got 3"),
         ({"target": "hw_targets/tpu.yaml"}, "target: target file 'hw_targets/tpu.yaml' not found"),
     ],
 )

@@ -16,7 +16,7 @@ from codesign.cli import main
 from codesign.spec import load_study
 from codesign.search.launcher import run_study
 from codesign.search.liveness import WORKER_ATTR as _WORKER_ATTR
-from codesign.search.study import count_trials, open_study, reclaim_dead_trials
+from codesign.search.study import count_trials, open_study, reclaim_dead_trials, study_population
 
 
 def states(study: optuna.Study) -> dict[str, int]:
@@ -48,10 +48,11 @@ def test_a_study_run_again_resumes(write_study):
 
 
 def test_two_workers_share_one_journal_and_waste_no_cmaes_trial(write_study, capsys):
-    path = write_study(n_trials=32, batch_size=8)
+    path = write_study(n_trials=48, batch_size=8)
     assert main(["run", path, "--workers", "2", "--quiet"]) == 0
-    study = open_study(load_study(path))
-    assert count_trials(study) == (32, 0)
+    study = open_study(load_study(path))  # opened by one worker now: it keeps the population it was created with
+    assert study_population(study) == 16
+    assert count_trials(study) == (48, 0)
     # A worker that asked for places the other had filled fails those trials as surplus, unevaluated.
     assert all(t.user_attrs.get("surplus") for t in study.trials if t.state == TrialState.FAIL)
     complete = [t for t in study.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
@@ -59,14 +60,33 @@ def test_two_workers_share_one_journal_and_waste_no_cmaes_trial(write_study, cap
     assert len(workers) == 2, "both workers should have evaluated trials"
     params = [tuple(sorted(t.params.items())) for t in complete]
     assert len(set(params)) == len(params), "workers must not propose the same candidates"
-    # The population is the study's batch_size: after the random first trials, whole CMA-ES
-    # generations of exactly 8 (the last may be cut by n_trials), so CMA-ES uses every trial.
+    # The population is batch_size times the 2 workers: after the random first trials, whole CMA-ES
+    # generations of exactly 16 (the last may be cut by n_trials), so CMA-ES uses every trial.
     generations = [t.system_attrs.get("cma:generation", -1) for t in complete]
     sizes = [generations.count(g) for g in range(max(generations) + 1)]
-    assert 1 <= generations.count(-1) <= 8
-    assert sizes[:-1] == [8] * (len(sizes) - 1) and 1 <= sizes[-1] <= 8
+    assert 1 <= generations.count(-1) <= 16 and len(sizes) >= 2
+    assert sizes[:-1] == [16] * (len(sizes) - 1) and 1 <= sizes[-1] <= 16
     surplus = [t for t in study.trials if t.state == TrialState.FAIL]
-    assert len(surplus) <= 2 * len(sizes), "workers should wait for a full generation, not ask and fail"
+    # Two workers of 8 fill a generation of 16 without overfilling it; only the race for the last
+    # places of the study can leave one batch surplus.
+    assert len(surplus) <= 8, "workers should wait for a full generation, not ask and fail"
+
+
+def test_a_study_keeps_its_population_when_resumed_with_more_workers(write_study):
+    """Created by one worker (population 8), resumed by two: they share its generations (4 each), and
+    a set ``sampler.population`` is kept whatever the number of workers."""
+    spec = load_study(write_study(n_trials=8, batch_size=8))
+    run_study(spec)
+    study = run_study(spec, n_trials=24, workers=2)
+    assert study_population(study) == 8 and count_trials(study) == (24, 0)
+    generations = [t.system_attrs.get("cma:generation", -1) for t in study.trials if t.state != TrialState.FAIL]
+    assert [generations.count(g) for g in range(max(generations) + 1)] == [8, 8]
+    batches = {}
+    for t in study.trials[8:]:  # the two workers'
+        batches.setdefault((t.system_attrs[_WORKER_ATTR], t.datetime_start), []).append(t)
+    assert max(len(b) for b in batches.values()) == 4, "each worker simulates its share of a generation"
+    fixed = load_study(write_study(name="fixed", n_trials=8, batch_size=8, sampler={"name": "cmaes", "population": 12}))
+    assert study_population(run_study(fixed, workers=2)) == 12
 
 
 def test_dead_workers_trials_are_failed_and_retried(write_study):

@@ -251,13 +251,13 @@ def test_an_unreachable_storage_is_a_one_line_error_without_the_password(write_s
 @pytest.mark.postgres
 def test_run_with_two_workers_on_postgres_keeps_the_password_out_of_results(write_study, workdir, postgres_url,
                                                                             capfd):
-    path = write_study(n_trials=12, batch_size=4)
+    path = write_study(n_trials=24, batch_size=4)
     assert main(["run", path, "--workers", "2", "--storage", postgres_url]) == 0
     out, err = capfd.readouterr()
     password = postgres_password(postgres_url)
     assert "***@127.0.0.1" in out and password not in out + err
     study = open_study(load_study(path), postgres_url)
-    assert count_trials(study) == (12, 0)
+    assert count_trials(study) == (24, 0)
     assert len({t.system_attrs[WORKER_ATTR] for t in _finished(study)}) == 2
     files = [p for p in Path("results").rglob("*") if p.is_file()]
     assert files and not [p for p in files if password.encode() in p.read_bytes()]

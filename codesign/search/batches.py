@@ -25,7 +25,7 @@ lines with Optuna's ``append_logs`` (one lock, one fsync), PostgreSQL and other 
 one transaction. Both go around Optuna's public API, which has no batch writes: the journal writer
 builds Optuna's journal log lines (``JournalOperation``, ``_backend``, ``_thread_lock``,
 ``_replay_result``, ``_sync_with_backend``: private), the RDB writer uses Optuna's SQLAlchemy models
-(``optuna.storages._rdb``: private). Any other storage gets :class:`Writer` itself, which uses the
+(``optuna.storages._rdb``: private) and reads the waiting trials past Optuna's cache (its ``_backend``). Any other storage gets :class:`Writer` itself, which uses the
 public per-trial API.
 """
 
@@ -34,6 +34,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+from collections import Counter
 from collections.abc import Container, Sequence
 from datetime import datetime, timezone
 from typing import Any
@@ -46,7 +47,7 @@ from optuna.storages._heartbeat import is_heartbeat_enabled
 from optuna.study._constrained_optimization import _CONSTRAINTS_KEY
 from optuna.trial import FrozenTrial, TrialState
 
-__all__ = ["BatchView", "Result", "Writer", "WRITERS", "writer", "create", "finish", "beat", "live", "LiveTrial",
+__all__ = ["BatchView", "Result", "Writer", "WRITERS", "writer", "create", "finish", "beat", "live", "states", "LiveTrial",
            "constraint_key", "version"]
 
 
@@ -71,14 +72,24 @@ class BatchView(BaseStorage):
     """A storage as the sampler sees it while a batch is asked: the study's trials read once, and the
     batch's new trials in memory (negative ids) until :meth:`commit` creates them in one write.
 
+    The trials are read when something first asks for them, and only the waiting ones while nothing
+    asks for more: Optuna reads those at every ask, but a sampler without a model of the study
+    (random search) needs no others, and reading every running trial of many workers is what an
+    ask costs on PostgreSQL.
+
     Changes to trials already in the storage (a waiting retry taken, its attributes) go straight
     through: taking a retry must be atomic between workers.
     """
 
+    #: The finished trials stay as read for the view's life (a retry taken was waiting, not finished),
+    #: so a sampler may rank them once per batch (:class:`codesign.search.samplers.optuna_samplers.BatchCmaEsSampler`).
+    finished_trials_fixed = True
+
     def __init__(self, storage: BaseStorage, study_id: int) -> None:
         self.storage = storage
         self.study_id = study_id
-        self._read = {t._trial_id: t for t in storage.get_all_trials(study_id, deepcopy=False)}
+        self._read: dict[int, FrozenTrial] | None = None  # every trial of the study, once read
+        self._count: int | None = None
         self.new: dict[int, FrozenTrial] = {}
         #: Trials of the storage taken by this batch (waiting retries), by id.
         self.taken: list[int] = []
@@ -92,7 +103,10 @@ class BatchView(BaseStorage):
             number=0, state=TrialState.RUNNING, value=None, datetime_start=datetime.now(), datetime_complete=None,
             params={}, distributions={}, user_attrs={}, system_attrs={}, intermediate_values={}, trial_id=trial_id)
         trial._trial_id = trial_id
-        trial.number = len(self._read) + len(self.new)
+        if self._count is None:
+            self._count = len(self._read) if self._read is not None else writer(self.storage).count(self.storage,
+                                                                                                   self.study_id)
+        trial.number = self._count + len(self.new)
         self.new[trial_id] = trial
         return trial_id
 
@@ -130,7 +144,8 @@ class BatchView(BaseStorage):
     def _through(self, trial_id: int, method: str, *args: Any) -> Any:
         """A change to a trial of the storage: written now, and read back into this view."""
         result = getattr(self.storage, method)(trial_id, *args)
-        self._read[trial_id] = self.storage.get_trial(trial_id)
+        if self._read is not None:
+            self._read[trial_id] = self.storage.get_trial(trial_id)
         self._filtered.clear()
         if method == "set_trial_state_values" and args[0] == TrialState.RUNNING and result:
             self.taken.append(trial_id)  # a waiting retry, now this worker's
@@ -139,7 +154,8 @@ class BatchView(BaseStorage):
     def get_trial(self, trial_id: int) -> FrozenTrial:
         trial = self.new.get(trial_id)
         if trial is None:
-            return self._read[trial_id] if trial_id in self._read else self.storage.get_trial(trial_id)
+            read = self._read or {}
+            return read[trial_id] if trial_id in read else self.storage.get_trial(trial_id)
         copied = copy.copy(trial)  # what the caller changes of it must not change this batch's trial
         for field in ("params", "distributions", "user_attrs", "system_attrs", "intermediate_values"):
             setattr(copied, field, dict(getattr(trial, field)))
@@ -152,14 +168,22 @@ class BatchView(BaseStorage):
         # Optuna reads the waiting trials at every ask: the trials read are filtered once per set of states.
         key = None if states is None else tuple(sorted(states))
         if key not in self._filtered:
-            self._filtered[key] = [t for t in self._read.values() if states is None or t.state in states]
+            if self._read is None and key == (TrialState.WAITING,):
+                self._filtered[key] = writer(self.storage).waiting(self.storage, study_id)
+            else:
+                self._filtered[key] = [t for t in self._all().values() if states is None or t.state in states]
         trials = self._filtered[key]
         if self.new and (states is None or any(s in states for s in self._new_states)):
             trials = trials + [t for t in self.new.values() if states is None or t.state in states]
         return copy.deepcopy(trials) if deepcopy else trials
 
+    def _all(self) -> dict[int, FrozenTrial]:
+        if self._read is None:
+            self._read = {t._trial_id: t for t in self.storage.get_all_trials(self.study_id, deepcopy=False)}
+        return self._read
+
     def get_trial_id_from_study_id_trial_number(self, study_id: int, trial_number: int) -> int:
-        for trial in [*self._read.values(), *self.new.values()]:
+        for trial in [*self._all().values(), *self.new.values()]:
             if trial.number == trial_number:
                 return trial._trial_id
         return self.storage.get_trial_id_from_study_id_trial_number(study_id, trial_number)
@@ -217,6 +241,18 @@ class Writer:
         """Something cheap to read that changes whenever a trial of the study is created or finished
         (None: the storage has nothing cheaper than reading the trials, and a waiting worker just waits)."""
         return None
+
+    def count(self, storage: BaseStorage, study_id: int) -> int:
+        """How many trials the study has (all states)."""
+        return len(storage.get_all_trials(study_id, deepcopy=False))
+
+    def states(self, storage: BaseStorage, study_id: int) -> Counter:
+        """How many of the study's trials are in each state."""
+        return Counter(t.state for t in storage.get_all_trials(study_id, deepcopy=False))
+
+    def waiting(self, storage: BaseStorage, study_id: int) -> list[FrozenTrial]:
+        """The study's WAITING trials (retries to take)."""
+        return storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.WAITING,))
 
     def create(self, storage: BaseStorage, study_id: int, templates: list[FrozenTrial]) -> list[FrozenTrial]:
         """Create RUNNING trials from ``templates`` (params, attributes; the first heartbeat where the storage has one)."""
@@ -429,6 +465,24 @@ class RdbWriter(Writer):
                                 .where(models.TrialModel.trial_id.in_([r.trial_id for r in told if r.state == state]))
                                 .values(state=state, _datetime_complete_utc=now))
 
+    def count(self, storage: BaseStorage, study_id: int) -> int:
+        return self.version(storage, study_id)[0]
+
+    def states(self, storage: BaseStorage, study_id: int) -> Counter:
+        import sqlalchemy
+        from optuna.storages._rdb import models
+
+        trial = models.TrialModel
+        with self._session(storage) as session:
+            rows = session.execute(sqlalchemy.select(trial.state, sqlalchemy.func.count(trial.trial_id))
+                                   .where(trial.study_id == study_id).group_by(trial.state)).all()
+        return Counter({TrialState(state): n for state, n in rows})
+
+    def waiting(self, storage: BaseStorage, study_id: int) -> list[FrozenTrial]:
+        # Asked of the database itself: Optuna's cache would first read every unfinished trial
+        # again (all the running trials of every worker), whatever the states asked for.
+        return storage._backend.get_all_trials(study_id, deepcopy=False, states=(TrialState.WAITING,))
+
     def version(self, storage: BaseStorage, study_id: int) -> Any:
         import sqlalchemy
         from optuna.storages._rdb import models
@@ -500,6 +554,11 @@ def version(study: optuna.Study) -> tuple[Any, float]:
     """(:meth:`Writer.version` of the study, how often to read it while waiting)."""
     found = writer(study._storage)
     return found.version(study._storage, study._study_id), found.wake_s
+
+
+def states(study: optuna.Study) -> Counter:
+    """How many of the study's trials are in each state (:class:`TrialState`)."""
+    return writer(study._storage).states(study._storage, study._study_id)
 
 
 def live(study: optuna.Study, states: Container[TrialState], keys: Sequence[str] = ()) -> list[Any]:

@@ -22,14 +22,15 @@ from codesign.search import batches
 from codesign.search.batches import BatchView, Result, finish
 from codesign.search.liveness import WORKER_ATTR, claim, this_worker
 from codesign.search.samplers import SAMPLERS
+from codesign.search.study import study_population
 
 __all__ = ["ask_batch", "population"]
 
 
-def population(study: optuna.Study, sampler_name: str, batch_size: int) -> tuple[str | None, int | None]:
+def population(study: optuna.Study, sampler_name: str) -> tuple[str | None, int | None]:
     """(generation key, population size) of a study whose sampler has generations; (None, None) otherwise."""
     key = SAMPLERS[sampler_name].generation_key(study.sampler)
-    return (key, batch_size) if key is not None else (None, None)
+    return (key, study_population(study)) if key is not None else (None, None)
 
 
 _LIVE = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
@@ -139,7 +140,7 @@ def ask_batch(study: optuna.Study, space: dict[str, BaseDistribution], size: int
     """
     view = BatchView(study._storage, study._study_id)
     asking = optuna.load_study(study_name=study.study_name, storage=view, sampler=study.sampler)
-    room = _Room(view.get_all_trials(study._study_id, deepcopy=False, states=_LIVE), key, popsize)
+    room = _Room(view.get_all_trials(study._study_id, deepcopy=False, states=_LIVE) if key else [], key, popsize)
     asked = 0
     while asked < size and room.open():
         with warnings.catch_warnings():  # Optuna warns that its heartbeat is meant for optimize(); see liveness

@@ -16,7 +16,8 @@ from codesign.errors import CodesignError
 from codesign.search.samplers import SAMPLERS
 from codesign.search.storage import ENV_VAR
 from codesign.search.rounds import final_round, round_count
-from codesign.search.study import best_value, count_trials, open_study, open_study_storage, reclaim_dead_trials
+from codesign.search.study import (best_value, count_trials, open_study, open_study_storage, reclaim_dead_trials,
+                                   study_population)
 from codesign.search.worker import run_worker, write_stats
 from codesign.spec import StudySpec
 
@@ -36,8 +37,12 @@ def run_study(spec: StudySpec, storage_url: str | None = None, n_trials: int | N
     retry its trials. ``stats_dir``: each worker writes its :class:`WorkerStats` there as JSON.
     ``n_trials`` replaces every refinement round's; ``on_progress`` gets the trials finished and wanted
     over all rounds, and the current round's best.
+
+    A new study with a population (CMA-ES) gets ``batch_size`` times ``workers`` candidates per
+    generation unless ``sampler.population`` says otherwise (:meth:`codesign.spec.StudySpec.population`),
+    so that each worker simulates whole batches; a study keeps its population when resumed.
     """
-    study = open_study(spec, storage_url)
+    study = open_study(spec, storage_url, workers=workers)
     reclaim_dead_trials(study, spec)
     progress = _Progress(spec, n_trials, on_progress)
     progress(study)
@@ -46,7 +51,7 @@ def run_study(spec: StudySpec, storage_url: str | None = None, n_trials: int | N
         if stats_dir is not None:
             write_stats(stats, Path(stats_dir) / "worker-0.json")
     else:
-        _run_workers(spec, storage_url, n_trials, workers, stats_dir, progress)
+        _run_workers(spec, storage_url, n_trials, workers, stats_dir, progress, study_population(study))
     return study if round_count(spec) == 1 else final_round(spec, storage_url)[1]
 
 
@@ -79,10 +84,10 @@ class _Progress:
 
 
 def _run_workers(spec: StudySpec, storage_url: str | None, n_trials: int | None, workers: int,
-                 stats_dir: Path | None, progress: _Progress) -> None:
+                 stats_dir: Path | None, progress: _Progress, population: int | None) -> None:
     """Run the study in ``workers`` ``codesign worker`` processes, watching the storage for progress."""
     storage = open_study_storage(spec, storage_url)
-    procs, logs = _start_workers(spec, storage_url, n_trials, workers, stats_dir)
+    procs, logs = _start_workers(spec, storage_url, n_trials, workers, stats_dir, population)
     try:
         while any(p.poll() is None for p in procs):
             time.sleep(0.5)
@@ -108,12 +113,12 @@ def _run_workers(spec: StudySpec, storage_url: str | None, n_trials: int | None,
 
 
 def _start_workers(spec: StudySpec, storage_url: str | None, n_trials: int | None, workers: int,
-                   stats_dir: Path | None) -> tuple[list[subprocess.Popen], list[Path]]:
+                   stats_dir: Path | None, population: int | None) -> tuple[list[subprocess.Popen], list[Path]]:
     """Start ``workers`` ``codesign worker`` processes; each one's stderr goes to its log file."""
-    # A population (CMA-ES, NSGA-II) is shared out between the workers; without one, each worker
-    # evaluates whole batches, which simulate more cheaply per trial than small ones.
-    population = SAMPLERS[spec.sampler.name].population
-    share = -(-spec.batch_size // workers) if population else spec.batch_size
+    # Whole batches simulate more cheaply per trial than small ones; but a population smaller than
+    # the workers' batches together (a study created with fewer workers, or sampler.population) is
+    # shared out, or one worker would take each generation while the others wait.
+    share = min(spec.batch_size, -(-population // workers)) if population else spec.batch_size
     command = [sys.executable, "-m", "codesign", "worker", spec.file, "--batch-size", str(share), "--quiet"]
     if n_trials is not None:
         command += ["--trials", str(n_trials)]

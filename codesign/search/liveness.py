@@ -43,7 +43,7 @@ from optuna.storages._heartbeat import is_heartbeat_enabled
 from optuna.trial import FrozenTrial, TrialState
 
 __all__ = ["WORKER_ATTR", "HEARTBEAT_ATTR", "TIMEOUT_ATTR", "TrialTimeout", "BatchGuard", "claim",
-           "reclaim_dead_trials", "this_worker", "fail_trial"]
+           "reclaim_dead_trials", "sweep_interval", "this_worker", "fail_trial"]
 
 WORKER_ATTR = "codesign_worker"
 HEARTBEAT_ATTR = "codesign_heartbeat"
@@ -115,6 +115,17 @@ def _dead(trial: FrozenTrial, host: str, grace_s: float, journal: bool, now: flo
         return True  # the journal is for one machine, whose process table says at once
     last = max(start, float(trial.system_attrs.get(HEARTBEAT_ATTR, 0.0)))
     return now - last > grace_s
+
+
+def sweep_interval(storage: optuna.storages.BaseStorage, heartbeat_s: float) -> float:
+    """How often a worker reclaims dead workers' trials (seconds).
+
+    On the journal each second: a worker of this host that is gone is seen at once. On an RDB
+    storage a trial is dead only when its heartbeat is two intervals old, so sweeping more often
+    than once an interval finds nothing sooner, and with many workers each sweep (reading every
+    running trial) is a load on the database.
+    """
+    return float(heartbeat_s) if is_heartbeat_enabled(storage) else min(1.0, float(heartbeat_s))
 
 
 def reclaim_dead_trials(study: optuna.Study, grace_s: float,

@@ -17,7 +17,7 @@ from codesign.search.samplers import sampler
 from codesign.search.storage import RetryCallback, open_storage
 from codesign.spec import StudySpec
 
-__all__ = ["open_study", "open_study_storage", "make_task", "count_trials", "reclaim_dead_trials", "retry_callback",
+__all__ = ["open_study", "open_study_storage", "study_population", "POPULATION_ATTR", "make_task", "count_trials", "reclaim_dead_trials", "retry_callback",
            "best_value", "feasible", "finished_trials", "TRAIN_SEED_OFFSET", "EVAL_SEED_OFFSET",
            "STABILITY_SEED_OFFSET"]
 
@@ -30,14 +30,48 @@ STABILITY_SEED_OFFSET = 2 * EVAL_SEED_OFFSET
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
+#: The study system attribute that records the population (CMA-ES, NSGA-II) a study was created with.
+POPULATION_ATTR = "codesign_population"
+
 
 def open_study(spec: StudySpec, storage_url: str | None = None, worker_index: int = 0,
-               storage: optuna.storages.BaseStorage | None = None) -> optuna.Study:
+               storage: optuna.storages.BaseStorage | None = None, workers: int = 1) -> optuna.Study:
     """Create the study (of ``spec``'s refinement round) in its storage, or load it if it exists (a study
-    run again resumes). ``storage``: one already open (a journal is read once per storage object)."""
+    run again resumes). ``storage``: one already open (a journal is read once per storage object).
+
+    A study keeps the population it was created with (:meth:`codesign.spec.StudySpec.population` for
+    ``workers`` local workers), whoever opens it later and with however many workers; a refinement
+    round takes its first round's. A study created before populations were recorded has the study's
+    ``batch_size`` (or ``sampler.population``).
+    """
     storage = open_study_storage(spec, storage_url) if storage is None else storage
-    return optuna.create_study(study_name=spec.study_name, storage=storage, sampler=sampler(spec, worker_index),
-                               directions=["minimize"] * len(spec.objectives), load_if_exists=True)
+    population = _population(storage, spec, workers)
+    study = optuna.create_study(study_name=spec.study_name, storage=storage,
+                                sampler=sampler(spec, worker_index, population),
+                                directions=["minimize"] * len(spec.objectives), load_if_exists=True)
+    if population is not None and study_population(study) is None:
+        storage.set_study_system_attr(study._study_id, POPULATION_ATTR, population)
+    return study
+
+
+def _population(storage: optuna.storages.BaseStorage, spec: StudySpec, workers: int) -> int | None:
+    """The population of ``spec``'s study: recorded in it, or in its first round, or a new one's."""
+    existed = False
+    for name in dict.fromkeys((spec.study_name, spec.name)):  # this round's study, then the first round's
+        try:
+            study_id = storage.get_study_id_from_name(name)
+        except KeyError:
+            continue
+        recorded = storage.get_study_system_attrs(study_id).get(POPULATION_ATTR)
+        if recorded is not None:
+            return recorded
+        existed = True
+    return spec.population(1 if existed else workers)  # a study older than the record: its batch_size
+
+
+def study_population(study: optuna.Study) -> int | None:
+    """The population a study was created with (see :func:`open_study`); None for samplers without one."""
+    return study._storage.get_study_system_attrs(study._study_id).get(POPULATION_ATTR)
 
 
 def open_study_storage(spec: StudySpec, storage_url: str | None = None) -> optuna.storages.BaseStorage:
@@ -54,11 +88,10 @@ def make_task(spec: StudySpec) -> ModelTask:
 
 def count_trials(study: optuna.Study) -> tuple[int, int]:
     """(finished, running): finished trials count towards ``n_trials``; failed ones do not."""
-    from codesign.search.batches import live
+    from codesign.search.batches import states
 
-    trials = live(study, (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING))
-    running = sum(t.state == TrialState.RUNNING for t in trials)
-    return len(trials) - running, running
+    counts = states(study)
+    return counts[TrialState.COMPLETE] + counts[TrialState.PRUNED], counts[TrialState.RUNNING]
 
 
 def retry_callback(spec: StudySpec) -> RetryCallback:

@@ -86,12 +86,12 @@ def run_worker(spec: StudySpec, storage_url: str | None = None, n_trials: int | 
                on_batch: Callable[[optuna.Study], None] | None = None, poll_s: float = 0.05) -> WorkerStats:
     """Ask, evaluate and tell batches until the study has ``n_trials`` finished trials.
 
-    ``batch_size`` (default: the study's) is how many trials this worker evaluates at once; with a
-    sampler that has a population (CMA-ES) the study's ``batch_size`` is the population, and N local
-    workers each take a share of it. Returns where the time went. Trials of a batch that raises are
+    ``batch_size`` (default: the study's) is how many trials this worker evaluates at once; a sampler
+    with a population (CMA-ES) hands out its generations in such batches, to whichever workers ask. Returns where the time went. Trials of a batch that raises are
     marked failed before the error propagates, so no trial is left RUNNING by a live worker; a batch
     that runs past ``trial_timeout_s`` is failed and the worker goes on
-    (:class:`codesign.search.liveness.BatchGuard`). Every second (while it evaluates too) the worker
+    (:class:`codesign.search.liveness.BatchGuard`). Every second on the journal, every heartbeat interval on PostgreSQL
+    (:func:`codesign.search.liveness.sweep_interval`; while it evaluates too), the worker
     reclaims the trials of dead workers. A study with refinement rounds is run round after round
     (:mod:`codesign.search.rounds`), ``n_trials`` (when given) for each.
     """
@@ -124,11 +124,11 @@ class _Worker:
             self.study.enqueue_trial(spec.start, skip_if_exists=True)
         if SAMPLERS[spec.sampler.name].generations:
             import cmaes  # noqa: F401  (Optuna imports it, and SciPy with it, on the first ask: part of starting up)
-        self.key, self.popsize = population(self.study, spec.sampler.name, spec.batch_size)
+        self.key, self.popsize = population(self.study, spec.sampler.name)
         self.task = task or make_task(spec)
         self.space = distributions(spec)
         self.retry = retry_callback(spec)
-        self.sweep_every = min(1.0, float(spec.heartbeat_s))
+        self.sweep_every = liveness.sweep_interval(self.study._storage, spec.heartbeat_s)
         self.last_sweep = -float("inf")
         self.stats.startup_s = time.perf_counter() - started
 

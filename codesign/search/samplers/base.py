@@ -3,8 +3,8 @@
 Each entry declares what it needs from the study, and the rest of codesign reads those
 declarations instead of the sampler's name:
 
-* ``population``: the sampler works in populations of ``batch_size`` trials, which N local workers
-  share (each evaluates ``batch_size / N``) rather than each asking whole batches;
+* ``population``: the sampler works in generations of a population of trials (the study's
+  :meth:`~codesign.spec.StudySpec.population`), which the workers share;
 * ``generations``: it tags each trial with its generation (CMA-ES), so a worker asks only while the
   current generation has room (:mod:`codesign.search.generations`);
 * ``multi_objective``: it can minimise several objectives;
@@ -34,8 +34,8 @@ __all__ = ["SamplerKind", "SAMPLERS", "sampler"]
 class SamplerKind:
     """How to make one kind of sampler, and what it needs (see the module docstring)."""
 
-    #: ``make(seed, population, constant_liar)``: the sampler; ``population`` is the study's batch
-    #: size for a sampler with ``population``, else None.
+    #: ``make(seed, population, constant_liar)``: the sampler; ``population`` is the study's
+    #: population for a sampler with ``population``, else None.
     make: Callable[[int, int | None, bool], optuna.samplers.BaseSampler]
     population: bool = False
     generations: bool = False
@@ -57,9 +57,10 @@ class SamplerKind:
 SAMPLERS: Registry[SamplerKind] = Registry("sampler")
 
 
-def sampler(spec: StudySpec, worker_index: int = 0) -> optuna.samplers.BaseSampler:
+def sampler(spec: StudySpec, worker_index: int = 0, population: int | None = None) -> optuna.samplers.BaseSampler:
     """The study's sampler for one worker (each worker gets its own seed, or two workers sampling the
-    same state would propose the same candidates)."""
+    same state would propose the same candidates); ``population``: the study's, as it was created with
+    (default: ``spec.population()``)."""
     kind = SAMPLERS[spec.sampler.name]
     seed = (spec.seed + 7919 * worker_index) % 2**32
-    return kind.make(seed, spec.batch_size if kind.population else None, kind.constant_liar)
+    return kind.make(seed, (population or spec.population()) if kind.population else None, kind.constant_liar)

@@ -24,22 +24,30 @@ class BatchCmaEsSampler(optuna.samplers.CmaEsSampler):
     storage per trial, and most of the time of an ask. Here the told optimizer is kept, by the
     stored one it was told from and the trials it was told: a batch tells once and stores it on its
     first trial. Any other worker (or this one, if that trial fails) tells the same stored optimizer
-    the same trials, which gives the same optimizer. And a pruned trial, which CMA-ES ranks by its
+    the same trials, which gives the same optimizer. The asks of a generation share one restored
+    optimizer instead of unpickling or copying it each time (an ask only reseeds it). And a pruned trial, which CMA-ES ranks by its
     last intermediate value, is a shallow copy with that value rather than a deep copy (Optuna deep-copies
     every pruned trial at every ask).
 
-    This overrides three private methods of Optuna's sampler (``_get_trials``, ``_restore_optimizer``,
-    ``_split_optimizer_str``, unchanged since Optuna 3.x); ``tests/test_samplers.py`` checks that the
+    This overrides four private methods of Optuna's sampler (``_get_trials``, ``_get_solution_trials``,
+    ``_restore_optimizer``, ``_split_optimizer_str``, unchanged since Optuna 3.x); ``tests/test_samplers.py`` checks that the
     proposals are Optuna's own.
     """
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self._stored: dict[int, tuple] = {}  # a trial's stored optimizer (pickle, generation, popsize), by id
+        self._stored: dict[int, tuple] = {}  # a trial's stored optimizer (pickle, and loaded), by id
         self._told: dict[tuple, object] = {}  # (stored optimizer's trial, told trials): the told optimizer
         self._telling: tuple | None = None
+        self._finished: tuple = (None, [])  # (a batch's view of the storage, its finished trials as ranked)
+        self._solutions: tuple = (None, {})  # (finished trials, {generation: that generation's})
 
     def _get_trials(self, study: optuna.Study) -> list[FrozenTrial]:
+        # A batch's view of the storage (codesign.search.batches.BatchView) keeps the finished trials
+        # it read for all the batch's asks: they are ranked once per batch, not at every ask.
+        view = study._storage if getattr(study._storage, "finished_trials_fixed", False) else None
+        if view is not None and self._finished[0] is view:
+            return self._finished[1]
         trials = []
         for t in study._get_trials(deepcopy=False, use_cache=True):
             if t.state == TrialState.COMPLETE:
@@ -50,7 +58,17 @@ class BatchCmaEsSampler(optuna.samplers.CmaEsSampler):
                     ranked = copy.copy(t)
                     ranked.value = value  # a new list of values: ``t`` is unchanged
                     trials.append(ranked)
+        self._finished = (view, trials)
         return trials
+
+    def _get_solution_trials(self, trials: list[FrozenTrial], generation: int) -> list[FrozenTrial]:
+        # Asked twice per ask (of the stored optimizer's generation, and of the told one's).
+        if self._solutions[0] is not trials:
+            self._solutions = (trials, {})
+        found = self._solutions[1]
+        if generation not in found:
+            found[generation] = super()._get_solution_trials(trials, generation)
+        return found[generation]
 
     def _restore_optimizer(self, completed_trials: list[FrozenTrial]):  # noqa: ANN201
         self._telling = None
@@ -62,17 +80,18 @@ class BatchCmaEsSampler(optuna.samplers.CmaEsSampler):
         if source._trial_id not in self._stored:
             chunks = {k: v for k, v in source.system_attrs.items() if k.startswith(prefix)}
             stored = bytes.fromhex(self._concat_optimizer_attrs(chunks))
-            optimizer = pickle.loads(stored)
-            _keep(self._stored, source._trial_id, (stored, optimizer.generation, optimizer.population_size))
-        stored, generation, popsize = self._stored[source._trial_id]
-        solutions = self._get_solution_trials(completed_trials, generation)
-        if len(solutions) < popsize:
-            return pickle.loads(stored)  # nothing to tell yet
-        key = (source._trial_id, tuple(t._trial_id for t in solutions[:popsize]))
+            _keep(self._stored, source._trial_id, (stored, pickle.loads(stored)))
+        stored, optimizer = self._stored[source._trial_id]
+        solutions = self._get_solution_trials(completed_trials, optimizer.generation)
+        if len(solutions) < optimizer.population_size:
+            # Nothing to tell yet: Optuna only reseeds the optimizer and samples from it, which leaves
+            # the distribution as it is, so every ask of the generation shares one copy.
+            return optimizer
+        key = (source._trial_id, tuple(t._trial_id for t in solutions[:optimizer.population_size]))
         if key in self._told:
-            # Told already: Optuna asks from it without telling again. A copy, not a pickle: a pickle
-            # keeps one triangle of the covariance, which changes the last digits of the candidates.
-            return copy.deepcopy(self._told[key])
+            # Told already: Optuna asks from it without telling again. The told object, not a pickle:
+            # a pickle keeps one triangle of the covariance, which changes the last digits of the candidates.
+            return self._told[key]
         optimizer = pickle.loads(stored)
         self._telling = (key, optimizer)  # Optuna tells it now, then stores it (_split_optimizer_str)
         return optimizer
@@ -80,7 +99,7 @@ class BatchCmaEsSampler(optuna.samplers.CmaEsSampler):
     def _split_optimizer_str(self, optimizer_str: str) -> dict[str, str]:
         if self._telling is not None:
             key, told = self._telling
-            _keep(self._told, key, copy.deepcopy(told))
+            _keep(self._told, key, copy.deepcopy(told))  # a copy before Optuna samples from it
             self._telling = None
         return super()._split_optimizer_str(optimizer_str)
 
@@ -107,7 +126,7 @@ def _cmaes(seed: int, population: int | None, constant_liar: bool) -> optuna.sam
 #: CMA-ES starts from a batch of random rules, then from the centre of the bounds with a step of a
 #: sixth of their width (Optuna's defaults); the batch is its population.
 SAMPLERS.register("cmaes", SamplerKind(_cmaes, population=True, generations=True, min_batch=4,
-                                       description="CMA-ES uses the batch as its population"))
+                                       description="CMA-ES ranks a population of rules per generation (batch_size, or sampler.population)"))
 SAMPLERS.register("tpe", SamplerKind(
     lambda seed, population, liar: optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=liar),
     multi_objective=True, constant_liar=True))
