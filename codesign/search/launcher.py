@@ -13,7 +13,6 @@ from typing import Callable
 import optuna
 
 from codesign.errors import CodesignError
-from codesign.search.samplers import SAMPLERS
 from codesign.search.storage import ENV_VAR
 from codesign.search.rounds import final_round, round_count
 from codesign.search.study import (best_value, count_trials, open_study, open_study_storage, reclaim_dead_trials,
