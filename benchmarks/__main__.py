@@ -20,14 +20,16 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m benchmarks",
         description="candidate evaluations per second: naive, batched runtime (numpy, cython), batched "
                     "cpp_standalone and a NumPy reference, on the Oja and the spiking target-rate models; where "
-                    "a GPU is, cuda_standalone against cpp_standalone on large batches; then trials per second "
+                    "a GPU is, cuda_standalone against cpp_standalone on large batches; then the Oja demo study's "
+                    "trials per second with 1 and 2 workers against the raw rate of its build; then trials per second "
                     "of the spiking study with 1 and 2 local workers on the journal file and on a throwaway "
                     "PostgreSQL server, and where a trial's time goes; then the bookkeeping per trial on a null task "
                     "(no simulation) for batches of 1 to 4,096, next to raw Optuna; then the share of time 32 workers on one storage "
                     "spend simulating when a batch's simulation is a fixed sleep")
     parser.add_argument("--json", action="store_true", help="print a JSON object (evaluations and trials per second)")
     parser.add_argument("--quick", action="store_true", help="tiny batches: checks the benchmark runs, not for numbers")
-    parser.add_argument("--only", choices=["evaluations", "workers", "bookkeeping", "many-workers"], help="run one of the parts")
+    parser.add_argument("--only", choices=["evaluations", "demo", "workers", "bookkeeping", "many-workers"],
+                        help="run one of the parts")
     parser.add_argument("--gpu", action="store_true", help="only the GPU table (cuda_standalone against "
                                                            "cpp_standalone on batches that fill a GPU); needs a GPU and nvcc")
     return parser
@@ -69,6 +71,12 @@ def run(args: argparse.Namespace) -> int:
             print_gpu_table(result, console)
         else:
             print_table(table, result, console)
+    if not args.gpu and args.only in (None, "demo"):
+        from benchmarks.demo import print_demo_table, run_demo_bench
+
+        out["demo"] = run_demo_bench(quick=args.quick)
+        if not args.json:
+            print_demo_table(out["demo"], console)
     if not args.gpu and args.only in (None, "workers"):
         out["workers"] = run_workers_bench(quick=args.quick)
         if not args.json:

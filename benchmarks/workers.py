@@ -5,8 +5,8 @@ draws and rule; C++ standalone), so that a trial is a real one, and the same stu
 draws per candidate instead of 4 (four times the simulation per trial, the same bookkeeping). It
 runs with the random sampler: without a population to share out, each worker evaluates whole
 batches of ``batch_size`` and the comparison measures the workers and the storage, not how the
-simulation's cost depends on batch size. One more run shows what CMA-ES costs: its population of
-12 shared by 2 workers (batches of 6).
+simulation's cost depends on batch size. CMA-ES with 2 workers is measured on the demo study
+(:mod:`benchmarks.demo`).
 
 Throughput is counted in steady state, from the trials' own time stamps in the storage: from the
 moment every worker has finished its first batch (which includes loading the compiled network) to
@@ -165,10 +165,6 @@ def run_workers_bench(quick: bool = False, repeats: int = 2) -> dict[str, Any]:
                                 best[k] = run
                     rows[storage] = {"1": best[1], "2": best[2], "ratio": best[2]["trials_per_s"] / best[1]["trials_per_s"]}
                 result["cases"][label] = rows
-        cma = load_study(_study_file(folder, "bench-cmaes", "cmaes", 16 if quick else 96, batch, quick,
-                                     1 if quick else CASES["4 draws"]))
-        _prebuild(cma, -(-batch // 2))
-        result["cmaes_2_workers"] = _measure(cma, f"journal:{folder}/journal-cmaes.log", 2, folder)
         result["cpu_reference"].append(cpu_reference(spin))
     return result
 
@@ -180,11 +176,9 @@ def print_workers_table(result: dict[str, Any], console) -> None:
                         "per trial: ms simulating, ms asking and telling, CPU ms (1 / 2 workers)")
     for column in ("draws", "storage", "1 worker", "2 workers", "ratio", "sim", "ask+tell", "CPU"):
         table.add_column(column, justify="left" if column in ("draws", "storage") else "right")
-    journal_one = None
     for label, rows in result["cases"].items():
         for storage, r in rows.items():
             one, two = r["1"], r["2"]
-            journal_one = journal_one or one
             table.add_row(label, storage, f"{one['trials_per_s']:.2f}", f"{two['trials_per_s']:.2f}",
                           f"{r['ratio']:.2f}", f"{one['simulate_ms']:.0f} / {two['simulate_ms']:.0f}",
                           f"{one['storage_ms']:.0f} / {two['storage_ms']:.0f}",
@@ -192,11 +186,6 @@ def print_workers_table(result: dict[str, Any], console) -> None:
     console.print(table)
     if "postgres_skipped" in result:
         console.print(f"postgres skipped: {result['postgres_skipped']}")
-    cma = result["cmaes_2_workers"]
-    console.print(f"4 draws, CMA-ES, its population of {result['sampler'].split()[3]} shared by 2 workers "
-                  f"(journal, batches of half the size): {cma['trials_per_s']:.2f} trials/s, "
-                  f"{cma['trials_per_s'] / journal_one['trials_per_s']:.2f} x one worker with whole batches; "
-                  f"{cma['simulate_ms']:.0f} ms simulating per trial")
     refs = result["cpu_reference"]
     console.print(f"this machine during the runs: two CPU-bound processes did {min(refs):.2f} to {max(refs):.2f} x "
                   f"the work of one (2.0: two free cores); an fsync'd append took {result['fsync_ms']:.1f} ms. "

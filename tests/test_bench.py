@@ -73,7 +73,7 @@ def test_make_bench_runs_the_benchmarks_package_from_the_repository_root():
     gpu = subprocess.run(["make", "-s", "-n", "-C", str(ROOT), "bench-gpu"], capture_output=True, text=True).stdout
     assert gpu.splitlines()[-1].endswith("-m benchmarks --gpu")
     usage = subprocess.run([sys.executable, "-m", "benchmarks", "--help"], cwd=ROOT, capture_output=True, text=True)
-    assert usage.returncode == 0 and "--only {evaluations,workers,bookkeeping,many-workers}" in usage.stdout
+    assert usage.returncode == 0 and "--only {evaluations,demo,workers,bookkeeping,many-workers}" in usage.stdout
 
 
 @pytest.mark.slow

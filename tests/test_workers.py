@@ -309,4 +309,20 @@ def test_workers_bench_runs(capsys):
             assert storage in ("journal", "postgres")
             for k in ("1", "2"):
                 assert row[k]["trials_per_s"] > 0 and row[k]["simulate_ms"] > 0 and row[k]["storage_ms"] > 0
-    assert result["cmaes_2_workers"]["trials_per_s"] > 0 and result["fsync_ms"] > 0
+    assert result["fsync_ms"] > 0
+
+
+@pytest.mark.slow
+def test_demo_bench_runs(capsys):
+    """``python -m benchmarks --only demo --quick``: the demo study against its raw rate, with 1 and 2
+    workers and two studies side by side (tiny runs: not for the numbers)."""
+    import json
+
+    from benchmarks.__main__ import main as bench_main
+
+    assert bench_main(["--only", "demo", "--quick", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)["demo"]
+    rates = [result[k] for k in ("raw_per_s", "one_worker_per_s", "two_workers_per_s", "side_by_side_per_s")]
+    assert all(rate > 0 for rate in rates) and result["n_trials"] == 48
+    assert result["one_worker_over_raw"] == pytest.approx(rates[1] / rates[0])
+    assert result["two_workers_over_one"] == pytest.approx(rates[2] / rates[1])
