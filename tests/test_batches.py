@@ -97,6 +97,21 @@ _NULL_WORKER = textwrap.dedent("""
 """)
 
 
+def test_a_batch_past_the_study_target_keeps_only_the_places_left(write_study, storage):
+    """Without generations a batch is checked by one count while the study is short of its target, and
+    trial by trial past it: live trials (running or finished) take places, failed ones do not."""
+    spec = load_study(write_study(sampler={"name": "random"}, n_trials=20, batch_size=16))
+    study = open_study(spec)
+    space = distributions(spec)
+    first = ask_batch(study, space, 16, 20, None, None)
+    second = ask_batch(study, space, 16, 20, None, None)  # the first 16 still running
+    assert [t.number for t in first] == list(range(16)) and [t.number for t in second] == [16, 17, 18, 19]
+    failed = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.FAIL]
+    assert [t.number for t in failed] == list(range(20, 32)) and all(t.user_attrs["surplus"] for t in failed)
+    finish(study._storage, [Result(t._trial_id, TrialState.FAIL) for t in second[:2]])
+    assert [t.number for t in ask_batch(study, space, 16, 20, None, None)] == [32, 33]
+
+
 @pytest.mark.parametrize("sampler", ["random", "cmaes"])
 def test_two_workers_on_batches_of_256_finish_exactly_the_trials_asked_for(write_study, storage, sampler, tmp_path):
     """Two worker processes (a null task: bookkeeping only) racing for the last places of a study of

@@ -154,6 +154,10 @@ def ask_batch(study: optuna.Study, space: dict[str, BaseDistribution], size: int
     trials += taken
     if not trials:
         return []
+    if key is None:
+        counts = batches.states(study)  # one read: counts of several reads would miss trials changing state between them
+        if sum(counts[state] for state in _LIVE) <= target:
+            return sorted(trials, key=lambda t: t.number)  # the study is short of its target with them: all fit
     live = batches.live(study, _LIVE, [key] if key else [])
     fits = _fitting(live, {t._trial_id for t in trials}, target, key, popsize)
     finish(study._storage, [Result(t._trial_id, TrialState.FAIL, user_attrs={"surplus": True})
