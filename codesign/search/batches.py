@@ -25,8 +25,8 @@ lines with Optuna's ``append_logs`` (one lock, one fsync), PostgreSQL and other 
 one transaction. Both go around Optuna's public API, which has no batch writes: the journal writer
 builds Optuna's journal log lines (``JournalOperation``, ``_backend``, ``_thread_lock``,
 ``_replay_result``, ``_sync_with_backend``: private), the RDB writer uses Optuna's SQLAlchemy models
-(``optuna.storages._rdb``: private) and reads the waiting trials past Optuna's cache (its ``_backend``). Any other storage gets :class:`Writer` itself, which uses the
-public per-trial API.
+(``optuna.storages._rdb``: private) and reads the waiting trials past Optuna's cache (its
+``_backend``). Any other storage gets :class:`Writer` itself, which uses the public per-trial API.
 """
 
 from __future__ import annotations
@@ -104,8 +104,8 @@ class BatchView(BaseStorage):
             params={}, distributions={}, user_attrs={}, system_attrs={}, intermediate_values={}, trial_id=trial_id)
         trial._trial_id = trial_id
         if self._count is None:
-            self._count = len(self._read) if self._read is not None else writer(self.storage).count(self.storage,
-                                                                                                   self.study_id)
+            self._count = len(self._read) if self._read is not None else sum(
+                writer(self.storage).states(self.storage, self.study_id).values())
         trial.number = self._count + len(self.new)
         self.new[trial_id] = trial
         return trial_id
@@ -241,10 +241,6 @@ class Writer:
         """Something cheap to read that changes whenever a trial of the study is created or finished
         (None: the storage has nothing cheaper than reading the trials, and a waiting worker just waits)."""
         return None
-
-    def count(self, storage: BaseStorage, study_id: int) -> int:
-        """How many trials the study has (all states)."""
-        return len(storage.get_all_trials(study_id, deepcopy=False))
 
     def states(self, storage: BaseStorage, study_id: int) -> Counter:
         """How many of the study's trials are in each state."""
@@ -464,9 +460,6 @@ class RdbWriter(Writer):
                 session.execute(sqlalchemy.update(models.TrialModel)
                                 .where(models.TrialModel.trial_id.in_([r.trial_id for r in told if r.state == state]))
                                 .values(state=state, _datetime_complete_utc=now))
-
-    def count(self, storage: BaseStorage, study_id: int) -> int:
-        return self.version(storage, study_id)[0]
 
     def states(self, storage: BaseStorage, study_id: int) -> Counter:
         import sqlalchemy
