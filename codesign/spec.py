@@ -148,10 +148,6 @@ class SamplerSpec:
             with_one = ", ".join(name for name, k in SAMPLERS.items() if k.population)
             raise where.child("population").error(f"{self.name} has no population",
                                                   fix=f"remove population, or use a sampler with one: {with_one}")
-        if self.population < kind.min_batch:
-            raise where.child("population").error(
-                f"{kind.description or self.name}, which needs at least {kind.min_batch} rules; got {self.population}",
-                fix=f"set population: {kind.min_batch} or more")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -264,10 +260,14 @@ class _StudyFile:
             several = ", ".join(name for name, kind in SAMPLERS.items() if kind.multi_objective)
             raise where.child("sampler").child("name").error(
                 f"{self.sampler.name} optimises one objective", fix=f"use a sampler that takes several: {several}")
-        if self.sampler.population is None and self.batch_size < sampler.min_batch:
-            raise where.child("batch_size").error(
-                f"{sampler.description or self.sampler.name}, which needs at least {sampler.min_batch} rules; "
-                f"got {self.batch_size}", fix=f"set batch_size: {sampler.min_batch} or more, or use another sampler")
+        # The population (sampler.population, else batch_size) must be large enough for the sampler.
+        if self.sampler.population is not None:
+            key, name, population = where.child("sampler").child("population"), "population", self.sampler.population
+        else:
+            key, name, population = where.child("batch_size"), "batch_size", self.batch_size
+        if population < sampler.min_batch:
+            raise key.error(f"{sampler.description or self.sampler.name}, which needs at least {sampler.min_batch} "
+                            f"rules; got {population}", fix=f"set {name}: {sampler.min_batch} or more, or use another sampler")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -155,7 +155,7 @@ def ask_batch(study: optuna.Study, space: dict[str, BaseDistribution], size: int
     if not trials:
         return []
     if key is None:
-        counts = batches.states(study)  # one read: counts of several reads would miss trials changing state between them
+        counts = batches.states(study)  # one read: several would miss trials changing state between them
         if sum(counts[state] for state in _LIVE) <= target:
             return sorted(trials, key=lambda t: t.number)  # the study is short of its target with them: all fit
     live = batches.live(study, _LIVE, [key] if key else [])

@@ -17,7 +17,8 @@ from codesign.search.samplers import sampler
 from codesign.search.storage import RetryCallback, open_storage
 from codesign.spec import StudySpec
 
-__all__ = ["open_study", "open_study_storage", "study_population", "POPULATION_ATTR", "make_task", "count_trials", "reclaim_dead_trials", "retry_callback",
+__all__ = ["open_study", "open_study_storage", "study_population", "POPULATION_ATTR", "make_task", "count_trials",
+           "reclaim_dead_trials", "retry_callback",
            "best_value", "feasible", "finished_trials", "TRAIN_SEED_OFFSET", "EVAL_SEED_OFFSET",
            "STABILITY_SEED_OFFSET"]
 

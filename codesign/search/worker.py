@@ -87,11 +87,11 @@ def run_worker(spec: StudySpec, storage_url: str | None = None, n_trials: int | 
     """Ask, evaluate and tell batches until the study has ``n_trials`` finished trials.
 
     ``batch_size`` (default: the study's) is how many trials this worker evaluates at once; a sampler
-    with a population (CMA-ES) hands out its generations in such batches, to whichever workers ask. Returns where the time went. Trials of a batch that raises are
-    marked failed before the error propagates, so no trial is left RUNNING by a live worker; a batch
+    with a population (CMA-ES) hands out its generations in such batches, to whichever workers ask.
+    Returns where the time went. Trials of a batch that raises are marked failed before the error propagates, so no trial is left RUNNING by a live worker; a batch
     that runs past ``trial_timeout_s`` is failed and the worker goes on
-    (:class:`codesign.search.liveness.BatchGuard`). Every second on the journal, every heartbeat interval on PostgreSQL
-    (:func:`codesign.search.liveness.sweep_interval`; while it evaluates too), the worker
+    (:class:`codesign.search.liveness.BatchGuard`). Every second on the journal, every heartbeat
+    interval on PostgreSQL (:func:`codesign.search.liveness.sweep_interval`; while it evaluates too), the worker
     reclaims the trials of dead workers. A study with refinement rounds is run round after round
     (:mod:`codesign.search.rounds`), ``n_trials`` (when given) for each.
     """

@@ -25,13 +25,13 @@ class BatchCmaEsSampler(optuna.samplers.CmaEsSampler):
     stored one it was told from and the trials it was told: a batch tells once and stores it on its
     first trial. Any other worker (or this one, if that trial fails) tells the same stored optimizer
     the same trials, which gives the same optimizer. The asks of a generation share one restored
-    optimizer instead of unpickling or copying it each time (an ask only reseeds it). And a pruned trial, which CMA-ES ranks by its
-    last intermediate value, is a shallow copy with that value rather than a deep copy (Optuna deep-copies
-    every pruned trial at every ask).
+    optimizer instead of unpickling or copying it each time (an ask only reseeds it). And a pruned
+    trial, which CMA-ES ranks by its last intermediate value, is a shallow copy with that value rather
+    than a deep copy (Optuna deep-copies every pruned trial at every ask).
 
     This overrides four private methods of Optuna's sampler (``_get_trials``, ``_get_solution_trials``,
-    ``_restore_optimizer``, ``_split_optimizer_str``, unchanged since Optuna 3.x); ``tests/test_samplers.py`` checks that the
-    proposals are Optuna's own.
+    ``_restore_optimizer``, ``_split_optimizer_str``, unchanged since Optuna 3.x);
+    ``tests/test_samplers.py`` checks that the proposals are Optuna's own.
     """
 
     def __init__(self, *args, **kwargs) -> None:
@@ -125,8 +125,9 @@ def _cmaes(seed: int, population: int | None, constant_liar: bool) -> optuna.sam
 
 #: CMA-ES starts from a batch of random rules, then from the centre of the bounds with a step of a
 #: sixth of their width (Optuna's defaults); the batch is its population.
-SAMPLERS.register("cmaes", SamplerKind(_cmaes, population=True, generations=True, min_batch=4,
-                                       description="CMA-ES ranks a population of rules per generation (batch_size, or sampler.population)"))
+SAMPLERS.register("cmaes", SamplerKind(
+    _cmaes, population=True, generations=True, min_batch=4,
+    description="CMA-ES ranks a population of rules per generation (batch_size, or sampler.population)"))
 SAMPLERS.register("tpe", SamplerKind(
     lambda seed, population, liar: optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=liar),
     multi_objective=True, constant_liar=True))
