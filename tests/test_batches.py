@@ -89,7 +89,10 @@ _NULL_WORKER = textwrap.dedent("""
             time.sleep(1.0)
             return super().evaluate(*args, **kwargs)
 
+    from codesign.search.study import open_study
+
     spec = load_study(sys.argv[1])
+    open_study(spec)  # the storage's first open (imports, the database's schema check) before the start
     print("ready", flush=True)
     sys.stdin.readline()  # both start together
     with mock.patch.object(worker, "make_task", lambda spec: Slow(int(sys.argv[2]))):
