@@ -179,3 +179,38 @@ def test_an_event_drawn_at_random_follows_the_seed(tmp_path, monkeypatch):
     np.testing.assert_array_equal(first, again)
     assert not np.array_equal(first, other)
     assert abs(first.mean() / 300 - 0.3) < 0.05  # 300 steps per pass
+
+
+@pytest.mark.parametrize("target", ["cpu.yaml", "cpu-standalone.yaml"])
+def test_the_cost_model_counts_a_pathway_on_a_custom_event_per_event_not_per_spike(tmp_path, reference, target):
+    """Synaptic events and learning updates of pathways that act on custom events (``on_event``):
+    ``pre`` on ``early`` (neurons 0 and 1's spikes only) and ``post`` on ``above`` (every step above
+    0.8, more often than spikes), both plastic, each synapse i -> i (one target each)."""
+    syn = {**MODEL["synapses"]["syn"], "on_event": {"pre": "early", "post": "above"},
+           "on_post": "w = clip(w + 0, 0, w_max)"}
+    path = model_file(tmp_path, {"kind": "rate_to_target", "group": "cell", "phase": "test", "target": 10},
+                      synapses={"syn": syn})
+    counts = evaluate(path, target)[0].counts
+    total = lambda event: sum(reference[(event, phase)].sum() for phase, _, _ in PHASES)  # noqa: E731
+    assert total("early") < total("spike") < total("above")  # three different answers
+    assert counts.synaptic_events == total("early")
+    assert counts.learning_updates == total("early") + total("above")
+    assert counts.spikes == total("spike")
+    clear_simulations()
+
+
+@pytest.mark.parametrize("on_event, words", [
+    ({"pre": "burst"}, ["no event 'burst'", "spike, early, above"]),
+    ({"forward": "early"}, ["unknown pathway 'forward'", "(pre, post)"]),
+    ({"post": "early"}, ["no on_post", "write on_post"]),  # neither the synapse nor its rule has on_post
+])
+def test_on_event_names_a_pathway_the_synapse_has_and_an_event_of_its_side(tmp_path, on_event, words):
+    syn = {**MODEL["synapses"]["syn"], "on_event": on_event, "rule": {"slot": "s", "family": "text", "model": "w : 1",
+                                                                       "on_pre": "w = clip(w + eta, 0, w_max)",
+                                                                       "params": {"eta": {"bounds": [0, 1]}}}}
+    with pytest.raises(CodesignError) as error:
+        evaluate(model_file(tmp_path, {"kind": "rate_to_target", "group": "cell", "phase": "test", "target": 10},
+                            synapses={"syn": syn}))
+    assert error.value.key == f"synapses.syn.on_event.{next(iter(on_event))}"
+    line = error.value.one_line()
+    assert "\n" not in line and all(w in line for w in words), line

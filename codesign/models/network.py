@@ -35,6 +35,7 @@ from codesign.models.emulation import Emulation
 from codesign.models.losses.base import SPIKE, TRIALS, CountRecord, SeriesRecord, check_event
 from codesign.models.spec import GroupSpec, ModelSpec, PhaseSpec, SynapseSpec, constant_names
 from codesign.rules import FAMILIES
+from codesign.schema import Where
 
 __all__ = ["BatchedNetwork", "Layout", "synapse_text", "brian_error", "owner_key", "brian_message", "TRIALS"]
 
@@ -79,6 +80,7 @@ class _Group:
     hosted: dict[str, str]  # per-copy variable -> unit, declared here
     counters: list[tuple[str, str]]  # (event, phase) counted in a variable (see counter)
     on_event: dict[str, str]  # custom event -> its counters' code
+    routed: list[str]  # custom events a synapse pathway acts on, each counted per neuron (see routed_count)
 
 
 @dataclasses.dataclass
@@ -157,6 +159,9 @@ class BatchedNetwork:
         for event, phase in counters:
             if event != SPIKE:
                 on_event[event] = _join(on_event.get(event), f"{counter(event, phase)} += {self._window(phase)}") or ""
+        routed = self._routed_events(name)
+        for event in routed:
+            on_event[event] = _join(on_event.get(event), f"{routed_count(event)} += 1") or ""
         hosted = {}
         threshold, reset = _substitute(threshold, self.timed_constants), _substitute(reset, self.timed_constants)
         events_text = {e: _substitute(c, self.timed_constants) for e, c in spec.events.items()}
@@ -179,6 +184,7 @@ class BatchedNetwork:
                         hosted[var] = unit
         declared = [f"{var} : {unit} (constant)" for var, unit in hosted.items()]
         declared += [f"{counter(event, phase)} : 1" for event, phase in counters]
+        declared += [f"{routed_count(event)} : 1" for event in routed]
         if threshold:
             declared.append("spike_count : 1")
         local = {"i": f"(i % {n})", "N": str(n)}
@@ -191,7 +197,18 @@ class BatchedNetwork:
         if spec.refractory is not None:
             refractory = self._quantity_or_text(spec.refractory, where.child("refractory"))
         return _Group(name, spec, n, shared, size, texts_out[0] or "", texts_out[1], texts_out[2], refractory, events,
-                      hosted, counters, on_event)
+                      hosted, counters, on_event, routed)
+
+    def _routed_events(self, group: str) -> list[str]:
+        """The custom events of ``group`` that a synapse pathway acts on (``on_event``): its outgoing
+        synapses' ``pre`` pathway, its incoming ones' ``post``. The cost model counts such a pathway's
+        synaptic events per event of its side, not per spike."""
+        found = set()
+        for s in self.model.synapses.values():
+            for pathway, event in s.on_event.items():
+                if event != SPIKE and (s.source if pathway == "pre" else s.target) == group:
+                    found.add(event)
+        return sorted(found)
 
     def _blocks(self) -> tuple[int, list[tuple[PhaseSpec, int, int]]]:
         """The protocol on a grid of blocks of ``g`` time steps (g: the largest step count dividing every
@@ -309,6 +326,7 @@ class BatchedNetwork:
                 fix="add learning_rate: NAME, the param or constant that multiplies every change of the rule")
         # Learning only in the phases that list this synapse: its learning rate times a TimedArray.
         model, on_pre, on_post = synapse_text(spec, terms, gate=f"plastic_{name}" if name in self.gates else None)
+        _check_on_event(spec, {"pre": (on_pre, source), "post": (on_post, target)}, where.child("on_event"))
         if self.emulation is not None:
             on_pre = self.emulation.pathway(on_pre, spec, name, where)
             on_post = self.emulation.pathway(on_post, spec, name, where)
@@ -462,6 +480,8 @@ class BatchedNetwork:
             for group in self.groups.values():
                 if group.spec.threshold:
                     readable[f"{group.name}@spikes"] = (objects[group.name], "spike_count")
+                for event in group.routed:
+                    readable[f"{group.name}@{event}"] = (objects[group.name], routed_count(event))
             readable.update({f"{name}@spikes": (monitor, "count") for name, monitor in monitors.items()})
             for source, monitor in timed_events.items():
                 readable[f"{source}@trial_i"], readable[f"{source}@trial_t"] = (monitor, "i"), (monitor, "t")
@@ -623,6 +643,30 @@ def counter(event: str, phase: str) -> str:
     ``count_PHASE__EVENT`` for a custom event (its code is part of :meth:`BatchedNetwork.key` through
     the records)."""
     return f"count_{phase}" if event == SPIKE else f"count_{phase}__{event}"
+
+
+def _check_on_event(spec: SynapseSpec, pathways: Mapping[str, tuple[str | None, GroupSpec]], where: Where) -> None:
+    """Each ``on_event`` entry names a pathway the synapse has (its own text or its rule's) and an
+    event of that pathway's side: Brian2 would ignore an unknown pathway, and blame the group for an
+    unknown event."""
+    for pathway, event in spec.on_event.items():
+        if pathway not in pathways:
+            raise where.child(pathway).error(f"unknown pathway {pathway!r}",
+                                             fix="on_event maps a pathway (pre, post) to an event of its side's group")
+        text, group = pathways[pathway]
+        side = spec.source if pathway == "pre" else spec.target
+        if not text:
+            raise where.child(pathway).error(f"the synapse has no on_{pathway} (nor has its rule), so no code runs "
+                                             f"on {side}'s {event!r}", fix=f"write on_{pathway}, or remove this entry")
+        events = ([SPIKE] if group.threshold or group.kind != "neurons" else []) + list(group.events)
+        if event not in events:
+            raise where.child(pathway).error(f"group {side} has no event {event!r}",
+                                             fix=f"its events: {', '.join(events) or 'none (add events: to it)'}")
+
+
+def routed_count(event: str) -> str:
+    """The group variable counting custom ``event`` over the whole run, for the pathways acting on it."""
+    return f"{event}_count"
 
 
 def _event_monitor(b2: Any, group: Any, event: str) -> Any:

@@ -11,7 +11,7 @@ import dataclasses
 import functools
 import re
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -22,7 +22,7 @@ from codesign.models.conditions import changed_constants, check_conditions
 from codesign.models.emulation import Emulation
 from codesign.models.evaluation import Evaluation
 from codesign.models.losses import Recordings, make_loss, resolve_values
-from codesign.models.losses.base import CountRecord, SeriesRecord
+from codesign.models.losses.base import SPIKE, CountRecord, SeriesRecord
 from codesign.models.network import BatchedNetwork, Layout, brian_error
 from codesign.models.spec import ModelSpec
 from codesign.models.stimuli import Stimulus, StimulusDraw, make_stimuli
@@ -391,23 +391,16 @@ class ModelTask:
         """Events of each candidate's network, averaged over its draws."""
         K, R = network.layout.candidates, network.layout.draws
         steps = network.steps
-        fired: dict[str, np.ndarray] = {}  # group -> (K, R, n) spikes
-        for name, group in network.groups.items():
-            if name in spikes:
-                per_draw = np.bincount(spikes[name][0], minlength=R * group.n).reshape(R, group.n)
-                fired[name] = np.broadcast_to(per_draw, (K, R, group.n))
-            elif f"{name}@spikes" in out:
-                fired[name] = out[f"{name}@spikes"].reshape(-1, group.n)
-                fired[name] = (np.broadcast_to(fired[name], (K, R, group.n)) if group.shared
-                               else fired[name].reshape(K, R, group.n))
+        fired, side = _fired(network, out, spikes)
         synaptic = np.zeros((K, R))
         learning = np.zeros((K, R))
         rate_events = 0
         for name, s in network.synapses.items():
             out_degree = np.bincount(s.pre, minlength=s.n_pre)
             in_degree = np.bincount(s.post, minlength=s.n_post)
-            pre_events = (fired[s.spec.source] @ out_degree) if s.spec.source in fired else None
-            post_events = (fired[s.spec.target] @ in_degree) if s.spec.target in fired else None
+            pre_fired, post_fired = side(s, "pre", s.spec.source), side(s, "post", s.spec.target)
+            pre_events = (pre_fired @ out_degree) if pre_fired is not None else None
+            post_events = (post_fired @ in_degree) if post_fired is not None else None
             weights = set(s.spec.weights) | ({s.spec.rule.bind.get("w", "w")} if s.spec.rule else set())
             if s.on_pre and pre_events is not None:
                 synaptic += pre_events
@@ -442,6 +435,36 @@ class ModelTask:
     def plot_solutions(self, spec: Any, solutions: Sequence[tuple[Any, float, dict]], path: Path) -> bool:
         """Draw a study's good candidates, each (candidate, loss, metrics), where the loss has such a plot."""
         return self.loss.plot_solutions(spec, solutions, path)
+
+
+def _fired(network: BatchedNetwork, out: Mapping[str, np.ndarray],
+           spikes: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> tuple[dict[str, np.ndarray], Callable]:
+    """Each group's spikes per neuron as (candidates, draws, neurons), and ``side(synapse, pathway,
+    group)``: what a pathway acts on, the group's spikes or the custom event its ``on_event`` names."""
+    K, R = network.layout.candidates, network.layout.draws
+    fired: dict[str, np.ndarray] = {}
+    routed: dict[tuple[str, str], np.ndarray] = {}  # (group, custom event) -> (K, R, n)
+    for name, group in network.groups.items():
+        if name in spikes:
+            per_draw = np.bincount(spikes[name][0], minlength=R * group.n).reshape(R, group.n)
+            fired[name] = np.broadcast_to(per_draw, (K, R, group.n))
+        elif f"{name}@spikes" in out:
+            fired[name] = _per_neuron(out[f"{name}@spikes"], group, K, R)
+        for event in group.routed:
+            routed[(name, event)] = _per_neuron(out[f"{name}@{event}"], group, K, R)
+
+    def side(s: Any, pathway: str, group: str) -> np.ndarray | None:
+        event = s.spec.on_event.get(pathway, SPIKE)
+        return fired.get(group) if event == SPIKE else routed.get((group, event))
+
+    return fired, side
+
+
+def _per_neuron(counts: np.ndarray, group: Any, K: int, R: int) -> np.ndarray:
+    """A group's per-neuron counts as (candidates, draws, neurons); a group shared by every candidate
+    (per draw) holds one copy per draw."""
+    counts = counts.reshape(-1, group.n)
+    return np.broadcast_to(counts, (K, R, group.n)) if group.shared else counts.reshape(K, R, group.n)
 
 
 def _stored_values(network: BatchedNetwork) -> dict[str, int]:
