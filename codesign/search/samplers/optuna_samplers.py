@@ -27,7 +27,9 @@ class BatchCmaEsSampler(optuna.samplers.CmaEsSampler):
     the same trials, which gives the same optimizer. The asks of a generation share one restored
     optimizer instead of unpickling or copying it each time (an ask only reseeds it). And a pruned
     trial, which CMA-ES ranks by its last intermediate value, is a shallow copy with that value rather
-    than a deep copy (Optuna deep-copies every pruned trial at every ask).
+    than a deep copy (Optuna deep-copies every pruned trial at every ask). The search space (the
+    intersection of the finished trials' spaces, which Optuna computes at every ask) is computed once
+    per batch.
 
     This overrides four private methods of Optuna's sampler (``_get_trials``, ``_get_solution_trials``,
     ``_restore_optimizer``, ``_split_optimizer_str``, unchanged since Optuna 3.x);
@@ -41,6 +43,14 @@ class BatchCmaEsSampler(optuna.samplers.CmaEsSampler):
         self._telling: tuple | None = None
         self._finished: tuple = (None, [])  # (a batch's view of the storage, its finished trials as ranked)
         self._solutions: tuple = (None, {})  # (finished trials, {generation: that generation's})
+        self._space: tuple = (None, {})  # (a batch's view of the storage, the search space of its finished trials)
+
+    def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict:
+        # The intersection of the finished trials' spaces: one per batch, whose finished trials are fixed.
+        view = study._storage if getattr(study._storage, "finished_trials_fixed", False) else None
+        if view is None or self._space[0] is not view:
+            self._space = (view, super().infer_relative_search_space(study, trial))
+        return self._space[1]
 
     def _get_trials(self, study: optuna.Study) -> list[FrozenTrial]:
         # A batch's view of the storage (codesign.search.batches.BatchView) keeps the finished trials
