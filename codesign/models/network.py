@@ -665,8 +665,9 @@ def _check_on_event(spec: SynapseSpec, pathways: Mapping[str, tuple[str | None, 
 
 
 def routed_count(event: str) -> str:
-    """The group variable counting custom ``event`` over the whole run, for the pathways acting on it."""
-    return f"{event}_count"
+    """The group variable counting custom ``event`` over the whole run, for the pathways acting on it
+    (named as the per-phase counters are, see :func:`counter`)."""
+    return f"count__{event}"
 
 
 def _event_monitor(b2: Any, group: Any, event: str) -> Any:
