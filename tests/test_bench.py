@@ -90,3 +90,26 @@ def test_bench_quick_prints_every_way_for_every_table():
         for key in ("naive", "batched", "standalone", "reference"):
             assert row[key] > 0, (name, key)
         assert row["standalone_over_reference"] == pytest.approx(row["standalone"] / row["reference"])
+
+
+@pytest.mark.parametrize("stagger_s", [0.0, 0.7])
+def test_busy_fraction_is_the_sleep_over_each_workers_cycle_in_step_or_not(stagger_s):
+    """Four workers, six batches of 16 each: ask 0.15 s, sleep 2 s, tell 0.1 s (a cycle of 2.25 s), their
+    trials finishing a few ms apart. In step (all batches ending together) or staggered, the figure is
+    2 / 2.25; the earlier window count gave 0.80 in step (the window's edges fell between clumps)."""
+    from datetime import datetime, timedelta
+    from types import SimpleNamespace
+
+    from benchmarks.many_workers import busy_fraction
+    from codesign.search.liveness import WORKER_ATTR
+
+    t0, trials = datetime(2026, 1, 1), []
+    for worker in range(4):
+        for batch in range(6):
+            created = t0 + timedelta(seconds=worker * stagger_s + batch * 2.25 + 0.15)
+            trials += [SimpleNamespace(state=SimpleNamespace(name="COMPLETE"), datetime_start=created,
+                                       datetime_complete=created + timedelta(seconds=2.1 + 0.001 * k),
+                                       system_attrs={WORKER_ATTR: f"w{worker}"}) for k in range(16)]
+    trials.append(SimpleNamespace(state=SimpleNamespace(name="FAIL"), datetime_start=t0, datetime_complete=t0,
+                                  system_attrs={WORKER_ATTR: "w0"}))  # a surplus trial: not a batch of work
+    assert busy_fraction(trials, 2.0) == pytest.approx(2.0 / 2.25, rel=1e-9)
