@@ -9,8 +9,8 @@ spend "simulating", in steady state, from the trials' own time stamps in the sto
 worker, the time from the end of its first batch to the end of its last is whole cycles of telling,
 asking and sleeping, and the figure is the sleeping in them over their length, for all workers
 together. 1.0: the storage costs the workers nothing. (Counting the trials finished in one window
-common to all workers, as an earlier version did, undercounts workers in step: their batches end
-in clumps, and the window's edges fall between clumps.)
+common to all workers, as an earlier version did, miscounts workers in step: their batches end in
+clumps, and whether a clump at either edge of the window counts depends on a few milliseconds.)
 
 Two runs per storage: workers started **together**, which stay in step (every batch sleeps the same),
 so all 32 do their bookkeeping at the same moments, on this machine's few cores; and workers whose
