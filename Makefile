@@ -38,7 +38,7 @@ dashboard: setup  ## serve optuna-dashboard on a study's storage until Ctrl-C: m
 test: setup  ## run the tests: science claims on small budgets included, not those marked slow; cuda ones compile with nvcc where it is
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
-bench: setup  ## evaluations/s (naive, batched, standalone, reference, GPU where one is); the demo study against its raw rate (1, 2 workers); trials/s with 1 and 2 workers per storage; bookkeeping ms/trial on a null task; busy share of 32 workers
+bench: setup  ## evaluations/s (naive, batched, standalone, reference, GPU where one is); the demo study against its raw rate (1, 2 workers); trials/s with 1 and 2 workers per storage; bookkeeping ms/trial on a null task; busy share of 32 workers, started staggered and together
 	$(BIN)/python -m benchmarks
 
 bench-gpu: setup  ## on a GPU node: cuda_standalone against cpp_standalone on batches that fill the GPU
