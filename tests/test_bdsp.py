@@ -106,11 +106,11 @@ def test_feedback_moves_hidden_burst_probabilities_with_opposite_signs(workdir):
 
     data = copy.deepcopy(yaml.safe_load((ROOT / "models/bdsp-xor.yaml").read_text()))
     data["trials"], data["repeat"] = [{"x1": 0, "x2": 0, "y": 0}], 1
-    for group in ("hidden", "output"):
+    for group, own in (("hidden", "I_s_h1*int(i < N_pop) + I_s_h2*int(i >= N_pop)"), ("output", "0*pA")):
         data["constants"][f"I_s_{group}"] = "400*pA"
         text = data["groups"][group]["model"]
-        assert "I_s = 0*pA : amp" in text
-        data["groups"][group]["model"] = text.replace("I_s = 0*pA : amp", f"I_s = I_s_{group} : amp")
+        assert f"I_s = {own} : amp" in text  # hidden: each population's somatic current, 0 pA by default
+        data["groups"][group]["model"] = text.replace(f"I_s = {own} : amp", f"I_s = I_s_{group} + {own} : amp")
     currents = {"base": "400*pA", "plus": "900*pA", "minus": "-100*pA"}
     data["protocol"] = []
     for name in PHASES:
