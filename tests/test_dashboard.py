@@ -42,8 +42,11 @@ def _storage_option(storage: str | None) -> list[str]:
 def test_the_dashboard_serves_a_finished_study_with_its_metrics(write_study, storage, capsys):
     path = write_study(n_trials=12, batch_size=6)
     study = run_study(load_study(path), storage)
+    # Stopped below by Ctrl-C (SIGINT), as a user would. A job a shell starts in the background
+    # ignores SIGINT, and so would the server it starts: give it the default, as a terminal does.
     server = subprocess.Popen([sys.executable, "-m", "codesign", "dashboard", path, "--port", "0",
-                               *_storage_option(storage)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               *_storage_option(storage)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         heading, listing = server.stdout.readline(), server.stdout.readline()
         assert listing.startswith("  study tiny: http://127.0.0.1:"), heading + listing + server.stderr.read()
