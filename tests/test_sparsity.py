@@ -215,9 +215,11 @@ def test_oja_all_study_rediscovers_oja(shortened_study):
     budget passes on seeds 1-5 (and 11, the seed its settings were chosen on); this test took 225-232 s
     on seeds 1 and 5, run side by side on the 2-core machine while other jobs kept it busy. With two
     workers (CI's two cores) it took 66-75 s on the quiet machine and passed on seeds 1 (its own), 2 and 3.
+    Two workers' asynchronous order also made it fail once on seed 1 (theta_011 at 0.28, a clean-clone CI
+    run); it runs in one worker now, deterministic: 12 s and passed on seed 1.
     """
     spec = load_study(shortened_study("oja-all"))
-    run_study(spec, workers=2)  # both of CI's cores
+    run_study(spec, workers=1)  # one worker: an asynchronous pair makes the result depend on timing
     normalised, summary = rediscovered_form(spec)
     assert_oja_form(normalised)
     assert held_out_divergences(spec, summary) == 0
