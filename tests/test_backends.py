@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import subprocess
 import sys
 
@@ -116,6 +117,66 @@ def test_another_process_reuses_the_compiled_project(standalone):
     assert directory == str(binary.parent), "the second process built another project"
     assert compiled == "0" and float(loss) < 0.5
     assert binary.stat().st_mtime_ns == before, "the second process recompiled the project"
+    assert sorted(binary.parent.glob("results_*")) == [binary.parent / CompiledSimulation._current.results], \
+        "the second process left its results folder behind"
+
+
+def _files(folder) -> set[str]:
+    return {str(p.relative_to(folder)) for p in folder.rglob("*")}
+
+
+def test_runs_write_a_fixed_set_of_files_and_a_value_back_again_is_used(standalone):
+    """Each variable a run sets goes to one file of this process's own, rewritten when it changes:
+    the project gains no file per run (Brian2's run_args mapping adds one per distinct value, and a
+    lock file, which nothing removes), and a value set, replaced and set again is the one used."""
+    from codesign.backends.standalone import CompiledSimulation
+
+    task = oja_task(standalone)
+    first = weights(task, batch(1), seed=1)
+    project = CompiledSimulation._current.directory
+    files = _files(project)
+    assert any(name.startswith(f"{CompiledSimulation._current.results}/args/") for name in files)
+    weights(task, batch(2), seed=1)
+    weights(task, batch(2), seed=7)  # new inputs
+    again = weights(task, batch(1), seed=1)
+    np.testing.assert_array_equal(again, first)
+    assert _files(project) == files
+
+
+def test_results_folders_of_processes_that_are_gone_are_removed(standalone):
+    """A killed worker never removes its results folder (a long study's can hold gigabytes): the next
+    simulation of the project removes those of this host's processes that are gone, old unnamed ones
+    too, and keeps a live process's."""
+    import socket
+
+    from codesign.backends.standalone import CompiledSimulation
+
+    weights(oja_task(standalone), batch(0), seed=1)
+    project = CompiledSimulation._current.directory
+    gone = _gone_pid()
+    live = subprocess.Popen(["sleep", "60"])
+    host = socket.gethostname().lower()
+    try:
+        folders = {name: project / name for name in (f"results_{host}_{gone}", f"results_{gone}",
+                                                     f"results_{host}_{live.pid}", f"results_otherhost_{gone}")}
+        for folder in folders.values():
+            (folder / "args").mkdir(parents=True)
+        clear_simulations()
+        weights(oja_task(standalone), batch(0), seed=1)
+        left = {name for name, folder in folders.items() if folder.exists()}
+        assert left == {f"results_{host}_{live.pid}", f"results_otherhost_{gone}"}
+    finally:
+        live.kill()
+        live.wait()
+        for folder in project.glob("results_*"):
+            if folder.name != CompiledSimulation._current.results:
+                shutil.rmtree(folder)
+
+
+def _gone_pid() -> int:
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
 
 
 def test_later_cython_batches_compile_nothing(monkeypatch):

@@ -8,14 +8,24 @@ only changed source files and ``make`` then has nothing to do. Each run passes t
 values, input series and input spikes as ``run_args``, and the seed of ``rand()`` in an environment
 variable, and writes its results into a folder of its own process, so several workers can share one
 build, and one build serves every input seed.
+
+The values reach the program as files in that folder, one per variable, rewritten only when they
+change: Brian2's ``run_args`` given as a mapping would write each distinct value to a new file in the
+project's ``static_arrays`` (named after its hash, each with a lock file), which nothing removes: a
+study left tens of thousands of them behind. A process removes its folder when it exits, and a new
+simulation removes the folders of processes of this host that are gone (killed ones).
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import gc
 import hashlib
 import os
+import re
+import shutil
+import socket
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Iterator, Mapping
 
@@ -100,7 +110,9 @@ class CompiledSimulation(Simulation):
                 # make rewrites the program only when a source changed: else it was found in the cache.
                 self.compiled = self._program_stamp() != before
         self.brian_device = brian2.device
-        self.results = f"results_{os.getpid()}"
+        self.results = _results_folder(self.directory)
+        self._arg_files: dict[str, str] = {}
+        self._written: dict[str, np.ndarray] = {}
         CompiledSimulation._current = self
 
     def _program_stamp(self) -> int | None:
@@ -157,16 +169,17 @@ class CompiledSimulation(Simulation):
         if self.retired:
             raise RuntimeError(f"this {self.device} project was replaced by a newer one in this process")
         self.before_run()
-        run_args: dict[Any, Any] = {}
+        run_args = []
         for name, value in values.items():
             group, variable = self.build.settable[name]
-            run_args[getattr(group, variable)] = value
+            run_args.append(self._run_arg(group, variable, value))
         for name, series in timed.items():
-            run_args[self.build.timed_arrays[name]] = series
+            timed_array = self.build.timed_arrays[name]
+            run_args.append(self._run_arg(timed_array, "values", series))
         for name, (indices, times) in (spikes or {}).items():
             group = self.build.spike_inputs[name]
             for variable, value in padded_spike_list(group, indices, times).items():
-                run_args[getattr(group, variable)] = value
+                run_args.append(self._run_arg(group, variable, value))
         try:
             with _environment(SEED_VARIABLE, None if seed is None else str(int(seed))):
                 self.brian_device.run(directory=str(self.directory), results_directory=self.results,
@@ -177,6 +190,62 @@ class CompiledSimulation(Simulation):
                 raise
             raise error from exc
         return {name: np.array(getattr(group, variable)[:]) for name, (group, variable) in self.build.readable.items()}
+
+
+    def _run_arg(self, owner: Any, variable: str, value: Any) -> str:
+        """``owner.variable=FILE``, the command-line argument of the compiled program that sets a
+        variable (or a TimedArray's ``values``) from a file of this process, rewritten if ``value`` changed.
+
+        The file's name is a number: brian2cuda's program lowercases the argument before it opens it.
+        """
+        import brian2
+
+        if variable == "values":  # a TimedArray: its whole table, in its shape
+            dim, dtype, shape = owner.dim, owner.values.dtype, owner.values.shape
+        else:
+            var = owner.variables[variable]
+            dim, dtype, shape = var.dim, var.dtype, None if var.dynamic else (var.size,)
+        name = f"{owner.name}.{variable}"
+        if brian2.get_dimensions(value) != dim:
+            raise TypeError(f"{name} is in {dim}, not {brian2.get_dimensions(value)}")
+        array = np.ascontiguousarray(np.asarray(value), dtype=dtype)
+        if shape is not None and array.shape != shape:
+            raise TypeError(f"{name} holds {shape}, not {array.shape}")
+        path = self._arg_files.setdefault(name, f"{self.results}/args/{len(self._arg_files)}.dat")
+        last = self._written.get(name)
+        if last is None or last.shape != array.shape or not np.array_equal(last, array):
+            file = self.directory / path
+            file.parent.mkdir(parents=True, exist_ok=True)
+            array.tofile(file)
+            self._written[name] = array.copy()
+        return f"{name}={path}"
+
+
+_RESULTS = re.compile(r"results_(?:(?P<host>.+)_)?(?P<pid>[0-9]+)")
+
+
+def _results_folder(project: Path) -> str:
+    """This process's results folder in ``project`` (removed when the process exits), after removing
+    those of processes of this host that are gone: killed ones never removed their own."""
+    host = socket.gethostname().lower()
+    for folder in project.glob("results_*"):
+        match = _RESULTS.fullmatch(folder.name)
+        # a folder without a host is from before hosts were named: taken for this host's
+        if match and match["host"] in (host, None) and not _alive(int(match["pid"])):
+            shutil.rmtree(folder, ignore_errors=True)
+    name = f"results_{host}_{os.getpid()}"
+    atexit.register(shutil.rmtree, project / name, True)
+    return name
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's
+        return True
+    return True
 
 
 @contextlib.contextmanager
