@@ -143,7 +143,9 @@ def run_workers_bench(quick: bool = False, repeats: int = 2) -> dict[str, Any]:
         result["fsync_ms"] = fsync_ms(folder)
         with server_or_none(result, "postgres_skipped") as server:
             for case, (label, draws) in enumerate(CASES.items()):
-                n_trials = 16 if quick else (96 if draws <= 4 else 48)
+                # quick: 2 workers x 4 batches, so that batches finish after both workers' first ones
+                # (a batch's trials finish at one time stamp: throughput needs two such times)
+                n_trials = 32 if quick else (96 if draws <= 4 else 48)
                 draws = 1 if quick else draws
                 specs = {k: load_study(_study_file(folder, f"bench-{case}-{k}", "random", n_trials, batch, quick,
                                                    draws)) for k in (1, 2)}
