@@ -34,6 +34,7 @@ import numpy as np
 from codesign.backends.base import BACKENDS, Backend, Construct, Simulation, padded_spike_list
 from codesign.backends.runtime import quiet_brian
 from codesign.errors import CodesignError
+from codesign.processes import alive
 
 if TYPE_CHECKING:  # the target module imports the backends (to validate its backend)
     from codesign.hardware.target import Target
@@ -231,21 +232,11 @@ def _results_folder(project: Path) -> str:
     for folder in project.glob("results_*"):
         match = _RESULTS.fullmatch(folder.name)
         # a folder without a host is from before hosts were named: taken for this host's
-        if match and match["host"] in (host, None) and not _alive(int(match["pid"])):
+        if match and match["host"] in (host, None) and not alive(int(match["pid"])):
             shutil.rmtree(folder, ignore_errors=True)
     name = f"results_{host}_{os.getpid()}"
     atexit.register(shutil.rmtree, project / name, True)
     return name
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's
-        return True
-    return True
 
 
 @contextlib.contextmanager

@@ -42,6 +42,8 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages._heartbeat import is_heartbeat_enabled
 from optuna.trial import FrozenTrial, TrialState
 
+from codesign.processes import alive
+
 __all__ = ["WORKER_ATTR", "HEARTBEAT_ATTR", "TIMEOUT_ATTR", "TrialTimeout", "BatchGuard", "claim",
            "reclaim_dead_trials", "sweep_interval", "this_worker", "fail_trial"]
 
@@ -55,16 +57,6 @@ _ORPHAN_S = 120.0
 
 def this_worker() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def claim(study: optuna.Study, trials: Sequence[optuna.Trial | FrozenTrial]) -> None:
@@ -111,7 +103,7 @@ def _dead(trial: FrozenTrial, host: str, grace_s: float, journal: bool, now: flo
         # between asking and recording the first heartbeat) has no heartbeat at all: an orphan.
         return WORKER_ATTR not in trial.system_attrs and now - start > max(_ORPHAN_S, 5 * grace_s)
     owner_host, _, pid = trial.system_attrs.get(WORKER_ATTR, "").rpartition(":")
-    if owner_host == host and pid.isdigit() and not _alive(int(pid)):
+    if owner_host == host and pid.isdigit() and not alive(int(pid)):
         return True  # the journal is for one machine, whose process table says at once
     last = max(start, float(trial.system_attrs.get(HEARTBEAT_ATTR, 0.0)))
     return now - last > grace_s
