@@ -112,7 +112,7 @@ class CompiledSimulation(Simulation):
                 self.compiled = self._program_stamp() != before
         self.brian_device = brian2.device
         self.results = _results_folder(self.directory)
-        self._arg_files: dict[str, str] = {}
+        self._arg_files: dict[str, tuple[str, int]] = {}  # variable: (its file, open for writing)
         self._written: dict[str, np.ndarray] = {}
         CompiledSimulation._current = self
 
@@ -128,6 +128,9 @@ class CompiledSimulation(Simulation):
         self.retired = True
         self.build = None  # type: ignore[assignment]
         self.brian_device = None
+        for _, fd in self._arg_files.values():
+            os.close(fd)
+        self._arg_files.clear()
 
     def identity(self) -> list[str]:
         """What, besides the caller's key, shapes the compiled code (part of the cache folder's name)."""
@@ -198,6 +201,8 @@ class CompiledSimulation(Simulation):
         variable (or a TimedArray's ``values``) from a file of this process, rewritten if ``value`` changed.
 
         The file's name is a number: brian2cuda's program lowercases the argument before it opens it.
+        Each file stays open: writing into an open file costs about a microsecond, opening one about
+        0.2 ms, several times per batch.
         """
         import brian2
 
@@ -207,17 +212,23 @@ class CompiledSimulation(Simulation):
             var = owner.variables[variable]
             dim, dtype, shape = var.dim, var.dtype, None if var.dynamic else (var.size,)
         name = f"{owner.name}.{variable}"
-        if brian2.get_dimensions(value) != dim:
-            raise TypeError(f"{name} is in {dim}, not {brian2.get_dimensions(value)}")
+        given = brian2.get_dimensions(value)
+        if given is not dim and given != dim:  # dimensions are shared objects: most checks end at "is"
+            raise TypeError(f"{name} is in {dim}, not {given}")
         array = np.ascontiguousarray(np.asarray(value), dtype=dtype)
         if shape is not None and array.shape != shape:
             raise TypeError(f"{name} holds {shape}, not {array.shape}")
-        path = self._arg_files.setdefault(name, f"{self.results}/args/{len(self._arg_files)}.dat")
+        if name not in self._arg_files:
+            path = f"{self.results}/args/{len(self._arg_files)}.dat"
+            (self.directory / path).parent.mkdir(parents=True, exist_ok=True)
+            self._arg_files[name] = (path, os.open(self.directory / path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644))
+        path, fd = self._arg_files[name]
         last = self._written.get(name)
         if last is None or last.shape != array.shape or not np.array_equal(last, array):
-            file = self.directory / path
-            file.parent.mkdir(parents=True, exist_ok=True)
-            array.tofile(file)
+            data = array.tobytes()
+            os.pwrite(fd, data, 0)
+            if last is None or last.nbytes != len(data):
+                os.ftruncate(fd, len(data))
             self._written[name] = array.copy()
         return f"{name}={path}"
 
