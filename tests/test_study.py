@@ -36,6 +36,18 @@ def test_short_study_finishes_its_trials_and_improves(write_study):
     assert all("abs_cos_pc1" in t.user_attrs["metrics"] for t in study.trials)
 
 
+def test_progress_reports_the_trials_finished_and_the_best_loss_so_far(write_study):
+    """What the progress bar shows after each batch: the trials finished, and the best loss of the
+    COMPLETE trials (kept up to date trial by trial, not re-read from every trial at every batch)."""
+    spec = load_study(write_study(n_trials=36))
+    seen = []
+    study = run_study(spec, on_progress=lambda done, total, best: seen.append((done, total, best)))
+    assert [done for done, _, _ in seen] == sorted(done for done, _, _ in seen) and seen[-1][:2] == (36, 36)
+    bests = [best for _, _, best in seen if best is not None]
+    assert bests == sorted(bests, reverse=True) and len(set(bests)) > 1
+    assert seen[-1][2] == min(t.value for t in study.get_trials(states=(TrialState.COMPLETE,)))
+
+
 def test_a_study_run_again_resumes(write_study):
     spec = load_study(write_study())
     run_study(spec, n_trials=12)

@@ -15,8 +15,8 @@ import optuna
 from codesign.errors import CodesignError
 from codesign.search.storage import ENV_VAR
 from codesign.search.rounds import final_round, round_count
-from codesign.search.study import (best_value, count_trials, open_study, open_study_storage, reclaim_dead_trials,
-                                   study_population)
+from codesign.search.study import (count_trials, feasible, finished_trials, open_study, open_study_storage,
+                                   reclaim_dead_trials, study_population)
 from codesign.search.worker import run_worker, write_stats
 from codesign.spec import StudySpec
 
@@ -64,12 +64,26 @@ class _Progress:
         self.total = (n_trials or spec.n_trials) + later * (round_count(spec) - 1)
         self.on_progress = on_progress
         self.studies: dict[str, optuna.Study] = {}
+        self._best: dict[str, tuple[set[int], float | None]] = {}  # per study: trials looked at, best loss
 
     def __call__(self, study: optuna.Study) -> None:
         self.studies[study.study_name] = study
         if self.on_progress is not None:
             done = sum(count_trials(s)[0] for s in self.studies.values())
-            self.on_progress(done, self.total, best_value(study))
+            self.on_progress(done, self.total, self.best_value(study))
+
+    def best_value(self, study: optuna.Study) -> float | None:
+        """The best loss so far (the first objective, over feasible trials in a multi-objective study).
+        Each finished trial is looked at once, not at every batch: a long study's progress would
+        otherwise cost more with every trial."""
+        seen, best = self._best.get(study.study_name, (set(), None))
+        for trial in finished_trials(study):
+            if trial.number not in seen:
+                seen.add(trial.number)
+                if feasible(trial) and (best is None or trial.values[0] < best):
+                    best = trial.values[0]
+        self._best[study.study_name] = (seen, best)
+        return best
 
     def watch(self, spec: StudySpec, storage: optuna.storages.BaseStorage) -> None:
         """Report the latest round that the workers have started in ``storage``."""

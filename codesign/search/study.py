@@ -19,7 +19,7 @@ from codesign.spec import StudySpec
 
 __all__ = ["open_study", "open_study_storage", "study_population", "POPULATION_ATTR", "make_task", "count_trials",
            "reclaim_dead_trials", "retry_callback",
-           "best_value", "feasible", "finished_trials", "TRAIN_SEED_OFFSET", "EVAL_SEED_OFFSET",
+           "feasible", "finished_trials", "TRAIN_SEED_OFFSET", "EVAL_SEED_OFFSET",
            "STABILITY_SEED_OFFSET"]
 
 #: Input seeds: the study trains every candidate on the same draws (common random numbers, so the
@@ -118,9 +118,3 @@ def feasible(trial: FrozenTrial) -> bool:
 
 def finished_trials(study: optuna.Study) -> Sequence[FrozenTrial]:
     return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-
-
-def best_value(study: optuna.Study) -> float | None:
-    """The best loss so far (the first objective, over feasible trials in a multi-objective study)."""
-    losses = [t.values[0] for t in finished_trials(study) if feasible(t)]
-    return min(losses) if losses else None
