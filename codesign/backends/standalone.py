@@ -112,8 +112,8 @@ class CompiledSimulation(Simulation):
                 self.compiled = self._program_stamp() != before
         self.brian_device = brian2.device
         self.results = _results_folder(self.directory)
-        self._arg_files: dict[str, tuple[str, int]] = {}  # variable: (its file, open for writing)
-        self._written: dict[str, np.ndarray] = {}
+        # per variable: its file, open for writing, and the value last written there
+        self._arg_files: dict[str, tuple[str, int, np.ndarray]] = {}
         CompiledSimulation._current = self
 
     def _program_stamp(self) -> int | None:
@@ -128,7 +128,7 @@ class CompiledSimulation(Simulation):
         self.retired = True
         self.build = None  # type: ignore[assignment]
         self.brian_device = None
-        for _, fd in self._arg_files.values():
+        for _, fd, _ in self._arg_files.values():
             os.close(fd)
         self._arg_files.clear()
 
@@ -195,7 +195,6 @@ class CompiledSimulation(Simulation):
             raise error from exc
         return {name: np.array(getattr(group, variable)[:]) for name, (group, variable) in self.build.readable.items()}
 
-
     def _run_arg(self, owner: Any, variable: str, value: Any) -> str:
         """``owner.variable=FILE``, the command-line argument of the compiled program that sets a
         variable (or a TimedArray's ``values``) from a file of this process, rewritten if ``value`` changed.
@@ -221,15 +220,14 @@ class CompiledSimulation(Simulation):
         if name not in self._arg_files:
             path = f"{self.results}/args/{len(self._arg_files)}.dat"
             (self.directory / path).parent.mkdir(parents=True, exist_ok=True)
-            self._arg_files[name] = (path, os.open(self.directory / path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644))
-        path, fd = self._arg_files[name]
-        last = self._written.get(name)
-        if last is None or last.shape != array.shape or not np.array_equal(last, array):
-            data = array.tobytes()
-            os.pwrite(fd, data, 0)
-            if last is None or last.nbytes != len(data):
-                os.ftruncate(fd, len(data))
-            self._written[name] = array.copy()
+            fd = os.open(self.directory / path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            self._arg_files[name] = (path, fd, np.empty(0, dtype=dtype))  # an empty file
+        path, fd, last = self._arg_files[name]
+        if last.shape != array.shape or not np.array_equal(last, array):
+            os.pwrite(fd, array.tobytes(), 0)
+            if last.nbytes != array.nbytes:
+                os.ftruncate(fd, array.nbytes)
+            self._arg_files[name] = (path, fd, array.copy())
         return f"{name}={path}"
 
 
