@@ -232,6 +232,14 @@ class CompiledSimulation(Simulation):
 
 
 _RESULTS = re.compile(r"results_(?:(?P<host>.+)_)?(?P<pid>[0-9]+)")
+#: This process's results folders, removed at exit (one per project it built, however often).
+_OWN_RESULTS: set[Path] = set()
+
+
+@atexit.register
+def _remove_own_results() -> None:
+    for folder in _OWN_RESULTS:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _results_folder(project: Path) -> str:
@@ -244,7 +252,7 @@ def _results_folder(project: Path) -> str:
         if match and match["host"] in (host, None) and not alive(int(match["pid"])):
             shutil.rmtree(folder, ignore_errors=True)
     name = f"results_{host}_{os.getpid()}"
-    atexit.register(shutil.rmtree, project / name, True)
+    _OWN_RESULTS.add(project / name)
     return name
 
 
