@@ -86,9 +86,9 @@ def test_burst_probability_follows_the_sigmoid_of_dendritic_voltage():
 
 def test_the_floor_reads_the_slow_average_of_all_spikes_not_the_event_rate():
     """The model's own input -> hidden rule, presynaptic side only (20 Poisson sources at 10 Hz, all to all),
-    onto its own hidden neurons, all at about 2.8 Hz of events (470 pA at the soma). Half of them burst (1.2 nA at the dendrite: 5.7 spikes/s), half rarely
-    (none: 3.2 spikes/s). With the floor at 4 Hz, both have event rates below it; only the quiet half's
-    slow average of all spikes (Es) is. The authors' code (BCPConnection::on_pre, which its
+    onto its own hidden neurons, all at about 2.8 Hz of events (470 pA at the soma). Half of them burst
+    (1.2 nA at the dendrite), half rarely (none). With the floor at 4 Hz, both have event rates below it;
+    only the quiet half's slow average of all spikes (Es) is. The authors' code (BCPConnection::on_pre, which its
     AdaptiveEBCPConnection reaches because on_pre is not virtual) potentiates the quiet half only, by
     eta (floor - Es) per presynaptic event; a floor on the event rate would potentiate both. Measured
     (seed 4): quiet +0.0321 (predicted +0.0317), bursting +0.0001; Es 3.2 and 5.5 Hz."""
@@ -96,10 +96,10 @@ def test_the_floor_reads_the_slow_average_of_all_spikes_not_the_event_rate():
 
     model = codesign.load_model(str(ROOT / "models/bdsp-xor.yaml")).spec
     b2.seed(4)
-    n, eta, floor = 20, 1e-3, 4.0
+    n, n_pre, eta, floor = 20, 20, 1e-3, 4.0
     cells, namespace = hidden_cells(b2, model, np.full(2 * n, 470.0), np.repeat([0.0, 1200.0], n),
                                     tau_hom=1 * b2.second, eta_ih=eta, e_min_h=floor * b2.Hz)
-    pre = b2.PoissonGroup(20, 10 * b2.Hz)
+    pre = b2.PoissonGroup(n_pre, 10 * b2.Hz)
     rule = model.synapses["ff_ih"].rule
     synapses = b2.Synapses(pre, cells, model=rule.model, on_pre=rule.on_pre, namespace=namespace)
     synapses.connect()
@@ -111,10 +111,10 @@ def test_the_floor_reads_the_slow_average_of_all_spikes_not_the_event_rate():
     network.run(3 * b2.second, namespace={})
     synapses.active, start = True, len(pre_spikes.t)
     network.run(4 * b2.second, namespace={})
-    dw = (np.asarray(synapses.w).reshape(20, 2 * n) - 0.234).mean(axis=0)
+    dw = (np.asarray(synapses.w).reshape(n_pre, 2 * n) - 0.234).mean(axis=0)
     slow = np.asarray(es.Es)[:, 300:].mean(axis=1)
     event_rate = np.bincount(np.asarray(events.i)[np.asarray(events.t) >= 3.0], minlength=2 * n) / 4
-    pre_events = (len(pre_spikes.t) - start) / 20
+    pre_events = (len(pre_spikes.t) - start) / n_pre
     predicted = eta * pre_events * np.clip(floor - slow, 0, None)
     print("dw quiet", dw[:n].mean(), "predicted", predicted[:n].mean(), "bursting", dw[n:].mean(),
           "event rates", event_rate[:n].mean(), event_rate[n:].mean(), "Es", slow[:n].mean(), slow[n:].mean())
