@@ -93,6 +93,32 @@ def test_a_held_lock_is_waited_for_and_a_stale_one_taken_over(tmp_path):
     assert not list(tmp_path.iterdir()), "nothing left aside"
 
 
+def test_a_journal_append_is_on_disk_when_it_returns_and_fsyncs_without_holding_the_lock(tmp_path, monkeypatch):
+    """Each append is fsync'd before it returns (Optuna's guarantee), but with the lock given back: another
+    worker's append does not queue behind this one's disk flush."""
+    import optuna
+
+    from codesign.search.storage import open_storage
+
+    journal = tmp_path / "journal.log"
+    storage = open_storage(f"journal:{journal}", heartbeat_s=5, retries=0)
+    flushes: list[tuple[int, bool]] = []
+    real = os.fsync
+
+    def fsync(fd: int) -> None:
+        flushes.append((os.fstat(fd).st_size, os.path.lexists(f"{journal}.lock")))
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    study = optuna.create_study(storage=storage, study_name="s")
+    study.enqueue_trial({"x": 1.0})
+    assert flushes, "appends are fsync'd"
+    assert not any(locked for _, locked in flushes), "the lock was held while flushing"
+    assert flushes[-1][0] == journal.stat().st_size, "the last append is flushed whole, and before it returns"
+    reread = optuna.load_study(study_name="s", storage=open_storage(f"journal:{journal}", heartbeat_s=5, retries=0))
+    assert [t.state for t in reread.get_trials()] == [TrialState.WAITING]
+
+
 # Passwords of every form; each must be hidden wherever the URL is shown. The URL names a port
 # where no server listens, so every command fails to open it and prints its one-line error.
 PASSWORDS = {
