@@ -143,9 +143,10 @@ def run_workers_bench(quick: bool = False, repeats: int = 2) -> dict[str, Any]:
         result["fsync_ms"] = fsync_ms(folder)
         with server_or_none(result, "postgres_skipped") as server:
             for case, (label, draws) in enumerate(CASES.items()):
-                # quick: 2 workers x 4 batches, so that batches finish after both workers' first ones
-                # (a batch's trials finish at one time stamp: throughput needs two such times)
-                n_trials = 32 if quick else (96 if draws <= 4 else 48)
+                # quick: 2 workers x 8 batches, so that batches finish after both workers' first ones
+                # (a batch's trials finish at one time stamp: throughput needs two such times; with
+                # 4 each, a worker that built its network late could find the study all but done)
+                n_trials = 64 if quick else (96 if draws <= 4 else 48)
                 draws = 1 if quick else draws
                 specs = {k: load_study(_study_file(folder, f"bench-{case}-{k}", "random", n_trials, batch, quick,
                                                    draws)) for k in (1, 2)}

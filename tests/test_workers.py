@@ -217,6 +217,35 @@ def test_a_batch_past_the_time_limit_is_failed_and_the_worker_goes_on(write_stud
         assert not sleeping.stdout.strip(), "the stuck child process should be killed"
 
 
+def test_one_watcher_thread_serves_every_batch_and_wakes_early_for_a_short_time_limit(tmp_path):
+    """Batches share one heartbeat thread. A batch armed while the thread sleeps towards a later need
+    (here the previous batch's heartbeat, 5 s away) still has its heartbeats and its 0.3 s time limit
+    kept on time; and a batch that ends leaves no heartbeat to come."""
+    from codesign.search.liveness import BatchGuard
+    from codesign.search.storage import open_storage
+
+    study = optuna.create_study(storage=open_storage(f"journal:{tmp_path / 'j.log'}", heartbeat_s=5, retries=0))
+    first, second, third = ([study.ask()] for _ in range(3))
+    with BatchGuard(study, first, heartbeat_s=5.0):
+        time.sleep(0.05)  # the thread now sleeps until the first batch's heartbeat, 5 s away
+    threads = {t for t in __import__("threading").enumerate() if t.name == "codesign-heartbeat"}
+    with BatchGuard(study, second, heartbeat_s=0.2):  # needs a heartbeat every 0.2 s: wakes the thread
+        time.sleep(0.5)
+    beats = study._storage.get_trial(second[0]._trial_id).system_attrs.get(HEARTBEAT_ATTR)
+    assert beats is not None and time.time() - beats < 0.45, "the second batch's heartbeats were kept"
+    start = time.monotonic()
+    with BatchGuard(study, third, heartbeat_s=5.0, timeout_s=0.3) as guard:  # it stops the block itself
+        time.sleep(5)
+    assert guard.timed_out and time.monotonic() - start < 0.5, "the time limit was kept, not the thread's sleep"
+    assert study._storage.get_trial(third[0]._trial_id).state == TrialState.FAIL
+    assert {t for t in __import__("threading").enumerate() if t.name == "codesign-heartbeat"} == threads
+    assert len(threads) == 1
+    stamp = study._storage.get_trial(second[0]._trial_id).system_attrs.get(HEARTBEAT_ATTR)
+    time.sleep(0.3)
+    assert study._storage.get_trial(second[0]._trial_id).system_attrs.get(HEARTBEAT_ATTR) == stamp, \
+        "no heartbeat after its batch ended"
+
+
 def test_storage_url_comes_from_option_then_environment_then_study_file(write_study, monkeypatch):
     spec = load_study(write_study(storage="journal:from_file.log"))
     monkeypatch.delenv(ENV_VAR, raising=False)
