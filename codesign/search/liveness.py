@@ -310,7 +310,10 @@ class _Watcher:
                     self._cond.wait(timeout=due - now + 0.01)  # 10 ms late rather than early
                     continue
                 for guard in [g for g in self._guards if g.due() <= time.monotonic()]:
-                    guard.tick()
+                    try:
+                        guard.tick()
+                    except Exception as exc:  # failing a timed-out batch's trials: this thread serves the next batches
+                        print(f"codesign: the heartbeat thread failed: {type(exc).__name__}: {exc}", file=sys.stderr)
 
 
 _WATCHER = _Watcher()
