@@ -246,6 +246,37 @@ def test_one_watcher_thread_serves_every_batch_and_wakes_early_for_a_short_time_
         "no heartbeat after its batch ended"
 
 
+def test_a_batch_that_ends_past_its_time_limit_is_disarmed_at_once(tmp_path):
+    """A batch that ends just as its limit passes, before it is disarmed, is not expired (it ended) and
+    does not keep the heartbeat thread busy: disarming it returns at once."""
+    import threading
+
+    from codesign.search.liveness import BatchGuard
+    from codesign.search.storage import open_storage
+
+    study = optuna.create_study(storage=open_storage(f"journal:{tmp_path / 'j.log'}", heartbeat_s=5, retries=0))
+    trials = [study.ask()]
+    left: list[float] = []
+    guards: list[BatchGuard] = []
+
+    def batch() -> None:  # outside the main thread: no signal, the guard only fails trials
+        guard = BatchGuard(study, trials, heartbeat_s=5.0, timeout_s=0.2)
+        guards.append(guard)
+        guard.__enter__()
+        with guard._lock:
+            guard._active = False  # what __exit__ does first
+        time.sleep(0.4)  # past its limit, not yet disarmed
+        start = time.monotonic()
+        guard.__exit__(None, None, None)
+        left.append(time.monotonic() - start)
+
+    worker = threading.Thread(target=batch, daemon=True)
+    worker.start()
+    worker.join(timeout=3)
+    assert left and left[0] < 0.1, "disarming waited on the heartbeat thread"
+    assert not guards[0].timed_out
+
+
 def test_storage_url_comes_from_option_then_environment_then_study_file(write_study, monkeypatch):
     spec = load_study(write_study(storage="journal:from_file.log"))
     monkeypatch.delenv(ENV_VAR, raising=False)

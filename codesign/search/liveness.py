@@ -213,9 +213,10 @@ class BatchGuard:
         return time.monotonic() - self._start - (self.build_seconds() - self._build0)
 
     def due(self) -> float:
-        """When (``time.monotonic``) this batch next needs the watcher: a heartbeat, a sweep or its time limit."""
-        if self.timed_out:
-            return float("inf")
+        """When (``time.monotonic``) this batch next needs the watcher: a heartbeat, a sweep or its time limit.
+        Never, once it has timed out or ended (it may end past its limit, before it is disarmed)."""
+        if self.timed_out or not self._active:
+            return math.inf
         due = min(self._next_beat, self._next_sweep)
         if self.timeout_s is not None:
             due = min(due, time.monotonic() + self.timeout_s - self._simulated())
@@ -302,7 +303,7 @@ class _Watcher:
     def _run(self) -> None:
         with self._cond:
             while True:
-                self._guards = [g for g in self._guards if not g.timed_out]  # nothing more to do for those
+                self._guards = [g for g in self._guards if g.due() < math.inf]  # nothing more to do for the others
                 now = time.monotonic()
                 due = min((g.due() for g in self._guards), default=now + self.idle_s)
                 if due > now:
