@@ -196,7 +196,7 @@ class JournalFile(optuna.storages.journal.JournalFileBackend):
     """Optuna's journal file, with each append made durable after its lock is given back, not while held.
 
     Optuna's ``append_logs`` writes and fsyncs under the lock. An fsync takes 1.6 ms here while
-    simulations write their own files (0.1 ms on a quiet disk), and every other worker's append
+    simulations write their own files (0.1-0.25 ms on a quiet disk), and every other worker's append
     waits for it: with 2 workers, each batch's two appends (creating, then telling) queued behind
     the other worker's two. Here the lock covers only the write, into the page cache, which every
     process sees at once and which a killed process cannot lose; the fsync follows, and the call
@@ -229,9 +229,8 @@ def _quiet(fn, *args: Any, **kwargs: Any) -> Any:
 def _lock_grace_s(heartbeat_s: float) -> float:
     """How long a journal lock may be held before it is taken as a dead process's.
 
-    A lock is held for one append (:class:`JournalFile`: its fsync comes after), well under a
-    millisecond, so half a heartbeat
-    interval (5 s by default; Optuna's own default is 30 s) is ample. Shorter than the interval, the
+    A lock is held for one append's write (:class:`JournalFile`: its fsync comes after), well under
+    a millisecond, so half a heartbeat interval (5 s by default; Optuna's own default is 30 s) is ample. Shorter than the interval, the
     wait cannot make the waiting workers' own running trials look dead: their last heartbeat is then
     at most 1.5 intervals old, and a trial is failed at 2.
     """
