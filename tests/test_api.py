@@ -65,6 +65,24 @@ def test_eval_on_several_seeds_reports_each_and_their_mean(workdir, write_study,
             assert both[key] == pytest.approx((value + two[key]) / 2), key
 
 
+def test_an_evaluation_simulates_only_the_candidates_asked_not_the_studys_batch(workdir, write_study, monkeypatch):
+    """One candidate is one candidate's network, not the study's batch of copies (6 here); five are one
+    network of five. Padding would reuse the study's build but simulate every copy, each time."""
+    from codesign.models.task import ModelTask
+
+    sizes = []
+    network = ModelTask.network
+    monkeypatch.setattr(ModelTask, "network", lambda self, terms, size, n: sizes.append(size) or network(self, terms, size, n))
+    study = codesign.load_study(write_study())
+    one = study.evaluate(["oja"], seed=4)[0]
+    assert sizes == [1]
+    five = study.evaluate(["oja", "zero", "hebb", "oja", "anti_oja"], seed=4)
+    assert sizes == [1, 5]
+    seven = study.evaluate(["oja"] * 7, seed=4)  # batches of the study's 6, the second padded
+    assert sizes == [1, 5, 6, 6]
+    assert five[0].loss == five[3].loss == seven[6].loss == one.loss  # the same draws, whatever the network holds
+
+
 def test_a_study_refuses_what_it_cannot_evaluate(workdir, write_study):
     study = codesign.load_study(write_study())
     with pytest.raises(CodesignError, match=r"theta_200: not parameters of study tiny .*theta_110, theta_021"):
