@@ -218,15 +218,14 @@ def _candidate_argument(spec, rule: str | None, storage: str | None):
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from codesign.report import evaluate_candidate
+    from codesign.report import evaluate_seeds
     from codesign.search.study import make_task
     from codesign.spec import load_study
 
-    spec = load_study(args.study, args.target)
+    spec = _with_constants(load_study(args.study, args.target), args.constants)
     _check_runnable(spec.target)
     name, cand, knobs = _candidate_argument(spec, args.rule, args.storage)
-    seeds = args.seed or [None]
-    runs = [evaluate_candidate(spec, cand, seed, knobs) for seed in seeds]
+    runs = evaluate_seeds(spec, cand, args.seed or [None], knobs, args.workers)
     (evaluation, seed), many = runs[0], len(runs) > 1
     result = {"rule": name, "equation": "; ".join(r.equation() for r in cand.values()), "seed": seed,
               "knobs": knobs or {}, "loss": evaluation.loss, "diverged": evaluation.diverged, **evaluation.metrics}
@@ -246,7 +245,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.rule is None and len(spec.objectives) > 1:
         from codesign.report import evaluate_front
 
-        front = evaluate_front(spec, _load_existing_study(spec, args.storage)[1], seeds[0])
+        front = evaluate_front(spec, _load_existing_study(spec, args.storage)[1], (args.seed or [None])[0])
         result["pareto"] = front
     if args.json:
         print(json.dumps(result, indent=2))
@@ -328,7 +327,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from codesign.report import compare_targets, plot_comparison
     from codesign.spec import load_study
 
-    spec = load_study(args.study)
+    spec = _with_constants(load_study(args.study), args.constants)
     name, cand, _ = _candidate_argument(spec, args.rule, args.storage)
     chart = spec.results_dir / "compare.png"
     _writable(chart, None, fix="run codesign from a folder you can write to")  # now, not after the simulations
@@ -533,6 +532,15 @@ def cmd_record(args: argparse.Namespace) -> int:
     return 0
 
 
+def _with_constants(spec, items: Sequence[str] | None):
+    """The study with ``--constants`` set over its model's constants (its own ``constants:`` included)."""
+    if not items:
+        return spec
+    from codesign.schema import Where
+
+    return dataclasses.replace(spec, model=spec.model.with_constants(_assignments(items), Where(None, "--constants")))
+
+
 def _assignments(items: Sequence[str]) -> dict[str, str]:
     out = {}
     for item in items:
@@ -696,9 +704,16 @@ def _best_arguments(p: argparse.ArgumentParser) -> None:
     _json_option(p)
 
 
+def _constants_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--constants", nargs="+", metavar="NAME=VALUE",
+                   help="constants of the model to set over the study's (e.g. epochs=200: a longer protocol than "
+                        "the search's)")
+
+
 def _eval_arguments(p: argparse.ArgumentParser) -> None:
     _study_arguments(p)
     _target_option(p)
+    _constants_option(p)
     p.add_argument("--rule", help="a rule the task knows by name (oja task: oja, hebb, anti_hebbian, anti_oja, "
                                   "zero) or a rule file; default: the study's best")
     p.add_argument("--plot", type=Path, metavar="FILE.png", help="draw what the rule learned (first seed), where the "
@@ -706,6 +721,8 @@ def _eval_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=_seed, nargs="+", metavar="SEED",
                    help="input seed, or several: each run in turn, the loss and metrics averaged, each seed's "
                         "under per_seed (default: the study's held-out seed)")
+    p.add_argument("--workers", type=_positive, default=1, help="seeds run at once, each in a process of its own "
+                                                                "(default 1)")
     _json_option(p)
 
 
@@ -714,6 +731,7 @@ def _compare_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rule", help="a rule the task knows by name, or a rule file; default: the study's best")
     p.add_argument("--targets", nargs="+", required=True, metavar="TARGET.yaml", help="target files")
     p.add_argument("--seed", type=_seed, help="input seed (default: the study's held-out seed)")
+    _constants_option(p)
     _json_option(p, "print a JSON list, one object per target (energy: kind -> J)")
 
 

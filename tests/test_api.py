@@ -6,6 +6,7 @@ The API is a thin layer over what the commands run: its answers must be the comm
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -63,6 +64,38 @@ def test_eval_on_several_seeds_reports_each_and_their_mean(workdir, write_study,
     for key, value in one.items():  # every numeric metric averaged
         if isinstance(value, float) and key != "loss":
             assert both[key] == pytest.approx((value + two[key]) / 2), key
+
+
+def test_eval_runs_seeds_in_worker_processes_with_the_same_results(workdir, write_study, capsys):
+    """--workers 2: the seeds in two processes, each seed's result as one process gives it; their simulation
+    results folders are gone once the command returns, and this process's (which they were forked with) is not."""
+    from codesign.backends.standalone import cache_dir
+
+    path = write_study(target="hw_targets/cpu-standalone.yaml")
+    alone = _json(["eval", path, "--rule", "oja", "--seed", "5", "6", "7", "--json"], capsys)
+    together = _json(["eval", path, "--rule", "oja", "--seed", "5", "6", "7", "--workers", "2", "--json"], capsys)
+    assert [r["loss"] for r in together["per_seed"]] == [r["loss"] for r in alone["per_seed"]]
+    assert together["loss"] == alone["loss"] and len({r["loss"] for r in alone["per_seed"]}) == 3
+    own = f"_{os.getpid()}"
+    left = [f for f in cache_dir().glob("*/results_*") if not f.name.endswith(own)]
+    assert not left, left
+    assert [f for f in cache_dir().glob("*/results_*") if f.name.endswith(own)]  # this process's, not removed by them
+
+
+def test_eval_and_compare_set_constants_over_the_studys(workdir, write_study, capsys):
+    """--constants runs the study's rule on another protocol (the XOR study searches 100 epochs; its model's
+    are 200): the same as a study file with those constants. A name the model lacks is one line, exit 2."""
+    from tests.test_bad_input import one_line_error
+
+    path, longer = write_study(), write_study("longer", constants={"duration": "0.6*second"})
+    given = _json(["eval", path, "--rule", "oja", "--constants", "duration=0.6*second", "--json"], capsys)
+    assert given["loss"] == _json(["eval", longer, "--rule", "oja", "--json"], capsys)["loss"]
+    assert given["loss"] != _json(["eval", path, "--rule", "oja", "--json"], capsys)["loss"]
+    rows = _json(["compare", path, "--rule", "oja", "--targets", "hw_targets/cpu.yaml", "--constants",
+                  "duration=0.6*second", "--json"], capsys)
+    assert rows[0]["loss"] == given["loss"]
+    err = one_line_error(capsys, "eval", path, "--rule", "oja", "--constants", "durations=1*second")
+    assert err.startswith("codesign: error: --constants.durations: not a constant of the model ") and "duration" in err
 
 
 def test_an_evaluation_simulates_only_the_candidates_asked_not_the_studys_batch(workdir, write_study, monkeypatch):

@@ -39,7 +39,7 @@ from codesign.processes import alive
 if TYPE_CHECKING:  # the target module imports the backends (to validate its backend)
     from codesign.hardware.target import Target
 
-__all__ = ["CompiledSimulation", "StandaloneSimulation", "standalone_cache_dir", "cache_dir"]
+__all__ = ["CompiledSimulation", "StandaloneSimulation", "standalone_cache_dir", "cache_dir", "remove_own_results"]
 
 #: The environment variable through which a compiled program gets the seed of ``rand()``: Brian2's
 #: ``seed()`` writes its value into the generated code, so a seed per run would mean a build per seed.
@@ -237,9 +237,21 @@ _OWN_RESULTS: set[Path] = set()
 
 
 @atexit.register
-def _remove_own_results() -> None:
+def remove_own_results() -> None:
+    """Remove this process's results folders (at exit; a process pool's workers, which skip atexit, call it)."""
     for folder in _OWN_RESULTS:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def _forget_the_parents_project() -> None:
+    """In a forked child: neither run in, nor remove at exit, the parent's results folder; build anew."""
+    _OWN_RESULTS.clear()
+    if CompiledSimulation._current is not None:
+        CompiledSimulation._current.retire()  # closes the child's copies of the argument files
+        CompiledSimulation._current = None
+
+
+os.register_at_fork(after_in_child=_forget_the_parents_project)
 
 
 def _results_folder(project: Path) -> str:

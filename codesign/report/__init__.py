@@ -12,13 +12,13 @@ comparison of targets.
 from __future__ import annotations
 
 from codesign.report.compare import compare_targets, energy_groups
-from codesign.report.evaluate import (evaluate_candidate, evaluate_candidates, evaluate_front, held_out_seed,
-                                      precision_sweep)
+from codesign.report.evaluate import (evaluate_candidate, evaluate_candidates, evaluate_front, evaluate_seeds,
+                                      held_out_seed, precision_sweep)
 from codesign.report.files import write_results
 from codesign.report.plots import plot_comparison
 from codesign.report.stability import check_stability
 from codesign.report.summary import best_summary, best_trial, distinct_best, pareto_front, rule_summary
 
 __all__ = ["best_trial", "best_summary", "distinct_best", "pareto_front", "rule_summary", "write_results",
-           "evaluate_candidate", "evaluate_candidates", "evaluate_front", "held_out_seed", "precision_sweep",
+           "evaluate_candidate", "evaluate_candidates", "evaluate_front", "evaluate_seeds", "held_out_seed", "precision_sweep",
            "compare_targets", "energy_groups", "plot_comparison", "check_stability"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Sequence
 
 import optuna
@@ -13,7 +14,8 @@ from codesign.search.study import EVAL_SEED_OFFSET, feasible, finished_trials, m
 from codesign.spec import StudySpec
 from codesign.report.summary import pareto_front
 
-__all__ = ["held_out_seed", "evaluate_candidates", "evaluate_trials", "evaluate_candidate", "evaluate_front", "precision_sweep"]
+__all__ = ["held_out_seed", "evaluate_candidates", "evaluate_trials", "evaluate_candidate", "evaluate_seeds", "evaluate_front",
+           "precision_sweep"]
 
 
 def held_out_seed(spec: StudySpec, seed: int | None) -> int:
@@ -64,6 +66,31 @@ def evaluate_candidate(spec: StudySpec, cand: Candidate, seed: int | None = None
     """One candidate: see :func:`evaluate_candidates`."""
     evaluations, seed = evaluate_candidates(spec, [cand], seed, [knobs])
     return evaluations[0], seed
+
+
+def evaluate_seeds(spec: StudySpec, cand: Candidate, seeds: Sequence[int | None], knobs: dict[str, Any] | None = None,
+                   workers: int = 1) -> list[tuple[Evaluation, int]]:
+    """One candidate on each input seed (see :func:`evaluate_candidate`), up to ``workers`` seeds at once,
+    each in a process of its own: one simulation uses one core, and a long one (the XOR model's, minutes)
+    gains nothing from sharing its network with others."""
+    if workers == 1 or len(seeds) == 1:
+        return [evaluate_candidate(spec, cand, seed, knobs) for seed in seeds]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    # Forked: the children have the study and candidate as they are here (nothing to pickle on the way in).
+    with ProcessPoolExecutor(min(workers, len(seeds)), mp_context=multiprocessing.get_context("fork"),
+                             initializer=_clean_up_at_exit) as pool:
+        return list(pool.map(functools.partial(evaluate_candidate, spec, cand, knobs=knobs), seeds))
+
+
+def _clean_up_at_exit() -> None:
+    """A pool's process ends without atexit handlers: remove its simulation results folders then anyway."""
+    from multiprocessing.util import Finalize
+
+    from codesign.backends.standalone import remove_own_results
+
+    Finalize(None, remove_own_results, exitpriority=0)
 
 
 def evaluate_trials(spec: StudySpec, trials: Sequence[optuna.trial.FrozenTrial], seed: int) -> list[Evaluation]:
