@@ -139,7 +139,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         run_study(spec, args.storage, args.trials, args.workers, on_progress)
     spec, study, rounds = _load_existing_study(spec, args.storage)
     check_stability(spec, study)
-    paths = write_results(spec, study)
+    paths = write_results(spec, study, args.workers)
     _print_rule_table(console, best_summary(spec, study, rounds=rounds if len(rounds) > 1 else ()))
     console.print("written: " + ", ".join(str(p) for p in paths.values()))
     return 0

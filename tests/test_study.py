@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 
@@ -11,6 +12,8 @@ import yaml
 import optuna
 import pytest
 from optuna.trial import TrialState
+
+import codesign
 
 from codesign.cli import main
 from codesign.spec import load_study
@@ -289,6 +292,13 @@ def test_joint_rule_and_hardware_study_gives_a_pareto_front(workdir, capsys):
     assert [entry["trial"] for entry in result["pareto"]] == [entry["trial"] for entry in front]
     for entry, trial in zip(result["pareto"], front):
         assert entry["knobs"]["weight_bits"] == trial["weight_bits"] and entry["held_out_loss"] >= 0
+    # The width sweep's held-out runs (run --workers N shares them out over N processes): the same either way.
+    from codesign.report import precision_sweep
+
+    study = codesign.load_study(str(study_file))
+    one_at_a_time = dataclasses.replace(study.spec, batch_size=1)  # a batch per width: several to share out
+    sweep = precision_sweep(one_at_a_time, study.optuna)
+    assert len(sweep) > 1 and precision_sweep(one_at_a_time, study.optuna, workers=2) == sweep
 
 
 def test_energy_objective_needs_a_target_with_an_energy_model(workdir, capsys):

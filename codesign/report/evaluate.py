@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import functools
 from typing import Any, Sequence
 
 import optuna
 
 from codesign.models import Evaluation
+from codesign.processes import in_processes
 from codesign.rules import Candidate
 from codesign.search.space import candidate, knob_values, network_terms
 from codesign.search.study import EVAL_SEED_OFFSET, feasible, finished_trials, make_task
@@ -24,7 +24,7 @@ def held_out_seed(spec: StudySpec, seed: int | None) -> int:
 
 
 def _evaluate(spec: StudySpec, cands: list[Candidate], seed: int, knobs: list[dict] | None,
-              conditions: list[dict] | None = None) -> list[Evaluation]:
+              conditions: list[dict] | None = None, workers: int = 1) -> list[Evaluation]:
     if not cands:
         return []
     task = make_task(spec)
@@ -35,13 +35,13 @@ def _evaluate(spec: StudySpec, cands: list[Candidate], seed: int, knobs: list[di
     # study's batch would reuse its build (seconds, cached once built) but simulate the copies every time
     # (for the XOR model, 3 of 4 of each evaluation's minutes).
     size = min(spec.batch_size, len(cands))
-    evaluations = []
-    for start in range(0, len(cands), size):
-        chunk = slice(start, start + size)
-        evaluations += task.evaluate(cands[chunk], seed, terms=terms, capacity=size,
-                                     knobs=knobs[chunk] if knobs else None, conditions=conditions,
-                                     by_condition=conditions is not None)
-    return evaluations
+
+    def batch(chunk: slice) -> list[Evaluation]:
+        return task.evaluate(cands[chunk], seed, terms=terms, capacity=size, knobs=knobs[chunk] if knobs else None,
+                             conditions=conditions, by_condition=conditions is not None)
+
+    chunks = [slice(start, start + size) for start in range(0, len(cands), size)]
+    return [e for evaluations in in_processes(batch, chunks, workers) for e in evaluations]
 
 
 def evaluate_candidates(spec: StudySpec, cands: Sequence[Candidate], seed: int | None = None,
@@ -71,26 +71,8 @@ def evaluate_candidate(spec: StudySpec, cand: Candidate, seed: int | None = None
 def evaluate_seeds(spec: StudySpec, cand: Candidate, seeds: Sequence[int | None], knobs: dict[str, Any] | None = None,
                    workers: int = 1) -> list[tuple[Evaluation, int]]:
     """One candidate on each input seed (see :func:`evaluate_candidate`), up to ``workers`` seeds at once,
-    each in a process of its own: one simulation uses one core, and a long one (the XOR model's, minutes)
-    gains nothing from sharing its network with others."""
-    if workers == 1 or len(seeds) == 1:
-        return [evaluate_candidate(spec, cand, seed, knobs) for seed in seeds]
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    # Forked: the children have the study and candidate as they are here (nothing to pickle on the way in).
-    with ProcessPoolExecutor(min(workers, len(seeds)), mp_context=multiprocessing.get_context("fork"),
-                             initializer=_clean_up_at_exit) as pool:
-        return list(pool.map(functools.partial(evaluate_candidate, spec, cand, knobs=knobs), seeds))
-
-
-def _clean_up_at_exit() -> None:
-    """A pool's process ends without atexit handlers: remove its simulation results folders then anyway."""
-    from multiprocessing.util import Finalize
-
-    from codesign.backends.standalone import remove_own_results
-
-    Finalize(None, remove_own_results, exitpriority=0)
+    each in a process of its own."""
+    return in_processes(lambda seed: evaluate_candidate(spec, cand, seed, knobs), list(seeds), workers)
 
 
 def evaluate_trials(spec: StudySpec, trials: Sequence[optuna.trial.FrozenTrial], seed: int) -> list[Evaluation]:
@@ -111,7 +93,7 @@ def evaluate_front(spec: StudySpec, study: optuna.Study, seed: int | None = None
             for t, k, e in zip(front, knobs, evaluations)]
 
 
-def precision_sweep(spec: StudySpec, study: optuna.Study, seed: int | None = None) -> list[dict[str, Any]]:
+def precision_sweep(spec: StudySpec, study: optuna.Study, seed: int | None = None, workers: int = 1) -> list[dict[str, Any]]:
     """At every weight width (and rounding mode) the study tried: its best trial there, run again on
     held-out inputs, and how many trials the sampler spent there.
 
@@ -131,7 +113,7 @@ def precision_sweep(spec: StudySpec, study: optuna.Study, seed: int | None = Non
     best = {key: min(trials, key=lambda t: t.values[0]) for key, trials in sorted(groups.items())}
     trials = list(best.values())
     knobs = [knob_values(spec, t.params) for t in trials]
-    evaluations = _evaluate(spec, [candidate(spec, t.params) for t in trials], seed, knobs)
+    evaluations = _evaluate(spec, [candidate(spec, t.params) for t in trials], seed, knobs, workers=workers)
     return [{"rounding": rounding, "weight_bits": bits, "trial": t.number, "n_trials": len(groups[rounding, bits]),
              "study_loss": t.values[0], "held_out_loss": e.loss, "diverged": e.diverged}
             for ((rounding, bits), t), e in zip(best.items(), evaluations)]

@@ -18,8 +18,9 @@ from codesign.spec import StudySpec
 __all__ = ["write_results"]
 
 
-def write_results(spec: StudySpec, study: optuna.Study) -> dict[str, Path]:
-    """Write the best rule (YAML), the loss over trials, and the loss's own plots."""
+def write_results(spec: StudySpec, study: optuna.Study, workers: int = 1) -> dict[str, Path]:
+    """Write the best rule (YAML), the loss over trials, and the loss's own plots; the held-out runs of the
+    precision sweep use up to ``workers`` processes."""
     out = spec.results_dir
     out.mkdir(parents=True, exist_ok=True)
     trial = best_trial(spec, study)
@@ -34,7 +35,7 @@ def write_results(spec: StudySpec, study: optuna.Study) -> dict[str, Path]:
     if task.plot(evaluation, plot, title="; ".join(r.readable() for r in best.values())):
         paths["model"] = plot
     if len(spec.objectives) > 1:
-        sweep = precision_sweep(spec, study)
+        sweep = precision_sweep(spec, study, workers=workers)
         if sweep:
             paths["sweep"] = out / "precision_sweep.json"
             paths["sweep"].write_text(json.dumps(sweep, indent=1))
