@@ -24,12 +24,14 @@ def alive(pid: int) -> bool:
 _forked_function: Callable[[Any], Any] | None = None
 
 
-def in_processes(function: Callable[[Any], Any], items: Sequence[Any], workers: int) -> list[Any]:
+def in_processes(function: Callable[[Any], Any], items: Sequence[Any], workers: int,
+                 at_exit: Callable[[], None] | None = None) -> list[Any]:
     """``[function(item) for item in items]``, up to ``workers`` items at a time, each in a forked process.
 
     A simulation uses one core: long ones (minutes) on several cores go faster side by side than in one
     network. The children inherit ``function`` and what it holds (a study, a candidate), so nothing but the
-    items and the results is pickled. An exception in a child is raised here.
+    items and the results is pickled. An exception in a child is raised here. A pool's process ends
+    without atexit handlers: ``at_exit`` is called as it ends instead.
     """
     if workers <= 1 or len(items) <= 1:
         return [function(item) for item in items]
@@ -40,7 +42,7 @@ def in_processes(function: Callable[[Any], Any], items: Sequence[Any], workers: 
     _forked_function = function
     try:
         with ProcessPoolExecutor(min(workers, len(items)), mp_context=multiprocessing.get_context("fork"),
-                                 initializer=_clean_up_at_exit) as pool:
+                                 initializer=_call_at_exit, initargs=(at_exit,)) as pool:
             return list(pool.map(_call_forked, items))
     finally:
         _forked_function = None
@@ -51,10 +53,8 @@ def _call_forked(item: Any) -> Any:
     return _forked_function(item)
 
 
-def _clean_up_at_exit() -> None:
-    """A pool's process ends without atexit handlers: remove its simulation results folders then anyway."""
+def _call_at_exit(function: Callable[[], None] | None) -> None:
     from multiprocessing.util import Finalize
 
-    from codesign.backends.standalone import remove_own_results
-
-    Finalize(None, remove_own_results, exitpriority=0)
+    if function is not None:
+        Finalize(None, function, exitpriority=0)

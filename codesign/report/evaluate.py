@@ -6,6 +6,7 @@ from typing import Any, Sequence
 
 import optuna
 
+from codesign.backends.standalone import remove_own_results
 from codesign.models import Evaluation
 from codesign.processes import in_processes
 from codesign.rules import Candidate
@@ -41,7 +42,7 @@ def _evaluate(spec: StudySpec, cands: list[Candidate], seed: int, knobs: list[di
                              conditions=conditions, by_condition=conditions is not None)
 
     chunks = [slice(start, start + size) for start in range(0, len(cands), size)]
-    return [e for evaluations in in_processes(batch, chunks, workers) for e in evaluations]
+    return [e for evaluations in in_processes(batch, chunks, workers, at_exit=remove_own_results) for e in evaluations]
 
 
 def evaluate_candidates(spec: StudySpec, cands: Sequence[Candidate], seed: int | None = None,
@@ -72,7 +73,8 @@ def evaluate_seeds(spec: StudySpec, cand: Candidate, seeds: Sequence[int | None]
                    workers: int = 1) -> list[tuple[Evaluation, int]]:
     """One candidate on each input seed (see :func:`evaluate_candidate`), up to ``workers`` seeds at once,
     each in a process of its own."""
-    return in_processes(lambda seed: evaluate_candidate(spec, cand, seed, knobs), list(seeds), workers)
+    return in_processes(lambda seed: evaluate_candidate(spec, cand, seed, knobs), list(seeds), workers,
+                        at_exit=remove_own_results)
 
 
 def evaluate_trials(spec: StudySpec, trials: Sequence[optuna.trial.FrozenTrial], seed: int) -> list[Evaluation]:
