@@ -290,15 +290,22 @@ def test_with_the_papers_feedback_hidden_2_learns_to_answer_both_inputs(workdir,
     """XOR on a smaller budget: the first 20 of the model's 200 epochs, where the paper's route to XOR starts.
     Hidden 2 gets net inhibitory feedback: when the output is taught down for (1,1), fewer output bursts
     inhibit its dendrites, it bursts more and its input synapses potentiate, so it comes to answer (1,1)
-    most (an AND unit, which the output then subtracts). With the authors' foil (symmetric feedback: hidden 2
-    gets hidden 1's net excitation) it does not. Hidden 2's (1,1) event rate, the mean of epochs 16-20 less
-    epoch 1, measured (seed 1): bdsp +2.x Hz, symfb +0.x Hz (full runs, epoch 20: bdsp 5.4-5.6 Hz on seeds
-    1, 2 and 5; symfb 4.3 Hz on seed 1)."""
+    more than hidden 1 does (an AND unit, which the output then subtracts). With the authors' foil
+    (symmetric feedback: hidden 2 gets hidden 1's net excitation) the two hidden populations answer alike.
+    In the 200-epoch runs of the README's table, hidden 2's (1,1) event rate grew by 1.41-2.16 Hz from
+    epoch 1 to epochs 16-20 (bdsp, seeds 1-5), and hidden 2 less hidden 1 at (1,1) in epochs 16-20 was
+    +0.89 to +1.35 Hz for bdsp, -0.25 and -0.10 Hz for symfb (seeds 1, 2), -0.83 Hz for no_feedback
+    (seed 1). Here the two rules share one network and its background noise (seed 1): bdsp grew +2.30 Hz;
+    hidden 2 less hidden 1 +1.67 Hz (bdsp), -0.15 Hz (symfb). About 3 min."""
     rates = hierarchy_rates(workdir, 20, ("bdsp", "symfb"), science_seed(1))
-    grown = {rule: r[1, 15:, 3].mean() - r[1, 0, 3] for rule, r in rates.items()}
-    print({rule: np.round(r[:, [0, -1]], 2).tolist() for rule, r in rates.items()}, "hidden 2 (1,1) grew", grown)
-    assert grown["bdsp"] > 1.5 and grown["symfb"] < 0.8
-    assert rates["bdsp"][1, 15:].mean(axis=0).argmax() == 3  # hidden 2 answers (1,1) most
+    late = {rule: r[:, 15:].mean(axis=1) for rule, r in rates.items()}  # (population, pattern), epochs 16-20
+    grown = rates["bdsp"][1, 15:, 3].mean() - rates["bdsp"][1, 0, 3]
+    apart = {rule: r[1, 3] - r[0, 3] for rule, r in late.items()}
+    print("epochs 16-20", {rule: np.round(r, 2).tolist() for rule, r in late.items()},
+          "bdsp hidden 2 (1,1) grew", round(grown, 2), "hidden 2 less hidden 1 at (1,1)", apart)
+    assert grown > 1.0
+    assert late["bdsp"][1].argmax() == 3  # hidden 2 answers (1,1) most
+    assert apart["bdsp"] > 0.5 and apart["symfb"] < 0.3
 
 
 @pytest.mark.slow
