@@ -247,3 +247,32 @@ def test_forgetting_or_reshaping_a_network_builds_it_again_and_the_cache_saves_t
     reshaped = builds()
     assert reshaped.networks - again.networks == 1
     assert reshaped.compiled - again.compiled == 1
+
+
+def test_a_build_replaces_static_arrays_whole_for_programs_starting_meanwhile(standalone):
+    """Brian2 truncates and rewrites every static array (connectivity, tables) at each build, and a compiled
+    program reads them as it starts: a process building the project while another process's program started
+    handed it part of a file (`eval --workers 2`: an empty table, a wrong loss, in about 1 run of 4). Each is
+    now written aside and renamed over the old one, so a file opened before a rebuild stays whole and the
+    name points at a new, whole file."""
+    from codesign.backends.standalone import CompiledSimulation
+
+    task = oja_task(standalone)
+    first = weights(task, batch(0), seed=1)
+    folder = CompiledSimulation._current.directory / "static_arrays"
+    files = sorted(p for p in folder.iterdir() if not p.name.endswith(".lock"))
+    assert files
+    contents = {p: p.read_bytes() for p in files}
+    opened = {p: os.open(p, os.O_RDONLY) for p in files}
+    try:
+        inodes = {p: os.stat(p).st_ino for p in files}
+        clear_simulations()
+        np.testing.assert_array_equal(weights(task, batch(0), seed=1), first)  # built again: rewritten
+        for p in files:
+            assert os.stat(p).st_ino != inodes[p], f"{p.name} was rewritten in place"
+            assert p.read_bytes() == contents[p]
+            assert os.pread(opened[p], len(contents[p]) + 1, 0) == contents[p]  # the old file, whole
+        assert not [p for p in folder.parent.iterdir() if p.name.startswith("static_arrays_")]  # no staging left
+    finally:
+        for fd in opened.values():
+            os.close(fd)

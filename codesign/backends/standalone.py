@@ -91,6 +91,7 @@ class CompiledSimulation(Simulation):
             brian2.set_device(self.device, directory=str(self.directory), build_on_run=False)
             brian2.device.reinit()
             brian2.device.activate(directory=str(self.directory), build_on_run=False)
+            _write_static_arrays_whole(brian2.get_device())
             # Brian2 names code objects after the live objects ("neurons_stateupdater_codeobject",
             # or "..._1" if that name is taken): collect the dead ones now, so that the generated
             # code, and so the build, does not depend on what this process built before.
@@ -241,6 +242,35 @@ def remove_own_results() -> None:
     """Remove this process's results folders (at exit; a process pool's workers, which skip atexit, call it)."""
     for folder in _OWN_RESULTS:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def _write_static_arrays_whole(device: Any) -> None:
+    """Make ``device`` replace its static arrays (connectivity, tables) whole, by renaming, at each build.
+
+    Brian2 rewrites every one of them at each build, truncating the file first, and the compiled program
+    reads them as it starts. A process building a project (a second worker, an evaluation's child) while
+    another process's program starts would hand it part of a file, and a wrong result. Renamed files are
+    whole: a starting program reads the old one or the new one, the same numbers. Wraps Brian2's
+    ``write_static_arrays(directory)`` (not public API; its standalone devices, brian2cuda's included,
+    all call it once per build).
+    """
+    if getattr(device, "_codesign_whole_static_arrays", False):
+        return
+    write = device.write_static_arrays
+
+    def whole(directory: str) -> None:
+        staging = Path(directory) / f"static_arrays_{socket.gethostname().lower()}_{os.getpid()}"
+        shutil.rmtree(staging, ignore_errors=True)
+        (staging / "static_arrays").mkdir(parents=True)
+        try:
+            write(str(staging))
+            for file in (staging / "static_arrays").iterdir():
+                os.replace(file, Path(directory) / "static_arrays" / file.name)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+    device.write_static_arrays = whole
+    device._codesign_whole_static_arrays = True
 
 
 def _forget_the_parents_project() -> None:
