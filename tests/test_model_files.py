@@ -213,7 +213,8 @@ def test_check_json_of_the_target_rate_model(capsys):
 
 
 def test_check_prints_the_key_a_run_builds(workdir, write_study, capsys, monkeypatch):
-    """The cache key shown is the key of the network the study's worker builds and compiles."""
+    """The cache key shown is the key of the network the study's worker builds and compiles (the written
+    results then run the best rule alone, in a network of one candidate)."""
     from codesign.models import ModelTask
     from codesign.models.check import check_file
 
@@ -227,7 +228,8 @@ def test_check_prints_the_key_a_run_builds(workdir, write_study, capsys, monkeyp
     monkeypatch.setattr(ModelTask, "simulation", simulation)
     study = write_study(n_trials=6)
     assert main(["run", study, "--quiet"]) == 0
-    assert set(built) == {check_file(study)["key"]}
+    key = check_file(study)["key"]
+    assert built[0] == key and built[-1] != key and set(built) == {key, built[-1]}
 
 
 def test_the_key_does_not_depend_on_the_process(tmp_path):
