@@ -49,8 +49,7 @@ def in_processes(function: Callable[[Any], Any], items: Sequence[Any], workers: 
 
 
 def _call_forked(item: Any) -> Any:
-    assert _forked_function is not None
-    return _forked_function(item)
+    return _forked_function(item)  # type: ignore[misc]  # set before the pool forks
 
 
 def _call_at_exit(function: Callable[[], None] | None) -> None:
