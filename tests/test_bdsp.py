@@ -137,6 +137,27 @@ def burst_counts(arrays: dict) -> tuple[float, dict]:
     return 0.0, metrics
 
 
+def model_data() -> dict:
+    """models/bdsp-xor.yaml as data, to change for a test."""
+    import yaml
+
+    return yaml.safe_load((ROOT / "models/bdsp-xor.yaml").read_text())
+
+
+def counting_task(workdir, name: str, data: dict, record: list[str]):
+    """The model ``data`` (saved as models/NAME.yaml) on cpu-standalone, with a loss that hands the counts
+    ``record`` names back as metrics (:func:`burst_counts`)."""
+    import yaml
+
+    from codesign.hardware.target import bundled_target, load_target
+    from codesign.models import load_model
+    from codesign.models.task import ModelTask
+
+    data = {**data, "loss": {"kind": "tests.test_bdsp:burst_counts", "record": record}}
+    (workdir / f"models/{name}.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    return ModelTask(load_model(workdir / f"models/{name}.yaml"), load_target(bundled_target("cpu-standalone")))
+
+
 def test_feedback_moves_hidden_burst_probabilities_with_opposite_signs(workdir):
     """Plasticity off, the output dendrites' current stepped 400 (base) -> 900 (plus) -> -100 pA (minus),
     3.5 s each, the first 0.5 s of each left out of the counts by its own phase. Hidden and output somata get
@@ -146,15 +167,7 @@ def test_feedback_moves_hidden_burst_probabilities_with_opposite_signs(workdir):
     them, hidden 2's falls; the dendrite does not drive the soma, so the hidden event rates stay put.
     Measured (seed 2, 250 neurons per population): output bursts 2850 / 5798 / 501, hidden 1 BP 0.466 / 0.695 /
     0.153, hidden 2 BP 0.113 / 0.029 / 0.387, hidden event counts within 1.6 %."""
-    import copy
-
-    import yaml
-
-    from codesign.hardware.target import bundled_target, load_target
-    from codesign.models import load_model
-    from codesign.models.task import ModelTask
-
-    data = copy.deepcopy(yaml.safe_load((ROOT / "models/bdsp-xor.yaml").read_text()))
+    data = model_data()
     data["trials"], data["repeat"] = [{"x1": 0, "x2": 0, "y": 0}], 1
     for group, own in (("hidden", "I_s_h1*int(i < N_pop) + I_s_h2*int(i >= N_pop)"), ("output", "0*pA")):
         data["constants"][f"I_s_{group}"] = "400*pA"
@@ -170,13 +183,10 @@ def test_feedback_moves_hidden_burst_probabilities_with_opposite_signs(workdir):
                               "values": {"I_d_output": currents[name]}}]
     record = [f"{group}:{event}@{phase}" for group in ("hidden", "output") for event in ("event", "burst")
               for phase in PHASES]
-    data["loss"] = {"kind": "tests.test_bdsp:burst_counts", "record": record}
-    (workdir / "models/bdsp-feedback.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
-    model = load_model(workdir / "models/bdsp-feedback.yaml")
-    task = ModelTask(model, load_target(bundled_target("cpu-standalone")))
+    task = counting_task(workdir, "bdsp-feedback", data, record)
     candidate = task.candidate("bdsp", {"ih": 0.0, "ho": 0.0})  # text rules: their params set eta
     metrics = task.evaluate([candidate], seed=2)[0].metrics
-    n = int(model.constants["N_pop"])
+    n = int(task.model.constants["N_pop"])
 
     def count(group: str, event: str, phase: str, part: slice) -> float:
         return float(np.asarray(metrics[f"{group}:{event}@{phase}"])[0, part].sum())
@@ -227,20 +237,10 @@ def test_the_teaching_current_moves_output_bursts_the_way_each_pattern_asks(work
     (1,0) 0.42 -> 0.80, (1,1) 0.42 -> 0.24. The current down is the weaker: it scales with each neuron's distance
     above 2 Hz, and the untrained (1,1) is near 6 Hz. Each probability is over about 1,000 events (standard
     error below 0.02)."""
-    import copy
-
-    import yaml
-
-    from codesign.hardware.target import bundled_target, load_target
-    from codesign.models import load_model
-    from codesign.models.task import ModelTask
-
-    data = copy.deepcopy(yaml.safe_load((ROOT / "models/bdsp-xor.yaml").read_text()))
+    data = model_data()
     data["constants"]["epochs"] = 2
-    data["loss"] = {"kind": "tests.test_bdsp:burst_counts",
-                    "record": [f"output:{e}@{p}/trial" for e in ("event", "burst") for p in ("predict", "learn")]}
-    (workdir / "models/bdsp-teach.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
-    task = ModelTask(load_model(workdir / "models/bdsp-teach.yaml"), load_target(bundled_target("cpu-standalone")))
+    task = counting_task(workdir, "bdsp-teach", data,
+                         [f"output:{e}@{p}/trial" for e in ("event", "burst") for p in ("predict", "learn")])
     metrics = task.evaluate([task.candidate("bdsp", {"ih": 0.0, "ho": 0.0})], seed=1)[0].metrics
 
     def probability(phase: str) -> np.ndarray:  # per pattern, both epochs
@@ -261,19 +261,10 @@ def test_the_teaching_current_moves_output_bursts_the_way_each_pattern_asks(work
 def hierarchy_rates(workdir, epochs: int, rules: tuple[str, ...], seed: int) -> dict[str, np.ndarray]:
     """Per rule: hidden 1's, hidden 2's and the output's event rates (Hz) in each prediction window, shape
     (3, epochs, 4 patterns), from the model as it is run for ``epochs`` epochs, the rules in one batch."""
-    import yaml
-
-    from codesign.hardware.target import bundled_target, load_target
-    from codesign.models import load_model
-    from codesign.models.task import ModelTask
-
-    data = yaml.safe_load((ROOT / "models/bdsp-xor.yaml").read_text())
+    data = model_data()
     data["constants"]["epochs"] = epochs
-    data["loss"] = {"kind": "tests.test_bdsp:burst_counts",
-                    "record": [f"{group}:event@predict/trial" for group in ("hidden", "output")]}
-    (workdir / "models/bdsp-rates.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
-    model = load_model(workdir / "models/bdsp-rates.yaml")
-    task = ModelTask(model, load_target(bundled_target("cpu-standalone")))
+    task = counting_task(workdir, "bdsp-rates", data, [f"{group}:event@predict/trial" for group in ("hidden", "output")])
+    model = task.model
     n, window = int(model.constants["N_pop"]), float(model.constants["t_predict"])
     evaluations = task.evaluate([task.candidate(rule, {"ih": 0.0, "ho": 0.0}) for rule in rules], seed=seed)
     rates = {}
