@@ -87,6 +87,30 @@ def test_two_workers_share_one_journal_and_waste_no_cmaes_trial(write_study, cap
     assert len(surplus) <= 8, "workers should wait for a full generation, not ask and fail"
 
 
+def test_a_worker_with_nothing_to_ask_wakes_for_a_change_made_while_it_looked(write_study, monkeypatch):
+    """A worker that finds its CMA-ES generation full waits for the study to change. A change written
+    between its look and its wait (the other worker's last result) wakes it at once: read after it,
+    the worker would sleep until the next change, a whole batch later (here its longest wait, 30 s)."""
+    from codesign.search import worker
+    from codesign.search.worker import run_worker
+
+    spec = load_study(write_study(n_trials=8, batch_size=8))
+    looked = []
+
+    def ask_batch(study, *args):
+        if looked:
+            return real(study, *args)
+        looked.append(True)
+        study.set_user_attr("written_by_another_worker", True)  # after the look, before the wait
+        return []
+
+    real = worker.ask_batch
+    monkeypatch.setattr(worker, "ask_batch", ask_batch)
+    stats = run_worker(spec, poll_s=30.0)
+    assert stats.trials == 8 and looked
+    assert stats.wait_s < 3.0, f"the worker slept {stats.wait_s:.1f} s past the change"
+
+
 def test_a_study_keeps_its_population_when_resumed_with_more_workers(write_study):
     """Created by one worker (population 8), resumed by two: they share its generations (4 each), and
     a set ``sampler.population`` is kept whatever the number of workers."""
