@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -122,7 +123,9 @@ def test_another_process_reuses_the_compiled_project(standalone):
 
 
 def _files(folder) -> set[str]:
-    return {str(p.relative_to(folder)) for p in folder.rglob("*")}
+    """Every file and folder under ``folder``, the results folder (a link to one in memory) included."""
+    return {os.path.relpath(os.path.join(root, name), folder)
+            for root, folders, files in os.walk(folder, followlinks=True) for name in folders + files}
 
 
 def test_runs_write_a_fixed_set_of_files_and_a_value_back_again_is_used(standalone):
@@ -143,13 +146,36 @@ def test_runs_write_a_fixed_set_of_files_and_a_value_back_again_is_used(standalo
     assert _files(project) == files
 
 
+def test_results_are_kept_in_memory_where_there_is_room_else_in_the_project(standalone, monkeypatch):
+    """A program rewrites every result at each run, read back at once: they go to a folder in memory (a
+    tmpfs), linked from the project, where the machine has one with room; in the project otherwise. The
+    numbers are the same; removing a process's results removes the folder in memory with the link."""
+    from codesign.backends import standalone as module
+    from codesign.backends.standalone import CompiledSimulation, remove_own_results
+
+    if not module.MEMORY_FOLDER.parent.is_dir():
+        pytest.skip("this machine has no /dev/shm")
+    in_memory = weights(oja_task(standalone), batch(1), seed=1)
+    link = CompiledSimulation._current.directory / CompiledSimulation._current.results
+    memory = Path(os.readlink(link))
+    assert link.is_symlink() and memory.parent == module.MEMORY_FOLDER
+    assert any(f.name.startswith("_array_") for f in memory.iterdir()), "the program wrote its results elsewhere"
+    clear_simulations()
+    remove_own_results()
+    assert not link.exists() and not memory.exists()
+    monkeypatch.setattr(module, "MEMORY_NEEDED", 1 << 62)  # more room than any machine has
+    on_disk = weights(oja_task(standalone), batch(1), seed=1)
+    assert link.is_dir() and not link.is_symlink() and any(f.name.startswith("_array_") for f in link.iterdir())
+    np.testing.assert_array_equal(on_disk, in_memory)
+
+
 def test_results_folders_of_processes_that_are_gone_are_removed(standalone):
     """A killed worker never removes its results folder (a long study's can hold gigabytes): the next
     simulation of the project removes those of this host's processes that are gone, old unnamed ones
-    too, and keeps a live process's."""
+    too, and keeps a live process's; in memory, those of every project."""
     import socket
 
-    from codesign.backends.standalone import CompiledSimulation
+    from codesign.backends.standalone import MEMORY_FOLDER, CompiledSimulation
 
     weights(oja_task(standalone), batch(0), seed=1)
     project = CompiledSimulation._current.directory
@@ -161,16 +187,23 @@ def test_results_folders_of_processes_that_are_gone_are_removed(standalone):
                                                      f"results_{host}_{live.pid}", f"results_otherhost_{gone}")}
         for folder in folders.values():
             (folder / "args").mkdir(parents=True)
+        in_memory = {name: MEMORY_FOLDER / f"another-project-{name}" for name in (f"results_{host}_{gone}",
+                                                                                   f"results_{host}_{live.pid}")}
+        for folder in in_memory.values():
+            folder.mkdir(parents=True)
         clear_simulations()
         weights(oja_task(standalone), batch(0), seed=1)
         left = {name for name, folder in folders.items() if folder.exists()}
         assert left == {f"results_{host}_{live.pid}", f"results_otherhost_{gone}"}
+        assert [name for name, folder in in_memory.items() if folder.exists()] == [f"results_{host}_{live.pid}"]
     finally:
         live.kill()
         live.wait()
         for folder in project.glob("results_*"):
             if folder.name != CompiledSimulation._current.results:
                 shutil.rmtree(folder)
+        for folder in MEMORY_FOLDER.glob("another-project-*"):
+            shutil.rmtree(folder)
 
 
 def _gone_pid() -> int:

@@ -237,10 +237,24 @@ _RESULTS = re.compile(r"results_(?:(?P<host>.+)_)?(?P<pid>[0-9]+)")
 _OWN_RESULTS: set[Path] = set()
 
 
+#: Where this user's results folders are kept in memory (a tmpfs), and the room it must have free to be used.
+MEMORY_FOLDER = Path("/dev/shm") / f"codesign-results-{os.getuid() if hasattr(os, 'getuid') else 0}"
+MEMORY_NEEDED = 1 << 30
+
+
 @atexit.register
 def remove_own_results() -> None:
     """Remove this process's results folders (at exit; a process pool's workers, which skip atexit, call it)."""
     for folder in _OWN_RESULTS:
+        _remove_results(folder)
+
+
+def _remove_results(folder: Path) -> None:
+    """Remove a results folder: the folder, or the link to one in memory and what it links to."""
+    if folder.is_symlink():
+        shutil.rmtree(os.readlink(folder), ignore_errors=True)
+        folder.unlink(missing_ok=True)
+    else:
         shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -286,16 +300,38 @@ os.register_at_fork(after_in_child=_forget_the_parents_project)
 
 def _results_folder(project: Path) -> str:
     """This process's results folder in ``project`` (removed when the process exits), after removing
-    those of processes of this host that are gone: killed ones never removed their own."""
+    those of processes of this host that are gone: killed ones never removed their own.
+
+    The folder is a link to one in memory (:data:`MEMORY_FOLDER`) where the machine has a tmpfs with
+    :data:`MEMORY_NEEDED` free. A program writes every array of its network there at each run (28
+    files for the Oja demo, a batch every 12 ms), read back at once: on disk each run also waits on
+    the file system's journal, and two workers' programs on each other's.
+    """
     host = socket.gethostname().lower()
-    for folder in project.glob("results_*"):
-        match = _RESULTS.fullmatch(folder.name)
+    for folder in [*project.glob("results_*"), *MEMORY_FOLDER.glob("*-results_*")]:
+        match = _RESULTS.fullmatch(folder.name.rpartition("-")[2])
         # a folder without a host is from before hosts were named: taken for this host's
         if match and match["host"] in (host, None) and not alive(int(match["pid"])):
-            shutil.rmtree(folder, ignore_errors=True)
+            _remove_results(folder)
     name = f"results_{host}_{os.getpid()}"
+    memory = _in_memory(f"{project.parent.name}-{project.name}-{name}")
+    if memory is not None:
+        with contextlib.suppress(FileExistsError):  # made by this process for an earlier build of the project
+            (project / name).symlink_to(memory, target_is_directory=True)
     _OWN_RESULTS.add(project / name)
     return name
+
+
+def _in_memory(name: str) -> Path | None:
+    """A folder ``name`` made in :data:`MEMORY_FOLDER`; None where there is none with room to spare."""
+    try:
+        free = os.statvfs(MEMORY_FOLDER.parent)
+        if free.f_bavail * free.f_frsize < MEMORY_NEEDED:
+            return None
+        (MEMORY_FOLDER / name).mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    return MEMORY_FOLDER / name
 
 
 @contextlib.contextmanager
