@@ -1,8 +1,9 @@
 """The demo study against the raw rate of its own build, with 1 and 2 workers (``python -m benchmarks --only demo``).
 
 The study is ``studies/oja.yaml`` as shipped (CMA-ES, batches of 12, C++ standalone, a journal file).
-Four figures from one run, each the best of alternating repeats (a shared machine only ever makes a
-run slower):
+Four figures from one run, each the best of four alternating repeats (a shared machine only ever
+makes a run slower, and on the 2-core development machine one worker's figure moved by a fifth between
+runs a minute apart):
 
 - **raw**: the same build evaluating batches of 12 of the study's candidates in a loop, as a worker
   does (``ModelTask.evaluate``), with no sampler and no storage: what the study would reach if its
@@ -86,7 +87,7 @@ def _side_by_side(paths: list[Path], urls: list[str]) -> float:
     return sum(throughput(open_study(load_study(p), u).get_trials(deepcopy=False)) for p, u in zip(paths, urls))
 
 
-def run_demo_bench(quick: bool = False, repeats: int = 2) -> dict[str, Any]:
+def run_demo_bench(quick: bool = False, repeats: int = 4) -> dict[str, Any]:
     """``{"raw_per_s", "one_worker_per_s", "two_workers_per_s", "side_by_side_per_s", ratios, ...}``."""
     from codesign.spec import load_study
 

@@ -114,3 +114,22 @@ def test_busy_fraction_is_the_sleep_over_each_workers_cycle_in_step_or_not(stagg
     trials.append(SimpleNamespace(state=SimpleNamespace(name="FAIL"), datetime_start=t0, datetime_complete=t0,
                                   system_attrs={WORKER_ATTR: "w0"}))  # a surplus trial: not a batch of work
     assert busy_fraction(trials, 2.0) == pytest.approx(2.0 / 2.25, rel=1e-9)
+
+
+def test_throughput_counts_only_while_every_worker_works():
+    """Steady state: from the time every worker has finished its first batch to the time the first one
+    finishes its last. Two workers that finish 10 trials per second each, one of which starts late and
+    the other of which ends with a batch of its own, are at 20 per second."""
+    from datetime import datetime, timedelta
+    from types import SimpleNamespace
+
+    from benchmarks.workers import throughput
+    from codesign.search.liveness import WORKER_ATTR
+
+    t0, state = datetime(2026, 1, 1), SimpleNamespace(name="COMPLETE")
+    trial = lambda worker, s: SimpleNamespace(datetime_complete=t0 + timedelta(seconds=s), state=state,  # noqa: E731
+                                              system_attrs={WORKER_ATTR: worker})
+    early = [trial("a", 0.1 * i) for i in range(1, 31)]  # 0.1 s ... 3.0 s: alone before 1 s and after 2 s
+    late = [trial("b", 1.0 + 0.1 * i) for i in range(11)]  # 1.0 s ... 2.0 s
+    assert throughput(early + late) == pytest.approx(20.0)
+    assert throughput(early) == pytest.approx(10.0)

@@ -152,6 +152,9 @@ class _Worker:
             time.sleep(wake_s)
             if version(self.study)[0] != seen:
                 break
+            # Often at first (the other half of a generation is usually a millisecond or two away),
+            # then less: many waiting workers would otherwise take a core reading the storage.
+            wake_s *= 2
         self.stats.wait_s += time.perf_counter() - began
 
     def run(self, on_batch: Callable[[optuna.Study], None] | None) -> WorkerStats:
