@@ -137,15 +137,17 @@ class _Worker:
         liveness.reclaim_dead_trials(self.study, 2 * self.spec.heartbeat_s, self.retry)
         self.last_sweep = time.monotonic()
 
-    def wait(self, seen: Any, wake_s: float) -> None:
-        """Until the study changes from version ``seen`` (others finish their trials of the generation),
-        at most ``poll_s``.
+    def wait(self, looked: tuple[Any, float] | None) -> None:
+        """Until the study changes (others finish their trials of the generation), at most ``poll_s``.
 
-        ``seen`` is read before the worker read the study and found nothing to ask: read after, it
-        may already hold the change waited for (the other worker's last result, written meanwhile),
-        and the worker would sleep until the next change, a whole batch later.
+        ``looked`` is the study's :func:`~codesign.search.batches.version` read before the worker
+        looked at the study and found nothing to ask (with generations): read after, it may already
+        hold the change waited for (the other worker's last result, written meanwhile), and the worker
+        would sleep until the next change, a whole batch later. Without generations a worker only
+        waits for the study's last trials, and reads it now.
         """
         began = time.perf_counter()
+        seen, wake_s = looked or version(self.study)
         if seen is None:
             time.sleep(self.poll_s)
         while seen is not None and time.perf_counter() - began < self.poll_s:
@@ -162,7 +164,7 @@ class _Worker:
         while True:
             if time.monotonic() - self.last_sweep >= self.sweep_every:
                 self.sweep()
-            seen, wake_s = version(self.study)
+            looked = version(self.study) if self.key is not None else None
             finished, running = count_trials(self.study)
             size = min(self.share, self.target - finished - running)
             if size <= 0 and finished >= self.target:
@@ -173,7 +175,7 @@ class _Worker:
             trials = ask_batch(self.study, self.space, size, self.target, self.key, self.popsize) if size > 0 else []
             self.stats.ask_s += time.perf_counter() - asking
             if not trials:
-                self.wait(seen, wake_s)
+                self.wait(looked)
                 continue
             if self.evaluate_and_tell(trials) and steady_from is None:
                 steady_from = (self.stats.trials, _cpu_seconds())
