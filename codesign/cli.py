@@ -136,7 +136,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         def on_progress(done: int, total: int, best: float | None) -> None:
             progress.update(bar, completed=done, best="-" if best is None else f"{best:.4g}")
 
-        run_study(spec, args.storage, args.trials, args.workers, on_progress)
+        run_study(spec, args.storage, args.trials, args.workers, None if args.quiet else on_progress)
     spec, study, rounds = _load_existing_study(spec, args.storage)
     check_stability(spec, study)
     paths = write_results(spec, study, args.workers)

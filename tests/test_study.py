@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import time
 
 import numpy as np
 import yaml
@@ -109,6 +110,20 @@ def test_a_worker_with_nothing_to_ask_wakes_for_a_change_made_while_it_looked(wr
     stats = run_worker(spec, poll_s=30.0)
     assert stats.trials == 8 and looked
     assert stats.wait_s < 3.0, f"the worker slept {stats.wait_s:.1f} s past the change"
+
+
+def test_without_a_progress_display_the_parent_of_workers_reads_the_storage_once_at_the_end(write_study, monkeypatch):
+    """Following a journal replays every worker's lines, on the cores the workers simulate on: the
+    parent of ``run --workers`` follows it only to show progress."""
+    from codesign.search import launcher
+
+    watched = []
+    watch = launcher._Progress.watch
+    monkeypatch.setattr(launcher._Progress, "watch", lambda self, *args: watched.append(1) or watch(self, *args))
+    sleep = time.sleep
+    monkeypatch.setattr(launcher.time, "sleep", lambda s: sleep(min(s, 0.01)))  # it would watch every 10 ms
+    study = run_study(load_study(write_study(n_trials=48, batch_size=8)), workers=2)
+    assert count_trials(study) == (48, 0) and watched == [1]
 
 
 def test_a_study_keeps_its_population_when_resumed_with_more_workers(write_study):

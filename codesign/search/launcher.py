@@ -30,7 +30,8 @@ def run_study(spec: StudySpec, storage_url: str | None = None, n_trials: int | N
     refinement rounds, the last round's: see :func:`codesign.search.rounds.final_round` for its spec).
 
     With one worker the batches run in this process; with more, each is a ``codesign worker``
-    subprocess on the same storage and this process only watches the storage for progress. The
+    subprocess on the same storage and this process only watches the storage for progress (with
+    ``on_progress``; else it reads the storage once the workers are done). The
     storage URL reaches the workers in ``$CODESIGN_STORAGE``, not on their command lines (which
     anyone on the machine can read). A worker that is killed does not stop the study: the others
     retry its trials. ``stats_dir``: each worker writes its :class:`WorkerStats` there as JSON.
@@ -104,7 +105,8 @@ def _run_workers(spec: StudySpec, storage_url: str | None, n_trials: int | None,
     try:
         while any(p.poll() is None for p in procs):
             time.sleep(0.5)
-            progress.watch(spec, storage)
+            if progress.on_progress is not None:  # following the storage replays it, on the workers' cores
+                progress.watch(spec, storage)
     finally:
         for p in procs:
             if p.poll() is None:
