@@ -169,33 +169,35 @@ def test_results_are_kept_in_memory_where_there_is_room_else_in_the_project(stan
     np.testing.assert_array_equal(on_disk, in_memory)
 
 
-def test_results_folders_of_processes_that_are_gone_are_removed(standalone):
+def test_results_folders_of_processes_that_are_gone_are_removed(standalone, monkeypatch):
     """A killed worker never removes its results folder (a long study's can hold gigabytes): the next
     simulation of the project removes those of this host's processes that are gone, old unnamed ones
-    too, and keeps a live process's; in memory, those of every project."""
+    too, and keeps a live process's; in memory, those of every project. A host's name may hold dashes."""
     import socket
 
     from codesign.backends.standalone import MEMORY_FOLDER, CompiledSimulation
 
+    monkeypatch.setattr(socket, "gethostname", lambda: "Node-7")
     weights(oja_task(standalone), batch(0), seed=1)
     project = CompiledSimulation._current.directory
     gone = _gone_pid()
     live = subprocess.Popen(["sleep", "60"])
-    host = socket.gethostname().lower()
+    host = "node-7"
     try:
         folders = {name: project / name for name in (f"results_{host}_{gone}", f"results_{gone}",
                                                      f"results_{host}_{live.pid}", f"results_otherhost_{gone}")}
         for folder in folders.values():
             (folder / "args").mkdir(parents=True)
-        in_memory = {name: MEMORY_FOLDER / f"another-project-{name}" for name in (f"results_{host}_{gone}",
-                                                                                   f"results_{host}_{live.pid}")}
+        in_memory = {name: MEMORY_FOLDER / f"another-project-{name}" for name in (
+            f"results_{host}_{gone}", f"results_{host}_{live.pid}", f"results_other-host_{gone}")}
         for folder in in_memory.values():
             folder.mkdir(parents=True)
         clear_simulations()
         weights(oja_task(standalone), batch(0), seed=1)
         left = {name for name, folder in folders.items() if folder.exists()}
         assert left == {f"results_{host}_{live.pid}", f"results_otherhost_{gone}"}
-        assert [name for name, folder in in_memory.items() if folder.exists()] == [f"results_{host}_{live.pid}"]
+        assert [name for name, folder in in_memory.items() if folder.exists()] == [f"results_{host}_{live.pid}",
+                                                                                  f"results_other-host_{gone}"]
     finally:
         live.kill()
         live.wait()

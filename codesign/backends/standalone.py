@@ -309,7 +309,7 @@ def _results_folder(project: Path) -> str:
     """
     host = socket.gethostname().lower()
     for folder in [*project.glob("results_*"), *MEMORY_FOLDER.glob("*-results_*")]:
-        match = _RESULTS.fullmatch(folder.name.rpartition("-")[2])
+        match = _RESULTS.fullmatch("results_" + folder.name.partition("results_")[2])  # in memory: after the project
         # a folder without a host is from before hosts were named: taken for this host's
         if match and match["host"] in (host, None) and not alive(int(match["pid"])):
             _remove_results(folder)
