@@ -303,7 +303,7 @@ def _results_folder(project: Path) -> str:
     those of processes of this host that are gone: killed ones never removed their own.
 
     The folder is a link to one in memory (:data:`MEMORY_FOLDER`) where the machine has a tmpfs with
-    :data:`MEMORY_NEEDED` free. A program writes every array of its network there at each run (28
+    :data:`MEMORY_NEEDED` free. A program writes every array of its network there at each run (27
     files for the Oja demo, a batch every 12 ms), read back at once: on disk each run also waits on
     the file system's journal, and two workers' programs on each other's.
     """
